@@ -1,0 +1,3 @@
+from greenlm.cli.main import main
+
+main()

@@ -1,0 +1,57 @@
+"""Options and helpers shared by several sub-commands (task selection, printing)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Bundled task name (sst2, rt_polarity, rte), a folder or task file, or hf:NAME.")]
+TextFieldsOpt = Annotated[Optional[str], typer.Option(help="Text column(s) of your files, comma-separated (one, or two for pairs).")]
+LabelFieldOpt = Annotated[Optional[str], typer.Option(help="Label column of your files (default: label).")]
+LabelsOpt = Annotated[Optional[str], typer.Option(help="Label set, comma-separated (default: inferred from train).")]
+OnEmptyOpt = Annotated[str, typer.Option(help="Rows with empty text: 'skip' (counted and reported) or 'error'.")]
+
+
+def load_task_from_options(task: str, text_fields: str | None, label_field: str | None, labels: str | None,
+                           on_empty: str = "skip"):
+    from greenlm.data import load_task
+
+    loaded = load_task(
+        task,
+        text_fields=_split_list(text_fields),
+        label_field=label_field,
+        labels=_split_list(labels),
+        on_empty=on_empty,
+    )
+    for split, count in sorted(loaded.skipped_rows.items()):
+        if count:
+            err(f"note: skipped {count} row(s) with empty text in {loaded.name}/{split}")
+    return loaded
+
+
+def _split_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def metrics_table(title: str, rows: dict[str, dict]) -> None:
+    """Print split -> metrics as a small table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("split", "accuracy", "macro_f1", "mcc", "examples"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for split, m in rows.items():
+        table.add_row(split, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['mcc']:.4f}", str(m["examples"]))
+    Console().print(table)

@@ -1,0 +1,40 @@
+"""``greenlm eval``: accuracy, macro-F1 and MCC of a saved model on a task split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, TaskOpt, TextFieldsOpt,
+                                 load_task_from_options, metrics_table, print_json)
+
+
+def eval_command(
+    model: Annotated[str, typer.Argument(help="A model folder saved by greenlm (or any HF classifier folder).")],
+    task: TaskOpt = "sst2",
+    split: Annotated[str, typer.Option(help="Split to evaluate (dev, test, train).")] = "dev",
+    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 128,
+    max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the one the model was trained with).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    text_fields: TextFieldsOpt = None,
+    label_field: LabelFieldOpt = None,
+    labels: LabelsOpt = None,
+    on_empty: OnEmptyOpt = "skip",
+    allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights: only for sources you trust.")] = False,
+) -> None:
+    """Evaluate MODEL on a split of a task."""
+    from greenlm.train.evaluation import evaluate_on_task
+
+    loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
+    metrics = evaluate_on_task(model, loaded_task, split, batch_size=batch_size, max_length=max_length,
+                               allow_pickle=allow_pickle)
+    if as_json:
+        print_json({"model": model, "task": loaded_task.name, "split": split, **metrics})
+    else:
+        metrics_table(f"{loaded_task.name}: {model}", {split: metrics})
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)

@@ -1,0 +1,43 @@
+"""The ``greenlm`` command. Each sub-command lives in its own module with no logic of its own."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from greenlm.common import GreenlmError
+
+app = typer.Typer(
+    name="greenlm",
+    help="Make transformer text models cheaper to train and run, and put a price tag on every result.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# One module per sub-command; each exposes ``register(app)``.
+_COMMAND_MODULES = [
+    "tasks_cmd",
+    "train_cmd",
+    "eval_cmd",
+    "predict_cmd",
+    "env_cmd",
+]
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"greenlm.cli.{_name}").register(app)
+
+
+def main() -> None:
+    """Entry point: bad input ends in one line on stderr and exit code 2, never a traceback."""
+    try:
+        app(prog_name="greenlm")
+    except GreenlmError as err:
+        print(f"greenlm: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("greenlm: interrupted; run the same command again to resume.", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,79 @@
+"""``greenlm measure -- COMMAND...``: run a command under a price tag, like ``time``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+HELP = """Run COMMAND, measure it and its child processes, print its price tag, add it to the ledger.
+
+Put the command after `--` (or after the last option): greenlm measure --region USA -- python train.py --lr 3e-5
+
+The price tag (wall time, CPU time, energy by component and its source, CO2e, cost) goes to stderr,
+so the command's own output is untouched. greenlm exits with the command's exit code; 128+N if
+signal N ended it; 127 if the command does not exist; 126 if it cannot be run; 2 for bad options.
+"""
+
+
+def measure_command(
+    command: Annotated[Optional[list[str]], typer.Argument(metavar="-- COMMAND [ARGS]...", help="The command to run, after `--`.", show_default=False)] = None,
+    region: Annotated[Optional[str], typer.Option(help="Carbon-intensity region: USA, FRA, USA/CA, SE3, gcp:us-central1... or a region of --intensity-csv (e.g. CISO).")] = None,
+    pue: Annotated[Optional[float], typer.Option(help="Data-centre PUE (>= 1). Default 1.0: the machine alone; data centres run ~1.1-1.6.")] = None,
+    intensity_g_per_kwh: Annotated[Optional[float], typer.Option("--intensity-g-per-kwh", help="A fixed carbon intensity (gCO2e/kWh) instead of --region.")] = None,
+    intensity_csv: Annotated[Optional[Path], typer.Option("--intensity-csv", help="Hourly intensities, CSV timestamp_utc,region,gco2_per_kwh; CO2e is then summed hour by hour (needs --region).")] = None,
+    usd_per_hour: Annotated[Optional[float], typer.Option("--usd-per-hour", help="Price of the hardware per hour (USD), for the cost.")] = None,
+    instance: Annotated[Optional[str], typer.Option(help="Cloud instance from greenlm's dated price table (e.g. aws:g5.xlarge) instead of --usd-per-hour.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Name of the price tag (default: the program's name).")] = None,
+    project: Annotated[Optional[str], typer.Option(help="Project label, for `greenlm ledger --group-by project`.")] = None,
+    stage: Annotated[Optional[str], typer.Option(help="Stage label, for `greenlm ledger --group-by stage`.")] = None,
+    ledger: Annotated[Optional[Path], typer.Option(help="Ledger file (default: $GREENLM_HOME/ledger.sqlite or the user data folder).")] = None,
+    no_ledger: Annotated[bool, typer.Option("--no-ledger", help="Do not add the price tag to the ledger.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the price tag as JSON to this file.")] = None,
+    emissions_csv: Annotated[Optional[Path], typer.Option("--emissions-csv", help="Also append it to a CodeCarbon-compatible emissions.csv (file or folder).")] = None,
+    cpu_tdp_w: Annotated[Optional[float], typer.Option("--cpu-tdp-w", help="CPU TDP in watts for the CPU estimate (default: CodeCarbon's table).")] = None,
+    backend: Annotated[str, typer.Option(help="Energy backend: auto (NVML, RAPL, else estimates), estimate, codecarbon.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the price tag as JSON (on stderr) instead of text.")] = False,
+) -> None:
+    from greenlm.measure import Ledger, append_emissions_csv, measure_command as run_measured
+    from greenlm.common import atomic_write_json
+
+    result = run_measured(
+        list(command or []),
+        name=name,
+        region=region,
+        pue=pue,
+        intensity_g_per_kwh=intensity_g_per_kwh,
+        intensity_csv=intensity_csv,
+        usd_per_hour=usd_per_hour,
+        instance=instance,
+        project=project,
+        stage=stage,
+        ledger=False if no_ledger else Ledger(ledger),
+        cpu_tdp_w=cpu_tdp_w,
+        backend=backend,
+    )
+    if result.record is None:
+        print(f"greenlm: {result.error}", file=sys.stderr)
+        raise typer.Exit(result.exit_code)
+    record = result.record
+    if as_json:
+        print(json.dumps(record.to_dict(), indent=2), file=sys.stderr)
+    else:
+        print(record.summary(), file=sys.stderr)
+    if out is not None:
+        atomic_write_json(out, record.to_dict())
+    if emissions_csv is not None:
+        append_emissions_csv(emissions_csv, record)
+    raise typer.Exit(result.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "measure",
+        help=HELP,
+        context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+    )(measure_command)

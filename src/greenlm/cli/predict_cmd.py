@@ -1,0 +1,42 @@
+"""``greenlm predict``: label texts with a saved model; JSON lines out."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def predict_command(
+    model: Annotated[str, typer.Argument(help="A model folder saved by greenlm (or any HF classifier folder).")],
+    input_file: Annotated[str, typer.Argument(help="File with one text (or a tab-separated pair) per line; '-' reads stdin.")] = "-",
+    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 64,
+    max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the one the model was trained with).")] = None,
+    allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights: only for sources you trust.")] = False,
+) -> None:
+    """Predict a label for each input line; prints one JSON object per line (label, probabilities)."""
+    from greenlm.common import GreenlmError
+    from greenlm.data import read_prediction_lines
+    from greenlm.models import load_classifier, predict_records
+
+    loaded = load_classifier(model, allow_pickle=allow_pickle)
+    if input_file == "-":
+        split = read_prediction_lines(sys.stdin, source="stdin")
+    else:
+        path = Path(input_file)
+        if not path.is_file():
+            raise GreenlmError(f"input file '{input_file}' does not exist")
+        with open(path, encoding="utf-8", errors="strict", newline="") as stream:
+            split = read_prediction_lines(stream, source=str(path))
+    saved = getattr(loaded.model.config, "greenlm", None) or {}
+    records = predict_records(loaded.model, loaded.tokenizer, split, loaded.labels,
+                              max_length=max_length or saved.get("max_length") or 128, batch_size=batch_size)
+    for record in records:
+        sys.stdout.write(json.dumps(record) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict_command)

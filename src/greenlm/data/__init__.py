@@ -1,0 +1,34 @@
+"""Tasks and their data: bundled datasets, local files, Hugging Face datasets, tokenization, batching.
+
+Imports nothing of greenlm but ``greenlm.common``; torch is imported only where tensors are made.
+
+    task = load_task("sst2")                      # bundled; or a folder, a task file, "hf:imdb"
+    encoded = encode_split(task.split("train"), tokenizer, max_length=128)
+    for indices in length_grouped_batches(encoded.lengths(), 32, shuffle=True, seed=0):
+        batch = collate(encoded, indices, tokenizer.pad_token_id)
+"""
+
+from greenlm.data.batching import collate, length_grouped_batches, padding_fraction
+from greenlm.data.bundled import DEFAULT_TASK, bundled_task_names, describe_bundled_tasks
+from greenlm.data.encode import EncodedSplit, encode_split
+from greenlm.data.load import load_task
+from greenlm.data.readers import read_prediction_file, read_prediction_lines
+from greenlm.data.tasks import UNLABELED, Task, TaskInfo, TaskSplit
+
+__all__ = [
+    "DEFAULT_TASK",
+    "UNLABELED",
+    "EncodedSplit",
+    "Task",
+    "TaskInfo",
+    "TaskSplit",
+    "bundled_task_names",
+    "collate",
+    "describe_bundled_tasks",
+    "encode_split",
+    "length_grouped_batches",
+    "load_task",
+    "padding_fraction",
+    "read_prediction_file",
+    "read_prediction_lines",
+]

@@ -1,0 +1,182 @@
+"""Tasks from local files: a folder of split files, or a small YAML/JSON task file pointing at them.
+
+Folder: ``train.<fmt>`` and ``dev.<fmt>`` (``validation.<fmt>`` is also accepted for dev), optional
+``test.<fmt>``, where ``<fmt>`` is tsv, csv or jsonl, optionally gzip-compressed (``train.tsv.gz``).
+
+Task file (``.yaml``, ``.yml`` or ``.json``), paths relative to the task file::
+
+    name: my_task
+    train: data/train.csv
+    dev: data/dev.csv
+    test: data/test.csv        # optional
+    text_fields: [premise, hypothesis]   # optional: detected when absent
+    label_field: gold          # optional: "label" when absent
+    labels: [neg, pos]         # optional: inferred from train when absent
+    description: ...           # optional
+    credit: ...                # optional
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from greenlm.common import GreenlmError
+from greenlm.data.assemble import build_task
+from greenlm.data.readers import FORMATS, read_table
+from greenlm.data.tasks import Task
+
+TASK_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+TASK_FILE_KEYS = ("name", "train", "dev", "test", "text_fields", "label_field", "labels", "label_names", "description", "credit")
+_SPLIT_FILE_STEMS = {"train": ("train",), "dev": ("dev", "validation"), "test": ("test",)}
+
+
+def find_split_files(folder: Path) -> dict[str, Path]:
+    """split -> file in ``folder``; errors when train/dev are missing or a split has two candidate files."""
+    found: dict[str, Path] = {}
+    for split, stems in _SPLIT_FILE_STEMS.items():
+        candidates = [
+            folder / f"{stem}.{fmt}{gz}" for stem in stems for fmt in FORMATS for gz in ("", ".gz")
+        ]
+        present = [p for p in candidates if p.is_file()]
+        if len(present) > 1:
+            raise GreenlmError(
+                f"{folder}: more than one {split} file ({', '.join(p.name for p in present)}); keep only one"
+            )
+        if present:
+            found[split] = present[0]
+        elif split != "test":
+            wanted = "/".join(stems)
+            raise GreenlmError(
+                f"{folder}: no {split} file; expected {wanted}.tsv, .csv or .jsonl (optionally .gz) in that folder"
+            )
+    return found
+
+
+def load_folder(
+    folder: Path,
+    *,
+    text_fields: Sequence[str] | None,
+    label_field: str | None,
+    labels: Sequence[str] | None,
+    on_empty: str,
+) -> Task:
+    files = find_split_files(folder)
+    tables = {split: read_table(path) for split, path in files.items()}
+    return build_task(
+        folder.resolve().name,
+        tables,
+        text_fields=text_fields,
+        label_field=label_field,
+        labels=labels,
+        on_empty=on_empty,
+        credit=f"local files: {folder}",
+        source=str(folder),
+    )
+
+
+def load_task_file(
+    path: Path,
+    *,
+    text_fields: Sequence[str] | None,
+    label_field: str | None,
+    labels: Sequence[str] | None,
+    on_empty: str,
+) -> Task:
+    """Arguments given here win over the same keys in the file."""
+    spec = _read_task_file(path)
+    tables = {}
+    for split in ("train", "dev", "test"):
+        if spec.get(split) is not None:
+            if not isinstance(spec[split], str) or not spec[split].strip():
+                raise GreenlmError(f"{path}: {split!r} must be a file path (relative to the task file)")
+            tables[split] = read_table(path.parent / spec[split])
+        elif split != "test":
+            raise GreenlmError(f"{path}: no {split!r} key; give the {split} file's path, relative to the task file")
+    file_labels = spec.get("labels")
+    return build_task(
+        str(spec.get("name") or path.stem),
+        tables,
+        text_fields=text_fields if text_fields is not None else _str_list(spec, "text_fields", path),
+        label_field=label_field or _optional_str(spec, "label_field", path),
+        labels=labels if labels is not None else (_str_list(spec, "labels", path) if file_labels is not None else None),
+        on_empty=on_empty,
+        credit=_optional_str(spec, "credit", path) or f"local task file: {path}",
+        label_names=_str_list(spec, "label_names", path) if labels is None else None,
+        description=_optional_str(spec, "description", path) or "",
+        source=str(path),
+    )
+
+
+def _read_task_file(path: Path) -> dict:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise GreenlmError(f"task file not found: {path}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GreenlmError(f"{path}: not valid UTF-8; save the task file as UTF-8") from None
+    if path.suffix.lower() == ".json":
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise GreenlmError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    else:
+        import yaml  # lazy: only task files need it
+
+        try:
+            spec = yaml.load(text, Loader=_string_loader())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise GreenlmError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(spec, dict):
+        raise GreenlmError(f"{path}: a task file must be a mapping with at least 'train' and 'dev' keys")
+    for key in spec:
+        if key not in TASK_FILE_KEYS:
+            close = difflib.get_close_matches(str(key), TASK_FILE_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise GreenlmError(f"{path}: unknown key {key!r}; {hint}known keys: {', '.join(TASK_FILE_KEYS)}")
+    return spec
+
+
+def _string_loader():
+    """A safe YAML loader that reads every plain scalar as a string (only ``null``/``~`` stay None).
+
+    Task files hold names, paths and labels: ``labels: [no, yes]`` must not become booleans, nor
+    ``[01, 02]`` the numbers 1 and 2.
+    """
+    import yaml
+
+    class StringLoader(yaml.SafeLoader):
+        pass
+
+    null = "tag:yaml.org,2002:null"
+    StringLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag == null]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return StringLoader
+
+
+def _str_list(spec: dict, key: str, path: Path) -> list[str] | None:
+    value = spec.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        raise GreenlmError(f"{path}: {key!r} must be a list of strings")
+    return [str(v) for v in value]
+
+
+def _optional_str(spec: dict, key: str, path: Path) -> str | None:
+    value = spec.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise GreenlmError(f"{path}: {key!r} must be a string")
+    return value

@@ -1,0 +1,140 @@
+"""Write a price tag as a row of a CodeCarbon-compatible ``emissions.csv``.
+
+The columns are those of CodeCarbon 3.x's ``EmissionsData`` (units as CodeCarbon writes them:
+duration s, emissions kg CO2e, emissions_rate kg/s, powers W, energies kWh, RAM GB), so dashboards
+built on CodeCarbon's file read greenlm's runs. As in CodeCarbon, the component powers and energies
+include the PUE. Fields greenlm does not measure are written empty (or 0 for water, as CodeCarbon
+does with its default WUE of 0).
+
+The file is rewritten whole through a temporary file and a rename, under a lock where the platform
+has ``fcntl``: a reader never sees half a row, and two writers do not lose each other's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+from pathlib import Path
+
+from greenlm.common import GreenlmError, atomic_write_text
+
+COLUMNS = (
+    "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
+    "cpu_power", "gpu_power", "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed",
+    "water_consumed", "country_name", "country_iso_code", "region", "cloud_provider", "cloud_region", "os",
+    "python_version", "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude",
+    "latitude", "ram_total_size", "tracking_mode", "cpu_utilization_percent", "gpu_utilization_percent",
+    "ram_utilization_percent", "ram_used_gb", "on_cloud", "pue", "wue",
+)  # fmt: skip
+
+
+def emissions_row(record) -> dict:
+    """One CodeCarbon-style row from a PriceTagRecord (or its dict)."""
+    rec = record if isinstance(record, dict) else record.to_dict()
+    wall_s = rec.get("wall_s") or 0.0
+    pue = rec.get("pue") or 1.0
+    parts = rec.get("energy_kwh_by_component") or {}
+    details = rec.get("energy_details") or {}
+    machine = rec.get("machine") or {}
+    kind = rec.get("intensity_kind")
+    region = rec.get("intensity_region") or ""
+
+    def energy(component):
+        value = parts.get(component)
+        return "" if value is None else value * pue
+
+    def power(component):
+        value = parts.get(component)
+        return "" if value is None or wall_s <= 0 else value * pue * 3.6e6 / wall_s
+
+    co2e = rec.get("co2e_kg")
+    provider, _, cloud_region = region.partition(":") if kind == "cloud" else ("", "", "")
+    cpu_time = rec.get("cpu_s")
+    cpus = machine.get("logical_cpus") or 0
+    row = {
+        "timestamp": (rec.get("ended_at_utc") or "")[:19],
+        "project_name": rec.get("project") or "",
+        "run_id": rec.get("id", ""),
+        "experiment_id": rec.get("name", ""),
+        "duration": wall_s,
+        "emissions": "" if co2e is None else co2e,
+        "emissions_rate": "" if co2e is None or wall_s <= 0 else co2e / wall_s,
+        "cpu_power": power("cpu"),
+        "gpu_power": power("gpu"),
+        "ram_power": power("ram"),
+        "cpu_energy": energy("cpu"),
+        "gpu_energy": energy("gpu"),
+        "ram_energy": energy("ram"),
+        "energy_consumed": rec.get("energy_kwh") if rec.get("energy_kwh") is not None else "",
+        "water_consumed": 0,
+        "country_name": "",
+        "country_iso_code": region if kind == "country" else (region.split("/")[0] if "/" in region else ""),
+        "region": region.split("/", 1)[1] if "/" in region else ("" if kind == "country" else region),
+        "cloud_provider": provider,
+        "cloud_region": cloud_region,
+        "os": machine.get("os", ""),
+        "python_version": machine.get("python", ""),
+        "codecarbon_version": "",
+        "cpu_count": cpus,
+        "cpu_model": machine.get("cpu_model", ""),
+        "gpu_count": details.get("gpu_count", 0),
+        "gpu_model": ", ".join(details.get("gpu_names", [])),
+        "longitude": "",
+        "latitude": "",
+        "ram_total_size": machine.get("memory_total_gb") or "",
+        "tracking_mode": "process",
+        "cpu_utilization_percent": (100.0 * cpu_time / (wall_s * cpus)) if cpu_time and wall_s > 0 and cpus else "",
+        "gpu_utilization_percent": "",
+        "ram_utilization_percent": "",
+        "ram_used_gb": details.get("ram_gb_mean", ""),
+        "on_cloud": "Y" if kind == "cloud" else "N",
+        "pue": pue,
+        "wue": 0,
+    }
+    return row
+
+
+def append_emissions_csv(path: str | os.PathLike, record) -> Path:
+    """Append ``record`` as one row to ``path`` (a file, or a folder that gets ``emissions.csv``)."""
+    path = Path(path)
+    if path.is_dir() or path.suffix == "":
+        path = path / "emissions.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = emissions_row(record)
+    with _locked(path):
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        header = COLUMNS
+        if existing.strip():
+            first = next(csv.reader(io.StringIO(existing)))
+            if sorted(first) != sorted(COLUMNS):
+                raise GreenlmError(
+                    f"{path} has other columns than CodeCarbon 3.x's emissions.csv (an older CodeCarbon?); "
+                    "it was left untouched: write to another file"
+                )
+            header = tuple(first)
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        if not existing.strip():
+            writer.writerow(header)
+        writer.writerow([row[c] for c in header])
+        text = existing if existing.endswith("\n") or not existing else existing + "\n"
+        atomic_write_text(path, text + out.getvalue())
+    return path
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    try:
+        import fcntl
+    except ImportError:  # Windows: the rename is still atomic, concurrent writers are not serialised
+        yield
+        return
+    lock = path.with_name(f".{path.name}.lock")
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

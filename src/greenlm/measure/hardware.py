@@ -1,0 +1,187 @@
+"""What machine this is (CPU model, logical CPUs, memory, GPUs) and the CPU's TDP with its source.
+
+TDPs come from CodeCarbon's packaged table ``data/hardware/cpu_power.csv`` (read as a file from
+the installed package; nothing is re-typed here). A CPU the table does not know gets CodeCarbon's own
+fallback of 4 W per logical CPU, and the record says so; ``cpu_tdp_w=`` / ``GREENLM_CPU_TDP_W``
+replace any of it with the user's figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import importlib.util
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from greenlm.common import GreenlmError
+from greenlm.measure.units import check_positive
+
+# CodeCarbon's figure for a CPU missing from its table (codecarbon/core/cpu.py, DEFAULT_POWER_PER_CORE,
+# applied per logical CPU).
+FALLBACK_W_PER_LOGICAL_CPU = 4.0
+
+
+@dataclass(frozen=True)
+class CpuPower:
+    """The TDP used by the ``estimate:tdp-utilisation`` model, and where it came from."""
+
+    tdp_w: float
+    source: str
+    cpu_model: str
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, e.g. ``Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz``; '' if unknown."""
+    return _cpu_model()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if line.lower().startswith(("model name", "hardware")):
+                        return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+    elif sys.platform == "darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or ""
+
+
+def logical_cpus() -> int:
+    return os.cpu_count() or 1
+
+
+def memory_total_gb() -> float | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return psutil.virtual_memory().total / 1e9
+
+
+def machine_summary() -> dict:
+    """Host facts every record carries (no host name: records may be shared)."""
+    return {
+        "cpu_model": cpu_model() or "unknown",
+        "logical_cpus": logical_cpus(),
+        "memory_total_gb": _round(memory_total_gb(), 2),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def _round(value, digits):
+    return None if value is None else round(value, digits)
+
+
+# ---- TDP -----------------------------------------------------------------------------------------
+
+
+def cpu_power(tdp_w: float | None = None, model: str | None = None) -> CpuPower:
+    """The TDP to use: the user's figure, else CodeCarbon's table, else CodeCarbon's fallback."""
+    model = cpu_model() if model is None else model
+    if tdp_w is not None:
+        return CpuPower(check_positive(tdp_w, "CPU TDP (watts)"), "user: cpu_tdp_w", model)
+    env = os.environ.get("GREENLM_CPU_TDP_W")
+    if env:
+        return CpuPower(check_positive(env, "GREENLM_CPU_TDP_W"), "user: GREENLM_CPU_TDP_W", model)
+    table = _codecarbon_cpu_table()
+    if table is None:
+        source = "codecarbon not installed (no CPU power table)"
+    else:
+        path, version, rows = table
+        match = match_cpu(model, [name for name, _ in rows])
+        if match is not None:
+            tdp = dict(rows)[match]
+            return CpuPower(tdp, f"CodeCarbon {version} cpu_power.csv: '{match}'", model)
+        source = f"CPU '{model or 'unknown'}' not in CodeCarbon {version} cpu_power.csv"
+    n = logical_cpus()
+    return CpuPower(
+        FALLBACK_W_PER_LOGICAL_CPU * n,
+        f"fallback: {FALLBACK_W_PER_LOGICAL_CPU:g} W x {n} logical CPUs (CodeCarbon's default); {source}; "
+        "pass cpu_tdp_w / GREENLM_CPU_TDP_W for a better figure",
+        model,
+    )
+
+
+def codecarbon_data_file(relative: str) -> tuple[Path, str] | None:
+    """(path, version) of a data file shipped inside the installed codecarbon package, without importing it."""
+    spec = importlib.util.find_spec("codecarbon")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        return None
+    try:
+        from importlib.metadata import version
+
+        cc_version = version("codecarbon")
+    except Exception:  # metadata missing in odd installs: the file is still CodeCarbon's
+        cc_version = "(unknown version)"
+    return path, cc_version
+
+
+@functools.lru_cache(maxsize=1)
+def _codecarbon_cpu_table():
+    found = codecarbon_data_file("data/hardware/cpu_power.csv")
+    if found is None:
+        return None
+    path, version = found
+    rows = []
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for row in csv.DictReader(f):
+            try:
+                rows.append((row["Name"].strip(), float(row["TDP"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+    if not rows:
+        raise GreenlmError(f"{path} has no Name,TDP rows: is the codecarbon install damaged?")
+    return path, version, tuple(rows)
+
+
+_NOISE = re.compile(r"\((?:r|tm)\)|\bcpu\b|\bprocessor\b|@\s*[\d.]+\s*ghz|\bwith radeon.*$", re.IGNORECASE)
+
+
+def _normalise(name: str) -> str:
+    return " ".join(_NOISE.sub(" ", name).lower().replace(",", " ").split())
+
+
+def match_cpu(model: str, names: list[str]) -> str | None:
+    """The table entry for ``model``: the same name once trademarks, 'CPU', clock are dropped, else the
+    single longest entry whose words (with a model number) all appear in the name. None if unsure."""
+    if not model:
+        return None
+    wanted = _normalise(model)
+    by_norm = {}
+    for name in names:
+        by_norm.setdefault(_normalise(name), name)
+    if wanted in by_norm:
+        return by_norm[wanted]
+    words = set(wanted.split())
+    candidates = [
+        (len(norm.split()), name)
+        for norm, name in by_norm.items()
+        if any(ch.isdigit() for ch in norm) and set(norm.split()) <= words
+    ]
+    if not candidates:
+        return None
+    candidates.sort(reverse=True)
+    if len(candidates) > 1 and candidates[0][0] == candidates[1][0]:
+        return None  # two equally good entries: refuse to guess
+    return candidates[0][1]

@@ -1,0 +1,520 @@
+"""``PriceTag``: wall time, CPU time, energy by component, CO2e, cost and FLOPs of a block of code.
+
+    with PriceTag("finetune", region="USA", pue=1.1) as tag:
+        train()
+        tag.add_flops(n)
+    tag.record.to_dict()
+
+Also a decorator (``@PriceTag("eval")``) and, nested, a phase: a tag opened while another is open
+in the same thread/task becomes a phase of it, reads the same counters at its edges, and appears in
+``record.phases``; the parent keeps its own total, and ``unphased_*`` says what no phase covered, so
+phases plus the unphased rest equal the total exactly.
+
+Every figure names its source; a figure that cannot be had is ``None`` with the reason in
+``record.reasons``. Energy is the machine's own (``energy_kwh_hardware``) times the PUE
+(``energy_kwh``); CO2e is ``energy_kwh`` times the carbon intensity.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import os
+import time
+import uuid
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+
+from greenlm.common import GreenlmError
+from greenlm.measure import cost as cost_mod
+from greenlm.measure import energy as energy_mod
+from greenlm.measure.hardware import machine_summary
+from greenlm.measure.intensity import Intensity, IntensitySeries, describe_missing, lookup_intensity, user_intensity
+from greenlm.measure.units import DEFAULT_PUE, J_PER_KWH, PUE_WARNING, check_count, check_positive, check_pue
+
+COMPONENTS = ("cpu", "gpu", "ram")
+BACKENDS = ("auto", "estimate", "codecarbon")
+
+_active: contextvars.ContextVar["PriceTag | None"] = contextvars.ContextVar("greenlm_pricetag", default=None)
+_warned: set[str] = set()
+
+
+class PriceTagWarning(UserWarning):
+    """A price tag figure is an estimate, a default, or could not be written."""
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, PriceTagWarning, stacklevel=3)
+
+
+@dataclass
+class PriceTagRecord:
+    """What one tagged window cost. Units are in the names; sources beside every figure."""
+
+    id: str
+    name: str
+    project: str | None
+    stage: str | None
+    status: str  # "ok" or "error: <exception type>"
+    started_at_utc: str
+    ended_at_utc: str
+    wall_s: float
+    cpu_s: float
+    energy_kwh: float | None  # facility energy = hardware energy x PUE
+    energy_kwh_hardware: float | None
+    energy_kwh_by_component: dict  # cpu / gpu / ram, hardware (before PUE); None = not measured
+    energy_source: str  # e.g. "nvml+rapl", "estimate:tdp-utilisation+estimate:ram-per-gb", "unavailable"
+    energy_source_by_component: dict
+    energy_details: dict  # TDP and its source, RAM model, GPUs, sampling interval...
+    pue: float
+    pue_source: str  # "default" | "user" | "parent"
+    co2e_kg: float | None
+    intensity_g_per_kwh: float | None  # energy-weighted over the window for a time series
+    intensity_source: str | None
+    intensity_region: str | None
+    intensity_year: int | None
+    intensity_kind: str | None  # country | us-state | ... | time-series | user
+    intensity_missing_hours_utc: list
+    cost_usd: float | None
+    usd_per_hour: float | None
+    cost_source: str | None
+    flops: float | None  # FLOPs added with add_flops / add_model_flops, phases included
+    phases: list = field(default_factory=list)  # PriceTagRecord of each phase, in order
+    unphased_wall_s: float | None = None
+    unphased_energy_kwh: float | None = None
+    unphased_co2e_kg: float | None = None
+    reasons: dict = field(default_factory=dict)  # figure -> why it is None
+    warnings: list = field(default_factory=list)
+    machine: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready (phases as dicts too)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PriceTagRecord":
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["phases"] = [cls.from_dict(p) for p in data.get("phases", [])]
+        return cls(**kwargs)
+
+    def summary(self) -> str:
+        """A few human lines, for a terminal."""
+        return format_record(self)
+
+
+class PriceTag:
+    """Measure a block of code: a context manager, a decorator, or ``start()`` / ``stop()``.
+
+    Arguments (all optional, keyword-only after ``name``):
+        region: carbon-intensity region (``USA``, ``USA/CA``, ``FRA``, ``SE3``, ``gcp:us-central1``...),
+            or with ``intensity_csv`` a region of that hourly series (e.g. ``CISO``).
+        intensity_g_per_kwh: a fixed intensity instead of a region.
+        intensity_csv: hourly series ``timestamp_utc,region,gco2_per_kwh``; needs ``region``.
+        pue: data-centre PUE (>= 1). Default 1.0, with a warning.
+        usd_per_hour / instance: price of the hardware per hour, or an instance of ``cost.INSTANCE_USD_PER_HOUR``.
+        project, stage, meta: labels kept in the record (and the ledger).
+        ledger: False, True (the default ledger) or a ``Ledger``: where the finished record is appended.
+        backend: "auto" (NVML / RAPL / estimates), "estimate" (no counters), "codecarbon".
+        cpu_tdp_w: TDP for the CPU estimate, overriding CodeCarbon's table.
+        sample_interval_s: sampling period of the polled figures (RAM, GPU power without counters).
+    A phase inherits region, intensity, PUE, price and labels from its parent unless given.
+    """
+
+    def __init__(
+        self,
+        name: str = "run",
+        *,
+        region: str | None = None,
+        pue: float | None = None,
+        usd_per_hour: float | None = None,
+        instance: str | None = None,
+        intensity_g_per_kwh: float | None = None,
+        intensity_csv: str | os.PathLike | None = None,
+        project: str | None = None,
+        stage: str | None = None,
+        ledger=False,
+        backend: str = "auto",
+        cpu_tdp_w: float | None = None,
+        sample_interval_s: float = energy_mod.DEFAULT_INTERVAL_S,
+        gpu_indices: list[int] | None = None,
+        meta: dict | None = None,
+        _process_tree=None,
+        _nvml=None,
+        _powercap_root=None,
+    ):
+        if not isinstance(name, str) or not name.strip():
+            raise GreenlmError("a price tag needs a non-empty name, e.g. PriceTag('finetune')")
+        if backend not in BACKENDS:
+            raise GreenlmError(f"unknown energy backend {backend!r}; use one of: {', '.join(BACKENDS)}")
+        self.name = name
+        self._given = dict(
+            region=region,
+            pue=pue,
+            usd_per_hour=usd_per_hour,
+            instance=instance,
+            intensity_g_per_kwh=intensity_g_per_kwh,
+            intensity_csv=intensity_csv,
+            project=project,
+            stage=stage,
+        )
+        self._ledger = ledger
+        self._backend = backend
+        self._cpu_tdp_w = cpu_tdp_w
+        self._interval_s = check_positive(sample_interval_s, "sample interval (s)")
+        self._gpu_indices = gpu_indices
+        self._meta = dict(meta or {})
+        self._tree, self._nvml, self._powercap_root = _process_tree, _nvml, _powercap_root
+        # validate what can be validated before any work starts
+        self._pue = check_pue(pue) if pue is not None else None
+        self._pue_from_parent = False
+        self._price = cost_mod.resolve_price(usd_per_hour, instance)
+        self._intensity, self._series = _resolve_intensity(region, intensity_g_per_kwh, intensity_csv)
+        self._flops = 0.0
+        self._flops_given = False
+        self._phases: list[PriceTagRecord] = []
+        self._parent: PriceTag | None = None
+        self._session: energy_mod.EnergySession | None = None
+        self._start = None
+        self._token = None
+        self._record: PriceTagRecord | None = None
+
+    # ---- use --------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "PriceTag":
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.stop(status="ok" if exc_type is None else f"error: {exc_type.__name__}")
+        return False
+
+    def __call__(self, func):
+        """Use as a decorator: each call of ``func`` gets a fresh tag with these settings."""
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            tag = self._fresh()
+            with tag:
+                result = func(*args, **kwargs)
+            wrapper.pricetag_record = tag.record
+            self._record = tag.record
+            return result
+
+        wrapper.pricetag_record = None
+        return wrapper
+
+    def _fresh(self) -> "PriceTag":
+        clone = PriceTag.__new__(PriceTag)
+        clone.__dict__.update(self.__dict__)
+        clone._flops, clone._flops_given, clone._phases = 0.0, False, []
+        clone._parent = clone._session = clone._start = clone._token = clone._record = None
+        return clone
+
+    @property
+    def record(self) -> PriceTagRecord:
+        if self._record is None:
+            raise RuntimeError("the price tag record is ready once the tagged block has ended")
+        return self._record
+
+    @property
+    def running(self) -> bool:
+        return self._start is not None and self._record is None
+
+    def add_flops(self, flops: float) -> None:
+        """Count ``flops`` floating-point operations to this window (and so to its parents)."""
+        if isinstance(flops, bool) or not isinstance(flops, (int, float)) or flops < 0:
+            raise GreenlmError(f"FLOPs must be a number >= 0, got {flops!r}")
+        self._flops += float(flops)
+        self._flops_given = True
+
+    def add_model_flops(self, model_or_config, *, seq_len: int, examples: int, train: bool = False,
+                        convention: str = "matmul") -> float:
+        """Add the FLOPs of ``examples`` examples of ``seq_len`` tokens through a model (forward, or
+        forward + backward when ``train``); returns what was added."""
+        from greenlm.measure.flops import count_flops
+
+        examples = check_count(examples, "examples", minimum=0)
+        report = count_flops(model_or_config, seq_len, convention=convention, pretraining=None,
+                             train_steps=1 if train else None, batch_size=1 if train else None)
+        per_example = report.train_flops_per_example if train else report.infer_flops_per_example
+        self.add_flops(per_example * examples)
+        return per_example * examples
+
+    # ---- start / stop -----------------------------------------------------------------------------
+
+    def start(self) -> "PriceTag":
+        if self._start is not None:
+            raise RuntimeError(f"price tag {self.name!r} was already started; use a new PriceTag")
+        parent = _active.get()
+        if parent is not None and parent.running:
+            self._parent = parent
+            self._session = parent._session
+            self._inherit(parent)
+            self._start = self._session.snapshot()
+        else:
+            tree = self._tree or energy_mod.ProcessTree()
+            setup = energy_mod.build_meters(
+                tree,
+                backend=self._backend,
+                cpu_tdp_w=self._cpu_tdp_w,
+                powercap_root=self._powercap_root or energy_mod.POWERCAP_ROOT,
+                nvml=self._nvml,
+                gpu_indices=self._gpu_indices,
+            )
+            self._session = energy_mod.EnergySession(tree, setup, self._interval_s)
+            self._start = self._session.start()
+        self._token = _active.set(self)
+        return self
+
+    def _inherit(self, parent: "PriceTag") -> None:
+        for key in ("project", "stage"):
+            if self._given[key] is None:
+                self._given[key] = parent._given[key]
+        if self._pue is None and parent._pue is not None:
+            self._pue, self._pue_from_parent = parent._pue, True
+        if self._price is None:
+            self._price = parent._price
+        if self._intensity is None and self._series is None:
+            self._intensity, self._series = parent._intensity, parent._series
+            self._given["region"] = parent._given["region"]
+
+    def stop(self, status: str = "ok") -> PriceTagRecord:
+        if self._start is None:
+            raise RuntimeError(f"price tag {self.name!r} was never started")
+        if self._record is not None:
+            return self._record
+        try:
+            _active.reset(self._token)
+        except ValueError:  # closed in another context than it was opened in
+            _active.set(self._parent)
+        if self._parent is not None:
+            end, cc = self._session.snapshot(), None
+        else:
+            end, cc = self._session.stop()
+        self._record = self._build(end, cc, status)
+        if self._parent is not None:
+            self._parent._phases.append(self._record)
+        elif self._ledger:
+            self._append_to_ledger()
+        return self._record
+
+    # ---- the record -------------------------------------------------------------------------------
+
+    def _build(self, end, cc, status: str) -> PriceTagRecord:
+        start = self._start
+        session = self._session
+        wall_s = max(end.t_mono - start.t_mono, 0.0)
+        reasons: dict[str, str] = {}
+        notes: list[str] = []
+
+        by_component, sources = {}, {}
+        if session.codecarbon is not None:  # CodeCarbon backend: one reading for the whole window
+            if cc is None:
+                for c in COMPONENTS:
+                    by_component[c], sources[c] = None, "unavailable"
+                reasons["energy_kwh"] = "the codecarbon backend reads only whole tags, not phases"
+            else:
+                for c in COMPONENTS:
+                    by_component[c], sources[c] = cc[c] / J_PER_KWH, "codecarbon"
+        else:
+            for meter in session.setup.meters:
+                j = end.energy_j.get(meter.component, 0.0) - start.energy_j.get(meter.component, 0.0)
+                by_component[meter.component] = max(j, 0.0) / J_PER_KWH
+                sources[meter.component] = meter.source
+            for c in COMPONENTS:
+                if c not in by_component:
+                    by_component[c], sources[c] = None, "unavailable"
+                    why = session.setup.unavailable.get(c)
+                    if why:
+                        reasons[f"energy_kwh_by_component.{c}"] = why
+        by_component = {c: by_component.get(c) for c in COMPONENTS}
+        sources = {c: sources.get(c, "unavailable") for c in COMPONENTS}
+        measured = [by_component[c] for c in COMPONENTS if by_component.get(c) is not None]
+        hardware_kwh = sum(measured) if measured else None
+        used = [sources[c] for c in ("gpu", "cpu", "ram") if by_component.get(c) is not None]
+        energy_source = "+".join(dict.fromkeys(used)) or "unavailable"
+        if "estimate" in energy_source and "rapl" in session.setup.unavailable:
+            notes.append(f"CPU energy is an estimate ({session.setup.unavailable['rapl']})")
+
+        if self._pue is not None:
+            pue = self._pue
+            pue_source = "parent" if self._pue_from_parent else "user"
+        else:
+            pue, pue_source = DEFAULT_PUE, "default"
+            notes.append(PUE_WARNING)
+            _warn_once(PUE_WARNING)
+        energy_kwh = hardware_kwh * pue if hardware_kwh is not None else None
+
+        co2e = intensity = source = region = year = kind = None
+        missing: list[str] = []
+        if energy_kwh is None:
+            reasons["co2e_kg"] = "no energy figure"
+        elif self._series is not None:
+            series, region = self._series
+            kwh_by_hour = self._kwh_by_hour(start, end, hardware_kwh, cc)
+            result = series.co2e(region, {h: kwh * pue for h, kwh in kwh_by_hour.items()})
+            co2e, intensity, source, kind = result.co2e_kg, result.intensity_g_per_kwh, result.source, "time-series"
+            missing = result.missing_hours_utc
+            if missing:
+                message = (
+                    f"{series.path} has no {region} intensity for {describe_missing(missing)}; used the region's "
+                    f"mean over the file, {result.fill_g_per_kwh:.1f} gCO2e/kWh, for those hours"
+                )
+                notes.append(message)
+                _warn_once(message)
+        elif self._intensity is not None:
+            i = self._intensity
+            co2e = energy_kwh * i.g_per_kwh / 1000.0
+            intensity, source, region, year, kind = i.g_per_kwh, i.source, i.region, i.year, i.kind
+        else:
+            reasons["co2e_kg"] = "no region or intensity given (pass region= or intensity_g_per_kwh=)"
+
+        cost = cost_mod.cost_usd(self._price, wall_s)
+        if cost is None:
+            reasons["cost_usd"] = "no price given (pass usd_per_hour= or instance=)"
+
+        flops = self._flops + sum(p.flops or 0.0 for p in self._phases)
+        flops_known = self._flops_given or any(p.flops is not None for p in self._phases)
+        if not flops_known:
+            reasons["flops"] = "no FLOPs added (tag.add_flops / tag.add_model_flops)"
+
+        unphased = {}
+        if self._phases:
+            unphased["wall_s"] = max(wall_s - sum(p.wall_s for p in self._phases), 0.0)
+            if energy_kwh is not None and all(p.energy_kwh is not None for p in self._phases):
+                unphased["energy_kwh"] = energy_kwh - sum(p.energy_kwh for p in self._phases)
+            if co2e is not None and all(p.co2e_kg is not None for p in self._phases):
+                unphased["co2e_kg"] = co2e - sum(p.co2e_kg for p in self._phases)
+
+        details = session.details()
+        if self._parent is not None:  # memory statistics belong to the whole session, not a phase
+            details = {k: v for k, v in details.items() if not k.startswith("ram_gb")}
+        return PriceTagRecord(
+            id=str(uuid.uuid4()),
+            name=self.name,
+            project=self._given["project"],
+            stage=self._given["stage"],
+            status=status,
+            started_at_utc=_iso(start.t_unix),
+            ended_at_utc=_iso(end.t_unix),
+            wall_s=wall_s,
+            cpu_s=max(end.cpu_s - start.cpu_s, 0.0),
+            energy_kwh=energy_kwh,
+            energy_kwh_hardware=hardware_kwh,
+            energy_kwh_by_component=by_component,
+            energy_source=energy_source,
+            energy_source_by_component=sources,
+            energy_details=details,
+            pue=pue,
+            pue_source=pue_source,
+            co2e_kg=co2e,
+            intensity_g_per_kwh=intensity,
+            intensity_source=source,
+            intensity_region=region,
+            intensity_year=year,
+            intensity_kind=kind,
+            intensity_missing_hours_utc=missing,
+            cost_usd=cost,
+            usd_per_hour=self._price.usd_per_hour if self._price else None,
+            cost_source=self._price.source if self._price else None,
+            flops=flops if flops_known else None,
+            phases=list(self._phases),
+            unphased_wall_s=unphased.get("wall_s"),
+            unphased_energy_kwh=unphased.get("energy_kwh"),
+            unphased_co2e_kg=unphased.get("co2e_kg"),
+            reasons=reasons,
+            warnings=notes,
+            machine=machine_summary() if self._parent is None else {},
+            meta=self._meta,
+        )
+
+    def _kwh_by_hour(self, start, end, hardware_kwh: float, cc) -> dict[float, float]:
+        if cc is None:
+            joules = self._session.timeline.by_hour(start.t_unix, end.t_unix)
+            total = sum(joules.values())
+            if total > 0:  # the timeline sums the same meters: rescale away interpolation rounding
+                return {h: hardware_kwh * j / total for h, j in joules.items()}
+        # no timeline (CodeCarbon backend) or no energy: spread evenly over the window's time
+        span = max(end.t_unix - start.t_unix, 1e-9)
+        out, hour = {}, int(start.t_unix // 3600) * 3600.0
+        while hour < end.t_unix or not out:
+            overlap = min(end.t_unix, hour + 3600) - max(start.t_unix, hour)
+            out[hour] = hardware_kwh * max(overlap, 0.0) / span if end.t_unix > start.t_unix else hardware_kwh
+            hour += 3600.0
+        return out
+
+    def _append_to_ledger(self) -> None:
+        from greenlm.measure.ledger import Ledger
+
+        ledger = self._ledger if isinstance(self._ledger, Ledger) else Ledger()
+        try:
+            ledger.append(self._record)
+        except GreenlmError as err:  # never fail the user's finished work over the ledger
+            message = f"price tag not added to the ledger: {err}"
+            self._record.warnings.append(message)
+            warnings.warn(message, PriceTagWarning, stacklevel=3)
+
+
+def _resolve_intensity(region, intensity_g_per_kwh, intensity_csv):
+    """(annual Intensity or None, (IntensitySeries, region) or None), validated now."""
+    if intensity_csv is not None:
+        if intensity_g_per_kwh is not None:
+            raise GreenlmError("give an intensity CSV or a fixed intensity, not both")
+        series = IntensitySeries.load(intensity_csv)
+        if region is None:
+            raise GreenlmError(
+                f"an intensity CSV needs a region: one of {', '.join(series.regions[:12])}"
+            )
+        series.region(region)  # raises with the closest names when missing
+        return None, (series, region)
+    if intensity_g_per_kwh is not None:
+        if region is not None:
+            raise GreenlmError("give a region or a fixed intensity (gCO2e/kWh), not both")
+        return user_intensity(intensity_g_per_kwh), None
+    if region is not None:
+        return lookup_intensity(region), None
+    return None, None
+
+
+def _iso(t_unix: float) -> str:
+    return datetime.fromtimestamp(t_unix, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+# ---- a human summary -------------------------------------------------------------------------------
+
+
+def _fmt(value, unit: str, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if value != 0 and (abs(value) < 10 ** -(digits - 1) or abs(value) >= 1e6):
+        return f"{value:.3e} {unit}"
+    return f"{value:.{digits}g} {unit}"
+
+
+def format_record(rec: PriceTagRecord, indent: str = "") -> str:
+    """Short text of a record and its phases."""
+    parts = rec.energy_kwh_by_component
+    comp = ", ".join(f"{c} {_fmt(parts.get(c), 'kWh')}" for c in COMPONENTS if parts.get(c) is not None)
+    lines = [
+        f"{indent}price tag '{rec.name}'" + (f" [{rec.status}]" if rec.status != "ok" else ""),
+        f"{indent}  time     {rec.wall_s:.3f} s wall, {rec.cpu_s:.3f} s CPU",
+        f"{indent}  energy   {_fmt(rec.energy_kwh, 'kWh')} (PUE {rec.pue:g}, {rec.pue_source}; {comp}) "
+        f"source: {rec.energy_source}",
+        f"{indent}  CO2e     {_fmt(rec.co2e_kg, 'kg')}"
+        + (f" at {rec.intensity_g_per_kwh:.1f} g/kWh, {rec.intensity_source}" if rec.intensity_g_per_kwh is not None
+           else f" ({rec.reasons.get('co2e_kg', '')})"),
+        f"{indent}  cost     "
+        + (f"{rec.cost_usd:.4f} USD at {rec.usd_per_hour:g} USD/h" if rec.cost_usd is not None
+           else f"n/a ({rec.reasons.get('cost_usd', '')})"),
+    ]
+    if rec.flops is not None:
+        lines.append(f"{indent}  FLOPs    {rec.flops:.3e}")
+    for phase in rec.phases:
+        lines.append(format_record(phase, indent + "  "))
+    if not indent:
+        lines += [f"  note: {w}" for w in rec.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""Load and save sequence classifiers as Hugging Face folders (safetensors only, no remote code)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from greenlm.common import GreenlmError, atomic_dir, atomic_write_json
+from greenlm.models.sources import ModelSource, resolve_model_source
+from greenlm.models.tiny import TinySpec, build_tiny_classifier
+
+_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+_PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+# BERT-family positions: RoBERTa-style models offset positions by padding_idx + 1.
+_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
+
+
+@dataclass
+class LoadedModel:
+    model: object  # transformers PreTrainedModel (sequence classification)
+    tokenizer: object
+    source: ModelSource
+    labels: list[str]
+    notes: list[str] = field(default_factory=list)  # things the user should know (head initialised, ...)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers prints load reports at warning level; greenlm reports what matters itself."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _check_local_weights(folder: Path, allow_pickle: bool) -> bool:
+    """True when the folder holds safetensors weights; refuses pickle-only and weight-less folders."""
+    if not (folder / "config.json").is_file():
+        raise GreenlmError(f"model folder '{folder}' has no config.json; is it a Hugging Face model folder?")
+    if any((folder / name).is_file() for name in _SAFE_WEIGHTS):
+        return True
+    if any((folder / name).is_file() for name in _PICKLE_WEIGHTS):
+        if not allow_pickle:
+            raise GreenlmError(
+                f"model folder '{folder}' has only pickle weights (pytorch_model.bin), which can run code when"
+                " loaded; convert them to safetensors, or pass --allow-pickle if you trust the source"
+            )
+        return False
+    raise GreenlmError(f"model folder '{folder}' has no weights (model.safetensors); was it saved completely?")
+
+
+def load_tokenizer(location: str, *, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    with _quiet_transformers():
+        return AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+
+
+def load_classifier(
+    spec: str,
+    *,
+    labels: Sequence[str] | None = None,
+    train_texts: Iterable[str] | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    seed: int = 0,
+) -> LoadedModel:
+    """Load ``spec`` (see ``greenlm.models.sources``) as a sequence classifier.
+
+    With ``labels``, the classifier head is made for them: a model already fine-tuned on exactly these
+    labels keeps its head; otherwise a new head is initialised (and a note says so). Without ``labels``,
+    the model's own labels are used (evaluation, prediction).
+    """
+    source = resolve_model_source(spec)
+    if source.kind == "tiny":
+        if labels is None or train_texts is None:
+            raise GreenlmError("a 'tiny' model is built for a task: give --task so it knows labels and vocabulary")
+        model, tokenizer = build_tiny_classifier(TinySpec.parse(source.location), list(labels), train_texts, seed)
+        return LoadedModel(model, tokenizer, source, list(labels), ["tiny model built from scratch"])
+
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    use_safetensors = True
+    if source.kind == "local":
+        use_safetensors = _check_local_weights(Path(source.location), allow_pickle)
+    try:
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(source.location, trust_remote_code=trust_remote_code)
+            notes: list[str] = []
+            kwargs: dict = {}
+            if labels is not None:
+                labels = list(labels)
+                own = [config.id2label[i] for i in sorted(config.id2label)] if _is_classifier(config) else None
+                if own != labels:
+                    kwargs = dict(
+                        num_labels=len(labels),
+                        id2label=dict(enumerate(labels)),
+                        label2id={label: i for i, label in enumerate(labels)},
+                        ignore_mismatched_sizes=True,
+                    )
+                    notes.append(f"new classification head for labels {labels} (initialised randomly)")
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source.location,
+                use_safetensors=use_safetensors,
+                trust_remote_code=trust_remote_code,
+                **kwargs,
+            )
+            tokenizer = load_tokenizer(source.location, trust_remote_code=trust_remote_code)
+    except GreenlmError:
+        raise
+    except Exception as err:  # hub and file errors come in many types; the user needs one line
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if source.kind == "hub":
+            raise GreenlmError(
+                f"could not load '{spec}' from the Hugging Face Hub (no internet, or no such model?): {first_line}."
+                " Use a local folder or the offline default 'minilm'"
+            ) from None
+        raise GreenlmError(f"could not load model '{spec}': {first_line}") from None
+    model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)]
+    return LoadedModel(model, tokenizer, source, model_labels, notes)
+
+
+def _is_classifier(config) -> bool:
+    archs = getattr(config, "architectures", None) or []
+    return any(a.endswith("ForSequenceClassification") for a in archs)
+
+
+def model_max_length(config) -> int:
+    """Longest input (tokens, special tokens included) the model's position table allows."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return 512
+    return positions - _POSITION_OFFSET.get(getattr(config, "model_type", ""), 0)
+
+
+def save_classifier(model, tokenizer, out_dir: str | Path, extra_json: dict[str, dict] | None = None) -> Path:
+    """Write a complete HF folder (safetensors) atomically; ``extra_json`` adds files like metrics.json.
+
+    The folder appears whole or not at all: a crash leaves any earlier content of ``out_dir`` in place.
+    """
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        with _quiet_transformers():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        for name, payload in (extra_json or {}).items():
+            atomic_write_json(tmp / name, payload)
+    return out_dir

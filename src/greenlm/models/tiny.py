@@ -1,0 +1,103 @@
+"""Tiny BERT classifiers built in code, with a WordPiece vocabulary learned from the task's text.
+
+Used by tests and smoke runs (``--model tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99``): real
+architecture, real tokenizer, seconds to train on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+
+from greenlm.common import GreenlmError
+
+_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    layers: int = 2
+    hidden: int = 32
+    heads: int = 4
+    ffn: int = 37
+    vocab: int = 99
+    positions: int = 128
+
+    @classmethod
+    def parse(cls, spec: str) -> "TinySpec":
+        """``tiny`` or ``tiny:layers=2,hidden=32,...``."""
+        _, _, body = spec.partition(":")
+        known = {f.name for f in fields(cls)}
+        values: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in body.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or key not in known:
+                raise GreenlmError(f"tiny model setting '{item}' is not one of {sorted(known)} as key=value")
+            try:
+                values[key] = int(value)
+            except ValueError:
+                raise GreenlmError(f"tiny model setting '{key}' must be a whole number, got '{value}'") from None
+            if values[key] <= 0:
+                raise GreenlmError(f"tiny model setting '{key}' must be positive, got {values[key]}")
+        tiny = cls(**values)
+        if tiny.hidden % tiny.heads:
+            raise GreenlmError(f"tiny model: hidden ({tiny.hidden}) must be divisible by heads ({tiny.heads})")
+        return tiny
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int):
+    """A lower-casing BERT WordPiece tokenizer trained on ``texts`` (fast tokenizer, HF interface)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    # A small alphabet keeps the vocabulary near the size asked for (characters come first).
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=_SPECIALS, limit_alphabet=max(26, vocab_size // 3), show_progress=False
+    )
+    backend.train_from_iterator(texts, trainer)
+    cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
+    )
+
+
+def build_tiny_classifier(spec: TinySpec, labels: list[str], texts: Iterable[str], seed: int = 0):
+    """(model, tokenizer): a randomly initialised BertForSequenceClassification of the given shape."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tokenizer = build_tiny_tokenizer(texts, spec.vocab, spec.positions)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        intermediate_size=spec.ffn,
+        max_position_embeddings=spec.positions,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BertForSequenceClassification(config)
+    return model, tokenizer

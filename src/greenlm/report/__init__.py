@@ -1,0 +1,1 @@
+"""Reports: comparison tables, plots, model cards, the environment dump."""

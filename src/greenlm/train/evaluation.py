@@ -1,0 +1,39 @@
+"""Evaluate a saved classifier on a task split, matching the task's labels to the model's by name."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from greenlm.common import GreenlmError
+from greenlm.data import Task, TaskSplit, encode_split
+from greenlm.models import load_classifier, model_max_length
+from greenlm.train.loop import evaluate
+
+
+def align_labels(split: TaskSplit, task: Task, model_labels: list[str], model_name: str) -> TaskSplit:
+    """Re-number the split's label ids to the model's label ids (labels match by their strings)."""
+    if list(task.labels) == list(model_labels):
+        return split
+    unknown = sorted(set(task.labels) - set(model_labels))
+    if unknown:
+        raise GreenlmError(
+            f"task '{task.name}' has labels {unknown} that model '{model_name}' does not know (it knows {model_labels});"
+            " is this the right model for the task?"
+        )
+    to_model = [model_labels.index(label) for label in task.labels]
+    return replace(split, labels=[to_model[i] for i in split.labels])
+
+
+def evaluate_on_task(model_spec: str, task: Task, split_name: str, *, batch_size: int = 128,
+                     max_length: int | None = None, allow_pickle: bool = False) -> dict:
+    loaded = load_classifier(model_spec, allow_pickle=allow_pickle)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    saved = getattr(model.config, "greenlm", None) or {}
+    max_length = max_length or saved.get("max_length") or 128
+    limit = model_max_length(model.config)
+    if max_length > limit:
+        raise GreenlmError(f"--max-length {max_length} is above what the model's positions allow ({limit})")
+    split = align_labels(task.split(split_name), task, loaded.labels, model_spec)
+    encoded = encode_split(split, tokenizer, max_length)
+    return evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=len(loaded.labels),
+                    batch_size=batch_size)

@@ -1,0 +1,58 @@
+"""Shared fixtures: a learnable toy task and tiny models built in code (no downloads)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from greenlm.data import Task, TaskSplit
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
+FILLER = ["the", "film", "was", "a", "plot", "actor", "very", "quite", "story", "it", "and", "scene"]
+
+
+def toy_split(n: int, seed: int) -> TaskSplit:
+    """Sentences whose label is decided by one sentiment word among fillers: learnable by a tiny model."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.randrange(2)
+        words = rng.choices(FILLER, k=rng.randint(3, 12))
+        words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label else NEGATIVE))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return TaskSplit(text_a=texts, text_b=None, labels=labels)
+
+
+def make_toy_task(n_train: int = 256, n_dev: int = 64) -> Task:
+    return Task(
+        name="toy",
+        labels=("neg", "pos"),
+        text_fields=("text",),
+        splits={"train": toy_split(n_train, 0), "dev": toy_split(n_dev, 1)},
+        credit="generated in tests",
+    )
+
+
+@pytest.fixture
+def toy_task() -> Task:
+    return make_toy_task()
+
+
+def write_toy_task_files(folder, n_train: int = 256, n_dev: int = 64) -> None:
+    """The toy task as TSV files a user would give (text<TAB>label)."""
+    task = make_toy_task(n_train, n_dev)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("train", "dev"):
+        split = task.splits[name]
+        lines = ["text\tlabel"] + [f"{t}\t{task.labels[y]}" for t, y in zip(split.text_a, split.labels)]
+        (folder / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def toy_task_dir(tmp_path):
+    folder = tmp_path / "toy"
+    write_toy_task_files(folder)
+    return folder
