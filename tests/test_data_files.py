@@ -198,6 +198,8 @@ def test_missing_folder_or_file(tmp_path):
     with pytest.raises(GreenlmError, match="not found") as err:
         load_task(str(tmp_path / "nope" / "task.yaml"))
     assert str(tmp_path / "nope" / "task.yaml") in one_line(err)
+    with pytest.raises(GreenlmError, match=r"file or folder not found: data/train\.tsv"):
+        load_task("data/train.tsv")
 
 
 def test_folder_without_dev_file(tmp_path):

@@ -25,6 +25,10 @@ _COMMAND_MODULES = [
     "eval_cmd",
     "predict_cmd",
     "env_cmd",
+    "measure_cmd",
+    "flops_cmd",
+    "calc_cmd",
+    "ledger_cmd",
 ]
 
 for _name in _COMMAND_MODULES:

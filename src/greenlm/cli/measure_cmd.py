@@ -38,8 +38,13 @@ def measure_command(
     backend: Annotated[str, typer.Option(help="Energy backend: auto (NVML, RAPL, else estimates), estimate, codecarbon.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the price tag as JSON (on stderr) instead of text.")] = False,
 ) -> None:
-    from greenlm.measure import Ledger, append_emissions_csv, measure_command as run_measured
+    import warnings
+
     from greenlm.common import atomic_write_json
+    from greenlm.measure import Ledger, PriceTagWarning, append_emissions_csv
+    from greenlm.measure import measure_command as run_measured
+
+    warnings.simplefilter("ignore", PriceTagWarning)  # the summary below lists the same notes
 
     result = run_measured(
         list(command or []),
@@ -75,5 +80,5 @@ def register(app: typer.Typer) -> None:
     app.command(
         "measure",
         help=HELP,
-        context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+        context_settings={"allow_interspersed_args": False},  # options end at the command's name
     )(measure_command)

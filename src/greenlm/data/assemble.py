@@ -98,7 +98,8 @@ def build_task(
         fixed = False
         if len(label_set) < 2:
             raise GreenlmError(
-                f"{train.source}: every row has the label {label_set[0]!r}; a classifier needs at least two labels in train"
+                f"{train.source}: every row has the label {label_set[0]!r}; "
+                "a classifier needs at least two labels in train"
             )
     if label_names is not None and len(label_names) != len(label_set):
         label_names = None  # display names only fit the label set they were written for
@@ -114,7 +115,8 @@ def build_task(
             bad = label_strings[split][row]
             if fixed:
                 raise GreenlmError(
-                    f"{where}: label {bad!r} is not in the task's label set ({', '.join(label_set)}); fix the row or the label list"
+                    f"{where}: label {bad!r} is not in the task's label set ({', '.join(label_set)}); "
+                    "fix the row or the label list"
                 )
             raise GreenlmError(
                 f"{where}: label {bad!r} does not occur in train (train labels: {', '.join(label_set)}); "
@@ -213,11 +215,14 @@ def _label_column(table: Table, column: str, keep: list[int] | None) -> list[str
             if value is None or value is MISSING:
                 raise GreenlmError(f"{table.where(i)}: no label in {column!r}; give every row a label")
             if not isinstance(value, (str, int, float)):
-                raise GreenlmError(f"{table.where(i)}: label {column!r} holds a {type(value).__name__}; expected a string or a number")
+                raise GreenlmError(
+                    f"{table.where(i)}: label {column!r} holds a {type(value).__name__}; expected a string or a number"
+                )
             out.append(_label_string(value))
     if "" in out:
         i = out.index("")
-        raise GreenlmError(f"{table.where(i if keep is None else keep[i])}: empty label in {column!r}; give every row a label")
+        where = table.where(i if keep is None else keep[i])
+        raise GreenlmError(f"{where}: empty label in {column!r}; give every row a label")
     return out
 
 

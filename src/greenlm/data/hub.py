@@ -48,7 +48,8 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None]:
     config = config or None
     if not _NAME.match(path) or (config is not None and not re.match(r"^[A-Za-z0-9_.\-]+$", config)):
         raise GreenlmError(
-            f"{spec!r} is not a Hugging Face dataset name; write hf:<name>, hf:<owner>/<name> or hf:<owner>/<name>:<config>"
+            f"{spec!r} is not a Hugging Face dataset name; "
+            "write hf:<name>, hf:<owner>/<name> or hf:<owner>/<name>:<config>"
         )
     owner, _, rest = path.partition("/")
     if config is None and rest and owner in CONFIG_DATASETS:
@@ -83,7 +84,10 @@ def _explain(err: Exception, spec: str) -> str:
             "load it once with network access, or use a bundled task or local files"
         )
     else:
-        hint = "check the name (and config, as hf:<name>:<config>) and the network connection, or use a bundled task or local files"
+        hint = (
+            "check the name (and config, as hf:<name>:<config>) and the network connection, "
+            "or use a bundled task or local files"
+        )
     return f"{what}; {hint}"
 
 
@@ -125,7 +129,9 @@ def load_hub(
         tables[ours] = table
         class_names = class_names or names
     if "train" not in tables:
-        raise GreenlmError(f"{shown}: the train split has no labels in {label_field!r}; name the label column with label_field")
+        raise GreenlmError(
+            f"{shown}: the train split has no labels in {label_field!r}; name the label column with label_field"
+        )
     note = ""
     if "dev" not in tables:
         if "test" not in tables:
@@ -156,7 +162,9 @@ def _split_table(split, source: str, fields: Sequence[str], label_field: str) ->
     if label_field in data and isinstance(getattr(feature, "names", None), (list, tuple)):
         names = [str(n) for n in feature.names]
         # class ids -> class names; -1 (GLUE's "no label") -> None
-        data[label_field] = [names[v] if isinstance(v, int) and 0 <= v < len(names) else None for v in data[label_field]]
+        data[label_field] = [
+            names[v] if isinstance(v, int) and 0 <= v < len(names) else None for v in data[label_field]
+        ]
     if label_field in data and data[label_field] and all(v is None for v in data[label_field]):
         return None, None
     return Table(source, columns, data, None), names

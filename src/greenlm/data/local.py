@@ -29,7 +29,9 @@ from greenlm.data.readers import FORMATS, read_table
 from greenlm.data.tasks import Task
 
 TASK_FILE_SUFFIXES = (".yaml", ".yml", ".json")
-TASK_FILE_KEYS = ("name", "train", "dev", "test", "text_fields", "label_field", "labels", "label_names", "description", "credit")
+TASK_FILE_KEYS = (
+    "name", "train", "dev", "test", "text_fields", "label_field", "labels", "label_names", "description", "credit",
+)
 _SPLIT_FILE_STEMS = {"train": ("train",), "dev": ("dev", "validation"), "test": ("test",)}
 
 

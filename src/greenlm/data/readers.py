@@ -86,7 +86,9 @@ def read_table(path: str | Path, data: bytes | None = None, *, display: str | No
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as err:
-            raise GreenlmError(f"{display}: not a readable gzip file ({err}); re-compress it or give the plain file") from None
+            raise GreenlmError(
+                f"{display}: not a readable gzip file ({err}); re-compress it or give the plain file"
+            ) from None
     text = decode_utf8(data, display)
     if not text.strip():
         raise GreenlmError(f"{display} is empty; it needs a header line and at least one row")
@@ -182,9 +184,14 @@ def _read_jsonl(text: str, display: str) -> Table:
         try:
             obj = decoder.decode(line)
         except json.JSONDecodeError as err:
-            raise GreenlmError(f"{display}:{number}: not valid JSON ({err.msg} at column {err.colno}); one object per line") from None
+            raise GreenlmError(
+                f"{display}:{number}: not valid JSON ({err.msg} at column {err.colno}); one object per line"
+            ) from None
         if not isinstance(obj, dict):
-            raise GreenlmError(f"{display}:{number}: expected a JSON object like {{\"text\": ..., \"label\": ...}}, got {type(obj).__name__}")
+            raise GreenlmError(
+                f"{display}:{number}: expected a JSON object like {{\"text\": ..., \"label\": ...}}, "
+                f"got {type(obj).__name__}"
+            )
         objects.append(obj)
         line_numbers.append(number)
     columns: dict[str, None] = {}
@@ -195,7 +202,9 @@ def _read_jsonl(text: str, display: str) -> Table:
     return Table(display, list(columns), data, line_numbers)
 
 
-def read_prediction_lines(stream: Iterable[str | bytes], pair: bool | None = None, *, source: str = "<input>") -> TaskSplit:
+def read_prediction_lines(
+    stream: Iterable[str | bytes], pair: bool | None = None, *, source: str = "<input>"
+) -> TaskSplit:
     """Texts to predict on, one per line (or a tab-separated pair per line) -> ``TaskSplit`` with labels -1.
 
     ``stream``: lines as ``str`` or ``bytes`` (pass ``sys.stdin.buffer`` to get exact line numbers for
@@ -238,7 +247,8 @@ def read_prediction_lines(stream: Iterable[str | bytes], pair: bool | None = Non
         parts = line.split("\t")
         if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
             raise GreenlmError(
-                f"{source}:{number}: expected two non-empty texts separated by one tab (this model takes sentence pairs)"
+                f"{source}:{number}: expected two non-empty texts separated by one tab "
+                "(this model takes sentence pairs)"
             )
         text_a.append(parts[0])
         text_b.append(parts[1])

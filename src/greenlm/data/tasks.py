@@ -83,14 +83,16 @@ class Task:
 
     def __post_init__(self):
         if len(self.labels) < 2:
-            raise GreenlmError(f"task {self.name!r} has {len(self.labels)} label(s); a classification task needs at least two")
+            raise GreenlmError(
+                f"task {self.name!r} has {len(self.labels)} label(s); a classification task needs at least two"
+            )
         if self.label_names is not None and len(self.label_names) != len(self.labels):
             raise ValueError(f"task {self.name!r}: {len(self.label_names)} label names for {len(self.labels)} labels")
         for split_name, split in self.splits.items():
             if split.is_pair != (len(self.text_fields) == 2):
-                raise ValueError(f"task {self.name!r}: split {split_name!r} does not match text fields {self.text_fields}")
+                raise ValueError(f"task {self.name!r}: split {split_name!r} does not match {self.text_fields}")
             if split.labels and not (UNLABELED <= min(split.labels) and max(split.labels) < len(self.labels)):
-                raise ValueError(f"task {self.name!r}: split {split_name!r} has label ids outside 0..{len(self.labels) - 1}")
+                raise ValueError(f"task {self.name!r}: split {split_name!r} has label ids outside the label set")
 
     @property
     def num_labels(self) -> int:

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -68,25 +69,27 @@ def measure_command(argv: list[str], *, name: str | None = None, **tag_options) 
             tag.stop(status="error: OSError")
             return CommandResult(EXIT_NOT_FOUND, None, f"cannot run {argv[0]}: {err.strerror}")
         tree.attach(proc.pid)
-        exit_code, cpu_s = _wait(proc)
-        tree.finish(cpu_s)
+        exit_code, cpu_s, peak_rss = _wait(proc)
+        tree.finish(cpu_s, peak_rss)
     finally:
         restore()
     record = tag.stop(status="ok" if exit_code == 0 else f"exit {exit_code}")
     return CommandResult(exit_code, record)
 
 
-def _wait(proc: subprocess.Popen) -> tuple[int, float]:
-    """Exit code (shell convention) and CPU seconds of the command and its reaped descendants."""
+def _wait(proc: subprocess.Popen) -> tuple[int, float, int | None]:
+    """Exit code (shell convention), CPU seconds and peak RSS (bytes) of the command and its reaped
+    descendants, from the kernel's rusage."""
     if hasattr(os, "wait4"):
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         cpu_s = usage.ru_utime + usage.ru_stime
-    else:  # Windows: no rusage; the last sampled CPU time stands
+        peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
+    else:  # Windows: no rusage; the last sampled figures stand
         proc.wait()
-        cpu_s = 0.0
+        cpu_s, peak = 0.0, None
     code = proc.returncode
-    return (128 - code if code < 0 else code), cpu_s
+    return (128 - code if code < 0 else code), cpu_s, peak
 
 
 def _ignore_sigint():

@@ -121,8 +121,10 @@ class ProcessTree:
     def finished(self) -> bool:
         return self._final_cpu_s is not None
 
-    def finish(self, cpu_s: float) -> None:
+    def finish(self, cpu_s: float, peak_rss_bytes: int | None = None) -> None:
+        """The command was reaped: its CPU time (and peak resident memory) from the kernel's rusage."""
         self._final_cpu_s = max(cpu_s, self._last_cpu_s)
+        self.peak_rss_bytes = peak_rss_bytes
 
 
 # ---- meters ---------------------------------------------------------------------------------------
@@ -223,8 +225,13 @@ def find_rapl(root: str | os.PathLike = POWERCAP_ROOT) -> tuple[dict[str, RaplMe
     """RAPL meters by component, and why there are none (None when found)."""
     root = Path(root)
     packages, drams, unreadable = [], [], []
-    for domain in sorted(glob.glob(str(root / "intel-rapl:*"))):
+    # /sys/class/powercap lists zones flat (intel-rapl:0, intel-rapl:0:0); their parents nest them too
+    seen = set()
+    for domain in sorted(glob.glob(str(root / "intel-rapl:*")) + glob.glob(str(root / "intel-rapl:*" / "intel-rapl:*"))):
         domain = Path(domain)
+        if domain.name in seen:
+            continue
+        seen.add(domain.name)
         try:
             name = (domain / "name").read_text().strip()
         except OSError:
@@ -265,34 +272,46 @@ class RamModelMeter(Meter):
 
     def __init__(self, tree: ProcessTree, w_per_gb: float = RAM_W_PER_GB):
         self.tree, self.w_per_gb = tree, w_per_gb
-        self._t = self._gb = 0.0
-        self._j = 0.0
-        self._gb_max = 0.0
-        self._gb_time = 0.0
-        self._span = 0.0
+        self._t = self._gb = self._j = 0.0
+        self._gb_max = self._gb_s = self._span = 0.0
+        self._peak_used = False
 
     def start(self, t):
-        self._t, self._gb, self._j = t, self.tree.rss_bytes() / 1e9, 0.0
-        self._gb_max, self._gb_time, self._span = self._gb, 0.0, 0.0
+        self._t0 = self._t = t
+        self._gb, self._j = self.tree.rss_bytes() / 1e9, 0.0
+        self._gb_max, self._gb_s, self._span = self._gb, 0.0, 0.0
 
     def read_j(self, t):
-        gb = self._gb if self.tree.finished else self.tree.rss_bytes() / 1e9
+        if self.tree.finished:
+            gb = self._gb
+            peak = getattr(self.tree, "peak_rss_bytes", None)
+            if self._gb_max == 0.0 and peak and not self._peak_used:
+                # the command ended before any sample saw it: charge its peak RSS over the whole window
+                self._gb = gb = self._gb_max = peak / 1e9
+                self._j = self._gb_s = 0.0
+                self._t, self._span = self._t0, 0.0
+                self._peak_used = True
+        else:
+            gb = self.tree.rss_bytes() / 1e9
         dt = max(t - self._t, 0.0)
         self._j += self.w_per_gb * (self._gb + gb) / 2 * dt
-        self._gb_time += (self._gb + gb) / 2 * dt
+        self._gb_s += (self._gb + gb) / 2 * dt
         self._span += dt
         self._t, self._gb = t, gb
         self._gb_max = max(self._gb_max, gb)
         return self._j
 
     def details(self):
-        mean = self._gb_time / self._span if self._span > 0 else self._gb
-        return {
+        mean = self._gb_s / self._span if self._span > 0 else self._gb
+        out = {
             "ram_model": RAM_MODEL,
             "ram_w_per_gb": self.w_per_gb,
             "ram_gb_mean": round(mean, 4),
             "ram_gb_max": round(self._gb_max, 4),
         }
+        if self._peak_used:
+            out["ram_note"] = "shorter than one sample: the command's peak RSS (rusage) charged over its run"
+        return out
 
 
 class NvmlMeter(Meter):
@@ -419,14 +438,17 @@ class CodeCarbonMeter(Meter):
     def __init__(self, interval_s: float):
         from codecarbon import OfflineEmissionsTracker
 
-        self.tracker = OfflineEmissionsTracker(
+        options = dict(
             country_iso_code="USA",  # unused: greenlm applies its own intensity and PUE
             measure_power_secs=max(interval_s, 1.0),
-            save_to_file=False,
             log_level="error",
             pue=1.0,
             allow_multiple_runs=True,
         )
+        try:  # CodeCarbon 3: no output at all
+            self.tracker = OfflineEmissionsTracker(output_methods=[], **options)
+        except TypeError:  # CodeCarbon 2
+            self.tracker = OfflineEmissionsTracker(save_to_file=False, **options)
         self.by_component: dict[str, float] | None = None
 
     def start(self, t):
@@ -467,7 +489,7 @@ class Timeline:
         if self._last is not None:
             t0, j0 = self._last
             boundary = (int(t0 // 3600) + 1) * 3600.0
-            while boundary < t:
+            while boundary <= t:
                 share = (boundary - t0) / (t - t0) if t > t0 else 1.0
                 self._append(boundary, j0 + share * (j - j0))
                 boundary += 3600.0
@@ -553,8 +575,9 @@ def build_meters(
 class EnergySession:
     """Starts the meters, samples them every ``interval_s`` on a daemon thread, gives snapshots."""
 
-    def __init__(self, tree: ProcessTree, setup: EnergySetup, interval_s: float = DEFAULT_INTERVAL_S):
+    def __init__(self, tree: ProcessTree, setup: EnergySetup, interval_s: float = DEFAULT_INTERVAL_S, clock=None):
         self.tree, self.setup, self.interval_s = tree, setup, interval_s
+        self._clock = clock  # tests: one fake clock for wall time and clock hours
         self.timeline = Timeline()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -562,8 +585,14 @@ class EnergySession:
         self._cpu0 = 0.0
         self.codecarbon = next((m for m in setup.meters if isinstance(m, CodeCarbonMeter)), None)
 
+    def _now(self) -> tuple[float, float]:
+        if self._clock is not None:
+            t = self._clock()
+            return t, t
+        return time.time(), time.monotonic()
+
     def start(self) -> Snapshot:
-        t = time.time()
+        t = self._now()[0]
         self._cpu0 = self.tree.cpu_s()
         for meter in self.setup.meters:
             meter.start(t)
@@ -581,7 +610,7 @@ class EnergySession:
 
     def _read(self, keep: bool) -> Snapshot:
         with self._lock:
-            t_unix, t_mono = time.time(), time.monotonic()
+            t_unix, t_mono = self._now()
             energy = {}
             for meter in self.setup.meters:
                 if isinstance(meter, CodeCarbonMeter):

@@ -146,6 +146,8 @@ class PriceTag:
         _process_tree=None,
         _nvml=None,
         _powercap_root=None,
+        _setup=None,
+        _clock=None,
     ):
         if not isinstance(name, str) or not name.strip():
             raise GreenlmError("a price tag needs a non-empty name, e.g. PriceTag('finetune')")
@@ -168,7 +170,9 @@ class PriceTag:
         self._interval_s = check_positive(sample_interval_s, "sample interval (s)")
         self._gpu_indices = gpu_indices
         self._meta = dict(meta or {})
+        # test seams: a process tree, an NVML module, a powercap folder, ready meters, a clock
         self._tree, self._nvml, self._powercap_root = _process_tree, _nvml, _powercap_root
+        self._setup, self._clock = _setup, _clock
         # validate what can be validated before any work starts
         self._pue = check_pue(pue) if pue is not None else None
         self._pue_from_parent = False
@@ -257,7 +261,7 @@ class PriceTag:
             self._start = self._session.snapshot()
         else:
             tree = self._tree or energy_mod.ProcessTree()
-            setup = energy_mod.build_meters(
+            setup = self._setup or energy_mod.build_meters(
                 tree,
                 backend=self._backend,
                 cpu_tdp_w=self._cpu_tdp_w,
@@ -265,7 +269,7 @@ class PriceTag:
                 nvml=self._nvml,
                 gpu_indices=self._gpu_indices,
             )
-            self._session = energy_mod.EnergySession(tree, setup, self._interval_s)
+            self._session = energy_mod.EnergySession(tree, setup, self._interval_s, clock=self._clock)
             self._start = self._session.start()
         self._token = _active.set(self)
         return self

@@ -8,12 +8,14 @@ from greenlm.models.loading import (
     model_max_length,
     save_classifier,
 )
+from greenlm.models.speed import SpeedReport, measure_speed, speed_inputs, torch_forward
 from greenlm.models.sources import ModelSource, default_teacher_path, resolve_model_source
 from greenlm.models.tiny import TinySpec, build_tiny_classifier
 
 __all__ = [
     "LoadedModel",
     "ModelSource",
+    "SpeedReport",
     "TinySpec",
     "build_tiny_classifier",
     "default_teacher_path",
@@ -24,4 +26,7 @@ __all__ = [
     "predict_records",
     "resolve_model_source",
     "save_classifier",
+    "measure_speed",
+    "speed_inputs",
+    "torch_forward",
 ]

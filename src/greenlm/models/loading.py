@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,25 @@ _SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # BERT-family positions: RoBERTa-style models offset positions by padding_idx + 1.
 _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
+
+
+# Folders whose config.json has ``"greenlm": {"format": NAME, ...}`` are loaded by the function named
+# here ("module:function", called as ``f(source, labels=...) -> LoadedModel``). Plain fine-tuned
+# classifiers have no format and load through transformers.
+_FORMAT_LOADERS: dict[str, str] = {}
+
+
+def _special_format(folder: Path) -> str | None:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    fmt = (config.get("greenlm") or {}).get("format")
+    if fmt is None:
+        return None
+    if fmt not in _FORMAT_LOADERS:
+        raise GreenlmError(f"model folder '{folder}' is in greenlm format '{fmt}', which this greenlm version cannot load")
+    return fmt
 
 
 @dataclass
@@ -93,6 +114,12 @@ def load_classifier(
     use_safetensors = True
     if source.kind == "local":
         use_safetensors = _check_local_weights(Path(source.location), allow_pickle)
+        special = _special_format(Path(source.location))
+        if special is not None:
+            # Models greenlm rewrote (pruned, with exits, quantized) have their own loader.
+            module_name, _, function_name = _FORMAT_LOADERS[special].partition(":")
+            loader = getattr(importlib.import_module(module_name), function_name)
+            return loader(source, labels=labels)
     try:
         with _quiet_transformers():
             config = AutoConfig.from_pretrained(source.location, trust_remote_code=trust_remote_code)

@@ -15,7 +15,9 @@ def resolve_precision(requested: str) -> str:
     else:
         supported = cpu_has_bf16()
     if requested == "auto":
-        return "bf16" if supported else "fp32"
+        # On CPU, bf16 autocast measured slower than fp32 for BERT-size training on this project's
+        # 2-core Xeon (AMX present): the casts cost more than the faster matmuls save (docs/benchmarks.md).
+        return "bf16" if supported and torch.cuda.is_available() else "fp32"
     if requested == "bf16" and not supported:
         raise GreenlmError("precision bf16 asked for, but this machine has no native bf16 (AVX512-BF16/AMX or GPU); use fp32")
     return requested
