@@ -72,6 +72,9 @@ def test_formula_parity_energy_pue_co2e_cost():
     assert rec.energy_source == "nvml+estimate:tdp-utilisation+estimate:ram-per-gb"
     assert rec.energy_source_by_component["gpu"] == "nvml"
     assert rec.pue_source == "user" and rec.intensity_source == "user: intensity_g_per_kwh"
+    per = rec.per_1000_examples(500)
+    assert per["energy_kwh_per_1000_examples"] == pytest.approx(2 * rec.energy_kwh)
+    assert per["co2e_kg_per_1000_examples"] == pytest.approx(2 * rec.co2e_kg)
 
 
 def test_default_pue_warns_and_missing_figures_say_why():

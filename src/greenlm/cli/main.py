@@ -20,6 +20,8 @@ app = typer.Typer(
 
 # One module per sub-command; each exposes ``register(app)``.
 _COMMAND_MODULES = [
+    "run_cmd",
+    "recipes_cmd",
     "tasks_cmd",
     "train_cmd",
     "eval_cmd",
@@ -29,6 +31,9 @@ _COMMAND_MODULES = [
     "flops_cmd",
     "calc_cmd",
     "ledger_cmd",
+    "prune_cmd",
+    "distill_cmd",
+    "early_exit_cmd",
 ]
 
 for _name in _COMMAND_MODULES:

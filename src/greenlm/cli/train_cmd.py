@@ -50,6 +50,8 @@ def train_command(
         allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, progress=progress,
         on_note=lambda note: err(f"note: {note}"),
     )
+    if not outcome.is_main_process:
+        return
     if outcome.reused:
         err(f"{out} already holds this finished run; nothing to train (delete it to train again)")
     metrics_table(f"{loaded_task.name}: {model}", outcome.metrics["splits"])

@@ -73,18 +73,47 @@ class ProcessTree:
         return tree
 
     def attach(self, pid: int) -> None:
+        self._cache = None
         try:
             self._root = self._psutil.Process(pid)
         except self._psutil.Error:
             self._root = None  # already gone: finish() will give its CPU time
 
+    RESCAN_S = 10.0  # how stale the list of descendants may be between window edges
+
+    def rescan(self) -> None:
+        """List the descendants again at the next read (window edges do; sampler ticks reuse the list)."""
+        self._cache = None
+
     def _members(self):
+        """The root and its live descendants. Listing them scans all of /proc (about 1-2 ms), so the
+        list is reused for up to RESCAN_S between window edges. CPU counters are cumulative, so a child
+        first seen late still brings all its CPU time; only its memory samples start late."""
         if self._root is None:
             return []
-        try:
-            return [self._root, *self._root.children(recursive=True)]
-        except self._psutil.Error:
-            return []
+        now = time.monotonic()
+        cached = getattr(self, "_cache", None)
+        if cached is not None and now - cached[0] < self.RESCAN_S:
+            return cached[1]
+        pids = _descendant_pids(self._root.pid)
+        if pids is None:  # no /proc/<pid>/task/<tid>/children: psutil scans every process
+            try:
+                members = [self._root, *self._root.children(recursive=True)]
+            except self._psutil.Error:
+                members = []
+        else:
+            known = {p.pid: p for p in (cached[1] if cached else [])}
+            members = [self._root]
+            for pid in pids:
+                proc = known.get(pid)
+                if proc is None:
+                    try:
+                        proc = self._psutil.Process(pid)
+                    except self._psutil.Error:
+                        continue
+                members.append(proc)
+        self._cache = (now, members)
+        return members
 
     def cpu_s(self) -> float:
         if self._final_cpu_s is not None:
@@ -125,6 +154,29 @@ class ProcessTree:
         """The command was reaped: its CPU time (and peak resident memory) from the kernel's rusage."""
         self._final_cpu_s = max(cpu_s, self._last_cpu_s)
         self.peak_rss_bytes = peak_rss_bytes
+
+
+def _descendant_pids(root: int) -> list[int] | None:
+    """Live descendants of ``root`` from Linux's /proc/<pid>/task/<tid>/children files (a few reads,
+    where psutil would read the stat file of every process on the machine); None where unsupported."""
+    if not os.path.exists(f"/proc/{root}/task/{root}/children"):
+        return None
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue  # exited meanwhile
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
 
 
 # ---- meters ---------------------------------------------------------------------------------------
@@ -572,17 +624,63 @@ def build_meters(
     return setup
 
 
+class _Sampler:
+    """One daemon thread per process that ticks every open session at its interval.
+
+    Sharing one thread means opening a tag creates no thread (thread creation and start-up waits cost
+    milliseconds on a busy machine) and stopping one joins none. Re-created in a forked child.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._sessions: dict[int, EnergySession] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, session: "EnergySession") -> None:
+        with self._lock:
+            self._sessions[id(session)] = session
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="greenlm-pricetag-sampler", daemon=True)
+                self._thread.start()
+        self._wake.set()  # re-plan: the new session may be due sooner than the current sleep
+
+    def remove(self, session: "EnergySession") -> None:
+        with self._lock:
+            self._sessions.pop(id(session), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                sessions = list(self._sessions.values())
+            now = time.monotonic()
+            wait = 60.0
+            for session in sessions:
+                if now >= session.next_tick:
+                    session.tick()
+                    session.next_tick = now + session.interval_s
+                wait = min(wait, max(session.next_tick - now, 0.0))
+            self._wake.wait(wait)
+            self._wake.clear()
+
+
+_SAMPLER = _Sampler()
+if hasattr(os, "register_at_fork"):  # the thread does not survive a fork: start afresh in the child
+    os.register_at_fork(after_in_child=lambda: globals().__setitem__("_SAMPLER", _Sampler()))
+
+
 class EnergySession:
-    """Starts the meters, samples them every ``interval_s`` on a daemon thread, gives snapshots."""
+    """Starts the meters, has them sampled every ``interval_s`` (one shared sampler thread), gives snapshots."""
 
     def __init__(self, tree: ProcessTree, setup: EnergySetup, interval_s: float = DEFAULT_INTERVAL_S, clock=None):
         self.tree, self.setup, self.interval_s = tree, setup, interval_s
         self._clock = clock  # tests: one fake clock for wall time and clock hours
         self.timeline = Timeline()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._closed = False
         self._cpu0 = 0.0
+        self.next_tick = 0.0
+        self.sampler_errors, self.sampler_last_error = 0, ""
         self.codecarbon = next((m for m in setup.meters if isinstance(m, CodeCarbonMeter)), None)
 
     def _now(self) -> tuple[float, float]:
@@ -593,23 +691,32 @@ class EnergySession:
 
     def start(self) -> Snapshot:
         t = self._now()[0]
+        if hasattr(self.tree, "rescan"):
+            self.tree.rescan()
         self._cpu0 = self.tree.cpu_s()
         for meter in self.setup.meters:
             meter.start(t)
-        first = self.snapshot()
-        self._thread = threading.Thread(target=self._run, name="greenlm-pricetag-sampler", daemon=True)
-        self._thread.start()
+        first = self._read(keep=True, rescan=False)  # the descendants were just listed
+        self.next_tick = time.monotonic() + self.interval_s
+        _SAMPLER.add(self)
         return first
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self._read(keep=False)
-            except Exception:  # a sampler must never kill the user's run; edges still read the counters
-                pass
+    def tick(self) -> None:
+        """One sample (called by the sampler thread): polled figures, RAPL wrap-arounds, hour boundaries."""
+        if self._closed:
+            return
+        try:
+            self._read(keep=False)
+        except Exception as err:  # never kill the user's run: the edges still read the counters
+            self.sampler_errors += 1
+            self.sampler_last_error = f"{type(err).__name__}: {err}"
 
-    def _read(self, keep: bool) -> Snapshot:
+    def _read(self, keep: bool, rescan: bool = True) -> Snapshot:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("energy session already stopped")
+            if keep and rescan and hasattr(self.tree, "rescan"):  # window edges see every live descendant
+                self.tree.rescan()
             t_unix, t_mono = self._now()
             energy = {}
             for meter in self.setup.meters:
@@ -625,17 +732,19 @@ class EnergySession:
 
     def stop(self) -> tuple[Snapshot, dict | None]:
         """Final snapshot, and CodeCarbon's per-component joules when it was the backend."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        _SAMPLER.remove(self)
         last = self.snapshot()
         cc = self.codecarbon.stop() if self.codecarbon is not None else None
-        for meter in self.setup.meters:
-            meter.close()
+        with self._lock:  # a tick in progress finishes first; later ones find the session closed
+            self._closed = True
+            for meter in self.setup.meters:
+                meter.close()
         return last, cc
 
     def details(self) -> dict:
         out = {"sample_interval_s": self.interval_s}
         for meter in self.setup.meters:
             out.update(meter.details())
+        if self.sampler_errors:
+            out["sampler_errors"] = f"{self.sampler_errors} failed samples (last: {self.sampler_last_error})"
         return out

@@ -174,7 +174,7 @@ def _train_per_example(spec, seq_len, convention, pretraining, generator, notes)
 
 
 def _forward_matmul(spec: EncoderSpec, s: int, head: str) -> dict:
-    h, e, v, labels = spec.hidden_size, spec.embedding_size, spec.vocab_size, spec.num_labels
+    h, e, labels = spec.hidden_size, spec.embedding_size, spec.num_labels
     embeddings = 2 * s * e * h if e != h else 0  # ELECTRA's projection [s, e] @ [e, h]; lookups are gathers
     attention = ffn = 0
     for heads, f in zip(spec.heads_per_layer, spec.intermediate_per_layer):

@@ -77,6 +77,11 @@ def memory_total_gb() -> float | None:
 
 def machine_summary() -> dict:
     """Host facts every record carries (no host name: records may be shared)."""
+    return dict(_machine_summary())
+
+
+@functools.lru_cache(maxsize=1)
+def _machine_summary() -> dict:
     return {
         "cpu_model": cpu_model() or "unknown",
         "logical_cpus": logical_cpus(),
@@ -101,16 +106,9 @@ def cpu_power(tdp_w: float | None = None, model: str | None = None) -> CpuPower:
     env = os.environ.get("GREENLM_CPU_TDP_W")
     if env:
         return CpuPower(check_positive(env, "GREENLM_CPU_TDP_W"), "user: GREENLM_CPU_TDP_W", model)
-    table = _codecarbon_cpu_table()
-    if table is None:
-        source = "codecarbon not installed (no CPU power table)"
-    else:
-        path, version, rows = table
-        match = match_cpu(model, [name for name, _ in rows])
-        if match is not None:
-            tdp = dict(rows)[match]
-            return CpuPower(tdp, f"CodeCarbon {version} cpu_power.csv: '{match}'", model)
-        source = f"CPU '{model or 'unknown'}' not in CodeCarbon {version} cpu_power.csv"
+    found, source = _table_power(model)
+    if found is not None:
+        return found
     n = logical_cpus()
     return CpuPower(
         FALLBACK_W_PER_LOGICAL_CPU * n,
@@ -118,6 +116,19 @@ def cpu_power(tdp_w: float | None = None, model: str | None = None) -> CpuPower:
         "pass cpu_tdp_w / GREENLM_CPU_TDP_W for a better figure",
         model,
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _table_power(model: str) -> tuple[CpuPower | None, str]:
+    """(CpuPower from CodeCarbon's table, or None and why). Cached: matching scans ~5,000 names."""
+    table = _codecarbon_cpu_table()
+    if table is None:
+        return None, "codecarbon not installed (no CPU power table)"
+    path, version, rows = table
+    match = match_cpu(model, [name for name, _ in rows])
+    if match is not None:
+        return CpuPower(dict(rows)[match], f"CodeCarbon {version} cpu_power.csv: '{match}'", model), ""
+    return None, f"CPU '{model or 'unknown'}' not in CodeCarbon {version} cpu_power.csv"
 
 
 def codecarbon_data_file(relative: str) -> tuple[Path, str] | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import os
-import time
 import uuid
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -30,7 +29,7 @@ from greenlm.common import GreenlmError
 from greenlm.measure import cost as cost_mod
 from greenlm.measure import energy as energy_mod
 from greenlm.measure.hardware import machine_summary
-from greenlm.measure.intensity import Intensity, IntensitySeries, describe_missing, lookup_intensity, user_intensity
+from greenlm.measure.intensity import IntensitySeries, describe_missing, lookup_intensity, user_intensity
 from greenlm.measure.units import DEFAULT_PUE, J_PER_KWH, PUE_WARNING, check_count, check_positive, check_pue
 
 COMPONENTS = ("cpu", "gpu", "ram")
@@ -105,6 +104,24 @@ class PriceTagRecord:
     def summary(self) -> str:
         """A few human lines, for a terminal."""
         return format_record(self)
+
+    def per_1000_examples(self, examples: int) -> dict:
+        """Wall time, energy, CO2e and cost per 1,000 examples, for a tag around ``examples`` examples
+        (e.g. an inference pass): ``{"wall_s_per_1000_examples", "energy_kwh_per_1000_examples", ...}``."""
+        examples = check_count(examples, "examples")
+        scale = 1000.0 / examples
+
+        def per(value):
+            return None if value is None else value * scale
+
+        return {
+            "examples": examples,
+            "wall_s_per_1000_examples": per(self.wall_s),
+            "energy_kwh_per_1000_examples": per(self.energy_kwh),
+            "co2e_kg_per_1000_examples": per(self.co2e_kg),
+            "cost_usd_per_1000_examples": per(self.cost_usd),
+            "energy_source": self.energy_source,
+        }
 
 
 class PriceTag:
@@ -214,6 +231,7 @@ class PriceTag:
     def _fresh(self) -> "PriceTag":
         clone = PriceTag.__new__(PriceTag)
         clone.__dict__.update(self.__dict__)
+        clone._given, clone._meta = dict(self._given), dict(self._meta)  # a phase's inheritance must not leak back
         clone._flops, clone._flops_given, clone._phases = 0.0, False, []
         clone._parent = clone._session = clone._start = clone._token = clone._record = None
         return clone
@@ -373,7 +391,8 @@ class PriceTag:
         elif self._intensity is not None:
             i = self._intensity
             co2e = energy_kwh * i.g_per_kwh / 1000.0
-            intensity, source, region, year, kind = i.g_per_kwh, i.source, i.region, i.year, i.kind
+            intensity, source, year, kind = i.g_per_kwh, i.source, i.year, i.kind
+            region = i.region if i.kind != "user" else None
         else:
             reasons["co2e_kg"] = "no region or intensity given (pass region= or intensity_g_per_kwh=)"
 

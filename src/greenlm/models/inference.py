@@ -8,8 +8,11 @@ from greenlm.data import EncodedSplit, collate, length_grouped_batches
 
 
 @torch.inference_mode()
-def predict_logits(model, encoded: EncodedSplit, *, pad_token_id: int, batch_size: int = 64) -> torch.Tensor:
-    """Logits [N, num_labels] (float32, CPU) for every example, in the order of ``encoded``.
+def predict_outputs(model, encoded: EncodedSplit, *, pad_token_id: int,
+                    batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits [N, num_labels] (float32, CPU) in the order of ``encoded``, and for models that exit early
+    (their output has ``exit_layers``, see ``greenlm.models.early_exit``) the 1-based layer each example
+    left at [N] (long); None for other models.
 
     Batches hold examples of similar length (sorted), so short sentences are not padded to long ones.
     """
@@ -17,21 +20,34 @@ def predict_logits(model, encoded: EncodedSplit, *, pad_token_id: int, batch_siz
     model.eval()
     device = next(model.parameters()).device
     out = torch.empty(len(encoded), model.config.num_labels, dtype=torch.float32)
+    exit_layers: torch.Tensor | None = None
     for indices in length_grouped_batches(encoded.lengths(), batch_size, shuffle=False):
         batch = collate(encoded, indices, pad_token_id)
         batch.pop("labels", None)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        out[torch.as_tensor(indices)] = logits.float().cpu()
+        output = model(**{k: v.to(device) for k, v in batch.items()})
+        out[torch.as_tensor(indices)] = output.logits.float().cpu()
+        layers = getattr(output, "exit_layers", None)
+        if layers is not None:
+            if exit_layers is None:
+                exit_layers = torch.zeros(len(encoded), dtype=torch.long)
+            exit_layers[torch.as_tensor(indices)] = layers.cpu()
     model.train(was_training)
-    return out
+    return out, exit_layers
+
+
+def predict_logits(model, encoded: EncodedSplit, *, pad_token_id: int, batch_size: int = 64) -> torch.Tensor:
+    """Logits [N, num_labels] (float32, CPU) for every example, in the order of ``encoded``."""
+    return predict_outputs(model, encoded, pad_token_id=pad_token_id, batch_size=batch_size)[0]
 
 
 def predict_records(model, tokenizer, split, labels: list[str], *, max_length: int, batch_size: int = 64) -> list[dict]:
-    """One record per input: its predicted label and the probability of every label."""
+    """One record per input: its predicted label, the probability of every label, and ``exit_layer`` when the
+    model exits early."""
     from greenlm.data import encode_split
 
     encoded = encode_split(split, tokenizer, max_length)
-    probabilities = predict_logits(model, encoded, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size).softmax(-1)
+    logits, exit_layers = predict_outputs(model, encoded, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size)
+    probabilities = logits.softmax(-1)
     records = []
     for i, row in enumerate(probabilities.tolist()):
         best = max(range(len(row)), key=row.__getitem__)
@@ -39,5 +55,7 @@ def predict_records(model, tokenizer, split, labels: list[str], *, max_length: i
         if split.text_b is not None:
             record["text_b"] = split.text_b[i]
         record.update(label=labels[best], probabilities={label: round(p, 6) for label, p in zip(labels, row)})
+        if exit_layers is not None:  # early-exit models: the layer the prediction came from (1 = first)
+            record["exit_layer"] = int(exit_layers[i])
         records.append(record)
     return records

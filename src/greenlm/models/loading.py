@@ -13,7 +13,7 @@ from greenlm.common import GreenlmError, atomic_dir, atomic_write_json
 from greenlm.models.sources import ModelSource, resolve_model_source
 from greenlm.models.tiny import TinySpec, build_tiny_classifier
 
-_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "model.onnx")  # ONNX: protobuf data, no code
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # BERT-family positions: RoBERTa-style models offset positions by padding_idx + 1.
 _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
@@ -22,7 +22,11 @@ _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
 # Folders whose config.json has ``"greenlm": {"format": NAME, ...}`` are loaded by the function named
 # here ("module:function", called as ``f(source, labels=...) -> LoadedModel``). Plain fine-tuned
 # classifiers have no format and load through transformers.
-_FORMAT_LOADERS: dict[str, str] = {}
+_FORMAT_LOADERS: dict[str, str] = {
+    "pruned": "greenlm.models.pruned:load_pruned",
+    "early_exit": "greenlm.models.early_exit:load_early_exit",
+    "onnx": "greenlm.models.runtime:load_onnx_folder",
+}
 
 
 def _special_format(folder: Path) -> str | None:

@@ -24,6 +24,8 @@ class SpeedReport:
     latency_examples: int
     throughput_examples: int
     threads: int
+    order: str = "length"  # "length": sorted batches (greenlm); "given": the input order
+    padded_to: int | None = None  # every input padded to this many tokens; None: per batch (dynamic)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,30 +46,35 @@ def speed_inputs(encoded: EncodedSplit, max_examples: int = 256, seed: int = 0) 
 
 @torch.inference_mode()
 def measure_speed(forward, encoded: EncodedSplit, *, pad_token_id: int, batch_size: int = 32,
-                  latency_examples: int = 64, repeats: int = 3, threads: int | None = None) -> SpeedReport:
+                  latency_examples: int = 64, repeats: int = 3, threads: int | None = None,
+                  order: str = "length", pad_to: int | None = None) -> SpeedReport:
     """``forward(batch_dict)`` runs the model on one collated batch (any runtime: torch, ONNX, ...).
 
     Latency: each of the first ``latency_examples`` inputs alone (batch 1), 1 warm-up pass, then
-    ``repeats`` timed passes; p50/p90 over all timed calls. Throughput: the whole input set in
-    length-grouped batches of ``batch_size`` (dynamic padding), best of ``repeats`` after a warm-up pass.
+    ``repeats`` timed passes; p50/p90 over all timed calls (0 examples: no latency, fields None).
+    Throughput: the whole input set in batches of ``batch_size``, best of ``repeats`` after a warm-up
+    pass. ``order="length"`` groups inputs of similar length (greenlm's engine); ``"given"`` batches them
+    in their order, as a plain loop over the data does. ``pad_to`` pads every input to that many tokens
+    (what a fixed ``padding="max_length"`` does) instead of to the longest of its batch.
     """
+    if order not in ("length", "given"):
+        raise ValueError(f"order must be 'length' or 'given', got {order!r}")
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
         used_threads = torch.get_num_threads()
-        singles = [collate(encoded, [i], pad_token_id) for i in range(min(latency_examples, len(encoded)))]
-        for batch in singles:
-            batch.pop("labels", None)
+        singles = [_padded(collate(encoded, [i], pad_token_id), pad_to, pad_token_id)
+                   for i in range(min(latency_examples, len(encoded)))]
         samples_ms: list[float] = []
         for batch in singles:
             stats = time_callable(lambda: forward(batch), runs=repeats, warmup_runs=1)
             samples_ms.append(stats.p50_ms)  # this example's median call time
-        batches = []
-        for indices in length_grouped_batches(encoded.lengths(), batch_size, shuffle=False):
-            batch = collate(encoded, indices, pad_token_id)
-            batch.pop("labels", None)
-            batches.append(batch)
+        if order == "length":
+            groups = length_grouped_batches(encoded.lengths(), batch_size, shuffle=False)
+        else:
+            groups = [list(range(i, min(i + batch_size, len(encoded)))) for i in range(0, len(encoded), batch_size)]
+        batches = [_padded(collate(encoded, indices, pad_token_id), pad_to, pad_token_id) for indices in groups]
 
         def all_batches():
             for batch in batches:
@@ -79,14 +86,28 @@ def measure_speed(forward, encoded: EncodedSplit, *, pad_token_id: int, batch_si
         torch.set_num_threads(previous)
 
     return SpeedReport(
-        latency_ms_p50=percentile(samples_ms, 50),
-        latency_ms_p90=percentile(samples_ms, 90),
+        latency_ms_p50=percentile(samples_ms, 50) if samples_ms else None,
+        latency_ms_p90=percentile(samples_ms, 90) if samples_ms else None,
         throughput_examples_per_s=len(encoded) / best_s,
         throughput_batch_size=batch_size,
         latency_examples=len(singles),
         throughput_examples=len(encoded),
         threads=used_threads,
+        order=order,
+        padded_to=pad_to,
     )
+
+
+def _padded(batch: dict, pad_to: int | None, pad_token_id: int) -> dict:
+    """Drop the labels; with ``pad_to``, right-pad every tensor to ``pad_to`` tokens (ids with the pad id)."""
+    batch.pop("labels", None)
+    if pad_to is None:
+        return batch
+    width = batch["input_ids"].shape[1]
+    if width > pad_to:
+        raise ValueError(f"an input has {width} tokens, more than pad_to={pad_to}")
+    return {name: torch.nn.functional.pad(t, (0, pad_to - width), value=pad_token_id if name == "input_ids" else 0)
+            for name, t in batch.items()}
 
 
 def torch_forward(model):

@@ -49,24 +49,43 @@ class TinySpec:
 
 
 def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int):
-    """A lower-casing BERT WordPiece tokenizer trained on ``texts`` (fast tokenizer, HF interface)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A lower-casing BERT WordPiece tokenizer whose vocabulary comes from ``texts`` (fast tokenizer, HF interface).
+
+    The vocabulary is a pure function of the texts (no multi-threaded trainer, whose tie-breaking
+    varies between runs): specials, the most frequent characters (alone and as ``##`` continuations),
+    then the most frequent whole words, ties broken alphabetically. Every process of a distributed
+    run, and a resumed run, builds the same ids.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars: Counter[str] = Counter()
+    for word, count in words.items():
+        for ch in word:
+            chars[ch] += count
+    by_frequency = lambda counter: sorted(counter, key=lambda item: (-counter[item], item))  # noqa: E731
+    alphabet = by_frequency(chars)[: max(1, (vocab_size - len(_SPECIALS)) // 2)]
+    tokens = list(_SPECIALS) + alphabet + [f"##{ch}" for ch in alphabet]
+    for word in by_frequency(words):
+        if len(tokens) >= vocab_size:
+            break
+        if len(word) > 1 and all(ch in alphabet for ch in word):
+            tokens.append(word)
+    backend = Tokenizer(models.WordPiece(vocab={t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
+    backend.normalizer = normalizer
+    backend.pre_tokenizer = pre_tokenizer
     backend.decoder = decoders.WordPiece()
-    # A small alphabet keeps the vocabulary near the size asked for (characters come first).
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=_SPECIALS, limit_alphabet=max(26, vocab_size // 3), show_progress=False
-    )
-    backend.train_from_iterator(texts, trainer)
-    cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        special_tokens=[("[CLS]", tokens.index("[CLS]")), ("[SEP]", tokens.index("[SEP]"))],
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,

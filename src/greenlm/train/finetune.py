@@ -30,6 +30,7 @@ class FinetuneOutcome:
     out_dir: Path
     metrics: dict
     reused: bool  # True when the folder already held this exact, finished run
+    is_main_process: bool = True  # False on the other processes of a distributed run (they stay quiet)
 
 
 def run_identity(task: Task, model_spec: str, config: TrainConfig, max_length: int, extra: dict | None = None) -> dict:
@@ -136,12 +137,13 @@ def finetune(
         },
     }
     model.config.greenlm = {"task": task.name, "labels": list(task.labels), "max_length": max_length}
-    import accelerate.state
+    from accelerate.state import PartialState
 
-    if accelerate.state.PartialState().is_main_process:
+    process = PartialState()
+    if process.is_main_process:
         save_classifier(model, tokenizer, out_dir, {METRICS_FILE: metrics, RUN_FILE: identity})
-    accelerate.state.PartialState().wait_for_everyone()
-    return FinetuneOutcome(out_dir, metrics, reused=False)
+    process.wait_for_everyone()
+    return FinetuneOutcome(out_dir, metrics, reused=False, is_main_process=process.is_main_process)
 
 
 def _texts(split):

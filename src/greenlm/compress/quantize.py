@@ -1,0 +1,473 @@
+"""Post-training quantization: int8 (dynamic or static, ONNX Runtime) and bf16 (PyTorch), accuracy-aware.
+
+    config = QuantizeConfig(scheme="int8-dynamic", tolerance_points=1.0)
+    metrics = run(model_dir, task, config, out_dir, work_dir=out_dir.with_suffix(".work"))
+
+Schemes:
+  - ``int8-dynamic``: the fp32 graph is exported to ONNX (with ONNX Runtime's transformer fusions) and
+    its weights stored as int8 (per output channel or per tensor); each activation is quantized at run
+    time from its own min/max (Jacob et al. 2018; the BERT recipe of Zafrir et al. 2019, "Q8BERT").
+  - ``int8-static``: activation scales are fixed in advance from ``calibration_examples`` training rows
+    (min/max, entropy or percentile), so no range is computed at run time (QDQ format).
+  - ``bf16``: weights and activations in bfloat16 (8-bit exponent, 7-bit mantissa: fp32's range), run
+    by PyTorch; matrix products use AVX512-BF16 / AMX where the CPU has them. Half the size of fp32.
+
+Accuracy-aware fallback (as in Intel Neural Compressor's tuning loop): the quantized model is checked
+on ``tune_split``; if it loses more than ``tolerance_points`` accuracy points, every quantized node's
+sensitivity is measured (the KL divergence to the fp32 predictions when only that node stays fp32,
+on ``sensitivity_examples`` rows), and the most sensitive nodes go back to fp32 one by one until the
+drop is within tolerance (at most ``max_fallback_nodes``). A model still over tolerance is reported,
+and the stage output is the input model unchanged unless ``keep_over_tolerance``.
+
+The saved folder loads with ``greenlm.models.load_classifier`` / ``greenlm.load`` and its metrics
+give its true size on disk next to the input's, and both speeds measured side by side.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from greenlm.common import GreenlmError, atomic_dir, atomic_write_json
+from greenlm.common.hardware import cpu_has_bf16
+from greenlm.data import UNLABELED, EncodedSplit, Task, collate, encode_split
+from greenlm.models import load_classifier, measure_speed, model_max_length, speed_inputs
+from greenlm.models import onnx as gx
+from greenlm.models.runtime import (OrtRuntime, Packed, Runtime, TorchRuntime, default_threads, pack, run_engine,
+                                    write_onnx_folder)
+from greenlm.train.evaluation import align_labels
+from greenlm.train.metrics import classification_metrics
+
+METHOD = "quantize"
+METRICS_FILE = "metrics.json"
+SCHEMES = ("int8-dynamic", "int8-static", "bf16")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    scheme: str = "int8-dynamic"  # int8-dynamic | int8-static | bf16
+    per_channel: bool | None = None  # int8 weight scales per output channel (True) or per tensor (False); None: try both, keep the closer to fp32
+    calibration_examples: int = 256  # int8-static: training rows whose activation ranges fix the scales
+    calibration_method: str = "minmax"  # int8-static: minmax | entropy | percentile (99.999th)
+    tolerance_points: float = 1.0  # largest accuracy drop (percentage points on tune_split) accepted vs the input model
+    fallback: bool = True  # int8: put the most sensitive nodes back in fp32 until the drop is within tolerance
+    max_fallback_nodes: int = 8  # int8: at most this many nodes go back to fp32
+    sensitivity_examples: int = 256  # int8: rows of tune_split on which each node's sensitivity is measured
+    keep_over_tolerance: bool = False  # still over tolerance: True keeps the quantized model; False outputs the input model
+    optimize_graph: bool = True  # int8: ONNX Runtime transformer fusions (attention, layer norm, GELU) first
+    tune_split: str = "dev"  # split on which the accuracy drop is measured (tolerance and fallback)
+    max_length: int | None = None  # tokens per input; None: the length the model was trained with (else 128)
+    batch_size: int = 32  # examples per batch when evaluating and measuring throughput
+    measure_speed: bool = True  # time the input and the quantized model side by side (throughput, latency)
+    speed_examples: int = 256  # rows of tune_split used for the speed measurement
+    threads: int | None = None  # intra-op threads for evaluation and timing; None: the physical cores
+    seed: int = 0  # calibration sample
+
+    def __post_init__(self):
+        if self.scheme not in SCHEMES:
+            raise GreenlmError(f"quantize: unknown scheme {self.scheme!r}; use one of: {', '.join(SCHEMES)}")
+        if self.calibration_method not in gx.CALIBRATION_METHODS:
+            raise GreenlmError(f"quantize: unknown calibration_method {self.calibration_method!r};"
+                               f" use one of: {', '.join(gx.CALIBRATION_METHODS)}")
+        if not isinstance(self.tolerance_points, (int, float)) or isinstance(self.tolerance_points, bool) \
+                or not 0 <= self.tolerance_points <= 100:
+            raise GreenlmError(f"quantize: tolerance_points must be between 0 and 100 accuracy points, got {self.tolerance_points!r}")
+        for name in ("calibration_examples", "sensitivity_examples", "batch_size", "speed_examples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise GreenlmError(f"quantize: {name} must be a positive whole number, got {value!r}")
+        if not isinstance(self.max_fallback_nodes, int) or self.max_fallback_nodes < 0:
+            raise GreenlmError(f"quantize: max_fallback_nodes must be 0 or more, got {self.max_fallback_nodes!r}")
+        for name in ("max_length", "threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise GreenlmError(f"quantize: {name} must be a positive whole number or null, got {value!r}")
+        if self.per_channel is not None and not isinstance(self.per_channel, bool):
+            raise GreenlmError(f"quantize: per_channel must be true, false or null (try both), got {self.per_channel!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+# ---- evaluation helpers --------------------------------------------------------------------------
+
+
+@dataclass
+class _Eval:
+    """A runtime's predictions on the tune rows, against the fp32 reference."""
+
+    logits: np.ndarray  # [N, L]
+    accuracy: float  # percent
+
+    def kl_to(self, reference: np.ndarray) -> float:
+        """Mean KL(p_ref || p) over rows: how far this model's probabilities moved from fp32's."""
+        return float(np.mean(np.sum(_softmax(reference) * (_log_softmax(reference) - _log_softmax(self.logits)), axis=1)))
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    return np.exp(_log_softmax(x))
+
+
+class _Evaluator:
+    """Runs runtimes over pre-packed tune rows with the engine (sorted batches, dynamic padding)."""
+
+    def __init__(self, packed: Packed, labels: np.ndarray, num_labels: int, batch_size: int):
+        self.packed, self.labels = packed, labels
+        self.num_labels, self.batch_size = num_labels, batch_size
+
+    @classmethod
+    def of(cls, encoded: EncodedSplit, pad_token_id: int, num_labels: int, batch_size: int) -> "_Evaluator":
+        return cls(pack(encoded, pad_token_id), np.asarray(encoded.labels), num_labels, batch_size)
+
+    def first(self, n: int) -> "_Evaluator":
+        """The same evaluator on the first ``n`` rows."""
+        return _Evaluator(self.packed.select(np.arange(min(n, len(self.labels)))), self.labels[:n], self.num_labels,
+                          self.batch_size)
+
+    def __call__(self, runtime: Runtime) -> _Eval:
+        logits = run_engine(runtime, self.packed, batch_size=self.batch_size, num_labels=self.num_labels)
+        return _Eval(logits, float((logits.argmax(axis=1) == self.labels).mean() * 100.0))
+
+
+# ---- the method ----------------------------------------------------------------------------------
+
+
+@dataclass
+class QuantizeOutcome:
+    accepted: bool  # within tolerance (or kept anyway)
+    model: object | None  # bf16: the torch model; int8: None (see onnx_path)
+    onnx_path: Path | None  # int8: the quantized graph
+    onnx_settings: dict | None  # int8: what goes into config.json "greenlm.onnx"
+    reference_accuracy: float
+    accuracy: float
+    details: dict
+
+
+def quantize(loaded, tune: EncodedSplit, calibration: EncodedSplit | None, config: QuantizeConfig, *,
+             work_dir: Path, on_note=print) -> QuantizeOutcome:
+    """Quantize ``loaded`` (a ``LoadedModel``, fp32 or bf16 torch) and check it on the ``tune`` rows."""
+    model, tokenizer = loaded.model, loaded.tokenizer
+    if not len(tune):
+        raise GreenlmError(f"quantize: the tune split '{config.tune_split}' is empty: the accuracy drop cannot be checked")
+    threads = config.threads or default_threads()
+    evaluator = _Evaluator.of(tune, tokenizer.pad_token_id, len(loaded.labels), config.batch_size)
+    reference = evaluator(TorchRuntime(copy.deepcopy(model), precision="fp32", threads=threads))
+    if config.scheme == "bf16":
+        return _quantize_bf16(model, evaluator, reference, config, threads, on_note)
+    return _quantize_int8(model, tokenizer, evaluator, reference, calibration, config, threads, work_dir, on_note)
+
+
+def _quantize_bf16(model, evaluator, reference: _Eval, config, threads, on_note) -> QuantizeOutcome:
+    if not cpu_has_bf16():
+        on_note("this CPU has no AVX512-BF16 / AMX: bf16 halves the size but runs emulated, slower than fp32")
+    runtime = TorchRuntime(copy.deepcopy(model), precision="bf16", threads=threads)
+    result = evaluator(runtime)
+    drop = reference.accuracy - result.accuracy
+    accepted = drop <= config.tolerance_points
+    details = {"kl_to_fp32": round(result.kl_to(reference.logits), 6),
+               "agreement_with_fp32": _agreement(result, reference)}
+    return QuantizeOutcome(accepted, runtime.model, None, None, reference.accuracy, result.accuracy, details)
+
+
+def _quantize_int8(model, tokenizer, evaluator, reference: _Eval, calibration, config, threads, work_dir: Path,
+                   on_note) -> QuantizeOutcome:
+    gx.require_onnxruntime()
+    static = config.scheme == "int8-static"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fp32_path = work_dir / "fp32.onnx"
+    export_file = work_dir / "export.json"
+    # The ONNX export is the expensive, deterministic part: reuse it when resuming.
+    if fp32_path.is_file() and export_file.is_file():
+        export = json.loads(export_file.read_text())
+    else:
+        checks = [evaluator.packed.batch(rows) for rows in _check_rows(evaluator.packed.lengths)]
+        export = gx.export_onnx(model, fp32_path, check_batches=checks, optimize=config.optimize_graph).to_dict()
+        atomic_write_json(export_file, export)
+    for note in export["notes"]:
+        on_note(note)
+
+    calibration_batches = None
+    if static:
+        if calibration is None or not len(calibration):
+            raise GreenlmError("quantize: the calibration set is empty: int8-static needs training rows"
+                               " (calibration_examples) to measure activation ranges")
+        packed = pack(calibration, tokenizer.pad_token_id)
+        calibration_batches = [packed.batch(np.array([i])) for i in range(len(packed.lengths))]  # no padding
+
+    def convert(path: Path, per_channel: bool, exclude: list[str]) -> Path:
+        if not path.is_file():
+            tmp = path.with_suffix(".tmp.onnx")
+            if static:
+                gx.quantize_onnx_static(fp32_path, tmp, calibration_batches, per_channel=per_channel,
+                                        method=config.calibration_method, exclude=exclude)
+            else:
+                gx.quantize_onnx_dynamic(fp32_path, tmp, per_channel=per_channel, exclude=exclude)
+            tmp.replace(path)  # a file that exists is complete: safe to reuse after an interruption
+        return path
+
+    def evaluate(path: Path) -> _Eval:
+        return evaluator(OrtRuntime(path, precision=config.scheme, threads=threads))
+
+    # Per-channel where it helps: with per_channel=None both are made and the closer to fp32 (KL) kept.
+    choices = [config.per_channel] if config.per_channel is not None else [True, False]
+    tried = {}
+    for per_channel in choices:
+        path = convert(work_dir / f"q-{'pc' if per_channel else 'pt'}.onnx", per_channel, [])
+        tried[per_channel] = (path, evaluate(path))
+    per_channel = min(tried, key=lambda pc: (tried[pc][1].kl_to(reference.logits), not pc))
+    path, result = tried[per_channel]
+    kind = "per-channel" if per_channel else "per-tensor"
+    trajectory = [{"fp32_nodes": [], "accuracy": round(result.accuracy, 4),
+                   "kl_to_fp32": round(result.kl_to(reference.logits), 6)}]
+    drop = reference.accuracy - result.accuracy
+    sensitivity: dict[str, float] = {}
+    excluded: list[str] = []
+    if drop > config.tolerance_points and config.fallback and config.max_fallback_nodes > 0:
+        on_note(f"int8 ({kind}) loses {drop:.2f} accuracy points (> {config.tolerance_points}); measuring which"
+                " nodes are sensitive")
+        ops = gx.STATIC_OPS if static else gx.DYNAMIC_OPS
+        sensitivity = _sensitivity(gx.quantizable_nodes(fp32_path, ops), evaluator, reference, config, threads,
+                                   work_dir, lambda p, ex: convert(p, per_channel, ex), evaluate)
+        ranked = sorted(sensitivity, key=sensitivity.get)  # lowest KL first: the node whose fp32 helps most
+        for node in ranked[: config.max_fallback_nodes]:
+            excluded.append(node)
+            path = convert(work_dir / f"q-{kind}-fallback{len(excluded)}.onnx", per_channel, list(excluded))
+            result = evaluate(path)
+            trajectory.append({"fp32_nodes": list(excluded), "accuracy": round(result.accuracy, 4),
+                               "kl_to_fp32": round(result.kl_to(reference.logits), 6)})
+            drop = reference.accuracy - result.accuracy
+            if drop <= config.tolerance_points:
+                break
+        on_note(f"kept {len(excluded)} node(s) in fp32: {', '.join(excluded)}")
+    accepted = drop <= config.tolerance_points
+    settings = {"precision": config.scheme, "per_channel": per_channel, "fp32_nodes": excluded,
+                "fused_ops": export["fused_ops"], "opset": export["opset"],
+                "calibration": ({"examples": len(calibration_batches), "method": config.calibration_method}
+                                if static else None)}
+    details = {
+        "per_channel": per_channel,
+        "per_channel_choice": ({("per-channel" if pc else "per-tensor"): {"accuracy": round(ev.accuracy, 4),
+                                "kl_to_fp32": round(ev.kl_to(reference.logits), 6)} for pc, (_, ev) in tried.items()}
+                               if len(tried) > 1 else None),
+        "quantized_nodes": len(gx.quantizable_nodes(fp32_path, gx.STATIC_OPS if static else gx.DYNAMIC_OPS)) - len(excluded),
+        "fp32_nodes": excluded,
+        "sensitivity_kl_when_fp32": {k: round(v, 6) for k, v in sorted(sensitivity.items(), key=lambda kv: kv[1])},
+        "fallback_trajectory": trajectory,
+        "kl_to_fp32": round(result.kl_to(reference.logits), 6),
+        "agreement_with_fp32": _agreement(result, reference),
+        "export": {k: export[k] for k in ("fused", "fused_ops", "max_abs_diff", "atol", "rtol", "check_examples")},
+        "calibration": settings["calibration"],
+    }
+    return QuantizeOutcome(accepted, None, path, settings, reference.accuracy, result.accuracy, details)
+
+
+def _check_rows(lengths: np.ndarray) -> list[np.ndarray]:
+    """Export checks on real rows: a single row, and padded batches of short and long rows."""
+    order = np.argsort(lengths, kind="stable")
+    n = len(order)
+    picks = [order[-1:], order[: min(4, n)], order[np.linspace(0, n - 1, num=min(8, n)).astype(int)]]
+    return [p for p in picks if len(p)]
+
+
+def _sensitivity(nodes, evaluator, reference, config, threads, work_dir, convert, evaluate) -> dict[str, float]:
+    """KL to fp32 on the first ``sensitivity_examples`` tune rows with all nodes int8 but one (cached)."""
+    cache_file = work_dir / "sensitivity.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    key = f"{config.scheme}|{config.per_channel}|{config.sensitivity_examples}"
+    done: dict = cache.get(key, {})
+    small = evaluator.first(config.sensitivity_examples)
+    ref_logits = reference.logits[: len(small.labels)]
+    probe = work_dir / "probe.onnx"
+    for node in nodes:
+        if node in done:
+            continue
+        probe.unlink(missing_ok=True)
+        convert(probe, [node])
+        done[node] = small(OrtRuntime(probe, precision=config.scheme, threads=threads)).kl_to(ref_logits)
+        cache[key] = done
+        atomic_write_json(cache_file, cache)  # an interrupted measurement resumes node by node
+    probe.unlink(missing_ok=True)
+    return {n: done[n] for n in nodes}
+
+
+def _agreement(result: _Eval, reference: _Eval) -> float:
+    """Share of rows (percent) where the quantized model predicts what the fp32 model predicts."""
+    return round(float((result.logits.argmax(1) == reference.logits.argmax(1)).mean() * 100.0), 4)
+
+
+# ---- the pipeline stage --------------------------------------------------------------------------
+
+
+def run(input_dir: Path, task: Task, config: QuantizeConfig, out_dir: Path, *, work_dir: Path, progress: bool = True,
+        on_note=print, teacher_dir: Path | None = None, extra_json: dict | None = None) -> dict:
+    """The ``quantize`` stage: quantize the model in ``input_dir``; write the result to ``out_dir``.
+
+    ``out_dir`` is written atomically and loads with ``greenlm.models.load_classifier`` / ``greenlm.load``:
+    an ONNX folder (int8) or a PyTorch folder with bf16 weights. If the drop exceeds the tolerance and
+    ``keep_over_tolerance`` is off, ``out_dir`` holds the input model unchanged, and metrics.json says so.
+    ``work_dir`` keeps the export and the sensitivity measurements: running again resumes. ``teacher_dir``
+    and ``progress`` are not used (quantization trains nothing). Returns the metrics.
+    """
+    input_dir, out_dir, work_dir = Path(input_dir), Path(out_dir), Path(work_dir)
+    notes: list[str] = []
+
+    def note(message: str) -> None:
+        notes.append(message)
+        on_note(message)
+
+    loaded = load_classifier(str(input_dir))
+    model, tokenizer = loaded.model, loaded.tokenizer
+    if isinstance(getattr(model, "runtime", None), OrtRuntime):
+        raise GreenlmError(f"model '{input_dir}' is already an exported ONNX model; quantize the PyTorch model it came from")
+    archs = getattr(model.config, "architectures", None) or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise GreenlmError(f"model '{input_dir}' is not a supported architecture for quantization: greenlm quantizes"
+                           f" fine-tuned sequence classifiers (…ForSequenceClassification), this is {archs or 'unknown'}")
+    saved = dict(getattr(model.config, "greenlm", None) or {})
+    max_length = config.max_length or saved.get("max_length") or 128
+    if max_length > model_max_length(model.config):
+        raise GreenlmError(f"quantize: max_length {max_length} is above what the model's positions allow"
+                           f" ({model_max_length(model.config)})")
+    labels = list(loaded.labels)
+    if config.tune_split not in task.splits:
+        raise GreenlmError(f"quantize: task '{task.name}' has no '{config.tune_split}' split to check accuracy on;"
+                           f" set tune_split to one of: {', '.join(sorted(task.splits))}")
+    tune_split = align_labels(task.split(config.tune_split), task, labels, str(input_dir))
+    if tune_split.labels and min(tune_split.labels) == UNLABELED:
+        raise GreenlmError(f"quantize: split '{config.tune_split}' has no labels; accuracy cannot be checked on it")
+    tune = encode_split(tune_split, tokenizer, max_length)
+    calibration = None
+    if config.scheme == "int8-static":
+        train_split = task.splits.get("train")
+        if train_split is None or not len(train_split):
+            raise GreenlmError("quantize: the calibration set is empty: int8-static needs a non-empty train split")
+        calibration = encode_split(train_split.subset(config.calibration_examples, seed=config.seed), tokenizer,
+                                   max_length)
+
+    outcome = quantize(loaded, tune, calibration, config, work_dir=work_dir, on_note=note)
+    drop = outcome.reference_accuracy - outcome.accuracy
+    keep_quantized = outcome.accepted or config.keep_over_tolerance
+    if not outcome.accepted:
+        note(f"{config.scheme} loses {drop:.2f} accuracy points on {config.tune_split}, more than the tolerance"
+             f" ({config.tolerance_points}); " + ("kept anyway (keep_over_tolerance)" if keep_quantized
+                                                  else "the stage output is the input model, unchanged"))
+
+    threads = config.threads or default_threads()
+    input_bytes = _weights_bytes(input_dir)
+    speed = None
+    if config.measure_speed:
+        speed = _speed_side_by_side(model, outcome, tune, tokenizer.pad_token_id, config, threads)
+
+    dev_metrics = {}
+    for name, split in task.splits.items():
+        if name == "train" or not split.labels or min(split.labels) == UNLABELED:
+            continue
+        encoded = tune if name == config.tune_split else encode_split(align_labels(split, task, labels, str(input_dir)),
+                                                                      tokenizer, max_length)
+        dev_metrics[name] = _split_metrics(outcome if keep_quantized else None, model, encoded, tokenizer.pad_token_id,
+                                           len(labels), config, threads)
+
+    details = {
+        "scheme": config.scheme,
+        "status": "quantized" if outcome.accepted else ("over_tolerance_kept" if keep_quantized else "over_tolerance_input_kept"),
+        "output_is": "quantized" if keep_quantized else "input",
+        "tune_split": config.tune_split,
+        "reference_accuracy": round(outcome.reference_accuracy, 4),
+        "quantized_accuracy": round(outcome.accuracy, 4),
+        "accuracy_drop_points": round(drop, 4),
+        "tolerance_points": config.tolerance_points,
+        "input_disk_bytes": input_bytes,
+        **outcome.details,
+        "speed": speed,
+        "threads": threads,
+        "config": config.to_dict(),
+        "notes": notes,
+    }
+    metrics = {"task": task.name, "model": str(input_dir), "method": METHOD, "splits": dev_metrics, METHOD: details}
+
+    with atomic_dir(out_dir) as tmp:
+        if not keep_quantized:
+            _copy_model_folder(input_dir, tmp)
+        elif outcome.onnx_path is not None:
+            write_onnx_folder(tmp, outcome.onnx_path, model.config, tokenizer, outcome.onnx_settings)
+        else:
+            qmodel = outcome.model
+            qmodel.config.greenlm = {**saved, "quantization": {"scheme": "bf16"}}
+            _save_torch(qmodel, tokenizer, tmp)
+        details["output_disk_bytes"] = _weights_bytes(tmp)
+        details["size_ratio"] = round(details["output_disk_bytes"] / input_bytes, 4) if input_bytes else None
+        atomic_write_json(tmp / METRICS_FILE, metrics)
+        for name, payload in (extra_json or {}).items():
+            atomic_write_json(tmp / name, payload)
+    return metrics
+
+
+def _split_metrics(outcome, model, encoded, pad_token_id, num_labels, config, threads) -> dict:
+    if outcome is None:
+        runtime = TorchRuntime(copy.deepcopy(model), precision="fp32", threads=threads)
+    elif outcome.onnx_path is not None:
+        runtime = OrtRuntime(outcome.onnx_path, precision=config.scheme, threads=threads)
+    else:
+        runtime = TorchRuntime(outcome.model, precision="bf16", threads=threads)
+    logits = run_engine(runtime, pack(encoded, pad_token_id), batch_size=config.batch_size, num_labels=num_labels)
+    return classification_metrics(encoded.labels, logits.argmax(axis=1).tolist(), num_labels)
+
+
+def _speed_side_by_side(model, outcome, tune, pad_token_id, config, threads) -> dict:
+    """Input (PyTorch fp32) and quantized model on the same rows, same engine, same threads, one process."""
+    rows = speed_inputs(tune, max_examples=config.speed_examples, seed=config.seed)
+    fp32 = TorchRuntime(copy.deepcopy(model), precision="fp32", threads=threads)
+    if outcome.onnx_path is not None:
+        quantized: Runtime = OrtRuntime(outcome.onnx_path, precision=config.scheme, threads=threads)
+    else:
+        quantized = TorchRuntime(outcome.model, precision="bf16", threads=threads)
+    reports = {}
+    for name, runtime in (("input_fp32", fp32), ("quantized", quantized)):
+        reports[name] = measure_speed(runtime, rows, pad_token_id=pad_token_id, batch_size=config.batch_size,
+                                      latency_examples=32, repeats=3, threads=threads).to_dict()
+        reports[name]["runtime"] = runtime.name
+    base, new = reports["input_fp32"], reports["quantized"]
+    reports["throughput_speedup"] = round(new["throughput_examples_per_s"] / base["throughput_examples_per_s"], 3)
+    reports["latency_p50_speedup"] = round(base["latency_ms_p50"] / new["latency_ms_p50"], 3)
+    reports["note"] = "measured side by side in one process; on a shared machine timings are noisy"
+    return reports
+
+
+def _save_torch(model, tokenizer, folder: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+
+
+def _weights_bytes(folder: Path) -> int | None:
+    """Bytes of the weight files (safetensors, ONNX); tokenizer and config excluded."""
+    files = [p for p in Path(folder).iterdir() if p.is_file() and p.suffix in (".safetensors", ".onnx", ".bin")]
+    return sum(p.stat().st_size for p in files) if files else None
+
+
+def _copy_model_folder(src: Path, dst: Path) -> None:
+    """The input model, file for file (its own metrics.json is replaced by the stage's)."""
+    for item in src.iterdir():
+        if item.name.startswith(".") or item.name == METRICS_FILE:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dst / item.name)
+        else:
+            shutil.copy2(item, dst / item.name)

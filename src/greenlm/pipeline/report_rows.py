@@ -1,0 +1,88 @@
+"""Turn a run's stages and its measuring pass into report rows, then write report.json and report.md."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from greenlm.common import atomic_write_json, atomic_write_text
+from greenlm.report.tables import comparison_markdown
+
+
+def _chain(stage_name: str, upstream_of: dict[str, str | None]) -> list[str]:
+    chain = []
+    while stage_name is not None:
+        chain.append(stage_name)
+        stage_name = upstream_of.get(stage_name)
+    return chain
+
+
+def _sum(values):
+    present = [v for v in values if v is not None]
+    return sum(present) if len(present) == len(values) else None
+
+
+def build_rows(recipe, stages, measurements: dict) -> list[dict]:
+    upstream_of = {s.name: s.upstream for s in recipe.stages}
+    by_name = {s.name: s for s in stages}
+    teacher = next(s.name for s in recipe.stages if s.method == "finetune")
+    ref = measurements["models"][teacher]
+    rows = []
+    for stage in stages:
+        m = measurements["models"][stage.name]
+        tag = stage.pricetag or {}
+        chain = [by_name[n] for n in _chain(stage.name, upstream_of)]
+        if any(s.method == "finetune" for s in chain) and stage.method != "finetune":
+            chain_tags = [(s.pricetag or {}) for s in chain]
+        else:
+            chain_tags = [tag]
+        energy = m["inference_energy"]
+        rows.append({
+            "model": stage.name,
+            "method": stage.method,
+            "from": upstream_of.get(stage.name),
+            "status": stage.status,
+            "accuracy": m["dev"]["accuracy"],
+            "macro_f1": m["dev"]["macro_f1"],
+            "mcc": m["dev"]["mcc"],
+            "performance_retained_pct": 100.0 * m["dev"]["accuracy"] / ref["dev"]["accuracy"],
+            "params": m["params"]["total"],
+            "compression_x": ref["params"]["total"] / m["params"]["total"],
+            "flops_per_example": m["flops_per_example"],
+            "latency_ms_p50": m["speed"]["latency_ms_p50"],
+            "latency_ms_p90": m["speed"]["latency_ms_p90"],
+            "throughput_examples_per_s": m["speed"]["throughput_examples_per_s"],
+            "speedup_x": m["speed"]["throughput_examples_per_s"] / ref["speed"]["throughput_examples_per_s"],
+            "size_mb": m["size_on_disk_bytes"] / 1e6,
+            "size_compression_x": ref["size_on_disk_bytes"] / max(1, m["size_on_disk_bytes"]),
+            "stage_energy_kwh": tag.get("energy_kwh"),
+            "stage_co2e_kg": tag.get("co2e_kg"),
+            "stage_cost_usd": tag.get("cost_usd"),
+            "stage_wall_s": tag.get("wall_s"),
+            "cumulative_energy_kwh": _sum([t.get("energy_kwh") for t in chain_tags]),
+            "cumulative_co2e_kg": _sum([t.get("co2e_kg") for t in chain_tags]),
+            "cumulative_cost_usd": _sum([t.get("cost_usd") for t in chain_tags]),
+            "energy_source": tag.get("energy_source"),
+            "inference_energy_kwh_per_1000": energy.get("energy_kwh_per_1000_examples"),
+            "inference_co2e_kg_per_1000": energy.get("co2e_kg_per_1000_examples"),
+            "folder": str(stage.folder),
+        })
+    return rows
+
+
+def write_report(recipe, task, stages, measurements: dict, run_dir: Path) -> dict:
+    rows = build_rows(recipe, stages, measurements)
+    sources = sorted({r["energy_source"] for r in rows if r["energy_source"]})
+    report = {
+        "run": recipe.name,
+        "task": task.name,
+        "teacher": recipe.teacher,
+        "written_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": measurements["machine"],
+        "protocol": measurements["protocol"],
+        "energy_sources": sources,
+        "rows": rows,
+    }
+    atomic_write_json(run_dir / "report.json", report)
+    atomic_write_text(run_dir / "report.md", comparison_markdown(report))
+    return report

@@ -1,0 +1,136 @@
+"""The run directory: layout, stage identities, the cache of finished stages, atomic stage hand-over.
+
+    runs/<name>/
+      recipe.yaml            the resolved recipe (every default filled in)
+      run.log                what happened, with times
+      <stage>/               one finished model folder per stage: HF format + safetensors,
+                             metrics.json, pricetag.json, stage.json (identity and artifact hash)
+      .work/<stage>/         a stage in progress: its checkpoints; removed when the stage is done
+      measurements.json      the one measuring pass over every model (cached by the models' hashes)
+      report.json, report.md
+
+A stage folder appears only when the stage is complete (it is built under .work and renamed into
+place), so a crash never leaves a stage that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from greenlm.common import GreenlmError, atomic_write_text
+
+STAGE_FILE = "stage.json"
+RECIPE_FILE = "recipe.yaml"
+WORK = ".work"
+# Files that make up a model artifact (what downstream stages and the cache key depend on).
+_ARTIFACT_SUFFIXES = (".safetensors", ".onnx", ".json", ".txt", ".model", ".data")
+_NOT_ARTIFACT = {"metrics.json", "pricetag.json", STAGE_FILE, "greenlm_run.json", "README.md"}
+
+
+def artifact_hash(folder: Path) -> str:
+    """sha256 over the names and contents of a model folder's weight, config and tokenizer files."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in _ARTIFACT_SUFFIXES and path.name not in _NOT_ARTIFACT \
+                and not any(part.startswith(".") for part in path.relative_to(folder).parts):
+            digest.update(str(path.relative_to(folder)).encode() + b"\x00")
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def identity_key(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FinishedStage:
+    folder: Path
+    record: dict  # stage.json
+
+    @property
+    def key(self) -> str:
+        return self.record["key"]
+
+    @property
+    def artifact_sha256(self) -> str:
+        return self.record["artifact_sha256"]
+
+
+def read_finished(folder: Path) -> FinishedStage | None:
+    try:
+        return FinishedStage(folder, json.loads((folder / STAGE_FILE).read_text()))
+    except (OSError, json.JSONDecodeError, KeyError):
+        return None
+
+
+def find_cached(runs_root: Path, key: str, exclude: Path) -> FinishedStage | None:
+    """A finished stage with this key in any run under ``runs_root`` (sharing beats retraining)."""
+    if not runs_root.is_dir():
+        return None
+    for run in sorted(runs_root.iterdir()):
+        if not run.is_dir() or run.name.startswith("."):
+            continue
+        for stage in sorted(run.iterdir()):
+            if stage == exclude or not stage.is_dir() or stage.name.startswith("."):
+                continue
+            finished = read_finished(stage)
+            if finished is not None and finished.record.get("key") == key:
+                return finished
+    return None
+
+
+def install_stage(built: Path, destination: Path) -> None:
+    """Move a complete stage folder into place, replacing an older one only once the new one is whole."""
+    if destination.exists():
+        old = destination.with_name(f".{destination.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(destination, old)
+        os.replace(built, destination)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(built, destination)
+
+
+def copy_stage(source: Path, destination: Path, tmp_parent: Path) -> None:
+    """Copy a cached stage from another run (hard links where the file system allows)."""
+    tmp = tmp_parent / f"{destination.name}.copy"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, tmp, copy_function=link_or_copy)
+    install_stage(tmp, destination)
+
+
+class RunLog:
+    """Append-only log of a run (``run.log``) that also echoes to the terminal."""
+
+    def __init__(self, path: Path, echo):
+        self.path = path
+        self.echo = echo
+
+    def __call__(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(f"{stamp} {message}\n")
+        except OSError as err:
+            raise GreenlmError(f"cannot write the run log {self.path}: {err.strerror}") from None
+        self.echo(message)
+
+
+def write_recipe(run_dir: Path, text: str) -> None:
+    atomic_write_text(run_dir / RECIPE_FILE, text)

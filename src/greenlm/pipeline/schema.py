@@ -1,0 +1,278 @@
+"""Recipes: the typed, validated description of a ``greenlm run``.
+
+A recipe is YAML:
+
+    name: quick                 # run folder: runs/<name>
+    task: sst2                  # bundled name, folder, task file or hf:NAME
+    teacher: minilm             # what the finetune stage starts from
+    measure: {region: USA, pue: 1.0, usd_per_hour: null, intensity_csv: null}
+    evaluation: {speed_examples: 256, batch_size: 32, latency_examples: 64}
+    stages:
+      finetune: {epochs: 1, train_subset: 4000}
+      distill: {from: finetune, student: 4x312}
+      quantize: {from: distill}
+
+Stages run in the order written. Each is ``name: settings``; the method is the name unless
+``method:`` says otherwise (two distillation stages: ``distill_small: {method: distill, ...}``), and
+``from:`` names the stage whose model it starts from (default: ``finetune``, the teacher). The
+settings of a method are the fields of its config dataclass: defaults live there, in one place,
+and ``greenlm recipes show`` prints them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from greenlm.common import GreenlmError
+
+STAGE_KEYS = ("method", "from")  # keys every stage accepts besides its method's settings
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    region: str | None = None  # carbon intensity region: country (USA), US grid region (CISO), cloud region...
+    pue: float = 1.0  # power usage effectiveness of the facility (data centres: ~1.1-1.6)
+    usd_per_hour: float | None = None  # price of the machine per hour, for the cost column
+    intensity_csv: str | None = None  # hourly carbon intensity CSV: timestamp_utc,region,gco2_per_kwh
+    intensity_g_per_kwh: float | None = None  # a fixed carbon intensity instead of a region
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    speed_examples: int = 256  # real dev inputs used for throughput (same for every model)
+    latency_examples: int = 64  # of those, timed one at a time (batch 1)
+    batch_size: int = 32  # throughput batch size
+    repeats: int = 3  # timed passes per figure (after one warm-up)
+    threads: int | None = None  # torch intra-op threads while measuring (None: torch's default)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    method: str
+    upstream: str | None  # stage whose model this one starts from; None for finetune
+    settings: Any  # the method's config dataclass instance
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    task: str = "sst2"
+    teacher: str = "minilm"
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    stages: tuple[StageSpec, ...] = ()
+
+    def stage(self, name: str) -> StageSpec:
+        return next(s for s in self.stages if s.name == name)
+
+    def to_dict(self) -> dict:
+        """The resolved recipe (every default filled in): what ``recipe.yaml`` of a run holds."""
+        out = {
+            "name": self.name,
+            "task": self.task,
+            "teacher": self.teacher,
+            "measure": dataclasses.asdict(self.measure),
+            "evaluation": dataclasses.asdict(self.evaluation),
+            "stages": {},
+        }
+        for stage in self.stages:
+            body = {"method": stage.method}
+            if stage.upstream is not None:
+                body["from"] = stage.upstream
+            body.update(_settings_dict(stage.settings))
+            out["stages"][stage.name] = body
+        return out
+
+
+def _settings_dict(settings) -> dict:
+    if hasattr(settings, "to_dict"):
+        return settings.to_dict()
+    return dataclasses.asdict(settings)
+
+
+def suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value, tp, where: str):
+    """Check ``value`` against the annotation ``tp`` (int/float/str/bool/None/list/Literal and unions)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return coerce(value, option, where)
+            except GreenlmError as err:
+                errors.append(str(err))
+        raise GreenlmError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise GreenlmError(f"{where}: {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}")
+        return value
+    if origin in (list, tuple):
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        if isinstance(value, str) and item is not str:
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise GreenlmError(f"{where}: expected a list, got {value!r}")
+        items = [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is type(None):
+        if value is None:
+            return None
+        raise GreenlmError(f"{where}: expected null, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise GreenlmError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise GreenlmError(f"{where}: expected a whole number, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise GreenlmError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise GreenlmError(f"{where}: expected text, got {value!r}")
+    return value
+
+
+def build_dataclass(cls, data: dict | None, where: str):
+    """An instance of the config dataclass ``cls`` from ``data``; unknown keys and wrong types are errors."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise GreenlmError(f"{where}: expected a mapping of settings, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    values = {}
+    for key, value in data.items():
+        if key not in known:
+            raise GreenlmError(f"{where}: unknown key '{key}'{suggest(str(key), known)}; known keys: {', '.join(known)}")
+        values[key] = coerce(value, hints[key], f"{where}.{key}")
+    try:
+        return cls(**values)
+    except GreenlmError as err:
+        raise GreenlmError(f"{where}: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise GreenlmError(f"{where}: {err}") from None
+
+
+RECIPE_KEYS = ("name", "task", "teacher", "measure", "evaluation", "stages")
+
+
+def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
+    """Validate a recipe mapping (parsed YAML) completely before any work starts."""
+    from greenlm.pipeline.stages import known_methods, method_config_class
+
+    if not isinstance(data, dict):
+        raise GreenlmError(f"{source}: a recipe is a mapping with keys {', '.join(RECIPE_KEYS)}")
+    for key in data:
+        if key not in RECIPE_KEYS:
+            raise GreenlmError(f"{source}: unknown key '{key}'{suggest(str(key), RECIPE_KEYS)}; known keys: {', '.join(RECIPE_KEYS)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
+        raise GreenlmError(f"{source}: 'name' must be a plain folder name (it becomes runs/<name>), got {name!r}")
+    stages_data = data.get("stages")
+    if not isinstance(stages_data, dict) or not stages_data:
+        raise GreenlmError(f"{source}: 'stages' must map stage names to their settings, e.g. 'finetune: {{epochs: 1}}'")
+    stages: list[StageSpec] = []
+    seen: list[str] = []
+    for stage_name, body in stages_data.items():
+        body = dict(body or {})
+        if not isinstance(stage_name, str) or not stage_name.replace("_", "").replace("-", "").isalnum():
+            raise GreenlmError(f"{source}: stage name {stage_name!r} must be letters, digits, '_' or '-'")
+        method = body.pop("method", stage_name)
+        if method not in known_methods():
+            raise GreenlmError(
+                f"{source}: unknown stage '{method}'{suggest(str(method), known_methods())};"
+                f" known stages: {', '.join(known_methods())}"
+            )
+        upstream = body.pop("from", None if method == "finetune" else "finetune")
+        if method == "finetune":
+            if upstream is not None:
+                raise GreenlmError(f"{source}: stage '{stage_name}' (finetune) starts from the teacher; remove 'from'")
+        elif upstream not in seen:
+            where = "is not in the recipe" if upstream not in stages_data else "comes after it"
+            raise GreenlmError(
+                f"{source}: stage '{stage_name}' starts from '{upstream}', which {where};"
+                f" a stage can start from an earlier stage: {', '.join(seen) or '(none)'}"
+            )
+        settings = build_dataclass(method_config_class(method), body, f"{source}: stages.{stage_name}")
+        stages.append(StageSpec(stage_name, method, upstream, settings))
+        seen.append(stage_name)
+    if not any(s.method == "finetune" for s in stages):
+        raise GreenlmError(f"{source}: the recipe needs a 'finetune' stage (the teacher every other stage starts from)")
+    task = data.get("task", Recipe.task)
+    teacher = data.get("teacher", Recipe.teacher)
+    for key, value in (("task", task), ("teacher", teacher)):
+        if not isinstance(value, str) or not value:
+            raise GreenlmError(f"{source}: '{key}' must be text, got {value!r}")
+    return Recipe(
+        name=name,
+        task=task,
+        teacher=teacher,
+        measure=build_dataclass(MeasureSettings, data.get("measure"), f"{source}: measure"),
+        evaluation=build_dataclass(EvaluationSettings, data.get("evaluation"), f"{source}: evaluation"),
+        stages=tuple(stages),
+    )
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``--set stages.distill.epochs=3``: values are parsed as YAML scalars (3, 0.5, true, null, text)."""
+    import copy
+
+    import yaml
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        path, eq, raw = item.partition("=")
+        if not eq or not path:
+            raise GreenlmError(f"--set '{item}': write it as key.path=value, e.g. stages.distill.epochs=3")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        keys = path.split(".")
+        node = data
+        for i, key in enumerate(keys[:-1]):
+            child = node.get(key) if isinstance(node, dict) else None
+            if child is None:
+                if keys[0] == "stages" and i == 1:
+                    known = list((data.get("stages") or {}).keys())
+                    raise GreenlmError(f"--set '{item}': the recipe has no stage '{key}'{suggest(key, known)}")
+                child = {}
+                node[key] = child
+            if not isinstance(child, dict):
+                raise GreenlmError(f"--set '{item}': '{'.'.join(keys[: i + 1])}' is a value, not a section")
+            node = child
+        node[keys[-1]] = value
+    return data

@@ -1,0 +1,28 @@
+"""The comparison table in the terminal (rich): the main columns of report.md, narrow enough to read."""
+
+from __future__ import annotations
+
+from greenlm.report.tables import COLUMNS
+
+_TERMINAL_COLUMNS = ("model", "method", "accuracy", "performance_retained_pct", "params", "compression_x",
+                     "flops_per_example", "latency_ms_p50", "throughput_examples_per_s", "speedup_x", "size_mb",
+                     "stage_energy_kwh", "stage_co2e_kg")
+_SHORT = {"performance_retained_pct": "retained %", "compression_x": "compr. x", "flops_per_example": "FLOPs/ex",
+          "latency_ms_p50": "p50 ms b=1", "throughput_examples_per_s": "ex/s b=32", "speedup_x": "speedup x",
+          "stage_energy_kwh": "kWh (stage)", "stage_co2e_kg": "CO2e kg"}
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = [(key, _SHORT.get(key, title), fmt) for key, title, fmt in COLUMNS if key in _TERMINAL_COLUMNS]
+    table = Table(title=f"greenlm run '{report['run']}': {report['task']} dev")
+    for i, (_, title, _) in enumerate(columns):
+        table.add_column(title, justify="left" if i < 2 else "right", no_wrap=i < 2)
+    for row in report["rows"]:
+        table.add_row(*[fmt(row) for _, _, fmt in columns])
+    console = Console()
+    if not console.is_terminal:  # a pipe or a log file: no width to respect, keep rows on one line
+        console = Console(width=200)
+    console.print(table)
