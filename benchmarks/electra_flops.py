@@ -179,7 +179,7 @@ Target: within 3% of the paper (Clark et al. 2020, Tables 1-2; paper figures hav
 
 {table}
 
-Result: {len(results) - len(misses)} of {len(results)} rows within 3%{'; misses: ' + ', '.join(misses) if misses else ''}.
+Result: {len(results) - len(misses)} of {len(results)} rows within 3%{'; misses: ' + '; '.join(misses) if misses else ''}.
 greenlm differs from ELECTRA's public `flops_computation.py` only by counting the post-attention layer norm per
 element (the script: 5 FLOPs per token); that changes no row by more than {worst_script:.2f}%.
 The ELECTRA-Small rows are the exception to the paper matching the script: with the generator of the paper's

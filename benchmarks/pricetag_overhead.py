@@ -292,7 +292,10 @@ What each tracker itself costs (measured with no workload to blur it) and the ov
 
 Result: the tracker's own cost puts PriceTag's overhead at {100 * projected['PriceTag']:.3f}% of this run (target <= 1%:
 {verdict_pt}), CodeCarbon's at {100 * projected['CodeCarbon']:.3f}% (PriceTag below CodeCarbon:
-{'yes' if projected['PriceTag'] < projected['CodeCarbon'] else '**no**'}). Side by side, the medians are PriceTag
+{'yes' if projected['PriceTag'] < projected['CodeCarbon'] else '**no**'}). The first tracker of a process also pays a
+one-time {cost['PriceTag']['first_s']:.2f} s (CodeCarbon {cost['CodeCarbon']['first_s']:.2f} s) of imports and table reads:
+{100 * cost['PriceTag']['first_s'] / run_s:.0f}% ({100 * cost['CodeCarbon']['first_s'] / run_s:.0f}%) of a run this short, under 0.1% of an hour-long
+stage; the warm-up above keeps it out of the side-by-side rounds. Side by side, the medians are PriceTag
 {100 * summary['PriceTag']:+.2f}% and CodeCarbon {100 * summary['CodeCarbon']:+.2f}%, but the A/A control moves
 {100 * summary['untracked again']:+.2f}% with quartiles [{100 * spread['untracked again'][0]:+.1f}%, {100 * spread['untracked again'][1]:+.1f}%]:
 {'the side-by-side figures resolve 1%.' if resolvable else '**on this shared machine the side-by-side comparison cannot resolve 1%** (other jobs make the noise larger than the effect), so it neither confirms nor refutes the target; the accounted cost is the figure to read, and the side-by-side should be re-run on a quiet machine.'}

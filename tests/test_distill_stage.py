@@ -115,8 +115,9 @@ def test_stage_writes_a_loadable_student_and_resumes_exactly(rule_teacher, tmp_p
 
     # The folder is a complete classifier with the contract's metrics layout.
     assert a.labels == list(task.labels) and a.model.config.num_hidden_layers == 2 and a.model.config.hidden_size == 16
-    assert len(a.tokenizer) < len(load_classifier(str(teacher_dir)).tokenizer)  # vocabulary trimmed
     saved = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    vocab = saved["distill"]["student"]["vocab"]
+    assert vocab["trimmed"] and len(a.tokenizer) == vocab["size"] == a.model.config.vocab_size
     assert saved["method"] == "distill" and saved["task"] == "toy"
     assert set(saved["splits"]["dev"]) >= {"accuracy", "macro_f1", "mcc", "examples"}
     details = saved["distill"]
@@ -138,7 +139,8 @@ def test_bad_input_is_refused(rule_teacher, tmp_path, toy_task):
     save_classifier(other, other_tok, tmp_path / "other")
     with pytest.raises(GreenlmError, match="tokenizer"):
         run(teacher_dir, toy_task, DistillConfig(student=str(tmp_path / "other")), tmp_path / "o", **quiet)
-    for bad in (dict(student=None), dict(student="2x16", target_speedup=4.0), dict(hard_label_weight=2.0),
+    assert DistillConfig().student_spec == "4x312" and DistillConfig(target_speedup=4.0).student_spec is None
+    for bad in (dict(student=" "), dict(student="2x16", target_speedup=4.0), dict(target_speedup=0.5), dict(hard_label_weight=2.0),
                 dict(augment="mlm"), dict(init="copy"), dict(augment="glove")):
         with pytest.raises(GreenlmError):
             DistillConfig(**bad)
@@ -167,3 +169,55 @@ def test_cli_refuses_an_untuned_teacher_and_warns_about_a_wider_student(rule_tea
     again = subprocess.run([*base, str(teacher_dir), "--student", "2x48", "--out", str(tmp_path / "b")],
                            capture_output=True, text=True, env=ENV, timeout=300)
     assert again.returncode == 0 and "already holds this finished run" in again.stderr
+
+
+def test_distill_stage_inside_greenlm_run(tmp_path, toy_task_dir):
+    """A recipe with finetune then distill, through the real `greenlm run` command line."""
+    import yaml
+
+    recipe = {
+        "name": "kd",
+        "task": str(toy_task_dir),
+        "teacher": "tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99",
+        "measure": {"region": "USA", "pue": 1.0},
+        "evaluation": {"speed_examples": 32, "latency_examples": 4, "repeats": 1},
+        "stages": {
+            "finetune": {"epochs": 5, "learning_rate": 3e-3, "batch_size": 16, "max_length": 32},
+            "distill": {"student": "1x16", "intermediate_epochs": 1, "epochs": 4, "learning_rate": 3e-3,
+                        "intermediate_learning_rate": 3e-3, "batch_size": 16, "trim_vocab": True},
+        },
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    environment = {**ENV, "GREENLM_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "greenlm", "run", str(tmp_path / "recipe.yaml"), "--no-progress"],
+                            capture_output=True, text=True, env=environment, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stage = tmp_path / "runs" / "kd" / "distill"
+    metrics = json.loads((stage / "metrics.json").read_text())
+    assert metrics["method"] == "distill" and metrics["distill"]["student"]["shape"]["spec"] == "1x16x2x18"
+    assert metrics["splits"]["dev"]["accuracy"] >= 0.8
+    tag = json.loads((stage / "pricetag.json").read_text())
+    (distill_phase,) = [p for p in tag["phases"] if p["name"] == "distill"]
+    assert {"intermediate", "prediction"} <= {p["name"] for p in distill_phase["phases"]}
+    assert tag["co2e_kg"] > 0  # the recipe's region reaches the stage's price tag
+    loaded = load_classifier(str(stage))
+    assert loaded.model.config.num_hidden_layers == 1
+    report = json.loads((tmp_path / "runs" / "kd" / "report.json").read_text())
+    assert [row["method"] for row in report["rows"]] == ["finetune", "distill"]
+    assert report["rows"][1]["params"] < report["rows"][0]["params"]
+
+
+def test_cli_defaults_are_the_config_defaults():
+    """The CLI repeats DistillConfig's defaults (importing torch at CLI start-up would slow every command)."""
+    import dataclasses
+    import inspect
+
+    from greenlm.cli.distill_cmd import distill_command
+
+    renamed = {"learning_rate": "lr", "intermediate_learning_rate": "intermediate_lr",
+               "checkpoint_every_steps": "checkpoint_every"}
+    params = inspect.signature(distill_command).parameters
+    for f in dataclasses.fields(DistillConfig):
+        name = renamed.get(f.name, f.name)
+        assert name in params, f"no CLI option for {f.name}"
+        assert params[name].default == f.default, f.name

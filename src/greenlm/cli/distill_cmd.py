@@ -12,7 +12,7 @@ from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, TaskOpt, 
 
 HELP = """Distil a fine-tuned TEACHER folder into a smaller, faster student; save it with metrics.json.
 
-Choose the student by shape (--student 4x312: layers x hidden [x heads [x FFN]]), by a pre-trained
+Choose the student by shape (--student 4x312: LAYERSxHIDDEN, optionally xHEADS and xFFN), by a pre-trained
 model sharing the teacher's tokenizer (--student FOLDER), or by budget (--target-speedup 6 or
 --max-flops 2e8: a shape from greenlm's FLOP model, confirmed by a measured throughput ratio).
 
@@ -28,7 +28,7 @@ def distill_command(
     teacher: Annotated[Path, typer.Argument(help="Fine-tuned teacher: a folder written by `greenlm train`.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the student (HF format, metrics.json, pricetag.json).")],
     task: TaskOpt = "sst2",
-    student: Annotated[Optional[str], typer.Option(help="Student shape LxH[xA[xF]] (4x312, 2x256), or a pre-trained model folder/hub id sharing the teacher's tokenizer. Default 4x312 unless a budget is given.")] = None,
+    student: Annotated[Optional[str], typer.Option(help="Student shape LAYERSxHIDDEN, optionally xHEADS and xFFN (4x312, 2x256, 4x312x12x1200), or a pre-trained model folder/hub id sharing the teacher's tokenizer. Default 4x312 unless a budget is given.")] = None,
     target_speedup: Annotated[Optional[float], typer.Option(help="Pick the largest shape at least this much faster than the teacher (FLOPs, then measured).")] = None,
     max_flops: Annotated[Optional[float], typer.Option(help="Pick the largest shape with at most this many forward FLOPs per example (at the task's median length).")] = None,
     init: Annotated[str, typer.Option(help="Student initialisation: 'teacher' (copy the mapped teacher layers, selecting the most important coordinates where narrower) or 'random'.")] = "teacher",
@@ -73,9 +73,8 @@ def distill_command(
     from greenlm.compress.distill import DistillConfig, distill_to_folder
     from greenlm.measure import PriceTag, PriceTagWarning
 
-    budget = target_speedup is not None or max_flops is not None
     config = DistillConfig(
-        student=student if student is not None or budget else "4x312", target_speedup=target_speedup,
+        student=student, target_speedup=target_speedup,
         max_flops=max_flops, init=init, layer_map=layer_map, trim_vocab=trim_vocab,
         intermediate_epochs=intermediate_epochs, intermediate_learning_rate=intermediate_lr,
         attention_weight=attention_weight, hidden_weight=hidden_weight, embedding_weight=embedding_weight,

@@ -34,6 +34,9 @@ _COMMAND_MODULES = [
     "prune_cmd",
     "distill_cmd",
     "early_exit_cmd",
+    "quantize_cmd",
+    "export_cmd",
+    "bench_cmd",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -40,12 +40,13 @@ METHOD = "distill"
 METRICS_FILE = "metrics.json"
 SCORE_ATTENTION = "greenlm_scores"
 INIT_CHOICES = ("teacher", "random")
+DEFAULT_STUDENT = "4x312"  # TinyBERT-4's shape
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     # --- the student ---
-    student: str | None = "4x312"  # shape LxH[xA[xF]] (4x312, 2x256), or a model (folder / hub id); None: by budget
+    student: str | None = None  # shape LxH[xA[xF]] (4x312, 2x256) or a model (folder / hub id); None: 4x312, or by budget
     target_speedup: float | None = None  # with student=None: pick a shape this much faster (FLOPs, then measured)
     max_flops: float | None = None  # with student=None: forward FLOPs per example at the task's median length
     init: str = "teacher"  # "teacher": copy the mapped teacher layers (selecting coordinates if narrower); "random"
@@ -84,8 +85,8 @@ class DistillConfig:
     def __post_init__(self):
         budget = self.target_speedup is not None or self.max_flops is not None
         checks = [
-            (self.student is not None or budget, "give a student (shape or model) or a budget (target_speedup / max_flops)"),
-            (not (self.student is not None and budget), "give a student or a budget, not both"),
+            (not (self.student is not None and budget), "give a student or a budget (target_speedup / max_flops), not both"),
+            (self.student is None or self.student.strip() != "", "student must not be empty"),
             (self.target_speedup is None or self.target_speedup > 1, "target_speedup must be > 1"),
             (self.max_flops is None or self.max_flops > 0, "max_flops must be > 0"),
             (self.init in INIT_CHOICES, f"init must be one of {', '.join(INIT_CHOICES)}"),
@@ -116,6 +117,13 @@ class DistillConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def student_spec(self) -> str | None:
+        """The student to build: the one given, the default shape, or None when a budget decides."""
+        if self.student is not None:
+            return self.student.strip()
+        return None if (self.target_speedup is not None or self.max_flops is not None) else DEFAULT_STUDENT
 
     @classmethod
     def from_dict(cls, values: dict) -> "DistillConfig":
@@ -423,7 +431,8 @@ def teacher_tuning_problem(config, task: Task) -> str | None:
     return None
 
 
-def _load_teacher(path: Path, task: Task, config: DistillConfig, on_note):
+def check_teacher(path: Path, task: Task, allow_untuned: bool) -> str | None:
+    """Refuse a teacher folder that is missing or not fine-tuned for ``task`` (unless allowed); returns the problem."""
     from transformers import AutoConfig
 
     from greenlm.models.loading import _check_local_weights
@@ -432,12 +441,17 @@ def _load_teacher(path: Path, task: Task, config: DistillConfig, on_note):
         raise GreenlmError(f"teacher '{path}' is not a model folder; give the folder `greenlm train` wrote")
     _check_local_weights(path, allow_pickle=False)
     problem = teacher_tuning_problem(AutoConfig.from_pretrained(str(path)), task)
-    if problem and not config.allow_untuned_teacher:
+    if problem and not allow_untuned:
         raise GreenlmError(
             f"teacher '{path}' is not fine-tuned for task '{task.name}': {problem}. Fine-tune it first"
             f" (greenlm train --task {task.name} --model {path} --out DIR), or pass --allow-untuned-teacher"
             " (distilling from an untuned teacher gives a useless student)"
         )
+    return problem
+
+
+def _load_teacher(path: Path, task: Task, config: DistillConfig, on_note):
+    problem = check_teacher(path, task, config.allow_untuned_teacher)
     if problem:
         on_note(f"teacher is not fine-tuned for '{task.name}' ({problem}); distilling anyway, as asked")
         loaded = load_classifier(str(path), labels=list(task.labels))
@@ -652,12 +666,13 @@ def _run(teacher_path, task, config, out_dir, work_dir, progress, note, notes, c
 
     # The student's shape, tokenizer and initialisation.
     shape_info = None
-    pretrained = config.student is not None and not st.is_shape_spec(config.student)
+    spec = config.student_spec
+    pretrained = spec is not None and not st.is_shape_spec(spec)
     if pretrained:
-        student, student_tokenizer, shape = _pretrained_student(config.student, loaded, note)
+        student, student_tokenizer, shape = _pretrained_student(spec, loaded, note)
     else:
-        if config.student is not None:
-            shape = st.parse_student_shape(config.student, teacher.config)
+        if spec is not None:
+            shape = st.parse_student_shape(spec, teacher.config)
         else:
             with costs.phase("choose_shape"):
                 shape, shape_info = _choose_shape(teacher, tokenizer, dev_split, train_split, max_length, config,
@@ -726,7 +741,7 @@ def _run(teacher_path, task, config, out_dir, work_dir, progress, note, notes, c
         "teacher": {"path": str(teacher_path), "shape": t_shape.to_dict(), "params": t_params["total"],
                     "splits": teacher_splits},
         "student": {
-            "spec": config.student, "shape": shape.to_dict(), "params": s_params["total"],
+            "spec": spec, "shape": shape.to_dict(), "params": s_params["total"],
             "params_by_module": s_params["by_module"], "init": "pretrained" if pretrained else config.init,
             "init_plan": init_plan, "layer_map": layer_map,
             "vocab": {"trimmed": kept_ids is not None, "size": len(student_tokenizer), "teacher_size": len(tokenizer),
@@ -793,6 +808,7 @@ def distill_to_folder(teacher_dir: str | Path, task: Task, config: DistillConfig
     from greenlm.train.finetune import RUN_FILE, WORK_DIR, prepare_out_dir
 
     teacher_dir, out_dir = Path(teacher_dir), Path(out_dir)
+    check_teacher(teacher_dir, task, config.allow_untuned_teacher)  # before anything is written
     weights = teacher_dir / "model.safetensors"
     identity = {
         "task": task.name,

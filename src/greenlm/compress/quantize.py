@@ -59,7 +59,7 @@ class QuantizeConfig:
     max_fallback_nodes: int = 8  # int8: at most this many nodes go back to fp32
     sensitivity_examples: int = 256  # int8: rows of tune_split on which each node's sensitivity is measured
     keep_over_tolerance: bool = False  # still over tolerance: True keeps the quantized model; False outputs the input model
-    optimize_graph: bool = True  # int8: ONNX Runtime transformer fusions (attention, layer norm, GELU) first
+    optimize_graph: bool | None = None  # int8-dynamic: ONNX Runtime's offline transformer fusions (True), none (False), None: only if measured faster
     tune_split: str = "dev"  # split on which the accuracy drop is measured (tolerance and fallback)
     max_length: int | None = None  # tokens per input; None: the length the model was trained with (else 128)
     batch_size: int = 32  # examples per batch when evaluating and measuring throughput
@@ -188,14 +188,17 @@ def _quantize_int8(model, tokenizer, evaluator, reference: _Eval, calibration, c
     gx.require_onnxruntime()
     static = config.scheme == "int8-static"
     work_dir.mkdir(parents=True, exist_ok=True)
-    fp32_path = work_dir / "fp32.onnx"
-    export_file = work_dir / "export.json"
+    # Dynamic int8 rewrites the fused graph (QAttention, int8 embeddings); static int8 the plain one, which
+    # ONNX Runtime fuses with its QDQ pairs at session creation (see greenlm.models.onnx.quantize_onnx_static).
+    optimize = False if static else config.optimize_graph
+    fp32_path = work_dir / f"fp32-{ {None: 'auto', True: 'fused', False: 'plain'}[optimize] }.onnx"
+    export_file = fp32_path.with_suffix(".json")
     # The ONNX export is the expensive, deterministic part: reuse it when resuming.
     if fp32_path.is_file() and export_file.is_file():
         export = json.loads(export_file.read_text())
     else:
         checks = [evaluator.packed.batch(rows) for rows in _check_rows(evaluator.packed.lengths)]
-        export = gx.export_onnx(model, fp32_path, check_batches=checks, optimize=config.optimize_graph).to_dict()
+        export = gx.export_onnx(model, fp32_path, check_batches=checks, optimize=optimize).to_dict()
         atomic_write_json(export_file, export)
     for note in export["notes"]:
         on_note(note)
@@ -212,8 +215,9 @@ def _quantize_int8(model, tokenizer, evaluator, reference: _Eval, calibration, c
         if not path.is_file():
             tmp = path.with_suffix(".tmp.onnx")
             if static:
+                cache = work_dir / f"calibration-{config.calibration_method}-{len(calibration_batches)}-{config.seed}.json"
                 gx.quantize_onnx_static(fp32_path, tmp, calibration_batches, per_channel=per_channel,
-                                        method=config.calibration_method, exclude=exclude)
+                                        method=config.calibration_method, exclude=exclude, cache_path=cache)
             else:
                 gx.quantize_onnx_dynamic(fp32_path, tmp, per_channel=per_channel, exclude=exclude)
             tmp.replace(path)  # a file that exists is complete: safe to reuse after an interruption
@@ -269,7 +273,8 @@ def _quantize_int8(model, tokenizer, evaluator, reference: _Eval, calibration, c
         "fallback_trajectory": trajectory,
         "kl_to_fp32": round(result.kl_to(reference.logits), 6),
         "agreement_with_fp32": _agreement(result, reference),
-        "export": {k: export[k] for k in ("fused", "fused_ops", "max_abs_diff", "atol", "rtol", "check_examples")},
+        "export": {k: export.get(k) for k in ("fused", "fused_ops", "fusion_timing_ms", "max_abs_diff", "atol", "rtol",
+                                               "check_examples")},
         "calibration": settings["calibration"],
     }
     return QuantizeOutcome(accepted, None, path, settings, reference.accuracy, result.accuracy, details)

@@ -62,12 +62,11 @@ def measure_command(argv: list[str], *, name: str | None = None, **tag_options) 
     try:
         try:
             proc = subprocess.Popen([path, *argv[1:]])
-        except PermissionError as err:
-            tag.stop(status="error: PermissionError")
-            return CommandResult(EXIT_NOT_EXECUTABLE, None, f"cannot run {argv[0]}: {err.strerror}")
-        except OSError as err:
-            tag.stop(status="error: OSError")
-            return CommandResult(EXIT_NOT_FOUND, None, f"cannot run {argv[0]}: {err.strerror}")
+        except OSError as err:  # nothing ran: close the tag without adding it to the ledger
+            tag._ledger = False
+            tag.stop(status=f"error: {type(err).__name__}")
+            code = EXIT_NOT_EXECUTABLE if isinstance(err, PermissionError) else EXIT_NOT_FOUND
+            return CommandResult(code, None, f"cannot run {argv[0]}: {err.strerror}")
         tree.attach(proc.pid)
         exit_code, cpu_s, peak_rss = _wait(proc)
         tree.finish(cpu_s, peak_rss)

@@ -5,11 +5,13 @@
     quantize_onnx_static("model.onnx", "int8s.onnx", calibration_batches)   # activations ranges from data
 
 Export goes through the TorchScript exporter with eager attention, whose graph ONNX Runtime's
-transformer optimizer recognises: embeddings + LayerNorm become ``EmbedLayerNormalization``, Q/K/V,
-the scaled dot product and the mask become one ``Attention`` op, residual + LayerNorm become
-``SkipLayerNormalization`` and bias + erf-GELU ``BiasGelu``. Every exported graph is run on real
-inputs (with padding) and compared with the PyTorch logits; a fused graph that disagrees is dropped
-for the plain one, and a plain one that disagrees is an error.
+offline transformer optimizer recognises: embeddings + LayerNorm become ``EmbedLayerNormalization``,
+Q/K/V, the scaled dot product and the mask one ``Attention`` op, residual + LayerNorm
+``SkipLayerNormalization`` and bias + erf-GELU ``BiasGelu``. ONNX Runtime also fuses much of this by
+itself when a CPU session loads the plain graph, and on some CPUs the plain graph runs faster, so by
+default the offline fusions are kept only where a side-by-side timing says they help. Every exported
+graph is run on real inputs (with padding) and compared with the PyTorch logits; a fused graph that
+disagrees is dropped for the plain one, and a plain one that disagrees is an error.
 
 int8 (Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient Integer-
 Arithmetic-Only Inference"): x ~ scale * (q - zero_point). Weights are int8 (symmetric, per output
@@ -93,6 +95,7 @@ class ExportReport:
     rtol: float
     check_examples: int
     notes: list[str] = field(default_factory=list)
+    fusion_timing_ms: dict = field(default_factory=dict)  # optimize=None: one pass per graph, plain vs fused
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,9 +140,12 @@ def synthetic_batches(vocab_size: int, *, max_tokens: int = 48, seed: int = 0) -
 
 
 def export_onnx(model, path: str | Path, *, check_batches: Sequence[dict[str, np.ndarray]] | None = None,
-                opset: int = DEFAULT_OPSET, optimize: bool = True, atol: float = FP32_ATOL,
+                opset: int = DEFAULT_OPSET, optimize: bool | None = None, atol: float = FP32_ATOL,
                 rtol: float = FP32_RTOL) -> ExportReport:
     """Export ``model`` (a HF sequence classifier, any dtype) as an fp32 ONNX graph at ``path``.
+
+    ``optimize``: True applies ONNX Runtime's offline transformer fusions, False keeps the plain graph,
+    None (default) keeps the fusions only where they help: both graphs are timed on the check batches.
 
     ``check_batches``: padded int64 batches (``input_ids``, ``attention_mask``, maybe ``token_type_ids``)
     on which the graph must match PyTorch fp32 within ``atol + rtol * |logit|``.
@@ -181,7 +187,8 @@ def export_onnx(model, path: str | Path, *, check_batches: Sequence[dict[str, np
 
     fused_ops: dict = {}
     chosen = plain
-    if optimize:
+    timing_ms: dict = {}
+    if optimize is not False:
         fused_path = path.with_name(path.stem + ".fused.onnx")
         fused_ops = _fuse(plain, fused_path, model.config, notes)
         if fused_ops:
@@ -189,7 +196,15 @@ def export_onnx(model, path: str | Path, *, check_batches: Sequence[dict[str, np
             if diff[1]:
                 notes.append(f"fused graph differed from PyTorch by {diff[0]:.2e}; kept the unfused graph")
                 fused_ops = {}
-                fused_path.unlink(missing_ok=True)
+            elif optimize is None:  # "where they help": keep the fused graph only if it runs faster here
+                timing_ms = _time_graphs({"plain": plain, "fused": fused_path}, check_batches)
+                if timing_ms["fused"] < timing_ms["plain"]:
+                    chosen = fused_path
+                else:
+                    notes.append(f"offline fusions did not help on this machine (fused {timing_ms['fused']:.1f} ms"
+                                 f" vs plain {timing_ms['plain']:.1f} ms; ONNX Runtime still fuses at session"
+                                 " creation): kept the plain graph")
+                    fused_ops = {}
             else:
                 chosen = fused_path
     max_diff, violated = _max_violation(chosen, check_batches, expected, atol, rtol)
@@ -204,7 +219,24 @@ def export_onnx(model, path: str | Path, *, check_batches: Sequence[dict[str, np
     for tmp in {plain, path.with_name(path.stem + ".fused.onnx")} - {path}:
         tmp.unlink(missing_ok=True)
     return ExportReport(path=str(path), opset=opset, input_names=names, fused=bool(fused_ops), fused_ops=fused_ops,
-                        max_abs_diff=max_diff, atol=atol, rtol=rtol, check_examples=examples, notes=notes)
+                        max_abs_diff=max_diff, atol=atol, rtol=rtol, check_examples=examples, notes=notes,
+                        fusion_timing_ms=timing_ms)
+
+
+def _time_graphs(paths: dict[str, Path], batches, rounds: int = 5) -> dict[str, float]:
+    """Best time (ms) of one pass over ``batches`` per graph, graphs interleaved round by round."""
+    import time
+
+    sessions = {name: ort_session(p, threads=None) for name, p in paths.items()}
+    wanted = {name: [i.name for i in s.get_inputs()] for name, s in sessions.items()}
+    best = {name: float("inf") for name in paths}
+    for _ in range(rounds + 1):  # the first round warms up
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            for batch in batches:
+                session.run(None, feeds_for(wanted[name], batch))
+            best[name] = min(best[name], (time.perf_counter() - start) * 1000.0)
+    return {name: round(ms, 3) for name, ms in best.items()}
 
 
 def _fuse(src: Path, dst: Path, config, notes: list[str]) -> dict:
@@ -320,10 +352,15 @@ def quantize_onnx_dynamic(src: str | Path, dst: str | Path, *, per_channel: bool
     with quiet_onnx():
         quantize_dynamic(
             str(src), str(dst), op_types_to_quantize=list(op_types), per_channel=per_channel, reduce_range=False,
-            weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+            weight_type=QuantType.QInt8, nodes_to_exclude=_with_gemm_aliases(exclude),
             # fused contrib ops (Attention, SkipLayerNormalization) have no ONNX shape inference: fp32 outputs
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
         )
+
+
+def _with_gemm_aliases(names: Sequence[str]) -> list[str]:
+    """The quantizer rewrites Gemm X into MatMul "X_MatMul" + Add before it reads the exclusions."""
+    return [alias for name in names for alias in (name, f"{name}_MatMul")]
 
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -331,13 +368,19 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 def quantize_onnx_static(src: str | Path, dst: str | Path, calibration_batches: Sequence[dict[str, np.ndarray]], *,
                          per_channel: bool = True, method: str = "minmax", exclude: Sequence[str] = (),
-                         op_types: Sequence[str] = STATIC_OPS) -> None:
-    """int8 weights and u8 activations whose ranges come from running ``calibration_batches`` (QDQ format)."""
+                         op_types: Sequence[str] = STATIC_OPS, cache_path: str | Path | None = None) -> None:
+    """int8 weights and u8 activations whose ranges come from running ``calibration_batches`` (QDQ format).
+
+    Quantize the plain (unfused) graph: ONNX Runtime fuses QDQ pairs and the transformer patterns when the
+    session is created, whereas its pre-fused contrib ops (Attention...) would keep fp32 activations.
+    ``cache_path``: a JSON file of the measured activation ranges; when it exists calibration is skipped
+    (the ranges do not depend on which nodes are excluded, so the fallback search calibrates once).
+    """
     require_onnxruntime()
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    if not calibration_batches:
+    if not calibration_batches and not (cache_path is not None and Path(cache_path).is_file()):
         raise GreenlmError("the calibration set is empty: static int8 needs task examples to measure activation ranges")
     if method not in CALIBRATION_METHODS:
         raise GreenlmError(f"unknown calibration method {method!r}; use one of: {', '.join(CALIBRATION_METHODS)}")
@@ -357,7 +400,8 @@ def quantize_onnx_static(src: str | Path, dst: str | Path, calibration_batches: 
         quantize_static(
             str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
             per_channel=per_channel, reduce_range=False, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude), calibrate_method=calibrate,
+            nodes_to_exclude=_with_gemm_aliases(exclude), calibrate_method=calibrate,
+            calibration_cache_path=None if cache_path is None else str(cache_path),
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": True,
                            "ActivationSymmetric": False, "MatMulConstBOnly": True,
                            "CalibPercentile": 99.999},

@@ -108,6 +108,7 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool =
     """Run every stage of ``recipe`` under ``runs_root/<name>``; return what happened."""
     started = time.perf_counter()
     runs_root = Path(runs_root)
+    _price_tag(recipe, "check")  # a bad region, PUE or intensity file fails here, before any work
     run_dir, log = prepare_run_dir(recipe, runs_root, resume=resume, force=force, log_echo=echo)
     outcome = RunOutcome(run_dir)
     log(f"run '{recipe.name}' in {run_dir} (greenlm {greenlm.__version__})")
@@ -132,8 +133,14 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool =
             identity["teacher_artifact_sha256"] = json.loads(
                 (finished[_teacher_stage(recipe)].folder / STAGE_FILE).read_text())["artifact_sha256"]
         key = identity_key(identity)
-        result = _run_or_reuse(recipe, stage, key, identity, task, run_dir, runs_root, upstream, finished,
-                               log, progress)
+        try:
+            result = _run_or_reuse(recipe, stage, key, identity, task, run_dir, runs_root, upstream, finished,
+                                   log, progress)
+        except OSError as err:  # disk full, permission denied...: say so; finished stages stay as they are
+            kept = ", ".join(finished) or "none"
+            raise GreenlmError(f"stage '{stage.name}' could not write its files ({err.strerror or err}:"
+                               f" {err.filename or run_dir}); finished stages are kept ({kept});"
+                               " free space or fix permissions, then run the same command to go on") from None
         finished[stage.name] = result
         outcome.stages.append(result)
     if measure:

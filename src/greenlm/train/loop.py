@@ -242,6 +242,8 @@ def train(
                     checkpoint()
                 for cb in callbacks:  # after the checkpoint: a callback that stops the run loses nothing
                     cb.on_step_end(state)
+                if epoch_done:
+                    break  # the next epoch draws its own batch order (as a resumed run does)
     finally:
         bar.close()
 

@@ -1,0 +1,291 @@
+"""Distillation benchmark on SST-2: a 4-layer and a 2-layer narrow student of greenlm's fine-tuned MiniLM.
+
+Distils the teacher with the ``distill`` stage (``greenlm.compress.distill.run``) into
+  - ``4x312``: TinyBERT-4's shape, initialised from the mapped teacher layers (default init);
+  - ``2x256``: two narrow layers, same recipe;
+  - ``2x256 random init``: the same student from random weights (which init is better);
+  - ``2x256 trimmed vocab``: the 2x256 student with only the vocabulary rows the training text uses.
+    With init "teacher" this equals training with ``trim_vocab=True`` (rows that no training token
+    uses get no gradient, and every other quantity is the same), so it is cut from the trained 2x256
+    instead of trained again; the stage tests cover the ``trim_vocab`` path itself.
+and asks the budget path (``target_speedup``) which shape it would pick, with its measured check.
+Then it times the teacher and every student side by side in this one process (same dev inputs,
+same threads, two interleaved rounds, best of each) and writes the figures, the command, the
+machine and the date into the "## Distillation (issue 5)" section of docs/benchmarks.md (and
+everything into <work>/results.json).
+
+    python benchmarks/distill_sst2.py --teacher runs/teacher-sst2 --work runs/distill-bench
+
+Full-data distillation does not fit a shared 2-core CPU: by default the students learn from a random
+subset of the SST-2 training sentences plus TinyBERT-style augmented copies (teacher word-embedding
+neighbours), a short intermediate phase and a short prediction phase; the settings are written next
+to the figures. Re-running reuses finished students and only re-times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from greenlm.common import atomic_write_json
+from greenlm.common.hardware import cpu_model
+from greenlm.compress.distill import DistillConfig, _choose_shape, run
+from greenlm.data import encode_split, load_task
+from greenlm.measure import count_flops, count_params
+from greenlm.models import load_classifier, measure_speed, save_classifier, speed_inputs, torch_forward
+from greenlm.models import students as st
+from greenlm.train import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Distillation (issue 5)"
+
+
+def _config(args, **overrides) -> DistillConfig:
+    base = dict(
+        train_subset=args.train_subset, augment=args.augment, augment_copies=args.augment_copies,
+        intermediate_epochs=args.intermediate_epochs, epochs=args.epochs, learning_rate=args.lr,
+        intermediate_learning_rate=args.intermediate_lr, max_length=args.max_length, seed=args.seed,
+    )
+    base.update(overrides)
+    return DistillConfig(**base)
+
+
+def _distil(name: str, teacher: Path, task, config: DistillConfig, work: Path) -> dict:
+    out = work / name.replace(" ", "-")
+    metrics_file = out / "metrics.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        if metrics["distill"]["config"] == config.to_dict():
+            print(f"[{name}] reused {out}", flush=True)
+            return metrics
+    print(f"[{name}] distilling: {config.to_dict()}", flush=True)
+    started = time.perf_counter()
+    metrics = run(teacher, task, config, out, work_dir=work / ".work" / out.name, progress=False,
+                  on_note=lambda m: print(f"[{name}] note: {m}", flush=True))
+    print(f"[{name}] dev accuracy {metrics['splits']['dev']['accuracy']:.4f} in {time.perf_counter() - started:.0f} s",
+          flush=True)
+    return metrics
+
+
+def _trimmed_copy(source: Path, out: Path, task) -> Path:
+    """The trained student with only the vocabulary rows the (augmented) training text uses."""
+    if (out / "config.json").is_file():
+        return out
+    loaded = load_classifier(str(source))
+    work = source.parent / ".work" / source.name / "augmented.json"
+    split = json.loads(work.read_text())["split"] if work.is_file() else None
+    texts = split["text_a"] if split else task.split("train").text_a
+    tokenizer, kept = st.trim_vocabulary(loaded.tokenizer, texts)
+    st.trim_embeddings(loaded.model, kept)
+    save_classifier(loaded.model, tokenizer, out)
+    return out
+
+
+def _time_side_by_side(models: dict[str, tuple], dev_split, max_length: int, rounds: int, examples: int) -> dict:
+    """Throughput (batch 32) and latency (batch 1) of every model, interleaved rounds, best of each."""
+    best: dict[str, dict] = {}
+    for r in range(rounds):
+        for name, (model, tokenizer) in models.items():
+            encoded = speed_inputs(encode_split(dev_split, tokenizer, max_length), max_examples=examples)
+            report = measure_speed(torch_forward(model), encoded, pad_token_id=tokenizer.pad_token_id, batch_size=32,
+                                   latency_examples=64, repeats=3)
+            print(f"  round {r + 1} {name}: {report.throughput_examples_per_s:.1f} ex/s, "
+                  f"p50 {report.latency_ms_p50:.2f} ms", flush=True)
+            old = best.get(name)
+            if old is None or report.throughput_examples_per_s > old["throughput_examples_per_s"]:
+                best[name] = {**report.to_dict(), "latency_ms_p50": min(report.latency_ms_p50,
+                                                                       old["latency_ms_p50"] if old else 1e9)}
+    return best
+
+
+def _size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", type=Path, default=ROOT / "runs" / "teacher-sst2")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "distill-bench")
+    parser.add_argument("--train-subset", type=int, default=8000)
+    parser.add_argument("--augment", default="embedding")
+    parser.add_argument("--augment-copies", type=int, default=2)
+    parser.add_argument("--intermediate-epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--intermediate-lr", type=float, default=1e-4)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--target-speedup", type=float, default=6.0, help="budget for the shape-choice check")
+    parser.add_argument("--speed-examples", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip", default="", help="comma list of variants to skip (random, trim, budget)")
+    parser.add_argument("--no-doc", action="store_true")
+    args = parser.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if not (args.teacher / "metrics.json").is_file():
+        sys.exit(f"teacher {args.teacher} is not finished (no metrics.json)")
+    torch.manual_seed(0)
+    task = load_task("sst2")
+    args.work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    results = {"4x312": _distil("4x312", args.teacher, task, _config(args, student="4x312"), args.work),
+               "2x256": _distil("2x256", args.teacher, task, _config(args, student="2x256"), args.work)}
+    if "random" not in skip:
+        results["2x256 random init"] = _distil("2x256 random init", args.teacher, task,
+                                               _config(args, student="2x256", init="random"), args.work)
+    folders = {name: args.work / name.replace(" ", "-") for name in results}
+    if "trim" not in skip:
+        folders["2x256 trimmed vocab"] = _trimmed_copy(folders["2x256"], args.work / "2x256-trimmed-vocab", task)
+
+    teacher = load_classifier(str(args.teacher))
+    teacher_metrics = json.loads((args.teacher / "metrics.json").read_text())
+    max_length = args.max_length
+    budget = None
+    if "budget" not in skip:
+        cfg = _config(args, target_speedup=args.target_speedup)
+        budget_work = args.work / ".work" / "budget"
+        budget_work.mkdir(parents=True, exist_ok=True)
+        shape, budget = _choose_shape(teacher.model, teacher.tokenizer, task.split("dev"), task.split("train"),
+                                      max_length, cfg, budget_work, print)
+
+    # Accuracy of every model on the full dev set (the teacher at the students' max_length).
+    dev_split = task.split("dev")
+    models = {"teacher (MiniLM 6x384)": (teacher.model.eval(), teacher.tokenizer)}
+    for name, folder in folders.items():
+        loaded = load_classifier(str(folder))
+        models[name] = (loaded.model.eval(), loaded.tokenizer)
+    rows = {}
+    for name, (model, tokenizer) in models.items():
+        encoded = encode_split(dev_split, tokenizer, max_length)
+        acc = evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=2)["accuracy"]
+        rows[name] = {"accuracy": acc, "params": count_params(model)["total"],
+                      "flops_per_example": count_flops(model, 32).infer_flops_per_example}
+    print("timing side by side ...", flush=True)
+    speed = _time_side_by_side(models, dev_split, max_length, args.rounds, args.speed_examples)
+
+    teacher_name = next(iter(models))
+    t_acc, t_tput = rows[teacher_name]["accuracy"], speed[teacher_name]["throughput_examples_per_s"]
+    for name, row in rows.items():
+        row.update(speed[name])
+        row["accuracy_retained_pct"] = 100 * row["accuracy"] / t_acc
+        row["speedup_x"] = row["throughput_examples_per_s"] / t_tput
+        folder = args.teacher if name == teacher_name else folders[name]
+        row["size_mb"] = _size_mb(folder)
+        source = results.get(name) or (results["2x256"] if name.startswith("2x256") else None)
+        if source is not None:
+            cost = source["distill"]["cost"]["total"]
+            row["distill_wall_s"], row["distill_energy_kwh"] = cost["wall_s"], cost["energy_kwh"]
+            row["distill_co2e_kg"], row["distill_flops"] = cost["co2e_kg"], cost["flops"]
+            row["vocab"] = len(models[name][1])
+
+    # The teacher's fine-tuning: FLOPs by formula (3 x forward per example), time from its metrics.
+    train_info = teacher_metrics.get("train", {})
+    mean_len = round(sum(encode_split(task.split("train").subset(4000), teacher.tokenizer, 128).lengths()) / 4000)
+    per_example = count_flops(teacher.model, mean_len, train_steps=1, batch_size=1).train_flops_per_example
+    teacher_cost = {"train_seconds": train_info.get("train_seconds"),
+                    "examples_seen": (train_info.get("examples") or 0) * (train_info.get("epochs") or 0),
+                    "mean_tokens": mean_len}
+    teacher_cost["flops"] = per_example * teacher_cost["examples_seen"]
+    powers = [r["distill_energy_kwh"] / r["distill_wall_s"] for r in rows.values()
+              if r.get("distill_energy_kwh") and r.get("distill_wall_s")]
+    if powers and teacher_cost["train_seconds"]:
+        teacher_cost["energy_kwh_estimate"] = teacher_cost["train_seconds"] * sum(powers) / len(powers)
+
+    results_file = args.work / "results.json"
+    payload = {"rows": rows, "teacher_finetune": teacher_cost, "budget_choice": budget, "args": vars(args) | {
+        "teacher": str(args.teacher), "work": str(args.work)}, "seconds": time.perf_counter() - started}
+    atomic_write_json(results_file, payload)
+    body = render(rows, teacher_cost, budget, args, results)
+    print(body)
+    if not args.no_doc:
+        write_doc(body)
+
+
+def render(rows: dict, teacher_cost: dict, budget: dict | None, args, results: dict) -> str:
+    cmd = "python benchmarks/distill_sst2.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    one = results["4x312"]
+    data = one["distill"]["data"]
+    lines = [
+        f"Command: `{cmd}` ({date}; machine: {machine}; Python {platform.python_version()}).",
+        "",
+        f"Teacher: `{args.teacher}` (all-MiniLM-L6-v2 fine-tuned by `greenlm train` on the full SST-2 train set)."
+        f" Students learn from {args.train_subset} random SST-2 training sentences plus"
+        f" {data['augmentation'].get('augmented_rows', 0)} augmented copies ({args.augment}, {args.augment_copies} per"
+        f" sentence, p=0.4, K=15): {data['train_rows']} rows, max length {args.max_length};"
+        f" {args.intermediate_epochs:g} epoch(s) of TinyBERT intermediate-layer loss (lr {args.intermediate_lr:g}),"
+        f" then {args.epochs:g} epoch(s) of soft targets (T=1, lr {args.lr:g}); best prediction epoch by dev accuracy"
+        " (as the teacher's fine-tuning does). Accuracy: the full SST-2 dev set (872 sentences)."
+        f" Speed: {args.speed_examples} dev sentences, batch 32 (throughput, length-grouped) and batch 1"
+        f" (latency p50), every model in this one process, {args.rounds} interleaved rounds, best of each."
+        " The machine was shared with other jobs while this ran: timings are noisy, ratios taken side by side.",
+        "",
+        "| model | dev acc % | % of teacher | params | size MB | vocab | FLOPs/ex (32 tok) | throughput ex/s (b=32) | speedup x | latency p50 ms (b=1) | distil wall s | distil kWh | distil CO2e kg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
+        lines.append(
+            f"| {name} | {100 * r['accuracy']:.2f} | {r['accuracy_retained_pct']:.1f} | {r['params'] / 1e6:.2f} M |"
+            f" {r['size_mb']:.1f} | {r.get('vocab', 30522)} | {r['flops_per_example'] / 1e6:.0f} M |"
+            f" {r['throughput_examples_per_s']:.0f} | {r['speedup_x']:.2f} | {r['latency_ms_p50']:.2f} |"
+            f" {fmt(r.get('distill_wall_s'), '.0f')} | {fmt(r.get('distill_energy_kwh'), '.2e')} |"
+            f" {fmt(r.get('distill_co2e_kg'), '.2e')} |"
+        )
+    lines.append("")
+    checks = []
+    for name, acc_goal, speed_goal in (("4x312", 99.0, 2.0), ("2x256", 97.0, 6.0)):
+        r = rows[name]
+        ok = r["accuracy_retained_pct"] >= acc_goal and r["speedup_x"] >= speed_goal
+        checks.append(f"{name}: {r['accuracy_retained_pct']:.1f}% of the teacher (goal >= {acc_goal:g}%) at"
+                      f" {r['speedup_x']:.2f}x (goal >= {speed_goal:g}x): {'met' if ok else 'MISSED'}")
+    lines += ["Targets of issue 5: " + "; ".join(checks) + ".", ""]
+    tc = teacher_cost
+    energy = f"{tc['energy_kwh_estimate']:.2e} kWh" if tc.get("energy_kwh_estimate") else "energy n/a"
+    lines.append(
+        f"Teacher fine-tuning for comparison: {tc['examples_seen']:.0f} example passes, {tc['flops']:.2e} FLOPs"
+        f" (3 x forward at its mean {tc['mean_tokens']} tokens), {tc['train_seconds'] or 0:.0f} s of training;"
+        f" {energy} (estimate: its training time x the mean power greenlm's estimator measured during the"
+        " distillations on this machine; `greenlm train` does not record a price tag). Distillation kWh/CO2e are"
+        " the stage's own price tag (estimate:tdp-utilisation; CO2e needs a region: n/a when none was set);"
+        " distillation FLOPs: 4x312 "
+        f"{results['4x312']['distill']['cost']['total']['flops'] or 0:.2e}, 2x256 "
+        f"{results['2x256']['distill']['cost']['total']['flops'] or 0:.2e} (student training + teacher passes)."
+    )
+    if budget:
+        tried = ", ".join(f"{t['shape']}: {t['flop_speedup']}x by FLOPs / {t['measured_speedup']}x measured"
+                          for t in budget["tried"])
+        lines += ["", f"Budget path (`target_speedup={args.target_speedup:g}`): {tried}; chose"
+                      f" {budget['shape']['spec']} (FLOPs at the dev median of {budget['seq_len']} tokens)."]
+    return "\n".join(lines)
+
+
+def write_doc(body: str) -> None:
+    """Replace the body of this benchmark's section of docs/benchmarks.md; touch nothing else."""
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    block = f"{SECTION}\n\n{body.rstrip()}\n"
+    if SECTION in text:
+        start = text.index(SECTION)
+        nxt = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + block + ("" if nxt < 0 else "\n" + text[nxt + 1:])
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    tmp = DOC.with_suffix(".md.distill.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, DOC)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""``greenlm run`` end to end on a tiny model: report, caching, resume after kill -9, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+TINY = "tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99"
+
+
+def env(tmp_path: Path) -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "GREENLM_HOME": str(tmp_path / "home"), "PYTHONWARNINGS": "ignore"}
+
+
+def write_recipe(path: Path, task_dir: Path, name: str = "tiny", **finetune) -> Path:
+    data = {
+        "name": name,
+        "task": str(task_dir),
+        "teacher": TINY,
+        "measure": {"region": "USA", "pue": 1.2},
+        "evaluation": {"speed_examples": 32, "latency_examples": 4, "repeats": 1},
+        "stages": {"finetune": {"epochs": 5, "learning_rate": 3e-3, "batch_size": 16, "max_length": 32, **finetune}},
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def greenlm(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True,
+                          env=env(tmp_path), timeout=timeout, cwd=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    from conftest import write_toy_task_files
+
+    root = tmp_path_factory.mktemp("pipeline")
+    write_toy_task_files(root / "toy")
+    recipe = write_recipe(root / "recipe.yaml", root / "toy")
+    started = time.perf_counter()
+    result = greenlm(root, "run", str(recipe), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    return root, recipe, result, time.perf_counter() - started
+
+
+def test_run_writes_models_report_and_price_tags(first_run):
+    root, _, result, _ = first_run
+    run = root / "runs" / "tiny"
+    assert {"recipe.yaml", "run.log", "report.json", "report.md", "finetune", "measurements.json"} <= {
+        p.name for p in run.iterdir()}
+    assert not (run / ".work" / "finetune").exists()
+    stage = run / "finetune"
+    assert {"model.safetensors", "config.json", "metrics.json", "pricetag.json", "stage.json"} <= {
+        p.name for p in stage.iterdir()}
+    report = json.loads((run / "report.json").read_text())
+    (row,) = report["rows"]
+    assert row["accuracy"] >= 0.9
+    assert row["performance_retained_pct"] == pytest.approx(100.0)
+    assert row["params"] > 0 and row["flops_per_example"] > 0 and row["throughput_examples_per_s"] > 0
+    tag = json.loads((stage / "pricetag.json").read_text())
+    assert tag["pue"] == 1.2 and tag["energy_kwh"] > 0
+    assert tag["co2e_kg"] == pytest.approx(tag["energy_kwh"] * tag["intensity_g_per_kwh"] / 1000, rel=1e-6)
+    assert row["stage_energy_kwh"] == tag["energy_kwh"]
+    assert "finetune" in (run / "report.md").read_text()
+    assert "finetune" in result.stdout  # the table in the terminal
+    resolved = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert resolved["stages"]["finetune"]["batch_size"] == 16 and resolved["stages"]["finetune"]["weight_decay"] == 0.01
+
+
+def test_second_identical_run_trains_nothing(first_run):
+    root, recipe, _, first_seconds = first_run
+    stage_json = root / "runs" / "tiny" / "finetune" / "stage.json"
+    before = stage_json.stat().st_mtime_ns
+    result = greenlm(root, "run", str(recipe), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "reused" in result.stderr and "finetune" in result.stderr
+    assert stage_json.stat().st_mtime_ns == before
+    assert "measurements: reused" in result.stderr
+
+
+def test_same_stage_in_another_run_is_reused_from_it(first_run):
+    root, recipe, _, _ = first_run
+    result = greenlm(root, "run", str(recipe), "--name", "other", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "reused from" in result.stderr
+    a = load_file(root / "runs" / "tiny" / "finetune" / "model.safetensors")
+    b = load_file(root / "runs" / "other" / "finetune" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_changed_recipe_under_same_name_is_refused_then_resumed_or_forced(first_run):
+    root, _, _, _ = first_run
+    changed = write_recipe(root / "changed.yaml", root / "toy", epochs=4)
+    result = greenlm(root, "run", str(changed), "--no-progress")
+    assert result.returncode == 2
+    assert "different recipe" in result.stderr and "stages.finetune.epochs" in result.stderr
+    assert "Traceback" not in result.stderr
+    # The refused run left the earlier run untouched.
+    assert yaml.safe_load((root / "runs" / "tiny" / "recipe.yaml").read_text())["stages"]["finetune"]["epochs"] == 5
+
+
+def test_bad_inputs_are_one_line_exit_2(first_run, tmp_path):
+    root, recipe, _, _ = first_run
+    cases = [
+        (["run", str(tmp_path / "missing.yaml")], "does not exist"),
+        (["run", str(recipe), "--set", "stages.finetune.epoch=3"], "did you mean 'epochs'"),
+        (["run", str(recipe), "--set", "measure.pue=0.5"], "PUE"),
+        (["run", "quik"], "did you mean 'quick'"),
+    ]
+    for args, needle in cases:
+        result = greenlm(root, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        assert len(lines) == 1 and needle in lines[0], (args, result.stderr)
+
+
+def test_runs_dir_that_is_a_file(first_run, tmp_path):
+    root, recipe, _, _ = first_run
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    result = greenlm(root, "run", str(recipe), "--runs-dir", str(blocker), "--no-progress")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_kill_9_mid_stage_resumes_to_the_same_model(first_run, tmp_path):
+    root, _, _, _ = first_run
+    recipe = write_recipe(tmp_path / "r.yaml", root / "toy", name="killed", checkpoint_every_steps=3)
+    args = [sys.executable, "-m", "greenlm", "run", str(recipe), "--runs-dir", str(tmp_path / "a"), "--no-progress"]
+    proc = subprocess.Popen(args, env=env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "a" / "killed" / ".work" / "finetune" / "output" / ".work" / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["step"] >= 6:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the stage finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "a" / "killed" / "finetune").exists()  # no stage that looks finished
+    resumed = subprocess.run(args, env=env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    # Uninterrupted, in a separate runs folder (so nothing is reused from the first).
+    straight = subprocess.run([*args[:-3], "--runs-dir", str(tmp_path / "b"), "--no-progress"], env=env(tmp_path),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+    a = load_file(tmp_path / "a" / "killed" / "finetune" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "killed" / "finetune" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

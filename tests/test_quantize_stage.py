@@ -1,0 +1,229 @@
+"""The quantize stage: folders that load back, the accuracy-aware fallback, bad input, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+import greenlm
+from greenlm.common import GreenlmError
+from greenlm.compress import quantize as qz
+from greenlm.compress.quantize import QuantizeConfig, run
+from greenlm.models import load_classifier
+from greenlm.models import onnx as gx
+from greenlm.train import TrainConfig
+from greenlm.train.finetune import finetune
+
+FAST = dict(measure_speed=False, sensitivity_examples=32, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def task():
+    from conftest import make_toy_task
+
+    return make_toy_task()
+
+
+@pytest.fixture(scope="module")
+def model_dir(task, tmp_path_factory):
+    """A tiny classifier fine-tuned on the toy task with greenlm's own flow (a real model folder)."""
+    out = tmp_path_factory.mktemp("models") / "fp32"
+    config = TrainConfig(epochs=4, batch_size=16, learning_rate=3e-3, precision="fp32", warmup_ratio=0.1)
+    finetune(task, "tiny", out, config, max_length=32, progress=False, on_note=lambda _: None)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GREENLM_CACHE_DIR", str(tmp_path / "cache"))  # greenlm.load's choices stay in the test
+
+
+def test_int8_dynamic_stage_writes_a_loadable_smaller_model(task, model_dir, tmp_path):
+    out = tmp_path / "int8"
+    notes = []
+    metrics = run(model_dir, task, QuantizeConfig(**{**FAST, "measure_speed": True, "speed_examples": 32}), out,
+                  work_dir=tmp_path / "work", on_note=notes.append)
+    q = metrics["quantize"]
+    assert metrics["method"] == "quantize" and metrics["task"] == "toy"
+    assert q["status"] == "quantized" and q["output_is"] == "quantized"
+    assert q["accuracy_drop_points"] <= 1.0 and q["per_channel_choice"] is not None
+    assert q["output_disk_bytes"] == (out / "model.onnx").stat().st_size < 0.75 * q["input_disk_bytes"]
+    assert q["speed"]["quantized"]["runtime"] == "onnx-int8" and q["speed"]["throughput_speedup"] > 0
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert not (out / "model.safetensors").exists()  # the true size: no fp32 copy hidden beside the int8 graph
+    # one call loads it back, through greenlm's loader and through greenlm.load
+    loaded = load_classifier(str(out))
+    assert loaded.labels == ["neg", "pos"]
+    dev = task.split("dev")
+    predictor = greenlm.load(out)
+    assert predictor.runtime.name == "onnx-int8"
+    predicted = predictor(dev.text_a)
+    accuracy = np.mean([p == task.labels[y] for p, y in zip(predicted, dev.labels)]) * 100
+    assert accuracy == pytest.approx(metrics["splits"]["dev"]["accuracy"] * 100)
+
+
+def test_bf16_stage_halves_the_weights(task, model_dir, tmp_path):
+    out = tmp_path / "bf16"
+    metrics = run(model_dir, task, QuantizeConfig(scheme="bf16", **FAST), out, work_dir=tmp_path / "work",
+                  on_note=lambda _: None)
+    q = metrics["quantize"]
+    assert q["status"] == "quantized"
+    assert q["output_disk_bytes"] < 0.6 * q["input_disk_bytes"]
+    predictor = greenlm.load(out, measure=False)
+    assert predictor.runtime.name == "torch-bf16"
+
+
+def test_int8_static_stage_calibrates_on_train_rows(task, model_dir, tmp_path):
+    out = tmp_path / "static"
+    metrics = run(model_dir, task, QuantizeConfig(scheme="int8-static", calibration_examples=24, per_channel=True,
+                                                  **FAST), out, work_dir=tmp_path / "work", on_note=lambda _: None)
+    q = metrics["quantize"]
+    assert q["calibration"] == {"examples": 24, "method": "minmax"}
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) >= 12
+
+
+def sabotaged_quantizer(real, classifier_node):
+    """A quantizer under which int8 'breaks' the classifier (its weights negated) unless it stays fp32."""
+
+    def quantize(src, dst, *, per_channel=True, exclude=(), op_types=gx.DYNAMIC_OPS):
+        real(src, dst, per_channel=per_channel, exclude=list(exclude) + [classifier_node], op_types=op_types)
+        if classifier_node not in exclude:
+            model = onnx.load(str(dst))
+            # the quantizer may have rewritten the (fp32) Gemm as MatMul "<name>_MatMul" + Add
+            node = next(n for n in model.graph.node if n.name in (classifier_node, f"{classifier_node}_MatMul"))
+            for init in model.graph.initializer:
+                if init.name == node.input[1]:
+                    weights = onnx.numpy_helper.to_array(init)
+                    init.CopyFrom(onnx.numpy_helper.from_array(-weights, init.name))
+            onnx.save(model, str(dst))
+
+    return quantize
+
+
+@pytest.fixture
+def sabotage(monkeypatch):
+    real = gx.quantize_onnx_dynamic
+    monkeypatch.setattr(gx, "quantize_onnx_dynamic", sabotaged_quantizer(real, "/model/classifier/Gemm"))
+
+
+def test_fallback_finds_the_sensitive_node_and_keeps_it_fp32(task, model_dir, tmp_path, sabotage):
+    notes = []
+    metrics = run(model_dir, task, QuantizeConfig(per_channel=True, **FAST), tmp_path / "out",
+                  work_dir=tmp_path / "work", on_note=notes.append)
+    q = metrics["quantize"]
+    assert q["status"] == "quantized"
+    assert q["fp32_nodes"] == ["/model/classifier/Gemm"]  # the most sensitive node, found first
+    first = q["fallback_trajectory"][0]
+    assert first["fp32_nodes"] == [] and first["accuracy"] < 50  # int8 everywhere was broken
+    assert min(q["sensitivity_kl_when_fp32"], key=q["sensitivity_kl_when_fp32"].get) == "/model/classifier/Gemm"
+    assert q["accuracy_drop_points"] <= 1.0
+    assert any("sensitive" in n for n in notes)
+    settings = json.loads((tmp_path / "out" / "config.json").read_text())["greenlm"]["onnx"]
+    assert settings["fp32_nodes"] == ["/model/classifier/Gemm"]
+
+
+def test_over_tolerance_keeps_the_input_model(task, model_dir, tmp_path, sabotage):
+    notes = []
+    out = tmp_path / "out"
+    metrics = run(model_dir, task, QuantizeConfig(per_channel=True, fallback=False, **FAST), out,
+                  work_dir=tmp_path / "work", on_note=notes.append)
+    q = metrics["quantize"]
+    assert q["status"] == "over_tolerance_input_kept" and q["output_is"] == "input"
+    assert q["accuracy_drop_points"] > 1.0
+    assert any("the stage output is the input model" in n for n in notes)
+    assert (out / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
+    assert metrics["splits"]["dev"]["accuracy"] == pytest.approx(q["reference_accuracy"] / 100)
+    # ... unless told otherwise
+    kept = run(model_dir, task, QuantizeConfig(per_channel=True, fallback=False, keep_over_tolerance=True, **FAST),
+               tmp_path / "kept", work_dir=tmp_path / "work", on_note=lambda _: None)
+    assert kept["quantize"]["status"] == "over_tolerance_kept" and (tmp_path / "kept" / "model.onnx").is_file()
+
+
+def test_resume_reuses_the_export(task, model_dir, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    run(model_dir, task, QuantizeConfig(per_channel=False, **FAST), tmp_path / "a", work_dir=work, on_note=lambda _: None)
+
+    def no_export(*a, **k):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(gx, "export_onnx", no_export)
+    again = run(model_dir, task, QuantizeConfig(per_channel=False, **FAST), tmp_path / "b", work_dir=work,
+                on_note=lambda _: None)
+    assert again["quantize"]["status"] == "quantized"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("scheme", "int4", "unknown scheme"),
+    ("tolerance_points", -1, "tolerance_points"),
+    ("calibration_method", "kl", "unknown calibration_method"),
+    ("calibration_examples", 0, "calibration_examples"),
+    ("per_channel", "yes", "per_channel"),
+])
+def test_config_is_validated(field, value, message):
+    with pytest.raises(GreenlmError, match=message):
+        QuantizeConfig(**{field: value})
+
+
+def test_bad_inputs(task, model_dir, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    empty_train = replace(task, splits={**task.splits, "train": task.split("train").select([])})
+    with pytest.raises(GreenlmError, match="calibration set is empty"):
+        run(model_dir, empty_train, QuantizeConfig(scheme="int8-static", **FAST), tmp_path / "x", work_dir=tmp_path / "w")
+    with pytest.raises(GreenlmError, match="no 'test' split"):
+        run(model_dir, task, QuantizeConfig(tune_split="test", **FAST), tmp_path / "x", work_dir=tmp_path / "w")
+    # not a sequence classifier
+    config = json.loads((model_dir / "config.json").read_text())
+    other = tmp_path / "mlm"
+    other.mkdir()
+    for item in model_dir.iterdir():
+        if item.is_file():
+            (other / item.name).write_bytes(item.read_bytes())
+    (other / "config.json").write_text(json.dumps({**config, "architectures": ["BertForMaskedLM"]}))
+    with pytest.raises(GreenlmError, match="not a supported architecture"):
+        run(other, task, QuantizeConfig(**FAST), tmp_path / "x", work_dir=tmp_path / "w")
+    assert not (tmp_path / "x").exists()  # nothing half-written
+    # ONNX Runtime missing: say what to install
+    import importlib.util
+
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find(name, *a))
+    with pytest.raises(GreenlmError, match=r"pip install 'greenlm\[onnx\]'"):
+        run(model_dir, task, QuantizeConfig(**FAST), tmp_path / "x", work_dir=tmp_path / "w2")
+
+
+def test_quantize_and_export_through_the_cli(task, model_dir, tmp_path):
+    from conftest import write_toy_task_files
+
+    from greenlm.cli.main import app
+
+    write_toy_task_files(tmp_path / "toy")
+    runner = CliRunner()
+    out = tmp_path / "q"
+    result = runner.invoke(app, ["quantize", str(model_dir), "--task", str(tmp_path / "toy"), "--out", str(out),
+                                 "--no-measure-speed", "--per-channel", "on", "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["quantize"]["status"] == "quantized" and (out / "model.onnx").is_file()
+    assert not (tmp_path / ".q.quantize-work").exists()
+    # a non-empty folder that is not a quantize output is refused
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["quantize", str(model_dir), "--task", str(tmp_path / "toy"), "--out",
+                                 str(tmp_path / "busy")])
+    assert result.exit_code != 0 and "not empty" in str(result.exception)
+
+    exported = tmp_path / "onnx"
+    result = runner.invoke(app, ["export", str(model_dir), "--format", "onnx", "--out", str(exported),
+                                 "--task", str(tmp_path / "toy"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["max_abs_diff"] <= report["atol"] and report["checked_on"] == "toy dev rows"
+    assert greenlm.load(exported, measure=False).runtime.name == "onnx-fp32"
+    result = runner.invoke(app, ["export", str(model_dir), "--format", "tflite", "--out", str(tmp_path / "t")])
+    assert result.exit_code != 0 and "not supported" in str(result.exception)
