@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+
+# Intel MKL may pick different code paths for differently aligned buffers, so two processes can differ
+# in the last bit of a matrix product. Resume tests compare weights bit for bit: ask MKL for one path.
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 
 import pytest
 

@@ -221,3 +221,26 @@ def test_cli_defaults_are_the_config_defaults():
         name = renamed.get(f.name, f.name)
         assert name in params, f"no CLI option for {f.name}"
         assert params[name].default == f.default, f.name
+
+
+def test_shape_by_budget_is_measured_and_cached(rule_teacher, tmp_path, monkeypatch):
+    from greenlm.compress.distill import _choose_shape
+    from greenlm.measure import count_flops
+
+    teacher_dir, toy = rule_teacher
+    loaded = load_classifier(str(teacher_dir))
+    config = DistillConfig(target_speedup=1.5)
+    shape, info = _choose_shape(loaded.model, loaded.tokenizer, toy.split("dev"), toy.split("train"), 32, config,
+                                tmp_path, lambda m: None)
+    teacher_flops = count_flops(loaded.model.config, info["seq_len"]).infer_flops_per_example
+    flops = count_flops(st.student_config(loaded.model.config, shape), info["seq_len"]).infer_flops_per_example
+    assert flops <= teacher_flops / 1.5
+    assert info["tried"] and all(t["measured_speedup"] > 0 and t["flop_speedup"] >= 1.5 for t in info["tried"])
+    assert info["shape"]["spec"] == shape.describe()
+    # a resumed run takes the cached choice, without measuring again (timings are noisy)
+    import greenlm.models
+
+    monkeypatch.setattr(greenlm.models, "measure_speed", lambda *a, **k: pytest.fail("measured again"))
+    again, _ = _choose_shape(loaded.model, loaded.tokenizer, toy.split("dev"), toy.split("train"), 32, config,
+                             tmp_path, lambda m: None)
+    assert again == shape

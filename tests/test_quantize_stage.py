@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 import greenlm
 from greenlm.common import GreenlmError
-from greenlm.compress import quantize as qz
 from greenlm.compress.quantize import QuantizeConfig, run
 from greenlm.models import load_classifier
 from greenlm.models import onnx as gx

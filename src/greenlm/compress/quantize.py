@@ -28,18 +28,18 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from greenlm.common import GreenlmError, atomic_dir, atomic_write_json
 from greenlm.common.hardware import cpu_has_bf16
-from greenlm.data import UNLABELED, EncodedSplit, Task, collate, encode_split
+from greenlm.data import UNLABELED, EncodedSplit, Task, encode_split
 from greenlm.models import load_classifier, measure_speed, model_max_length, speed_inputs
 from greenlm.models import onnx as gx
-from greenlm.models.runtime import (OrtRuntime, Packed, Runtime, TorchRuntime, default_threads, pack, run_engine,
-                                    write_onnx_folder)
+from greenlm.models.runtime import (OnnxClassifier, OrtRuntime, Packed, Runtime, TorchRuntime, default_threads,
+                                    folder_fingerprint, pack, run_engine, write_onnx_folder)
 from greenlm.train.evaluation import align_labels
 from greenlm.train.metrics import classification_metrics
 
@@ -51,15 +51,17 @@ SCHEMES = ("int8-dynamic", "int8-static", "bf16")
 @dataclass(frozen=True)
 class QuantizeConfig:
     scheme: str = "int8-dynamic"  # int8-dynamic | int8-static | bf16
-    per_channel: bool | None = None  # int8 weight scales per output channel (True) or per tensor (False); None: try both, keep the closer to fp32
+    # int8 weight scales per output channel (True) or per tensor (False); None: both, keep the closer to fp32
+    per_channel: bool | None = None
     calibration_examples: int = 256  # int8-static: training rows whose activation ranges fix the scales
     calibration_method: str = "minmax"  # int8-static: minmax | entropy | percentile (99.999th)
-    tolerance_points: float = 1.0  # largest accuracy drop (percentage points on tune_split) accepted vs the input model
+    tolerance_points: float = 1.0  # largest accuracy drop (points, on tune_split) accepted vs the input model
     fallback: bool = True  # int8: put the most sensitive nodes back in fp32 until the drop is within tolerance
     max_fallback_nodes: int = 8  # int8: at most this many nodes go back to fp32
     sensitivity_examples: int = 256  # int8: rows of tune_split on which each node's sensitivity is measured
-    keep_over_tolerance: bool = False  # still over tolerance: True keeps the quantized model; False outputs the input model
-    optimize_graph: bool | None = None  # int8-dynamic: ONNX Runtime's offline transformer fusions (True), none (False), None: only if measured faster
+    keep_over_tolerance: bool = False  # still over tolerance: keep the quantized model (else output the input)
+    # int8-dynamic: ONNX Runtime's offline transformer fusions (True), none (False), None: only if measured faster
+    optimize_graph: bool | None = None
     tune_split: str = "dev"  # split on which the accuracy drop is measured (tolerance and fallback)
     max_length: int | None = None  # tokens per input; None: the length the model was trained with (else 128)
     batch_size: int = 32  # examples per batch when evaluating and measuring throughput
@@ -69,33 +71,39 @@ class QuantizeConfig:
     seed: int = 0  # calibration sample
 
     def __post_init__(self):
+        def fail(message: str):
+            raise GreenlmError(f"quantize: {message}")
+
         if self.scheme not in SCHEMES:
-            raise GreenlmError(f"quantize: unknown scheme {self.scheme!r}; use one of: {', '.join(SCHEMES)}")
+            fail(f"unknown scheme {self.scheme!r}; use one of: {', '.join(SCHEMES)}")
         if self.calibration_method not in gx.CALIBRATION_METHODS:
-            raise GreenlmError(f"quantize: unknown calibration_method {self.calibration_method!r};"
-                               f" use one of: {', '.join(gx.CALIBRATION_METHODS)}")
-        if not isinstance(self.tolerance_points, (int, float)) or isinstance(self.tolerance_points, bool) \
-                or not 0 <= self.tolerance_points <= 100:
-            raise GreenlmError(f"quantize: tolerance_points must be between 0 and 100 accuracy points, got {self.tolerance_points!r}")
-        for name in ("calibration_examples", "sensitivity_examples", "batch_size", "speed_examples"):
+            fail(f"unknown calibration_method {self.calibration_method!r};"
+                 f" use one of: {', '.join(gx.CALIBRATION_METHODS)}")
+        tolerance = self.tolerance_points
+        if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or not 0 <= tolerance <= 100:
+            fail(f"tolerance_points must be between 0 and 100 accuracy points, got {tolerance!r}")
+        for name in ("calibration_examples", "sensitivity_examples", "batch_size", "speed_examples", "seed"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise GreenlmError(f"quantize: {name} must be a positive whole number, got {value!r}")
-        if not isinstance(self.max_fallback_nodes, int) or self.max_fallback_nodes < 0:
-            raise GreenlmError(f"quantize: max_fallback_nodes must be 0 or more, got {self.max_fallback_nodes!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
+                fail(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} whole number, got {value!r}")
+        if not isinstance(self.max_fallback_nodes, int) or isinstance(self.max_fallback_nodes, bool) \
+                or self.max_fallback_nodes < 0:
+            fail(f"max_fallback_nodes must be 0 or more, got {self.max_fallback_nodes!r}")
         for name in ("max_length", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise GreenlmError(f"quantize: {name} must be a positive whole number or null, got {value!r}")
-        if self.per_channel is not None and not isinstance(self.per_channel, bool):
-            raise GreenlmError(f"quantize: per_channel must be true, false or null (try both), got {self.per_channel!r}")
+                fail(f"{name} must be a positive whole number or null, got {value!r}")
+        for name in ("per_channel", "optimize_graph"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                fail(f"{name} must be true, false or null (decide by measuring), got {getattr(self, name)!r}")
+        for name in ("fallback", "keep_over_tolerance", "measure_speed"):
+            if not isinstance(getattr(self, name), bool):
+                fail(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.tune_split, str) or not self.tune_split:
+            fail(f"tune_split must name a split (e.g. dev), got {self.tune_split!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 # ---- evaluation helpers --------------------------------------------------------------------------
@@ -110,16 +118,13 @@ class _Eval:
 
     def kl_to(self, reference: np.ndarray) -> float:
         """Mean KL(p_ref || p) over rows: how far this model's probabilities moved from fp32's."""
-        return float(np.mean(np.sum(_softmax(reference) * (_log_softmax(reference) - _log_softmax(self.logits)), axis=1)))
+        log_ref = _log_softmax(reference)
+        return float(np.mean(np.sum(np.exp(log_ref) * (log_ref - _log_softmax(self.logits)), axis=1)))
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     shifted = x - x.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    return np.exp(_log_softmax(x))
 
 
 class _Evaluator:
@@ -162,7 +167,8 @@ def quantize(loaded, tune: EncodedSplit, calibration: EncodedSplit | None, confi
     """Quantize ``loaded`` (a ``LoadedModel``, fp32 or bf16 torch) and check it on the ``tune`` rows."""
     model, tokenizer = loaded.model, loaded.tokenizer
     if not len(tune):
-        raise GreenlmError(f"quantize: the tune split '{config.tune_split}' is empty: the accuracy drop cannot be checked")
+        raise GreenlmError(f"quantize: the tune split '{config.tune_split}' is empty: the accuracy drop cannot be"
+                           " checked")
     threads = config.threads or default_threads()
     evaluator = _Evaluator.of(tune, tokenizer.pad_token_id, len(loaded.labels), config.batch_size)
     reference = evaluator(TorchRuntime(copy.deepcopy(model), precision="fp32", threads=threads))
@@ -183,26 +189,42 @@ def _quantize_bf16(model, evaluator, reference: _Eval, config, threads, on_note)
     return QuantizeOutcome(accepted, runtime.model, None, None, reference.accuracy, result.accuracy, details)
 
 
+class _Int8:
+    """int8 conversions of one exported fp32 graph, cached as files in ``work_dir`` (a file that exists is
+    complete: conversions are written to a temporary name and renamed)."""
+
+    def __init__(self, fp32_path: Path, config: QuantizeConfig, work_dir: Path, calibration_batches, threads: int):
+        self.fp32_path, self.config, self.work_dir, self.threads = fp32_path, config, work_dir, threads
+        self.static = config.scheme == "int8-static"
+        self.calibration_batches = calibration_batches
+        self.ops = gx.STATIC_OPS if self.static else gx.DYNAMIC_OPS
+
+    def convert(self, name: str, per_channel: bool, exclude: list[str]) -> Path:
+        path = self.work_dir / f"{name}.onnx"
+        if path.is_file():
+            return path
+        tmp = path.with_suffix(".tmp.onnx")
+        if self.static:
+            # activation ranges do not depend on the excluded nodes: calibrate once, reuse the ranges
+            cache = self.work_dir / f"calibration-{self.config.calibration_method}.json"
+            gx.quantize_onnx_static(self.fp32_path, tmp, self.calibration_batches, per_channel=per_channel,
+                                    method=self.config.calibration_method, exclude=exclude, cache_path=cache)
+        else:
+            gx.quantize_onnx_dynamic(self.fp32_path, tmp, per_channel=per_channel, exclude=exclude)
+        tmp.replace(path)
+        return path
+
+    def runtime(self, path: Path) -> OrtRuntime:
+        return OrtRuntime(path, precision=self.config.scheme, threads=self.threads)
+
+
 def _quantize_int8(model, tokenizer, evaluator, reference: _Eval, calibration, config, threads, work_dir: Path,
                    on_note) -> QuantizeOutcome:
     gx.require_onnxruntime()
     static = config.scheme == "int8-static"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    # Dynamic int8 rewrites the fused graph (QAttention, int8 embeddings); static int8 the plain one, which
-    # ONNX Runtime fuses with its QDQ pairs at session creation (see greenlm.models.onnx.quantize_onnx_static).
-    optimize = False if static else config.optimize_graph
-    fp32_path = work_dir / f"fp32-{ {None: 'auto', True: 'fused', False: 'plain'}[optimize] }.onnx"
-    export_file = fp32_path.with_suffix(".json")
-    # The ONNX export is the expensive, deterministic part: reuse it when resuming.
-    if fp32_path.is_file() and export_file.is_file():
-        export = json.loads(export_file.read_text())
-    else:
-        checks = [evaluator.packed.batch(rows) for rows in _check_rows(evaluator.packed.lengths)]
-        export = gx.export_onnx(model, fp32_path, check_batches=checks, optimize=optimize).to_dict()
-        atomic_write_json(export_file, export)
+    export, fp32_path = _export_fp32(model, evaluator, config, work_dir)
     for note in export["notes"]:
         on_note(note)
-
     calibration_batches = None
     if static:
         if calibration is None or not len(calibration):
@@ -210,74 +232,76 @@ def _quantize_int8(model, tokenizer, evaluator, reference: _Eval, calibration, c
                                " (calibration_examples) to measure activation ranges")
         packed = pack(calibration, tokenizer.pad_token_id)
         calibration_batches = [packed.batch(np.array([i])) for i in range(len(packed.lengths))]  # no padding
+    int8 = _Int8(fp32_path, config, work_dir, calibration_batches, threads)
 
-    def convert(path: Path, per_channel: bool, exclude: list[str]) -> Path:
-        if not path.is_file():
-            tmp = path.with_suffix(".tmp.onnx")
-            if static:
-                cache = work_dir / f"calibration-{config.calibration_method}-{len(calibration_batches)}-{config.seed}.json"
-                gx.quantize_onnx_static(fp32_path, tmp, calibration_batches, per_channel=per_channel,
-                                        method=config.calibration_method, exclude=exclude, cache_path=cache)
-            else:
-                gx.quantize_onnx_dynamic(fp32_path, tmp, per_channel=per_channel, exclude=exclude)
-            tmp.replace(path)  # a file that exists is complete: safe to reuse after an interruption
-        return path
+    def record(excluded: list[str], ev: _Eval) -> dict:
+        return {"fp32_nodes": list(excluded), "accuracy": round(ev.accuracy, 4),
+                "kl_to_fp32": round(ev.kl_to(reference.logits), 6)}
 
-    def evaluate(path: Path) -> _Eval:
-        return evaluator(OrtRuntime(path, precision=config.scheme, threads=threads))
-
-    # Per-channel where it helps: with per_channel=None both are made and the closer to fp32 (KL) kept.
+    # Per-channel where it helps: with per_channel=None both are made and the closer to fp32 (KL) is kept.
     choices = [config.per_channel] if config.per_channel is not None else [True, False]
     tried = {}
     for per_channel in choices:
-        path = convert(work_dir / f"q-{'pc' if per_channel else 'pt'}.onnx", per_channel, [])
-        tried[per_channel] = (path, evaluate(path))
+        path = int8.convert(f"q-{_kind(per_channel)}", per_channel, [])
+        tried[per_channel] = (path, evaluator(int8.runtime(path)))
     per_channel = min(tried, key=lambda pc: (tried[pc][1].kl_to(reference.logits), not pc))
     path, result = tried[per_channel]
-    kind = "per-channel" if per_channel else "per-tensor"
-    trajectory = [{"fp32_nodes": [], "accuracy": round(result.accuracy, 4),
-                   "kl_to_fp32": round(result.kl_to(reference.logits), 6)}]
+    trajectory = [record([], result)]
     drop = reference.accuracy - result.accuracy
     sensitivity: dict[str, float] = {}
     excluded: list[str] = []
     if drop > config.tolerance_points and config.fallback and config.max_fallback_nodes > 0:
-        on_note(f"int8 ({kind}) loses {drop:.2f} accuracy points (> {config.tolerance_points}); measuring which"
-                " nodes are sensitive")
-        ops = gx.STATIC_OPS if static else gx.DYNAMIC_OPS
-        sensitivity = _sensitivity(gx.quantizable_nodes(fp32_path, ops), evaluator, reference, config, threads,
-                                   work_dir, lambda p, ex: convert(p, per_channel, ex), evaluate)
-        ranked = sorted(sensitivity, key=sensitivity.get)  # lowest KL first: the node whose fp32 helps most
-        for node in ranked[: config.max_fallback_nodes]:
-            excluded.append(node)
-            path = convert(work_dir / f"q-{kind}-fallback{len(excluded)}.onnx", per_channel, list(excluded))
-            result = evaluate(path)
-            trajectory.append({"fp32_nodes": list(excluded), "accuracy": round(result.accuracy, 4),
-                               "kl_to_fp32": round(result.kl_to(reference.logits), 6)})
+        on_note(f"int8 ({_kind(per_channel)}) loses {drop:.2f} accuracy points (> {config.tolerance_points});"
+                " measuring which nodes are sensitive")
+        sensitivity = _sensitivity(int8, per_channel, evaluator.first(config.sensitivity_examples), reference)
+        for node in sorted(sensitivity, key=sensitivity.get)[: config.max_fallback_nodes]:
+            excluded.append(node)  # lowest KL first: the node whose fp32 copy helps most
+            path = int8.convert(f"q-{_kind(per_channel)}-fallback{len(excluded)}", per_channel, excluded)
+            result = evaluator(int8.runtime(path))
+            trajectory.append(record(excluded, result))
             drop = reference.accuracy - result.accuracy
             if drop <= config.tolerance_points:
                 break
         on_note(f"kept {len(excluded)} node(s) in fp32: {', '.join(excluded)}")
-    accepted = drop <= config.tolerance_points
+    calibration_info = {"examples": len(calibration_batches), "method": config.calibration_method} if static else None
     settings = {"precision": config.scheme, "per_channel": per_channel, "fp32_nodes": excluded,
-                "fused_ops": export["fused_ops"], "opset": export["opset"],
-                "calibration": ({"examples": len(calibration_batches), "method": config.calibration_method}
-                                if static else None)}
+                "fused_ops": export["fused_ops"], "opset": export["opset"], "calibration": calibration_info}
     details = {
         "per_channel": per_channel,
-        "per_channel_choice": ({("per-channel" if pc else "per-tensor"): {"accuracy": round(ev.accuracy, 4),
-                                "kl_to_fp32": round(ev.kl_to(reference.logits), 6)} for pc, (_, ev) in tried.items()}
-                               if len(tried) > 1 else None),
-        "quantized_nodes": len(gx.quantizable_nodes(fp32_path, gx.STATIC_OPS if static else gx.DYNAMIC_OPS)) - len(excluded),
+        "per_channel_choice": {_kind(pc): record([], ev) for pc, (_, ev) in tried.items()} if len(tried) > 1 else None,
+        "quantized_nodes": len(gx.quantizable_nodes(fp32_path, int8.ops)) - len(excluded),
         "fp32_nodes": excluded,
         "sensitivity_kl_when_fp32": {k: round(v, 6) for k, v in sorted(sensitivity.items(), key=lambda kv: kv[1])},
         "fallback_trajectory": trajectory,
         "kl_to_fp32": round(result.kl_to(reference.logits), 6),
         "agreement_with_fp32": _agreement(result, reference),
-        "export": {k: export.get(k) for k in ("fused", "fused_ops", "fusion_timing_ms", "max_abs_diff", "atol", "rtol",
-                                               "check_examples")},
-        "calibration": settings["calibration"],
+        "export": {k: export.get(k) for k in ("fused", "fused_ops", "fusion_timing_ms", "max_abs_diff", "atol",
+                                               "rtol", "check_examples")},
+        "calibration": calibration_info,
     }
+    accepted = drop <= config.tolerance_points
     return QuantizeOutcome(accepted, None, path, settings, reference.accuracy, result.accuracy, details)
+
+
+def _kind(per_channel: bool) -> str:
+    return "per-channel" if per_channel else "per-tensor"
+
+
+def _export_fp32(model, evaluator: _Evaluator, config: QuantizeConfig, work_dir: Path) -> tuple[dict, Path]:
+    """The fp32 ONNX graph int8 starts from (the expensive, deterministic part: reused when resuming).
+
+    Dynamic int8 rewrites the graph the export keeps (offline fusions only where they help); static int8
+    the plain graph, which ONNX Runtime fuses with its QDQ pairs when it loads it.
+    """
+    optimize = False if config.scheme == "int8-static" else config.optimize_graph
+    fp32_path = work_dir / f"fp32-{ {None: 'auto', True: 'fused', False: 'plain'}[optimize] }.onnx"
+    report_file = fp32_path.with_suffix(".json")
+    if fp32_path.is_file() and report_file.is_file():
+        return json.loads(report_file.read_text()), fp32_path
+    checks = [evaluator.packed.batch(rows) for rows in _check_rows(evaluator.packed.lengths)]
+    export = gx.export_onnx(model, fp32_path, check_batches=checks, optimize=optimize).to_dict()
+    atomic_write_json(report_file, export)
+    return export, fp32_path
 
 
 def _check_rows(lengths: np.ndarray) -> list[np.ndarray]:
@@ -288,23 +312,26 @@ def _check_rows(lengths: np.ndarray) -> list[np.ndarray]:
     return [p for p in picks if len(p)]
 
 
-def _sensitivity(nodes, evaluator, reference, config, threads, work_dir, convert, evaluate) -> dict[str, float]:
-    """KL to fp32 on the first ``sensitivity_examples`` tune rows with all nodes int8 but one (cached)."""
-    cache_file = work_dir / "sensitivity.json"
+def _sensitivity(int8: _Int8, per_channel: bool, small: _Evaluator, reference: _Eval) -> dict[str, float]:
+    """Per quantizable node: KL to fp32 on ``small``'s rows with every other node int8 and it fp32.
+
+    Each figure is written to ``sensitivity.json`` as soon as it is measured: an interrupted search resumes
+    node by node.
+    """
+    cache_file = int8.work_dir / "sensitivity.json"
     cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-    key = f"{config.scheme}|{config.per_channel}|{config.sensitivity_examples}"
-    done: dict = cache.get(key, {})
-    small = evaluator.first(config.sensitivity_examples)
+    key = f"{_kind(per_channel)}|{len(small.labels)}"
+    done: dict = cache.setdefault(key, {})
     ref_logits = reference.logits[: len(small.labels)]
-    probe = work_dir / "probe.onnx"
+    nodes = gx.quantizable_nodes(int8.fp32_path, int8.ops)
+    probe = int8.work_dir / "probe.onnx"
     for node in nodes:
         if node in done:
             continue
         probe.unlink(missing_ok=True)
-        convert(probe, [node])
-        done[node] = small(OrtRuntime(probe, precision=config.scheme, threads=threads)).kl_to(ref_logits)
-        cache[key] = done
-        atomic_write_json(cache_file, cache)  # an interrupted measurement resumes node by node
+        int8.convert("probe", per_channel, [node])
+        done[node] = small(int8.runtime(probe)).kl_to(ref_logits)
+        atomic_write_json(cache_file, cache)
     probe.unlink(missing_ok=True)
     return {n: done[n] for n in nodes}
 
@@ -336,12 +363,14 @@ def run(input_dir: Path, task: Task, config: QuantizeConfig, out_dir: Path, *, w
 
     loaded = load_classifier(str(input_dir))
     model, tokenizer = loaded.model, loaded.tokenizer
-    if isinstance(getattr(model, "runtime", None), OrtRuntime):
-        raise GreenlmError(f"model '{input_dir}' is already an exported ONNX model; quantize the PyTorch model it came from")
+    if isinstance(model, OnnxClassifier):
+        raise GreenlmError(f"model '{input_dir}' is already an exported ONNX model; quantize the PyTorch model it"
+                           " came from")
     archs = getattr(model.config, "architectures", None) or []
     if not any(a.endswith("ForSequenceClassification") for a in archs):
         raise GreenlmError(f"model '{input_dir}' is not a supported architecture for quantization: greenlm quantizes"
-                           f" fine-tuned sequence classifiers (…ForSequenceClassification), this is {archs or 'unknown'}")
+                           " fine-tuned sequence classifiers (...ForSequenceClassification), this is"
+                           f" {archs or 'unknown'}")
     saved = dict(getattr(model.config, "greenlm", None) or {})
     max_length = config.max_length or saved.get("max_length") or 128
     if max_length > model_max_length(model.config):
@@ -363,6 +392,8 @@ def run(input_dir: Path, task: Task, config: QuantizeConfig, out_dir: Path, *, w
         calibration = encode_split(train_split.subset(config.calibration_examples, seed=config.seed), tokenizer,
                                    max_length)
 
+    _claim_work_dir(work_dir, {"input": folder_fingerprint(input_dir), "max_length": max_length,
+                               **{k: v for k, v in config.to_dict().items() if k in _ARTIFACT_FIELDS}})
     outcome = quantize(loaded, tune, calibration, config, work_dir=work_dir, on_note=note)
     drop = outcome.reference_accuracy - outcome.accuracy
     keep_quantized = outcome.accepted or config.keep_over_tolerance
@@ -388,7 +419,8 @@ def run(input_dir: Path, task: Task, config: QuantizeConfig, out_dir: Path, *, w
 
     details = {
         "scheme": config.scheme,
-        "status": "quantized" if outcome.accepted else ("over_tolerance_kept" if keep_quantized else "over_tolerance_input_kept"),
+        "status": ("quantized" if outcome.accepted
+                   else "over_tolerance_kept" if keep_quantized else "over_tolerance_input_kept"),
         "output_is": "quantized" if keep_quantized else "input",
         "tune_split": config.tune_split,
         "reference_accuracy": round(outcome.reference_accuracy, 4),
@@ -419,6 +451,25 @@ def run(input_dir: Path, task: Task, config: QuantizeConfig, out_dir: Path, *, w
         for name, payload in (extra_json or {}).items():
             atomic_write_json(tmp / name, payload)
     return metrics
+
+
+# The settings the files in work_dir depend on (the export, conversions, calibration, sensitivities).
+_ARTIFACT_FIELDS = ("scheme", "per_channel", "calibration_examples", "calibration_method", "sensitivity_examples",
+                    "optimize_graph", "tune_split", "seed")
+
+
+def _claim_work_dir(work_dir: Path, identity: dict) -> None:
+    """Resume from ``work_dir`` only if it was made for this input and these settings; else start it afresh."""
+    marker = work_dir / "identity.json"
+    if work_dir.is_dir():
+        try:
+            same = json.loads(marker.read_text()) == json.loads(json.dumps(identity))
+        except (OSError, json.JSONDecodeError):
+            same = False
+        if not same:
+            shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(marker, identity)
 
 
 def _split_metrics(outcome, model, encoded, pad_token_id, num_labels, config, threads) -> dict:

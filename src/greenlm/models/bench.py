@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import os
 import threading
 import time
 import warnings
@@ -39,8 +38,8 @@ from greenlm.common import GreenlmError
 from greenlm.data import UNLABELED, EncodedSplit, Task, encode_split
 from greenlm.models import onnx as gx
 from greenlm.models.loading import LoadedModel, load_classifier, model_max_length
-from greenlm.models.runtime import (ONNX_FORMAT, OrtRuntime, Runtime, TorchRuntime, default_threads, onnx_settings,
-                                    pack, run_engine, saved_max_length)
+from greenlm.models.runtime import (OnnxClassifier, OrtRuntime, Runtime, TorchRuntime, default_threads, pack,
+                                    run_engine, saved_max_length)
 from greenlm.models.speed import measure_speed, speed_inputs
 
 PEERS = ("hf-eager-pad128", "ort-fp32", "ort-int8")
@@ -233,7 +232,7 @@ def _torch(value):
 def _build(name: str, loaded: LoadedModel, threads: int, work: Path, check_batches, config: BenchConfig) -> _Candidate:
     """One runtime for one model (exports and conversions written under ``work``)."""
     model = loaded.model
-    saved_onnx = isinstance(getattr(model, "runtime", None), OrtRuntime)
+    saved_onnx = isinstance(model, OnnxClassifier)
     if saved_onnx != (name == "saved"):
         reason = ("the model is a saved ONNX folder: only 'saved' applies" if saved_onnx
                   else "'saved' is for folders greenlm exported or quantized; this is a PyTorch model")
@@ -355,34 +354,47 @@ def _ratio(a, b):
     return round(a / b, 3) if a and b else None
 
 
-def _bench_model(spec, index, task, config, runtimes, threads, sizes, main_size, peak_fp32, work, on_note):
-    on_note(f"[{index}] loading {spec}")
-    loaded = load_classifier(spec)
-    tokenizer, labels = loaded.tokenizer, list(loaded.labels)
+@dataclass
+class _Inputs:
+    """One model's view of the split: all rows (accuracy, energy) and the timing rows."""
+
+    encoded: EncodedSplit  # every row of the split, tokenized for this model
+    packed: object  # runtime.Packed of ``encoded``
+    timing: EncodedSplit  # the rows timed (a seeded sample, or all)
+    pad_token_id: int
+    num_labels: int
+
+
+def _inputs(loaded: LoadedModel, spec: str, task: Task, config: BenchConfig, needs_naive: bool) -> _Inputs:
     model_config = loaded.model.config
     max_length = config.max_length or saved_max_length(model_config)
     if max_length > model_max_length(model_config):
-        raise GreenlmError(f"max_length {max_length} is above what model '{spec}' allows ({model_max_length(model_config)})")
-    split = _align_labels(task, config.split, labels, spec)
+        raise GreenlmError(f"max_length {max_length} is above what model '{spec}' allows"
+                           f" ({model_max_length(model_config)})")
+    split = _align_labels(task, config.split, list(loaded.labels), spec)
     if split.labels and min(split.labels) == UNLABELED:
         raise GreenlmError(f"split '{config.split}' of task '{task.name}' has no labels; accuracy needs labels")
-    encoded = encode_split(split, tokenizer, max_length)
+    encoded = encode_split(split, loaded.tokenizer, max_length)
     if not len(encoded):
         raise GreenlmError(f"split '{config.split}' of task '{task.name}' is empty")
     longest = max(encoded.lengths())
-    if longest > config.naive_pad_to and "hf-eager-pad128" in runtimes:
+    if needs_naive and longest > config.naive_pad_to:
         raise GreenlmError(f"an input has {longest} tokens, more than the naive peer's padding ({config.naive_pad_to});"
                            " raise --naive-pad-to or lower --max-length")
-    timing_set = speed_inputs(encoded, max_examples=config.max_examples or len(encoded), seed=config.seed)
-    pad = tokenizer.pad_token_id
-    packed = pack(encoded, pad)
-    check_rows = [np.argsort(packed.lengths)[-1:], np.arange(min(8, len(packed.lengths)))]
-    check_batches = [packed.batch(r) for r in check_rows]
-    flops = _Flops(model_config)
-    work.mkdir(parents=True, exist_ok=True)
+    pad = loaded.tokenizer.pad_token_id
+    timing = speed_inputs(encoded, max_examples=config.max_examples or len(encoded), seed=config.seed)
+    return _Inputs(encoded, pack(encoded, pad), timing, pad, len(loaded.labels))
 
+
+def _bench_model(spec, index, task, config, runtimes, threads, sizes, main_size, peak_fp32, work, on_note):
+    """Build every runtime of one model and predict the split with it, then time them all interleaved."""
+    on_note(f"[{index}] loading {spec}")
+    loaded = load_classifier(spec)
+    data = _inputs(loaded, spec, task, config, needs_naive="hf-eager-pad128" in runtimes)
+    lengths = data.packed.lengths
+    check_batches = [data.packed.batch(r) for r in (np.argsort(lengths)[-1:], np.arange(min(8, len(lengths))))]
+    work.mkdir(parents=True, exist_ok=True)
     candidates: list[_Candidate] = []
-    fp32_logits = None
     for name in runtimes:
         on_note(f"[{index}] {name}: building and predicting the {config.split} split")
         gc.collect()
@@ -393,78 +405,89 @@ def _bench_model(spec, index, task, config, runtimes, threads, sizes, main_size,
             except GreenlmError as err:
                 candidate = _Candidate(name, None, skipped=str(err))
             candidate.build_s = round(time.perf_counter() - start, 3)
-            accuracy_pass = None
             if candidate.runtime is not None:
-                accuracy_pass = _predict_split(candidate, encoded, packed, pad, len(labels), main_size, config)
-        candidate.memory = {"peak_rss_mb": round(memory.peak_mb, 1), "peak_rss_rise_mb": round(memory.peak_mb - memory.baseline_mb, 1)}
-        candidate.accuracy_pass = accuracy_pass
-        if accuracy_pass and name in ("torch-fp32", "hf-eager-pad128") and fp32_logits is None:
-            fp32_logits = accuracy_pass["logits"]
+                candidate.accuracy_pass = _predict_split(candidate, data, main_size, config)
+        candidate.memory = {"peak_rss_mb": round(memory.peak_mb, 1),
+                            "peak_rss_rise_mb": round(memory.peak_mb - memory.baseline_mb, 1)}
         candidates.append(candidate)
-
     live = [c for c in candidates if c.runtime is not None]
-    timings: dict[str, dict] = {c.name: {} for c in live}
-    for round_index in range(config.rounds):
-        on_note(f"[{index}] timing round {round_index + 1}/{config.rounds}")
-        for c in live:
-            for size in sizes:
-                report = measure_speed(c.runtime, timing_set, pad_token_id=pad, batch_size=size,
-                                       latency_examples=config.latency_examples if (size == sizes[-1] and 1 in config.batch_sizes) else 0,
-                                       repeats=config.repeats, threads=threads, order=c.order, pad_to=c.pad_to)
-                best = timings[c.name].get(size)
-                if best is None or report.throughput_examples_per_s > best["throughput"].throughput_examples_per_s:
-                    timings[c.name].setdefault(size, {})["throughput"] = report
-                if report.latency_ms_p50 is not None:
-                    held = timings[c.name].get("latency")
-                    if held is None or report.latency_ms_p50 < held.latency_ms_p50:
-                        timings[c.name]["latency"] = report
-
-    rows = []
-    for c in candidates:
-        kind, precision, description = _DESCRIPTIONS[c.name]
-        row = {
-            "model": spec, "model_index": index, "runtime": c.name, "kind": kind,
-            "precision": c.precision or precision, "batching": description.format(pad=config.naive_pad_to),
-            "status": "ok" if c.runtime is not None else "skipped", "reason": c.skipped,
-            "threads": threads, "examples": len(encoded), "timing_examples": len(timing_set),
-            "latency_ms_p50": None, "latency_ms_p90": None, "latency_batch_size": 1 if 1 in config.batch_sizes else None,
-            "throughput_examples_per_s": None, "throughput_batch_size": main_size,
-            "throughput_examples_per_s_by_batch": {},
-            "peak_rss_mb": c.memory.get("peak_rss_mb"), "peak_rss_rise_mb": c.memory.get("peak_rss_rise_mb"),
-            "disk_bytes": c.disk_bytes, "disk_mb": round(c.disk_bytes / 1e6, 3) if c.disk_bytes else None,
-            "accuracy": None, "agreement_with_fp32": None,
-            "energy_kwh_per_1000_examples": None, "energy_source": None, "energy_reason": None,
-            "gflop_per_s_executed": None, "gflop_per_s_useful": None, "share_of_fp32_matmul_peak": None,
-            "flops_reason": None, "build_s": c.build_s,
-        }
-        if c.runtime is None:
-            row["energy_reason"] = row["flops_reason"] = "runtime skipped"
-            rows.append(row)
-            continue
-        pass_ = c.accuracy_pass
-        row["accuracy"] = round(pass_["accuracy"], 4)
-        if fp32_logits is not None:
-            row["agreement_with_fp32"] = round(float((pass_["logits"].argmax(1) == fp32_logits.argmax(1)).mean() * 100), 4)
-        row.update(pass_["energy"])
-        if "latency" in timings[c.name]:
-            lat = timings[c.name]["latency"]
-            row["latency_ms_p50"], row["latency_ms_p90"] = round(lat.latency_ms_p50, 3), round(lat.latency_ms_p90, 3)
-        for size in sizes:
-            row["throughput_examples_per_s_by_batch"][str(size)] = round(timings[c.name][size]["throughput"].throughput_examples_per_s, 2)
-        tput = timings[c.name][main_size]["throughput"].throughput_examples_per_s
-        row["throughput_examples_per_s"] = round(tput, 2)
-        executed, useful = _flops_of_pass(flops, timing_set, main_size, c.order, c.pad_to)
-        if executed is None:
-            row["flops_reason"] = flops.error
-        else:
-            seconds = len(timing_set) / tput
-            row["gflop_per_s_executed"] = round(executed / seconds / 1e9, 2)
-            row["gflop_per_s_useful"] = round(useful / seconds / 1e9, 2)
-            row["share_of_fp32_matmul_peak"] = round(executed / seconds / 1e9 / peak_fp32, 4) if peak_fp32 else None
-        rows.append(row)
+    timings = _time_interleaved(live, data, config, threads, sizes, lambda r: on_note(f"[{index}] timing round {r}"))
+    reference = next((c.accuracy_pass["logits"] for c in live if c.name in ("torch-fp32", "hf-eager-pad128")), None)
+    flops = _Flops(loaded.model.config)
+    rows = [_row(c, spec, index, data, timings.get(c.name), reference, flops, config, threads, sizes, main_size,
+                 peak_fp32) for c in candidates]
     del candidates, live
     gc.collect()
     return rows
+
+
+def _time_interleaved(live: list[_Candidate], data: _Inputs, config: BenchConfig, threads: int, sizes: list[int],
+                      on_round) -> dict[str, dict]:
+    """``measure_speed`` of every runtime once per round; each keeps its best throughput per batch size and
+    the latency of its round with the lowest p50. Latency (batch 1) is taken with the largest size."""
+    best: dict[str, dict] = {c.name: {} for c in live}
+    for round_index in range(config.rounds):
+        on_round(f"{round_index + 1}/{config.rounds}")
+        for c in live:
+            for size in sizes:
+                with_latency = size == sizes[-1] and 1 in config.batch_sizes
+                report = measure_speed(c.runtime, data.timing, pad_token_id=data.pad_token_id, batch_size=size,
+                                       latency_examples=config.latency_examples if with_latency else 0,
+                                       repeats=config.repeats, threads=threads, order=c.order, pad_to=c.pad_to)
+                held = best[c.name].get(size)
+                if held is None or report.throughput_examples_per_s > held.throughput_examples_per_s:
+                    best[c.name][size] = report
+                held = best[c.name].get("latency")
+                if report.latency_ms_p50 is not None and (held is None or report.latency_ms_p50 < held.latency_ms_p50):
+                    best[c.name]["latency"] = report
+    return best
+
+
+def _row(c: _Candidate, spec, index, data: _Inputs, timing: dict | None, reference, flops: _Flops,
+         config: BenchConfig, threads: int, sizes: list[int], main_size: int, peak_fp32: float | None) -> dict:
+    """One JSON row: every field present, measured or ``None`` with the reason."""
+    kind, precision, description = _DESCRIPTIONS[c.name]
+    row = {
+        "model": spec, "model_index": index, "runtime": c.name, "kind": kind,
+        "precision": c.precision or precision, "batching": description.format(pad=config.naive_pad_to),
+        "status": "ok" if c.runtime is not None else "skipped", "reason": c.skipped,
+        "threads": threads, "examples": len(data.encoded), "timing_examples": len(data.timing),
+        "latency_ms_p50": None, "latency_ms_p90": None,
+        "latency_batch_size": 1 if 1 in config.batch_sizes else None,
+        "throughput_examples_per_s": None, "throughput_batch_size": main_size,
+        "throughput_examples_per_s_by_batch": {},
+        "peak_rss_mb": c.memory.get("peak_rss_mb"), "peak_rss_rise_mb": c.memory.get("peak_rss_rise_mb"),
+        "disk_bytes": c.disk_bytes, "disk_mb": round(c.disk_bytes / 1e6, 3) if c.disk_bytes else None,
+        "accuracy": None, "agreement_with_fp32": None,
+        "energy_kwh_per_1000_examples": None, "energy_source": None, "energy_reason": None,
+        "gflop_per_s_executed": None, "gflop_per_s_useful": None, "share_of_fp32_matmul_peak": None,
+        "flops_reason": None, "build_s": c.build_s,
+    }
+    if c.runtime is None:
+        row["energy_reason"] = row["flops_reason"] = "runtime skipped"
+        return row
+    predicted = c.accuracy_pass
+    row["accuracy"] = round(predicted["accuracy"], 4)
+    if reference is not None:
+        same = predicted["logits"].argmax(1) == reference.argmax(1)
+        row["agreement_with_fp32"] = round(float(same.mean() * 100), 4)
+    row.update(predicted["energy"])
+    if "latency" in timing:
+        latency = timing["latency"]
+        row["latency_ms_p50"], row["latency_ms_p90"] = round(latency.latency_ms_p50, 3), round(latency.latency_ms_p90, 3)
+    for size in sizes:
+        row["throughput_examples_per_s_by_batch"][str(size)] = round(timing[size].throughput_examples_per_s, 2)
+    throughput = timing[main_size].throughput_examples_per_s
+    row["throughput_examples_per_s"] = round(throughput, 2)
+    executed, useful = _flops_of_pass(flops, data.timing, main_size, c.order, c.pad_to)
+    if executed is None:
+        row["flops_reason"] = flops.error
+        return row
+    seconds = len(data.timing) / throughput
+    row["gflop_per_s_executed"] = round(executed / seconds / 1e9, 2)
+    row["gflop_per_s_useful"] = round(useful / seconds / 1e9, 2)
+    row["share_of_fp32_matmul_peak"] = round(executed / seconds / 1e9 / peak_fp32, 4) if peak_fp32 else None
+    return row
 
 
 def _align_labels(task: Task, split_name: str, model_labels: list[str], spec: str):
@@ -480,16 +503,17 @@ def _align_labels(task: Task, split_name: str, model_labels: list[str], spec: st
     return replace(split, labels=[to_model[i] if i != UNLABELED else UNLABELED for i in split.labels])
 
 
-def _predict_split(c: _Candidate, encoded: EncodedSplit, packed, pad, num_labels, batch_size, config) -> dict:
+def _predict_split(c: _Candidate, data: _Inputs, batch_size: int, config: BenchConfig) -> dict:
     """The whole split through the runtime with its own batching, under a PriceTag: accuracy and energy."""
     from greenlm.measure import PriceTag
 
-    labels = np.asarray(encoded.labels)
+    labels = np.asarray(data.encoded.labels)
+    packed, pad = data.packed, data.pad_token_id
 
     def predict():
         if c.order == "length" and c.pad_to is None:
-            return run_engine(c.runtime, packed, batch_size=batch_size, num_labels=num_labels)
-        out = np.empty((len(labels), num_labels), dtype=np.float32)
+            return run_engine(c.runtime, packed, batch_size=batch_size, num_labels=data.num_labels)
+        out = np.empty((len(labels), data.num_labels), dtype=np.float32)
         for start in range(0, len(labels), batch_size):
             rows = np.arange(start, min(start + batch_size, len(labels)))
             batch = packed.batch(rows)
@@ -548,8 +572,8 @@ def _summary(rows: list[dict]) -> dict:
             "fastest_runtime": best["runtime"],
             "fastest_throughput_examples_per_s": best["throughput_examples_per_s"],
             "fastest_accuracy": best["accuracy"],
-            "throughput_ratio_vs": {r["runtime"]: _ratio(best["throughput_examples_per_s"], r["throughput_examples_per_s"])
-                                    for r in ok if r is not best},
+            "throughput_ratio_vs": {r["runtime"]: _ratio(best["throughput_examples_per_s"],
+                                                         r["throughput_examples_per_s"]) for r in ok if r is not best},
             "int8_vs_fp32": _int8_vs_fp32(ok),
         }
     return out
@@ -562,5 +586,6 @@ def _int8_vs_fp32(ok: list[dict]) -> dict | None:
     if not int8 or not fp32:
         return None
     return {"int8_runtime": int8["runtime"],
-            "vs": {r["runtime"]: {"throughput_ratio": _ratio(int8["throughput_examples_per_s"], r["throughput_examples_per_s"]),
+            "vs": {r["runtime"]: {"throughput_ratio": _ratio(int8["throughput_examples_per_s"],
+                                                             r["throughput_examples_per_s"]),
                                   "accuracy_drop_points": round(r["accuracy"] - int8["accuracy"], 4)} for r in fp32}}

@@ -165,8 +165,8 @@ def export_onnx(model, path: str | Path, *, check_batches: Sequence[dict[str, np
         notes.append("model kept its own attention implementation for export")
     names = model_input_names(reference)
     if check_batches is None:
-        check_batches = synthetic_batches(reference.config.vocab_size,
-                                          max_tokens=min(48, getattr(reference.config, "max_position_embeddings", 64) - 2))
+        positions = getattr(reference.config, "max_position_embeddings", 64)
+        check_batches = synthetic_batches(reference.config.vocab_size, max_tokens=min(48, positions - 2))
     wrapper = _logits_module(reference, names).eval()
     check_batches = [feeds_for(names, b) for b in check_batches]  # segment ids: zeros when the tokenizer has none
     example = tuple(torch.from_numpy(check_batches[-1][n]) for n in names)
@@ -378,7 +378,8 @@ def quantize_onnx_static(src: str | Path, dst: str | Path, calibration_batches: 
     """
     require_onnxruntime()
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
 
     if not calibration_batches and not (cache_path is not None and Path(cache_path).is_file()):
         raise GreenlmError("the calibration set is empty: static int8 needs task examples to measure activation ranges")

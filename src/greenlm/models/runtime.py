@@ -34,8 +34,7 @@ import greenlm
 from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.data import UNLABELED, EncodedSplit, TaskSplit, encode_split
 from greenlm.models.loading import LoadedModel, load_classifier, load_tokenizer, model_max_length
-from greenlm.models.onnx import export_onnx, feeds_for, ort_session, require_onnxruntime, synthetic_batches
-from greenlm.models.sources import resolve_model_source
+from greenlm.models.onnx import export_onnx, feeds_for, ort_session, require_onnxruntime
 
 RUNTIMES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
 ONNX_FORMAT = "onnx"  # config.json "greenlm": {"format": "onnx", "onnx": {...}}
@@ -218,7 +217,8 @@ class Predictor:
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities = shifted / shifted.sum(axis=1, keepdims=True)
         best = probabilities.argmax(axis=1)
-        return [{"label": self.labels[b], "probabilities": {lab: round(float(p), 6) for lab, p in zip(self.labels, row)}}
+        return [{"label": self.labels[b],
+                 "probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, row)}}
                 for b, row in zip(best.tolist(), probabilities)]
 
     def __call__(self, texts: list[str], texts_b: list[str] | None = None) -> list[str]:
@@ -234,27 +234,38 @@ class _OnnxOutput:
         self.logits = logits
 
 
-def _onnx_classifier_class():
-    import torch
+class OnnxClassifier:
+    """An ONNX Runtime session shaped like a HF classifier, so greenlm's evaluation and prediction code
+    runs it unchanged: ``model(**batch).logits``, ``model.config``, ``model.eval()``,
+    ``next(model.parameters()).device``. Not a ``torch.nn.Module``: it has no trainable parameters, and
+    counting code reads the architecture's parameters from ``config``."""
 
-    class OnnxClassifier(torch.nn.Module):
-        """An ONNX Runtime session shaped like a HF classifier, so greenlm's evaluation and prediction
-        code runs it unchanged: ``model(**batch).logits``, ``model.config``, ``model.eval()``."""
+    training = False
 
-        def __init__(self, runtime: OrtRuntime, config):
-            super().__init__()
-            self.runtime = runtime
-            self.config = config
-            # Callers ask ``next(model.parameters()).device``: an empty placeholder answers "cpu".
-            self._device_anchor = torch.nn.Parameter(torch.empty(0), requires_grad=False)
+    def __init__(self, runtime: OrtRuntime, config):
+        self.runtime = runtime
+        self.config = config
 
-        def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_):
-            batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-            if attention_mask is None:
-                batch["attention_mask"] = torch.ones_like(input_ids)
-            return _OnnxOutput(torch.from_numpy(self.runtime({k: v for k, v in batch.items() if v is not None})))
+    def eval(self):
+        return self
 
-    return OnnxClassifier
+    def train(self, mode: bool = True):
+        if mode:
+            raise GreenlmError("an ONNX Runtime model cannot be trained; train the PyTorch model it was made from")
+        return self
+
+    def parameters(self):
+        import torch
+
+        yield torch.empty(0)  # answers "cpu" to callers that ask where the model lives
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, **_):
+        import torch
+
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        if attention_mask is None:
+            batch["attention_mask"] = torch.ones_like(input_ids)
+        return _OnnxOutput(torch.from_numpy(self.runtime({k: v for k, v in batch.items() if v is not None})))
 
 
 def onnx_settings(config) -> dict:
@@ -277,7 +288,7 @@ def load_onnx_folder(source, labels=None, threads: int | None = None) -> LoadedM
             " or trained: start from the PyTorch model it was made from"
         )
     runtime = OrtRuntime(onnx_file, precision=onnx_settings(config).get("precision", "fp32"), threads=threads)
-    model = _onnx_classifier_class()(runtime, config)
+    model = OnnxClassifier(runtime, config)
     return LoadedModel(model, load_tokenizer(str(folder)), source, own,
                        [f"ONNX Runtime model ({runtime.precision}); runs, cannot be trained"])
 
@@ -286,8 +297,9 @@ def load_onnx_folder(source, labels=None, threads: int | None = None) -> LoadedM
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("GREENLM_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "greenlm"
-    return Path(base)
+    if os.environ.get("GREENLM_CACHE_DIR"):
+        return Path(os.environ["GREENLM_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "greenlm"
 
 
 def folder_fingerprint(folder: Path) -> str:
@@ -319,7 +331,7 @@ def build_runtime(name: str, loaded: LoadedModel, *, threads: int | None, work_d
     if name not in RUNTIMES:
         raise GreenlmError(f"unknown runtime {name!r}; use one of: {', '.join(RUNTIMES)}")
     model = loaded.model
-    if hasattr(model, "runtime") and isinstance(model.runtime, OrtRuntime):  # an ONNX folder
+    if isinstance(model, OnnxClassifier):  # an ONNX folder
         own = runtime_candidates(model.config, None)[0]
         if name != own:
             raise GreenlmError(f"model '{loaded.source.display_name}' is an ONNX model saved for runtime '{own}' only")
@@ -478,7 +490,7 @@ def export_folder(spec: str, out_dir: str | os.PathLike, *, task=None, optimize:
 
     loaded = load_classifier(spec, allow_pickle=allow_pickle)
     model, tokenizer = loaded.model, loaded.tokenizer
-    if isinstance(getattr(model, "runtime", None), OrtRuntime):
+    if isinstance(model, OnnxClassifier):
         raise GreenlmError(f"model '{spec}' is already an ONNX model folder")
     check_batches = None
     if task is not None:

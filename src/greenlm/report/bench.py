@@ -32,7 +32,8 @@ COLUMNS = [
     ("disk MB", lambda r: _num(r["disk_mb"], 1)),
     ("kWh/1k ex", lambda r: _sci(r["energy_kwh_per_1000_examples"])),
     ("GFLOP/s", lambda r: _num(r["gflop_per_s_executed"], 1)),
-    ("% fp32 peak", lambda r: "n/a" if r["share_of_fp32_matmul_peak"] is None else f"{100 * r['share_of_fp32_matmul_peak']:.1f}"),
+    ("% fp32 peak", lambda r: _num(None if r["share_of_fp32_matmul_peak"] is None
+                                   else 100 * r["share_of_fp32_matmul_peak"], 1)),
 ]
 
 
@@ -69,8 +70,9 @@ def summary_lines(result: dict) -> list[str]:
              f" GFLOP/s ({result['machine']['threads']} threads)"]
     for model, s in result["summary"].items():
         ratios = ", ".join(f"{k} {_x(v)}" for k, v in s["throughput_ratio_vs"].items())
-        lines.append(f"{model}: fastest greenlm runtime {s['fastest_runtime']} ({_num(s['fastest_throughput_examples_per_s'])}"
-                     f" ex/s, accuracy {_num(s['fastest_accuracy'], 2)}%); throughput vs {ratios}")
+        lines.append(f"{model}: fastest greenlm runtime {s['fastest_runtime']}"
+                     f" ({_num(s['fastest_throughput_examples_per_s'])} ex/s, accuracy {_num(s['fastest_accuracy'], 2)}%);"
+                     f" throughput vs {ratios}")
         int8 = s.get("int8_vs_fp32")
         if int8:
             parts = ", ".join(f"{k} {_x(v['throughput_ratio'])} (drop {v['accuracy_drop_points']:+.2f} pts)"

@@ -1,0 +1,287 @@
+"""``report.html``: one self-contained page (figures and data embedded, no network), sortable, phone-readable.
+
+Everything is inline: PNG figures and their CSV data as ``data:`` URIs, the CSS and a few lines of
+JavaScript (sort the table by any column; check that every figure decoded and say so in the page).
+A Content-Security-Policy forbids any other source, so the page cannot reach the network even by
+mistake.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import struct
+import time
+
+import greenlm
+from greenlm.report.markdown import _sci, model_name, run_totals
+from greenlm.report.pareto import TRADEOFF_AXES
+from greenlm.report.tables import COLUMNS
+
+_CSS = """
+:root { --fg:#1b1f24; --muted:#57606a; --bg:#ffffff; --panel:#f6f8fa; --line:#d0d7de; --accent:#0072B2;
+  --warn-bg:#fff8e5; --warn-line:#d4a72c; --front:#e6f4ea; }
+@media (prefers-color-scheme: dark) {
+  :root { --fg:#e6edf3; --muted:#9da7b3; --bg:#0d1117; --panel:#161b22; --line:#30363d; --accent:#58a6ff;
+    --warn-bg:#2b2111; --warn-line:#9e6a03; --front:#12261e; }
+}
+* { box-sizing: border-box; }
+html { -webkit-text-size-adjust: 100%; }
+body { margin:0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:var(--fg);
+  background:var(--bg); }
+header, main, footer { max-width: 1200px; margin: 0 auto; padding: 0 16px; }
+header { padding-top: 20px; }
+h1 { font-size: 1.5rem; margin: 0 0 4px; overflow-wrap: anywhere; }
+h2 { font-size: 1.2rem; margin: 28px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+.sub { color: var(--muted); margin: 0; overflow-wrap: anywhere; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .92em; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 220px), 1fr)); gap: 10px;
+  margin-top: 16px; }
+.card { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; }
+.card .k { color: var(--muted); font-size: .82rem; }
+.card .v { font-size: 1.15rem; font-weight: 600; overflow-wrap: anywhere; }
+.warn { background: var(--warn-bg); border-left: 4px solid var(--warn-line); padding: 8px 12px; margin-top: 16px;
+  border-radius: 4px; }
+.warn ul { margin: 4px 0; padding-left: 20px; }
+.table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; border: 1px solid var(--line); border-radius: 6px; }
+table { border-collapse: collapse; width: 100%; font-size: .88rem; font-variant-numeric: tabular-nums; }
+th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; text-align: right; }
+th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
+th:first-child, td:first-child { position: sticky; left: 0; background: var(--bg); z-index: 1; }
+thead th { background: var(--panel); position: sticky; top: 0; z-index: 2; }
+thead th:first-child { z-index: 3; background: var(--panel); }
+th button { font: inherit; font-weight: 600; color: inherit; background: none; border: 0; padding: 0; cursor: pointer;
+  text-align: inherit; }
+th[aria-sort="ascending"] button::after { content: " \\25B2"; font-size: .7em; }
+th[aria-sort="descending"] button::after { content: " \\25BC"; font-size: .7em; }
+tr.front td:first-child { box-shadow: inset 4px 0 0 #009E73; }
+tr.incomplete td { color: var(--muted); font-style: italic; }
+.badge { display: inline-block; font-size: .72rem; font-style: normal; padding: 0 6px; border-radius: 8px;
+  border: 1px solid var(--warn-line); margin-left: 4px; }
+.note { color: var(--muted); font-size: .85rem; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 520px), 1fr)); gap: 16px; }
+figure { margin: 0; background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 10px; }
+figure img { display: block; width: 100%; height: auto; background: #fff; border-radius: 4px; }
+figcaption { font-size: .85rem; color: var(--muted); margin-top: 6px; }
+.failed { padding: 24px; text-align: center; color: #b42318; }
+ul.fronts { padding-left: 20px; }
+footer { color: var(--muted); font-size: .8rem; padding-top: 24px; padding-bottom: 24px; }
+@media (max-width: 600px) { body { font-size: 14px; } h1 { font-size: 1.25rem; } th, td { padding: 5px 6px; } }
+@media print { .table-wrap { overflow: visible; border: 0; } th:first-child, td:first-child { position: static; } }
+"""
+
+# Sort on a click on a column title (numbers by value, text alphabetically, missing figures last), then
+# check every figure: an image that did not decode is replaced by a message, and the page records how
+# many rendered in <body data-figures-rendered="k/n"> and in #render-check (read by the browser test).
+_JS = """
+(function () {
+  var table = document.getElementById('models-table');
+  if (table) {
+    var heads = table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(heads, function (th, col) {
+      th.querySelector('button').addEventListener('click', function () {
+        var ascending = th.getAttribute('aria-sort') !== 'ascending';
+        Array.prototype.forEach.call(heads, function (h) { h.setAttribute('aria-sort', 'none'); });
+        th.setAttribute('aria-sort', ascending ? 'ascending' : 'descending');
+        var body = table.tBodies[0];
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var x = a.cells[col].getAttribute('data-value'), y = b.cells[col].getAttribute('data-value');
+          if (x === '' && y === '') return 0;
+          if (x === '') return 1;
+          if (y === '') return -1;
+          var nx = Number(x), ny = Number(y);
+          var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+          return ascending ? c : -c;
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
+      });
+    });
+  }
+  function check() {
+    var images = document.querySelectorAll('figure img');
+    var ok = 0;
+    Array.prototype.forEach.call(images, function (img) {
+      if (img.complete && img.naturalWidth > 0) { ok += 1; img.setAttribute('data-rendered', 'yes'); }
+      else {
+        img.setAttribute('data-rendered', 'no');
+        var p = document.createElement('p');
+        p.className = 'failed';
+        p.textContent = 'This figure could not be shown: ' + img.alt;
+        img.parentNode.insertBefore(p, img);
+      }
+    });
+    var mark = ok + '/' + images.length;
+    document.body.setAttribute('data-figures-rendered', mark);
+    var out = document.getElementById('render-check');
+    if (out) out.textContent = 'figures rendered: ' + mark;
+  }
+  if (document.readyState === 'complete') check(); else window.addEventListener('load', check);
+})();
+"""
+
+
+def _e(text) -> str:
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, for the <img> attributes (no layout jump while loading)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+def _data_uri(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _sort_value(row: dict, key: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return ""
+    if key == "accuracy":
+        return repr(100 * value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return str(value)
+
+
+def _table(report: dict, fronts: dict[str, list[str]]) -> str:
+    on_any_front = {m for names in fronts.values() for m in names}
+    head = "".join(f'<th scope="col" aria-sort="none"><button type="button">{_e(title)}</button></th>'
+                   for _, title, _ in COLUMNS)
+    body = []
+    for row in report["rows"]:
+        status = row.get("report_status", "measured")
+        classes = []
+        if row["model"] in on_any_front:
+            classes.append("front")
+        if status != "measured":
+            classes.append("incomplete")
+        cells = []
+        for key, _, fmt in COLUMNS:
+            if key == "model":
+                badge = f'<span class="badge">{_e(status)}</span>' if status != "measured" else ""
+                text = _e(row["model"]) + badge
+            elif row.get(key) is None and key != "method":
+                text = "n/a"
+            else:
+                text = _e(fmt(row))
+            cells.append(f'<td data-value="{_e(_sort_value(row, key))}">{text}</td>')
+        cls = f' class="{" ".join(classes)}"' if classes else ""
+        body.append(f'<tr{cls} data-model="{_e(row["model"])}">{"".join(cells)}</tr>')
+    return (f'<div class="table-wrap"><table id="models-table"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _cards(report: dict, fronts: dict[str, list[str]]) -> str:
+    rows = [r for r in report["rows"] if r.get("report_status", "measured") == "measured"]
+    cards = []
+    teacher = rows[0] if rows and rows[0]["method"] == "finetune" else None
+    if teacher and teacher.get("accuracy") is not None:
+        cards.append(("teacher accuracy", f"{100 * teacher['accuracy']:.2f}% ({teacher['model']})"))
+    fastest = max((r for r in rows if r.get("speedup_x") is not None), key=lambda r: r["speedup_x"], default=None)
+    if fastest is not None and teacher is not None and fastest is not teacher:
+        cards.append(("fastest model", f"{fastest['model']}: {fastest['speedup_x']:.2f}x,"
+                                       f" {fastest['performance_retained_pct']:.1f}% retained"))
+    smallest = max((r for r in rows if r.get("size_compression_x") is not None), key=lambda r: r["size_compression_x"],
+                   default=None)
+    if smallest is not None and teacher is not None and smallest is not teacher:
+        cards.append(("smallest on disk", f"{smallest['model']}: {smallest['size_mb']:.1f} MB"
+                                          f" ({smallest['size_compression_x']:.1f}x smaller)"))
+    totals = run_totals(report["rows"])
+    cards.append(("energy paid in this run", _sci(totals["ran_energy_kwh"], "kWh")))
+    cards.append(("CO2e paid in this run", _sci(totals["ran_co2e_kg"], "kg")))
+    if totals["ran_cost_usd"] is not None:
+        cards.append(("cost paid in this run", _sci(totals["ran_cost_usd"], "USD")))
+    return '<section class="cards">' + "".join(
+        f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div></div>' for k, v in cards) + "</section>"
+
+
+def _figures(figures: list, note: str | None = None) -> str:
+    if note:
+        return f'<section id="figures"><h2>Figures</h2><p class="note">{_e(note)}</p></section>'
+    if not figures:
+        return ""
+    items = []
+    for fig in figures:
+        png = fig.png()
+        size = _png_size(png)
+        dims = f' width="{size[0]}" height="{size[1]}"' if size else ""
+        csv_link = (f' <a download="{_e(fig.stem)}.csv" href="{_data_uri("text/csv", fig.csv.encode("utf-8"))}">'
+                    "data (CSV)</a>")
+        items.append(f'<figure id="fig-{_e(fig.stem)}"><img src="{_data_uri("image/png", png)}" alt="{_e(fig.title)}"'
+                     f'{dims}><figcaption><strong>{_e(fig.title)}.</strong> {_e(fig.caption)}{csv_link}</figcaption>'
+                     "</figure>")
+    return f'<section id="figures"><h2>Figures</h2><div class="grid">{"".join(items)}</div></section>'
+
+
+def _pricetag(report: dict) -> str:
+    rows = []
+    for r in report["rows"]:
+        wall = "n/a" if r.get("stage_wall_s") is None else f"{r['stage_wall_s']:.1f}"
+        rows.append(f"<tr><td>{_e(r['model'])}</td><td>{_e(r['method'])}</td><td>{_e(r.get('status') or 'n/a')}</td>"
+                    f"<td>{_e(_sci(r.get('stage_energy_kwh'), ''))}</td><td>{_e(_sci(r.get('stage_co2e_kg'), ''))}</td>"
+                    f"<td>{_e(_sci(r.get('stage_cost_usd'), ''))}</td><td>{wall}</td>"
+                    f"<td>{_e(_sci(r.get('cumulative_co2e_kg'), ''))}</td><td>{_e(r.get('energy_source') or 'n/a')}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("stage", "method", "status", "energy kWh", "CO2e kg", "cost USD",
+                                              "wall s", "CO2e kg along its chain", "energy source"))
+    return (f'<section id="pricetag"><h2>Price tag</h2><div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div><p class="note">What producing each model cost: its stage'
+            " alone, and along its chain of stages (teacher fine-tuning included). A reused stage shows its original"
+            " cost; it was not paid again in this run.</p></section>")
+
+
+def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, notes: list[str],
+                figure_note: str | None = None) -> str:
+    machine = report.get("machine") or {}
+    protocol = report.get("protocol") or {}
+    title = f"greenlm run {report['run']}"
+    sub = (f"task <code>{_e(report['task'])}</code> · teacher <code>{_e(report['teacher'])}</code>"
+           f" · {_e(machine.get('cpu') or 'unknown machine')}, {_e(machine.get('threads') or '?')} thread(s)")
+    warn = ""
+    if notes:
+        warn = ('<section class="warn" role="note"><strong>Incomplete run.</strong><ul>'
+                + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></section>")
+    front_items = "".join(f"<li>accuracy vs {_e(axis.title)}: <strong>{_e(', '.join(fronts[axis.key]))}</strong></li>"
+                          for axis in TRADEOFF_AXES if fronts.get(axis.key))
+    fronts_html = (f'<p class="note">Pareto front (no other model is both more accurate and better on the axis;'
+                   f' marked with a green bar in the table):</p><ul class="fronts">{front_items}</ul>') if front_items else ""
+    method_items = [f"<li>{_e(k)}: {_e(protocol[k])}</li>" for k in ("latency", "throughput", "flops") if protocol.get(k)]
+    method_items.append(f"<li>energy sources: {_e(', '.join(report.get('energy_sources') or []) or 'n/a')}"
+                        " (an <code>estimate:</code> source is a model of power, not a meter reading)</li>")
+    method_items.append("<li>speed figures come from one measuring pass in one process on the same inputs</li>")
+    written = report.get("written_at_utc") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="generator" content="greenlm {_e(greenlm.__version__)}">
+<title>{_e(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<header><h1>greenlm run <code>{_e(report['run'])}</code></h1><p class="sub">{sub}</p></header>
+<main>
+{_cards(report, fronts)}
+{warn}
+<section id="models"><h2>Models</h2>
+{_table(report, fronts)}
+<p class="note">Accuracy on the {_e(report['task'])} dev set. Retained, compression and speedup are relative to the
+fine-tuned teacher. Click a column title to sort.</p>
+{fronts_html}
+</section>
+{_figures(figures, figure_note)}
+{_pricetag(report)}
+<section id="method"><h2>How the figures were measured</h2><ul>{''.join(method_items)}</ul></section>
+<p id="render-check" class="note"></p>
+</main>
+<footer>Written by greenlm {_e(greenlm.__version__)} · report data from {_e(written)}</footer>
+<script>{_JS}</script>
+</body>
+</html>
+"""

@@ -1,0 +1,119 @@
+"""``report.md``: the comparison table, the Pareto fronts, the figures, the price tag and how it was measured."""
+
+from __future__ import annotations
+
+from greenlm.report.pareto import TRADEOFF_AXES
+from greenlm.report.tables import COLUMNS
+
+
+def cell(row: dict, key: str, fmt) -> str:
+    """A table cell: the column's format, or ``n/a`` for a figure that is missing."""
+    value = row.get(key)
+    if key not in ("model", "method") and value is None:
+        return "n/a"
+    return fmt(row)
+
+
+def model_name(row: dict) -> str:
+    status = row.get("report_status", "measured")
+    return row["model"] if status == "measured" else f"{row['model']} ({status})"
+
+
+def table_cells(report: dict) -> tuple[list[str], list[list[str]]]:
+    header = [title for _, title, _ in COLUMNS]
+    body = []
+    for row in report["rows"]:
+        cells = [cell(row, key, fmt) for key, _, fmt in COLUMNS]
+        cells[0] = model_name(row)
+        body.append(cells)
+    return header, body
+
+
+def run_totals(rows: list[dict]) -> dict:
+    """Energy, CO2e and cost paid in this run (stages that ran) and over every stage (reused ones included)."""
+    def total(key, rows_):
+        values = [r.get(key) for r in rows_ if r.get(key) is not None]
+        return sum(values) if values else None
+
+    ran = [r for r in rows if r.get("status") == "ran"]
+    return {f"{scope}_{key}": total(f"stage_{key}", chosen)
+            for scope, chosen in (("ran", ran), ("all", rows)) for key in ("energy_kwh", "co2e_kg", "cost_usd", "wall_s")}
+
+
+def _sci(value, unit: str) -> str:
+    return "n/a" if value is None else f"{value:.3g} {unit}"
+
+
+def _fixed(value, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *, notes: list[str],
+                    figure_dir: str = "figures", files: list[str] | None = None,
+                    figure_note: str | None = None) -> str:
+    """``figures``: FigureData already written under ``figure_dir`` (relative to the Markdown file)."""
+    header, body = table_cells(report)
+    lines = [f"# greenlm run `{report['run']}`: {report['task']}, teacher `{report['teacher']}`", ""]
+    if notes:
+        lines += ["> **Incomplete run.** " + " ".join(f"{n}." if not n.endswith(".") else n for n in notes), ""]
+    lines += [
+        "## Models",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|",
+        *["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body],
+        "",
+        f"Accuracy on the {report['task']} dev set. Retained, compression and speedup are relative to the first row"
+        " (the fine-tuned teacher). Stage energy, CO2e and cost are what producing that model cost (its stage alone);"
+        " report.json also has the cumulative cost along each model's chain of stages.",
+        "",
+    ]
+    if any(fronts.values()):
+        lines += ["**Pareto front** (no other model is both more accurate and better on the axis):", ""]
+        for axis in TRADEOFF_AXES:
+            if fronts.get(axis.key):
+                lines.append(f"- accuracy vs {axis.title}: {', '.join(f'`{m}`' for m in fronts[axis.key])}")
+        lines.append("")
+    if figure_note:
+        lines += ["## Figures", "", figure_note, ""]
+    elif figures:
+        lines += ["## Figures", ""]
+        for fig in figures:
+            lines += [f"![{fig.title}]({figure_dir}/{fig.stem}.png)", "",
+                      f"*{fig.caption}* ([SVG]({figure_dir}/{fig.stem}.svg), [data]({figure_dir}/{fig.stem}.csv))", ""]
+    totals = run_totals(report["rows"])
+    lines += [
+        "## Price tag",
+        "",
+        "| stage | method | status | energy kWh | CO2e kg | cost USD | wall s | energy source |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in report["rows"]:
+        lines.append(f"| {r['model']} | {r['method']} | {r.get('status') or 'n/a'} | {_sci(r.get('stage_energy_kwh'), '')}"
+                     f" | {_sci(r.get('stage_co2e_kg'), '')} | {_sci(r.get('stage_cost_usd'), '')}"
+                     f" | {_fixed(r.get('stage_wall_s'))}"
+                     f" | {r.get('energy_source') or 'n/a'} |")
+    lines += [
+        "",
+        f"Paid in this run (stages that ran): {_sci(totals['ran_energy_kwh'], 'kWh')},"
+        f" {_sci(totals['ran_co2e_kg'], 'kg CO2e')}, {_sci(totals['ran_cost_usd'], 'USD')}."
+        f" Every model of the table, reused stages at their original cost: {_sci(totals['all_energy_kwh'], 'kWh')},"
+        f" {_sci(totals['all_co2e_kg'], 'kg CO2e')}, {_sci(totals['all_cost_usd'], 'USD')}.",
+        "",
+    ]
+    machine = report.get("machine") or {}
+    protocol = report.get("protocol") or {}
+    lines += ["## How the figures were measured", ""]
+    if machine:
+        lines.append(f"- machine: {machine.get('cpu') or 'n/a'}, {machine.get('threads') or '?'} thread(s),"
+                     f" torch {machine.get('torch') or 'n/a'}")
+    for key in ("latency", "throughput", "flops"):
+        if protocol.get(key):
+            lines.append(f"- {key}: {protocol[key]}")
+    lines.append(f"- energy sources: {', '.join(report.get('energy_sources') or []) or 'n/a'}"
+                 " (an `estimate:` source is a model of power, not a meter reading)")
+    lines.append("- speed figures come from one measuring pass in one process on the same inputs")
+    if files:
+        lines += ["", "## Files", "", *[f"- {f}" for f in files]]
+    lines.append("")
+    return "\n".join(lines)
