@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -60,7 +61,13 @@ def _config(args, **overrides) -> DistillConfig:
     return DistillConfig(**base)
 
 
-def _distil(name: str, teacher: Path, task, config: DistillConfig, work: Path) -> dict:
+SHARED = ("augmented.json", "teacher_logits.safetensors", "teacher_logits.json")
+
+
+def _distil(name: str, teacher: Path, task, config: DistillConfig, work: Path, share_from: str | None = None) -> dict:
+    """Run the stage for one student (or reuse its finished folder). ``share_from``: a finished student
+    whose augmented text and teacher logits this one reuses (same data and tokenizer; each file is
+    checked against its key by the stage, so a mismatch is recomputed, not misused)."""
     out = work / name.replace(" ", "-")
     metrics_file = out / "metrics.json"
     if metrics_file.is_file():
@@ -68,9 +75,16 @@ def _distil(name: str, teacher: Path, task, config: DistillConfig, work: Path) -
         if metrics["distill"]["config"] == config.to_dict():
             print(f"[{name}] reused {out}", flush=True)
             return metrics
+    state = work / ".work" / out.name
+    if share_from is not None:
+        state.mkdir(parents=True, exist_ok=True)
+        source = work / ".work" / share_from.replace(" ", "-")
+        for file in SHARED:
+            if (source / file).is_file() and not (state / file).is_file():
+                shutil.copyfile(source / file, state / file)
     print(f"[{name}] distilling: {config.to_dict()}", flush=True)
     started = time.perf_counter()
-    metrics = run(teacher, task, config, out, work_dir=work / ".work" / out.name, progress=False,
+    metrics = run(teacher, task, config, out, work_dir=state, progress=False,
                   on_note=lambda m: print(f"[{name}] note: {m}", flush=True))
     print(f"[{name}] dev accuracy {metrics['splits']['dev']['accuracy']:.4f} in {time.perf_counter() - started:.0f} s",
           flush=True)
@@ -83,9 +97,9 @@ def _trimmed_copy(source: Path, out: Path, task) -> Path:
         return out
     loaded = load_classifier(str(source))
     work = source.parent / ".work" / source.name / "augmented.json"
-    split = json.loads(work.read_text())["split"] if work.is_file() else None
-    texts = split["text_a"] if split else task.split("train").text_a
-    tokenizer, kept = st.trim_vocabulary(loaded.tokenizer, texts)
+    augmented = json.loads(work.read_text())["split"]["text_a"] if work.is_file() else []
+    # the same text trim_vocab=True uses: the task's whole training text plus the augmented rows
+    tokenizer, kept = st.trim_vocabulary(loaded.tokenizer, list(task.split("train").text_a) + augmented)
     st.trim_embeddings(loaded.model, kept)
     save_classifier(loaded.model, tokenizer, out)
     return out
@@ -114,7 +128,8 @@ def _size_mb(folder: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", type=Path, default=ROOT / "runs" / "teacher-sst2")
+    full = ROOT / "runs" / "teacher-sst2-full"  # the full-SST-2 teacher; runs/teacher-sst2 is a 10k-row one
+    parser.add_argument("--teacher", type=Path, default=full if full.is_dir() else ROOT / "runs" / "teacher-sst2")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "distill-bench")
     parser.add_argument("--train-subset", type=int, default=8000)
     parser.add_argument("--augment", default="embedding")
@@ -139,14 +154,16 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    results = {"4x312": _distil("4x312", args.teacher, task, _config(args, student="4x312"), args.work),
-               "2x256": _distil("2x256", args.teacher, task, _config(args, student="2x256"), args.work)}
+    results = {"2x256": _distil("2x256", args.teacher, task, _config(args, student="2x256"), args.work)}
+    results["4x312"] = _distil("4x312", args.teacher, task, _config(args, student="4x312"), args.work, "2x256")
     if "random" not in skip:
         results["2x256 random init"] = _distil("2x256 random init", args.teacher, task,
-                                               _config(args, student="2x256", init="random"), args.work)
+                                               _config(args, student="2x256", init="random"), args.work, "2x256")
+    results = {k: results[k] for k in ("4x312", "2x256", "2x256 random init") if k in results}
     folders = {name: args.work / name.replace(" ", "-") for name in results}
     if "trim" not in skip:
-        folders["2x256 trimmed vocab"] = _trimmed_copy(folders["2x256"], args.work / "2x256-trimmed-vocab", task)
+        for name in ("4x312", "2x256"):
+            folders[f"{name} trimmed vocab"] = _trimmed_copy(folders[name], args.work / f"{name}-trimmed-vocab", task)
 
     teacher = load_classifier(str(args.teacher))
     teacher_metrics = json.loads((args.teacher / "metrics.json").read_text())
@@ -182,7 +199,7 @@ def main() -> None:
         row["speedup_x"] = row["throughput_examples_per_s"] / t_tput
         folder = args.teacher if name == teacher_name else folders[name]
         row["size_mb"] = _size_mb(folder)
-        source = results.get(name) or (results["2x256"] if name.startswith("2x256") else None)
+        source = results.get(name) or results.get(name.replace(" trimmed vocab", ""))
         if source is not None:
             cost = source["distill"]["cost"]["total"]
             row["distill_wall_s"], row["distill_energy_kwh"] = cost["wall_s"], cost["energy_kwh"]

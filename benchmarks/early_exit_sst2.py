@@ -51,6 +51,8 @@ def parse_args():
     p.add_argument("--threads", type=int, default=None, help="torch threads while timing (default: torch's)")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
     p.add_argument("--no-doc", action="store_true")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the doc from the benchmark.json files of an earlier run (no training, no timing)")
     return p.parse_args()
 
 
@@ -140,10 +142,16 @@ def bench_model(name: str, model_dir: Path, args, task) -> dict:
         "timed_examples": len(inputs), "rounds": args.rounds, "knob": key, "chosen": curve["chosen"],
         "goal": details["goal"], "heldout_chosen_point": details["heldout"]["chosen_point"],
         "train": details["train"], "calibration": details["calibration"], "rows": rows, "dev_curve": dev_curve,
-        "num_layers": details["num_layers"],
+        "num_layers": details["num_layers"], "policy": args.policy, "max_drop": args.max_drop,
     }
     (out / "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def rates(train: dict) -> str:
+    if train["encoder_trained"]:
+        return f"learning rates {train['learning_rate']} (encoder), {train.get('exit_learning_rate')} (exits)"
+    return f"learning rate {train.get('exit_learning_rate') or train['learning_rate']} (exits)"
 
 
 def markdown(results: list[dict], args, command: str) -> str:
@@ -171,9 +179,10 @@ def markdown(results: list[dict], args, command: str) -> str:
             f"### {r['name']}: `{r['model']}` ({r['num_layers']} layers)",
             "",
             f"Exits after every layer, trained {'with the encoder' if t['encoder_trained'] else 'on a frozen encoder'}"
-            f" (loss `{t['loss']}`, {t['examples']} training rows, {t['steps']} steps, lr {t['learning_rate']},"
+            f" (loss `{t['loss']}`, {t['examples']} training rows, {t['steps']} steps, {rates(t)},"
             f" {t['train_seconds']:.0f} s of training), one temperature per exit fitted on held-out rows carved from"
-            f" train; policy `{args.policy}`; {key} chosen on held-out rows for `--max-drop {args.max_drop}`:"
+            f" train; policy `{r.get('policy', args.policy)}`; {key} chosen on held-out rows for"
+            f" `--max-drop {r.get('max_drop', args.max_drop)}`:"
             f" **{r['chosen']}** (held-out drop {r['heldout_chosen_point']['drop_points']} points, expected FLOPs"
             f" speedup {r['heldout_chosen_point']['flops_speedup']}x).",
             f"Without exits: dev accuracy {r['upstream_accuracy']:.4f}, throughput"
@@ -240,9 +249,16 @@ def main() -> None:
     models = [("teacher", args.model)] + ([("student", args.student)] if args.student else [])
     results = []
     for name, folder in models:
+        if args.report_only:
+            saved = json.loads((args.work / name / "benchmark.json").read_text())
+            command = saved.get("command", command)
+            results.append(saved)
+            continue
         if not (folder / "metrics.json").is_file():
             sys.exit(f"{folder} is not a finished model folder (no metrics.json)")
         results.append(bench_model(name, folder, args, task))
+        results[-1]["command"] = command.strip()
+        (args.work / name / "benchmark.json").write_text(json.dumps(results[-1], indent=2) + "\n")
     body = markdown(results, args, command.strip())
     print(body)
     if not args.no_doc:

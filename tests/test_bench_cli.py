@@ -159,3 +159,31 @@ def test_markdown_lists_skipped_runtimes_on_request():
     assert "skipped: why" in bench_markdown(result, skipped=True)
     assert "skipped" not in bench_markdown(result)
     assert np.isfinite(1.0)
+
+
+def test_bench_refuses_a_model_that_is_not_a_classifier(task, models, tmp_path):
+    fp32, _ = models
+    other = tmp_path / "mlm"
+    other.mkdir()
+    for item in fp32.iterdir():
+        if item.is_file():
+            (other / item.name).write_bytes(item.read_bytes())
+    config = json.loads((fp32 / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "architectures": ["BertForMaskedLM"]}))
+    with pytest.raises(GreenlmError, match="not a supported architecture"):
+        bench([str(other)], task, BenchConfig(**FAST), work_dir=tmp_path / "w", on_note=lambda _: None)
+
+
+def test_saved_runs_a_bf16_folder_as_saved(task, models, tmp_path):
+    from greenlm.compress.quantize import QuantizeConfig, run
+    from greenlm.models import load_classifier
+    from greenlm.models.bench import _build
+
+    fp32, _ = models
+    run(fp32, task, QuantizeConfig(scheme="bf16", measure_speed=False), tmp_path / "bf16", work_dir=tmp_path / "w",
+        on_note=lambda _: None)
+    candidate = _build("saved", load_classifier(str(tmp_path / "bf16")), 1, tmp_path / "b", None, BenchConfig(**FAST))
+    assert candidate.runtime.name == "torch-bf16" and candidate.precision == "bf16"
+    assert candidate.disk_bytes == (tmp_path / "bf16" / "model.safetensors").stat().st_size
+    plain = _build("saved", load_classifier(str(fp32)), 1, tmp_path / "b", None, BenchConfig(**FAST))
+    assert plain.runtime is None and "plain PyTorch model" in plain.skipped

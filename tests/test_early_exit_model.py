@@ -31,8 +31,8 @@ def tiny(layers: int = LAYERS, seed: int = 0):
 
 
 def spread_heads(model: EarlyExitClassifier, tokenizer, seed: int = 1) -> None:
-    """Exit heads that read z-scored first-token states through random weights: confidences spread over
-    (0.5, 1) on toy inputs, so inputs exit at many layers (a random tiny BERT gives every input the same state)."""
+    """Exit heads that read z-scored pooled states through random weights: confidences spread over (0.5, 1)
+    on toy inputs, so inputs exit at many layers (a random tiny BERT gives every input nearly the same state)."""
     batch = collate(encoded_toy(tokenizer, n=64, seed=11), list(range(64)), tokenizer.pad_token_id)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -42,9 +42,9 @@ def spread_heads(model: EarlyExitClassifier, tokenizer, seed: int = 1) -> None:
             hidden = model._layer(layer, hidden, mask)
             if str(i) not in model.exits:
                 continue
-            first = hidden[:, 0]  # [N, H]
-            mean, std = first.mean(0), first.std(0) + 1e-6
             head = model.exits[str(i)]
+            first = head.pool(hidden, batch["attention_mask"])  # [N, H]
+            mean, std = first.mean(0), first.std(0) + 1e-6
             head.dense.weight.copy_(torch.diag(1 / std))
             head.dense.bias.copy_(-mean / std)
             head.classifier.weight.copy_(torch.randn(head.classifier.weight.shape, generator=generator) * 0.7)
@@ -122,7 +122,7 @@ def test_always_exiting_at_layer_one_costs_layer_one():
         hidden = bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
         mask = model._mask(hidden, batch["attention_mask"])
         hidden = bert.encoder.layer[0](hidden, mask)
-        return model.exits["1"](hidden)
+        return model.exits["1"](hidden, batch["attention_mask"])
 
     with torch.no_grad():
         assert torch.allclose(out.logits, layer_one_by_hand(), atol=1e-6)
@@ -153,10 +153,11 @@ def test_costs_match_count_flops_and_the_counter():
 # ---- batch shrinking --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy", ["max_prob", "entropy", "patience"])
-def test_batch_shrinking_equals_per_example_inference_in_input_order(policy):
+@pytest.mark.parametrize("policy,pooling", [("max_prob", "mean"), ("max_prob", "cls"), ("entropy", "mean"),
+                                            ("patience", "mean")])
+def test_batch_shrinking_equals_per_example_inference_in_input_order(policy, pooling):
     backbone, tokenizer = tiny()
-    model = EarlyExitClassifier(backbone, temperatures=[1.5, 0.7, 1.2, 1.0]).eval()
+    model = EarlyExitClassifier(backbone, temperatures=[1.5, 0.7, 1.2, 1.0], pooling=pooling).eval()
     spread_heads(model, tokenizer)
     encoded = encoded_toy(tokenizer, n=40)
     order = torch.randperm(40, generator=torch.Generator().manual_seed(3)).tolist()  # not sorted by length
@@ -174,7 +175,8 @@ def test_batch_shrinking_equals_per_example_inference_in_input_order(policy):
     layers = torch.cat([o.exit_layers for o in alone])
     assert together.exit_layers.tolist() == layers.tolist()
     assert len(set(layers.tolist())) >= 2  # the batch really shrank: rows left at different layers
-    assert torch.allclose(together.logits, torch.cat([o.logits for o in alone]), atol=1e-5)
+    # (the helper's z-scoring divides by small spreads, which magnifies float noise: hence 1e-4)
+    assert torch.allclose(together.logits, torch.cat([o.logits for o in alone]), atol=1e-4)
     # The offline rule (used for the curves) takes the same decisions.
     with torch.no_grad():
         all_exits = torch.stack(model.exit_logits(**batch))
@@ -266,7 +268,7 @@ def test_other_bert_family_models(kind):
 def test_save_and_load_keep_exits_calibration_and_policy(tmp_path):
     backbone, tokenizer = tiny()
     backbone.config.greenlm = {"task": "toy", "labels": ["neg", "pos"], "max_length": 32}
-    model = EarlyExitClassifier(backbone, [1, 3], temperatures=[1.7, 0.8, 1.0], tokenizer=tokenizer).eval()
+    model = EarlyExitClassifier(backbone, [1, 3], temperatures=[1.7, 0.8, 1.0], pooling="cls", tokenizer=tokenizer).eval()
     spread_heads(model, tokenizer)
     model.set_policy("entropy", threshold=0.3)
     save_early_exit(model, tokenizer, tmp_path / "ee", {"metrics.json": {"x": 1}})
@@ -279,6 +281,7 @@ def test_save_and_load_keep_exits_calibration_and_policy(tmp_path):
     again = loaded.model
     assert isinstance(again, EarlyExitClassifier) and loaded.labels == ["neg", "pos"]
     assert (again.exit_layers, again.temperatures, again.policy, again.threshold) == ((1, 3, 4), (1.7, 0.8, 1.0), "entropy", 0.3)
+    assert again.pooling == "cls" and again.exits["1"].pooling == "cls"
     assert again.config.greenlm["max_length"] == 32
     encoded = encoded_toy(tokenizer, n=20)
     before = predict_outputs(model, encoded, pad_token_id=tokenizer.pad_token_id)
@@ -337,6 +340,8 @@ def test_bad_policy_and_patience():
         EarlyExitClassifier(backbone, policy="maxprob")
     with pytest.raises(GreenlmError, match="patience must be a whole number >= 1"):
         EarlyExitClassifier(backbone, policy="patience", patience=0)
+    with pytest.raises(GreenlmError, match="unknown exit pooling 'max'"):
+        EarlyExitClassifier(backbone, pooling="max")
     with pytest.raises(GreenlmError, match="temperatures must be 4 positive numbers"):
         EarlyExitClassifier(backbone, temperatures=[1.0, 0.0, 1.0, 1.0])
 

@@ -23,7 +23,7 @@ from greenlm.train.finetune import finetune
 
 from conftest import make_toy_task, toy_split, write_toy_task_files
 
-FAST = dict(epochs=1, batch_size=16, learning_rate=3e-3, precision="fp32", measure_speed=False)
+FAST = dict(epochs=1, batch_size=16, learning_rate=3e-3, exit_learning_rate=3e-3, precision="fp32", measure_speed=False)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,24 @@ def test_exit_losses_follow_their_formulas():
     assert got == pytest.approx(float(kl + ce[2]), rel=1e-5)
     frozen = exit_loss(logits, labels, layers, scheme="self_distill", train_final=False, distill_temperature=tau)
     assert frozen == pytest.approx(float(kl), rel=1e-5)
+
+
+def test_exit_heads_get_their_own_learning_rate():
+    from greenlm.train.loop import _param_groups
+
+    backbone, _ = build_tiny_classifier(TinySpec(layers=2), ["neg", "pos"], toy_split(50, 0).text_a)
+    model = EarlyExitClassifier(backbone)
+    groups = _param_groups([model], 0.01, EarlyExitConfig().lr_scale(), 2e-5)
+    exit_params = {id(p) for p in model.exits.parameters()}
+    assert [len(g["params"]) for g in groups[:2]] == [
+        sum(1 for n, p in model.named_parameters() if not n.startswith("exits.") and c(n, p)) for c in
+        (lambda n, p: p.ndim >= 2 and "LayerNorm" not in n, lambda n, p: p.ndim < 2 or "LayerNorm" in n)]
+    scaled = groups[2:]
+    assert {id(p) for g in scaled for p in g["params"]} == exit_params
+    assert all(g["lr"] == pytest.approx(1e-3) for g in scaled)
+    assert sorted(g["weight_decay"] for g in scaled) == [0.0, 0.01]  # biases keep no decay
+    assert _param_groups([model], 0.01)[0]["params"] == [p for n, p in model.named_parameters()
+                                                         if p.ndim >= 2 and "LayerNorm" not in n]
 
 
 # ---- the curve and the choice ----------------------------------------------------------------------------
@@ -267,6 +285,7 @@ def test_stage_refuses_what_it_cannot_do(teacher_dir, toy, tmp_path):
     ({"policy": "patience", "patience": 0}, "patience 0 must be a whole number >= 1"),
     ({"heldout_fraction": 0.9}, r"heldout_fraction must be in \(0, 0.5\]"),
     ({"epochs": 0}, "epochs must be > 0"),
+    ({"exit_pooling": "maen"}, "did you mean 'mean'"),
 ])
 def test_config_refuses_bad_settings(settings, message):
     with pytest.raises(GreenlmError, match=message):
@@ -277,7 +296,9 @@ def test_config_goal_and_defaults():
     assert EarlyExitConfig().goal() == ("max_drop", 1.0)
     assert EarlyExitConfig(target_speedup=3).goal() == ("target_speedup", 3)
     assert EarlyExitConfig().train_config().learning_rate == 2e-5
+    assert EarlyExitConfig().lr_scale() == {"exits.": pytest.approx(50.0)}
     assert EarlyExitConfig(train_encoder=False).train_config().learning_rate == 1e-3
+    assert EarlyExitConfig(train_encoder=False).lr_scale() is None
     assert json.loads(json.dumps(EarlyExitConfig(exit_layers=[2, 4]).to_dict()))["exit_layers"] == [2, 4]
 
 
@@ -294,13 +315,13 @@ def test_cli_early_exit_then_predict(teacher_dir, tmp_path):
     write_toy_task_files(task_dir, 320, 64)
     out = tmp_path / "ee"
     result = greenlm("early-exit", str(teacher_dir), "--task", str(task_dir), "--out", str(out), "--epochs", "1",
-                     "--batch-size", "16", "--lr", "3e-3", "--precision", "fp32", "--no-speed", "--no-progress",
+                     "--batch-size", "16", "--lr", "3e-3", "--exit-lr", "3e-3", "--precision", "fp32", "--no-speed", "--no-progress",
                      "--exit-layers", "1,2", "--target-speedup", "1.5")
     assert result.returncode == 0, result.stderr
     assert "FLOPs speedup" in result.stderr and "saved to" in result.stderr
     assert json.loads((out / "greenlm_run.json").read_text())["early_exit"]["target_speedup"] == 1.5
     again = greenlm("early-exit", str(teacher_dir), "--task", str(task_dir), "--out", str(out), "--epochs", "1",
-                    "--batch-size", "16", "--lr", "3e-3", "--precision", "fp32", "--no-speed", "--no-progress",
+                    "--batch-size", "16", "--lr", "3e-3", "--exit-lr", "3e-3", "--precision", "fp32", "--no-speed", "--no-progress",
                     "--exit-layers", "1,2", "--target-speedup", "1.5")
     assert again.returncode == 0 and "already holds this finished run" in again.stderr
     predicted = greenlm("predict", str(out), stdin="the film was good\nawful plot\n")

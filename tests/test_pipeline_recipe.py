@@ -59,7 +59,7 @@ def test_stage_dependency_must_exist_and_come_first():
     with pytest.raises(GreenlmError, match="starts from 'prune', which is not in the recipe"):
         parse_recipe(recipe(finetune={}, distill={"from": "prune"}))
     with pytest.raises(GreenlmError, match="comes after it"):
-        parse_recipe({"name": "r", "stages": {"finetune": {}, "distill": {"from": "d2"}, "d2": {"method": "distill"}}})
+        parse_recipe({"name": "r", "stages": {"finetune": {}, "distill": {"from": "d2"}, "d2": {"type": "distill"}}})
 
 
 def test_recipe_needs_a_finetune_stage():

@@ -226,3 +226,28 @@ def test_quantize_and_export_through_the_cli(task, model_dir, tmp_path):
     assert greenlm.load(exported, measure=False).runtime.name == "onnx-fp32"
     result = runner.invoke(app, ["export", str(model_dir), "--format", "tflite", "--out", str(tmp_path / "t")])
     assert result.exit_code != 0 and "not supported" in str(result.exception)
+
+
+def test_load_measures_once_and_predict_uses_it(task, model_dir, tmp_path, monkeypatch):
+    from greenlm.cli.main import app
+    from greenlm.models import runtime as rt
+
+    predictor = greenlm.load(model_dir)
+    choice = predictor.choice
+    assert choice["measured"] and choice["runtime"] in ("torch-fp32", "onnx-fp32")
+    assert set(choice["throughput_examples_per_s_at_32"]) >= {"torch-fp32@1", "onnx-fp32@1"}
+    assert predictor.runtime.name == choice["runtime"] and predictor.batch_size == choice["batch_size"]
+    monkeypatch.setattr(rt, "_measure_choice", lambda *a, **k: pytest.fail("measured again"))
+    again = greenlm.load(model_dir)  # cached per folder, machine and settings
+    assert again.runtime.name == choice["runtime"]
+    texts = task.split("dev").text_a[:5]
+    np.testing.assert_allclose(again.logits(texts), predictor.logits(texts), atol=1e-4)
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    runner = CliRunner()
+    fast = runner.invoke(app, ["predict", str(model_dir), str(tmp_path / "in.txt"), "--runtime", "auto"])
+    plain = runner.invoke(app, ["predict", str(model_dir), str(tmp_path / "in.txt")])
+    assert fast.exit_code == 0 and plain.exit_code == 0, fast.output + plain.output
+    fast_rows = [json.loads(line) for line in fast.stdout.splitlines()]
+    plain_rows = [json.loads(line) for line in plain.stdout.splitlines()]
+    assert [r["label"] for r in fast_rows] == [r["label"] for r in plain_rows]
+    assert [r["text"] for r in fast_rows] == texts

@@ -28,6 +28,7 @@ def early_exit_command(
     task: TaskOpt = "sst2",
     exit_layers: Annotated[Optional[str], typer.Option(help="Layers with an exit, e.g. 2,4,6 (1 = first layer; default: every layer). The last layer always exits through the model's own classifier.")] = None,
     policy: Annotated[str, typer.Option(help="Exit rule: max_prob (calibrated max probability, Schwartz et al. 2020), entropy (DeeBERT) or patience (PABEE).")] = "max_prob",
+    exit_pooling: Annotated[str, typer.Option(help="What an exit reads: mean (of the tokens' states) or cls (the first token, as BERT's pooler).")] = "mean",
     max_drop: Annotated[Optional[float], typer.Option(help="Goal: the fastest threshold losing at most this many accuracy points vs full depth on held-out rows (default goal: 1.0).")] = None,
     target_speedup: Annotated[Optional[float], typer.Option(help="Goal: the most accurate threshold reaching this FLOPs speedup on held-out rows (a target no threshold reaches keeps the best reachable).")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Use this confidence threshold in (0, 1] instead of a goal (1.0 never exits early).")] = None,
@@ -36,7 +37,8 @@ def early_exit_command(
     loss: Annotated[str, typer.Option(help="Exit loss: sum (Schwartz et al.), weighted (by layer, PABEE) or self_distill (from the final classifier, FastBERT).")] = "sum",
     epochs: Annotated[float, typer.Option(help="Training epochs (may be fractional).")] = 2.0,
     batch_size: Annotated[int, typer.Option(help="Training examples per step.")] = 32,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default 2e-5 with the encoder, 1e-3 for exits alone).")] = None,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate of the encoder and its classifier.")] = 2e-5,
+    exit_lr: Annotated[float, typer.Option("--exit-lr", help="Learning rate of the new exit heads.")] = 1e-3,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop training after this many steps.")] = None,
     train_subset: Annotated[Optional[int], typer.Option(help="Train on N random rows of the training split.")] = None,
     heldout_fraction: Annotated[float, typer.Option(help="Share of the training split set aside for calibration and the threshold.")] = 0.1,
@@ -59,9 +61,9 @@ def early_exit_command(
     from greenlm.compress.early_exit import EarlyExitConfig, early_exit_model
 
     config = EarlyExitConfig(
-        exit_layers=_layers(exit_layers), policy=policy, max_drop=max_drop, target_speedup=target_speedup,
+        exit_layers=_layers(exit_layers), policy=policy, exit_pooling=exit_pooling, max_drop=max_drop, target_speedup=target_speedup,
         threshold=threshold, patience=patience, train_encoder=train_encoder, loss=loss, epochs=epochs,
-        batch_size=batch_size, learning_rate=lr, max_steps=max_steps, train_subset=train_subset,
+        batch_size=batch_size, learning_rate=lr, exit_learning_rate=exit_lr, max_steps=max_steps, train_subset=train_subset,
         heldout_fraction=heldout_fraction, heldout_max_examples=heldout_max, max_length=max_length, seed=seed,
         precision=precision, measure_speed=speed,
     )

@@ -21,6 +21,8 @@ app = typer.Typer(
 # One module per sub-command; each exposes ``register(app)``.
 _COMMAND_MODULES = [
     "run_cmd",
+    "report_cmd",
+    "sweep_cmd",
     "recipes_cmd",
     "tasks_cmd",
     "train_cmd",

@@ -71,11 +71,10 @@ def embedding_neighbours(word_embeddings: torch.Tensor, query_ids: Sequence[int]
 def _words(tokenizer, text: str) -> list[tuple[int, int, int | None]]:
     """(start, end, token id if the word is one replaceable token else None) for each pre-tokenized word."""
     pieces = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text)
-    words = []
-    for word, (start, end) in pieces:
-        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
-        words.append((start, end, ids[0] if len(ids) == 1 else None))
-    return words
+    if not pieces:
+        return []
+    encodings = tokenizer.backend_tokenizer.encode_batch([word for word, _ in pieces], add_special_tokens=False)
+    return [(start, end, enc.ids[0] if len(enc.ids) == 1 else None) for (_, (start, end)), enc in zip(pieces, encodings)]
 
 
 def augment_split(split: TaskSplit, tokenizer, candidates: Callable[[str, list], list[list[int] | None]], *,

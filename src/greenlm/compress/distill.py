@@ -683,9 +683,11 @@ def _run(teacher_path, task, config, out_dir, work_dir, progress, note, notes, c
         note(f"student {shape.describe()} is deeper or wider than the teacher {t_shape.describe()}: this is not compression")
     layer_map = st.resolve_layer_map(config.layer_map, shape.layers, t_shape.layers)
 
-    texts = list(train_split.text_a) + (list(train_split.text_b) if train_split.text_b is not None else [])
     kept_ids = None
     if config.trim_vocab:
+        # the task's whole training text (even when distilling on a subset) plus the augmented rows
+        texts = [t for split in (task.split("train"), train_split) for column in (split.text_a, split.text_b or [])
+                 for t in column]
         student_tokenizer, kept_ids = st.trim_vocabulary(student_tokenizer, texts)
     token_map = torch.tensor(kept_ids) if kept_ids is not None else None
 

@@ -45,7 +45,7 @@ import greenlm
 from greenlm.common import GreenlmError, atomic_write_json, sha256_file
 from greenlm.data import EncodedSplit, Task, TaskSplit, UNLABELED, collate, encode_split, length_grouped_batches
 from greenlm.models import load_classifier, measure_speed, model_max_length, resolve_model_source, speed_inputs, torch_forward
-from greenlm.models.early_exit import (POLICIES, EarlyExitClassifier, ExitCosts, exit_confidence, measure_exit_costs,
+from greenlm.models.early_exit import (POLICIES, POOLINGS, EarlyExitClassifier, ExitCosts, exit_confidence, measure_exit_costs,
                                        policy_exits_early, save_early_exit, simulate_exits)
 from greenlm.models.inference import predict_outputs
 from greenlm.train import TrainConfig, classification_metrics, evaluate, train
@@ -57,8 +57,6 @@ CURVE_JSON = "curve.json"
 CURVE_CSV = "curve.csv"
 LOSSES = ("sum", "weighted", "self_distill")
 DEFAULT_MAX_DROP = 1.0  # accuracy points: the goal when none is given
-ENCODER_LEARNING_RATE = 2e-5  # exits trained with the encoder (BERT fine-tuning's usual rate)
-EXITS_ONLY_LEARNING_RATE = 1e-3  # exits alone on a frozen encoder: small heads, larger steps
 CALIBRATION_BINS = 15  # ECE bins
 
 
@@ -67,6 +65,7 @@ class EarlyExitConfig:
     # -- exits and policy
     exit_layers: list[int] | None = None  # 1-based layers with an exit; None: every layer (the last always: the model's classifier)
     policy: str = "max_prob"  # "max_prob" (Schwartz et al. 2020) | "entropy" (DeeBERT) | "patience" (PABEE)
+    exit_pooling: str = "mean"  # what an exit reads: "mean" of the tokens' states | "cls" (first token, as BERT's pooler)
     # -- the goal: at most one of these four; none set means max_drop = DEFAULT_MAX_DROP
     max_drop: float | None = None  # accuracy points the exits may cost vs full depth, on held-out rows
     target_speedup: float | None = None  # expected FLOPs speedup per example to reach, on held-out rows
@@ -78,7 +77,8 @@ class EarlyExitConfig:
     distill_temperature: float = 1.0  # softmax temperature of the self-distillation targets and students
     epochs: float = 2.0
     batch_size: int = 32
-    learning_rate: float | None = None  # None: ENCODER_LEARNING_RATE, or EXITS_ONLY_LEARNING_RATE on a frozen encoder
+    learning_rate: float = 2e-5  # the encoder and its classifier (BERT fine-tuning's usual rate)
+    exit_learning_rate: float = 1e-3  # the new exit heads: small, randomly initialised, they need larger steps
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     max_steps: int | None = None  # stop training after this many optimizer steps
@@ -109,6 +109,9 @@ class EarlyExitConfig:
                     fail(f"exit layer {layer!r} is out of range: layers are numbered from 1")
         if self.policy not in POLICIES:
             fail(f"unknown policy '{self.policy}'{closest(self.policy, POLICIES)}; use one of: {', '.join(POLICIES)}")
+        if self.exit_pooling not in POOLINGS:
+            fail(f"unknown exit_pooling '{self.exit_pooling}'{closest(self.exit_pooling, POOLINGS)};"
+                 f" use one of: {', '.join(POOLINGS)}")
         goals = [k for k in ("max_drop", "target_speedup", "threshold", "patience") if getattr(self, k) is not None]
         if len(goals) > 1:
             fail(f"give at most one of max_drop, target_speedup, threshold, patience (got {', '.join(goals)})")
@@ -132,7 +135,8 @@ class EarlyExitConfig:
             (_number(self.distill_temperature) and self.distill_temperature > 0, "distill_temperature must be > 0"),
             (_number(self.epochs) and self.epochs > 0, "epochs must be > 0"),
             (_count(self.batch_size), "batch_size must be a whole number >= 1"),
-            (self.learning_rate is None or (_number(self.learning_rate) and self.learning_rate > 0), "learning_rate must be > 0"),
+            (_number(self.learning_rate) and self.learning_rate > 0, "learning_rate must be > 0"),
+            (_number(self.exit_learning_rate) and self.exit_learning_rate > 0, "exit_learning_rate must be > 0"),
             (self.max_steps is None or _count(self.max_steps), "max_steps must be a whole number >= 1"),
             (self.train_subset is None or _count(self.train_subset), "train_subset must be a whole number >= 1"),
             (_number(self.heldout_fraction) and 0 < self.heldout_fraction <= 0.5, "heldout_fraction must be in (0, 0.5]"),
@@ -154,13 +158,16 @@ class EarlyExitConfig:
         return "max_drop", DEFAULT_MAX_DROP
 
     def train_config(self) -> TrainConfig:
-        rate = self.learning_rate
-        if rate is None:
-            rate = ENCODER_LEARNING_RATE if self.train_encoder else EXITS_ONLY_LEARNING_RATE
+        """The loop's settings; its learning rate is the encoder's (or the exits' when the encoder is frozen)."""
+        rate = self.learning_rate if self.train_encoder else self.exit_learning_rate
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=rate,
                            weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio, seed=self.seed,
                            max_steps=self.max_steps, precision=self.precision,
                            checkpoint_every_steps=self.checkpoint_every_steps, select_metric=None)
+
+    def lr_scale(self) -> dict[str, float] | None:
+        """The exits' learning rate as a multiple of the encoder's (for ``train(lr_scale=...)``)."""
+        return {"exits.": self.exit_learning_rate / self.learning_rate} if self.train_encoder else None
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -473,7 +480,8 @@ def run(input_dir: Path, task: Task, config: EarlyExitConfig, out_dir: Path, *, 
         raise GreenlmError(f"model '{input_dir}' is not a fine-tuned sequence classifier; fine-tune it first"
                            " (greenlm train) and add exits to that folder")
     torch.manual_seed(config.seed)  # exit heads' initialisation
-    model = EarlyExitClassifier(upstream, config.exit_layers, tokenizer=tokenizer)  # refuses bad layers / models now
+    model = EarlyExitClassifier(upstream, config.exit_layers, pooling=config.exit_pooling,
+                                tokenizer=tokenizer)  # refuses bad layers / models now
     if config.exit_layers is not None and model.num_layers not in config.exit_layers:
         note(f"the last layer ({model.num_layers}) always has an exit (the model's own classifier); exits: {list(model.exit_layers)}")
     if len(model.exit_layers) == 1:
@@ -511,7 +519,7 @@ def run(input_dir: Path, task: Task, config: EarlyExitConfig, out_dir: Path, *, 
     with costs_log.phase("train"):
         result = train(model, fit_data, None, tconfig, pad_token_id=pad, work_dir=work_dir / "train",
                        loss_fn=_loss_fn(config, model.exit_layers, train_final), progress=progress,
-                       description=f"early exits {task.name}")
+                       description=f"early exits {task.name}", lr_scale=config.lr_scale())
     model.eval()
 
     with costs_log.phase("calibrate"):
@@ -572,6 +580,7 @@ def run(input_dir: Path, task: Task, config: EarlyExitConfig, out_dir: Path, *, 
         "exit_layers": list(model.exit_layers),
         "num_layers": model.num_layers,
         "policy": config.policy,
+        "exit_pooling": config.exit_pooling,
         key: chosen_knob,
         "goal": {"kind": goal, "value": value, "note": selection_note},
         "heldout": {"examples": len(heldout_data), "from": "train", "fraction": config.heldout_fraction,
@@ -583,7 +592,8 @@ def run(input_dir: Path, task: Task, config: EarlyExitConfig, out_dir: Path, *, 
         "flops_convention": "matmul (2 per multiply-add of every matrix product run; greenlm.measure.count_flops)",
         "train": {
             "examples": len(fit_data), "steps": result.state.step, "encoder_trained": config.train_encoder,
-            "loss": config.loss, "learning_rate": tconfig.learning_rate, "precision": result.precision,
+            "loss": config.loss, "learning_rate": config.learning_rate if config.train_encoder else None,
+            "exit_learning_rate": config.exit_learning_rate, "precision": result.precision,
             "train_seconds": round(result.state.train_seconds, 3),
             "train_examples_per_s": round(result.train_examples_per_s, 2),
         },

@@ -271,7 +271,9 @@ def _encode(task: Task, tokenizer, model_labels: list[str], config: PruneConfig,
 
     train_split = task.split("train")
     importance = enc(train_split.subset(config.importance_examples, seed=config.seed))
-    train_part = train_split.subset(config.train_examples, seed=config.seed + 1) if config.train_examples else train_split
+    train_part = train_split
+    if config.train_examples:
+        train_part = train_split.subset(config.train_examples, seed=config.seed + 1)
     dev = enc(task.splits["dev"]) if "dev" in task.splits else None
     extra = {name: enc(split) for name, split in task.splits.items()
              if name not in ("train", "dev") and all(y >= 0 for y in split.labels)}

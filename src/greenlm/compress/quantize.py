@@ -39,13 +39,14 @@ from greenlm.data import UNLABELED, EncodedSplit, Task, encode_split
 from greenlm.models import load_classifier, measure_speed, model_max_length, speed_inputs
 from greenlm.models import onnx as gx
 from greenlm.models.runtime import (OnnxClassifier, OrtRuntime, Packed, Runtime, TorchRuntime, default_threads,
-                                    folder_fingerprint, pack, run_engine, write_onnx_folder)
+                                    folder_fingerprint, pack, require_classifier, run_engine, write_onnx_folder)
 from greenlm.train.evaluation import align_labels
 from greenlm.train.metrics import classification_metrics
 
 METHOD = "quantize"
 METRICS_FILE = "metrics.json"
 SCHEMES = ("int8-dynamic", "int8-static", "bf16")
+SPEED_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -366,11 +367,7 @@ def run(input_dir: Path, task: Task, config: QuantizeConfig, out_dir: Path, *, w
     if isinstance(model, OnnxClassifier):
         raise GreenlmError(f"model '{input_dir}' is already an exported ONNX model; quantize the PyTorch model it"
                            " came from")
-    archs = getattr(model.config, "architectures", None) or []
-    if not any(a.endswith("ForSequenceClassification") for a in archs):
-        raise GreenlmError(f"model '{input_dir}' is not a supported architecture for quantization: greenlm quantizes"
-                           " fine-tuned sequence classifiers (...ForSequenceClassification), this is"
-                           f" {archs or 'unknown'}")
+    require_classifier(loaded, str(input_dir))
     saved = dict(getattr(model.config, "greenlm", None) or {})
     max_length = config.max_length or saved.get("max_length") or 128
     if max_length > model_max_length(model.config):
@@ -491,16 +488,21 @@ def _speed_side_by_side(model, outcome, tune, pad_token_id, config, threads) -> 
         quantized: Runtime = OrtRuntime(outcome.onnx_path, precision=config.scheme, threads=threads)
     else:
         quantized = TorchRuntime(outcome.model, precision="bf16", threads=threads)
-    reports = {}
-    for name, runtime in (("input_fp32", fp32), ("quantized", quantized)):
-        reports[name] = measure_speed(runtime, rows, pad_token_id=pad_token_id, batch_size=config.batch_size,
-                                      latency_examples=32, repeats=3, threads=threads).to_dict()
-        reports[name]["runtime"] = runtime.name
-    base, new = reports["input_fp32"], reports["quantized"]
-    reports["throughput_speedup"] = round(new["throughput_examples_per_s"] / base["throughput_examples_per_s"], 3)
-    reports["latency_p50_speedup"] = round(base["latency_ms_p50"] / new["latency_ms_p50"], 3)
-    reports["note"] = "measured side by side in one process; on a shared machine timings are noisy"
-    return reports
+    best: dict = {}
+    for _ in range(SPEED_ROUNDS):  # interleaved: a load change on a shared machine hits both alike
+        for name, runtime in (("input_fp32", fp32), ("quantized", quantized)):
+            report = measure_speed(runtime, rows, pad_token_id=pad_token_id, batch_size=config.batch_size,
+                                   latency_examples=32, repeats=2, threads=threads).to_dict()
+            if name not in best or report["throughput_examples_per_s"] > best[name]["throughput_examples_per_s"]:
+                best[name] = {**report, "runtime": runtime.name}
+    base, new = best["input_fp32"], best["quantized"]
+    return {
+        **best,
+        "throughput_speedup": round(new["throughput_examples_per_s"] / base["throughput_examples_per_s"], 3),
+        "latency_p50_speedup": round(base["latency_ms_p50"] / new["latency_ms_p50"], 3),
+        "note": f"side by side in one process, {SPEED_ROUNDS} interleaved rounds, best round each; timings on a"
+                " shared machine are noisy",
+    }
 
 
 def _save_torch(model, tokenizer, folder: Path) -> None:

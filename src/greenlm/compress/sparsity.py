@@ -83,7 +83,8 @@ def magnitude_masks(weights: dict[str, torch.Tensor], sparsity: float, scope: st
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}")
     if scope == "per_layer":
-        return {name: _keep_mask(w.abs(), w.numel() - round(sparsity * w.numel())).bool() for name, w in weights.items()}
+        return {name: _keep_mask(w.abs(), w.numel() - round(sparsity * w.numel())).bool()
+                for name, w in weights.items()}
     flat = torch.cat([w.detach().abs().flatten() for w in weights.values()])
     keep = _keep_mask(flat, flat.numel() - round(sparsity * flat.numel())).bool()
     masks, start = {}, 0

@@ -11,7 +11,7 @@ Runtimes (one row each per model, all on the same dev inputs, in one process):
   greenlm (its engine: batches of similar length, dynamic padding, pinned threads)
     torch-fp32, torch-bf16, onnx-fp32 (offline fusions kept where measured faster), onnx-int8 (that graph,
     int8 per-channel weights),
-    saved (a folder greenlm already exported or quantized, on the runtime it was saved for)
+    saved (a folder greenlm exported or quantized: ONNX Runtime for ONNX folders, PyTorch bf16 for bf16 ones)
 
 Per row: latency p50/p90 at batch 1, throughput at each batch size > 1 (``measure_speed``), peak
 resident memory, bytes on disk, accuracy on the split, energy per 1,000 examples (``PriceTag``), the
@@ -39,7 +39,7 @@ from greenlm.data import UNLABELED, EncodedSplit, Task, encode_split
 from greenlm.models import onnx as gx
 from greenlm.models.loading import LoadedModel, load_classifier, model_max_length
 from greenlm.models.runtime import (OnnxClassifier, OrtRuntime, Runtime, TorchRuntime, default_threads, pack,
-                                    run_engine, saved_max_length)
+                                    require_classifier, run_engine, saved_max_length)
 from greenlm.models.speed import measure_speed, speed_inputs
 
 PEERS = ("hf-eager-pad128", "ort-fp32", "ort-int8")
@@ -205,6 +205,11 @@ class _Candidate:
     build_s: float | None = None
     memory: dict = field(default_factory=dict)
     accuracy_pass: dict | None = None  # logits, accuracy and energy of the pass over the whole split
+    spec: str = ""  # the model this runtime runs, its index, inputs and FLOP counter
+    index: int = 0
+    data: object = None
+    flops: object = None
+    reference_logits: object = None  # the model's PyTorch fp32 predictions, for agreement
 
 
 class _ForwardOnly(Runtime):
@@ -233,15 +238,20 @@ def _build(name: str, loaded: LoadedModel, threads: int, work: Path, check_batch
     """One runtime for one model (exports and conversions written under ``work``)."""
     model = loaded.model
     saved_onnx = isinstance(model, OnnxClassifier)
-    if saved_onnx != (name == "saved"):
-        reason = ("the model is a saved ONNX folder: only 'saved' applies" if saved_onnx
-                  else "'saved' is for folders greenlm exported or quantized; this is a PyTorch model")
-        return _Candidate(name, None, skipped=reason)
+    quantized_torch = (getattr(model.config, "greenlm", None) or {}).get("quantization") is not None
     weights = [p for p in Path(loaded.source.location).iterdir()
                if p.suffix in (".safetensors", ".bin") and p.is_file()] if loaded.source.kind == "local" else []
     if name == "saved":
-        rt = OrtRuntime(model.runtime.files[0], precision=model.runtime.precision, threads=threads)
+        if saved_onnx:
+            rt = OrtRuntime(model.runtime.files[0], precision=model.runtime.precision, threads=threads)
+        elif quantized_torch:  # a bf16 folder from greenlm quantize: PyTorch in the dtype it was saved in
+            rt = TorchRuntime(copy.deepcopy(model), precision=_params_dtype(model), threads=threads, files=weights)
+        else:
+            return _Candidate(name, None, skipped="'saved' is for folders greenlm exported or quantized;"
+                                                  " this is a plain PyTorch model")
         return _Candidate(name, rt, disk_bytes=rt.disk_bytes(), precision=rt.precision)
+    if saved_onnx:
+        return _Candidate(name, None, skipped="the model is a saved ONNX folder: only 'saved' applies")
     if name == "hf-eager-pad128":
         rt = _ForwardOnly(copy.deepcopy(model), threads, weights)
         return _Candidate(name, rt, order="given", pad_to=config.naive_pad_to, disk_bytes=rt.disk_bytes(),
@@ -315,10 +325,14 @@ def bench(model_specs: list[str], task: Task, config: BenchConfig, *, work_dir: 
     except RuntimeError:
         peaks["bf16"] = None
 
-    rows: list[dict] = []
-    for index, spec in enumerate(model_specs):
-        rows.extend(_bench_model(spec, index, task, config, runtimes, threads, throughput_sizes, main_size,
-                                 peaks["fp32"], work_dir / f"model{index}", on_note))
+    # Every runtime of every model is built (and predicts the split) first, then all are timed in the same
+    # interleaved rounds: ratios between any two rows, across models too, are taken side by side.
+    models = [_prepare_model(spec, index, task, config, runtimes, threads, main_size, work_dir / f"model{index}",
+                             on_note) for index, spec in enumerate(model_specs)]
+    live = [c for _, candidates in models for c in candidates if c.runtime is not None]
+    timings = _time_interleaved(live, config, threads, throughput_sizes, lambda r: on_note(f"timing round {r}"))
+    rows = [_row(c, timings.get(id(c)), config, threads, throughput_sizes, main_size, peaks["fp32"])
+            for _, candidates in models for c in candidates]
     first = next((r for r in rows if r["status"] == "ok"), None)
     for row in rows:
         row["speedup_vs_first"] = _ratio(row["throughput_examples_per_s"], first and first["throughput_examples_per_s"])
@@ -386,17 +400,18 @@ def _inputs(loaded: LoadedModel, spec: str, task: Task, config: BenchConfig, nee
     return _Inputs(encoded, pack(encoded, pad), timing, pad, len(loaded.labels))
 
 
-def _bench_model(spec, index, task, config, runtimes, threads, sizes, main_size, peak_fp32, work, on_note):
-    """Build every runtime of one model and predict the split with it, then time them all interleaved."""
+def _prepare_model(spec, index, task, config, runtimes, threads, main_size, work, on_note):
+    """Load one model, build each of its runtimes and predict the split with it (accuracy, energy, memory)."""
     on_note(f"[{index}] loading {spec}")
     loaded = load_classifier(spec)
+    require_classifier(loaded, spec)
     data = _inputs(loaded, spec, task, config, needs_naive="hf-eager-pad128" in runtimes)
     lengths = data.packed.lengths
     check_batches = [data.packed.batch(r) for r in (np.argsort(lengths)[-1:], np.arange(min(8, len(lengths))))]
     work.mkdir(parents=True, exist_ok=True)
+    flops = _Flops(loaded.model.config)
     candidates: list[_Candidate] = []
     for name in runtimes:
-        on_note(f"[{index}] {name}: building and predicting the {config.split} split")
         gc.collect()
         with _PeakRss() as memory:
             start = time.perf_counter()
@@ -406,49 +421,48 @@ def _bench_model(spec, index, task, config, runtimes, threads, sizes, main_size,
                 candidate = _Candidate(name, None, skipped=str(err))
             candidate.build_s = round(time.perf_counter() - start, 3)
             if candidate.runtime is not None:
+                on_note(f"[{index}] {name}: predicting the {config.split} split")
                 candidate.accuracy_pass = _predict_split(candidate, data, main_size, config)
         candidate.memory = {"peak_rss_mb": round(memory.peak_mb, 1),
                             "peak_rss_rise_mb": round(memory.peak_mb - memory.baseline_mb, 1)}
+        candidate.spec, candidate.index, candidate.data, candidate.flops = spec, index, data, flops
         candidates.append(candidate)
-    live = [c for c in candidates if c.runtime is not None]
-    timings = _time_interleaved(live, data, config, threads, sizes, lambda r: on_note(f"[{index}] timing round {r}"))
-    reference = next((c.accuracy_pass["logits"] for c in live if c.name in ("torch-fp32", "hf-eager-pad128")), None)
-    flops = _Flops(loaded.model.config)
-    rows = [_row(c, spec, index, data, timings.get(c.name), reference, flops, config, threads, sizes, main_size,
-                 peak_fp32) for c in candidates]
-    del candidates, live
-    gc.collect()
-    return rows
+    reference = next((c.accuracy_pass["logits"] for c in candidates
+                      if c.runtime is not None and c.name in ("torch-fp32", "hf-eager-pad128")), None)
+    for c in candidates:
+        c.reference_logits = reference
+    return loaded, candidates
 
 
-def _time_interleaved(live: list[_Candidate], data: _Inputs, config: BenchConfig, threads: int, sizes: list[int],
-                      on_round) -> dict[str, dict]:
+def _time_interleaved(live: list[_Candidate], config: BenchConfig, threads: int, sizes: list[int],
+                      on_round) -> dict[int, dict]:
     """``measure_speed`` of every runtime once per round; each keeps its best throughput per batch size and
     the latency of its round with the lowest p50. Latency (batch 1) is taken with the largest size."""
-    best: dict[str, dict] = {c.name: {} for c in live}
+    best: dict[int, dict] = {id(c): {} for c in live}
     for round_index in range(config.rounds):
         on_round(f"{round_index + 1}/{config.rounds}")
         for c in live:
+            mine = best[id(c)]
             for size in sizes:
                 with_latency = size == sizes[-1] and 1 in config.batch_sizes
-                report = measure_speed(c.runtime, data.timing, pad_token_id=data.pad_token_id, batch_size=size,
+                report = measure_speed(c.runtime, c.data.timing, pad_token_id=c.data.pad_token_id, batch_size=size,
                                        latency_examples=config.latency_examples if with_latency else 0,
                                        repeats=config.repeats, threads=threads, order=c.order, pad_to=c.pad_to)
-                held = best[c.name].get(size)
-                if held is None or report.throughput_examples_per_s > held.throughput_examples_per_s:
-                    best[c.name][size] = report
-                held = best[c.name].get("latency")
+                if size not in mine or report.throughput_examples_per_s > mine[size].throughput_examples_per_s:
+                    mine[size] = report
+                held = mine.get("latency")
                 if report.latency_ms_p50 is not None and (held is None or report.latency_ms_p50 < held.latency_ms_p50):
-                    best[c.name]["latency"] = report
+                    mine["latency"] = report
     return best
 
 
-def _row(c: _Candidate, spec, index, data: _Inputs, timing: dict | None, reference, flops: _Flops,
-         config: BenchConfig, threads: int, sizes: list[int], main_size: int, peak_fp32: float | None) -> dict:
+def _row(c: _Candidate, timing: dict | None, config: BenchConfig, threads: int, sizes: list[int], main_size: int,
+         peak_fp32: float | None) -> dict:
     """One JSON row: every field present, measured or ``None`` with the reason."""
+    data, reference, flops = c.data, c.reference_logits, c.flops
     kind, precision, description = _DESCRIPTIONS[c.name]
     row = {
-        "model": spec, "model_index": index, "runtime": c.name, "kind": kind,
+        "model": c.spec, "model_index": c.index, "runtime": c.name, "kind": kind,
         "precision": c.precision or precision, "batching": description.format(pad=config.naive_pad_to),
         "status": "ok" if c.runtime is not None else "skipped", "reason": c.skipped,
         "threads": threads, "examples": len(data.encoded), "timing_examples": len(data.timing),
@@ -474,7 +488,8 @@ def _row(c: _Candidate, spec, index, data: _Inputs, timing: dict | None, referen
     row.update(predicted["energy"])
     if "latency" in timing:
         latency = timing["latency"]
-        row["latency_ms_p50"], row["latency_ms_p90"] = round(latency.latency_ms_p50, 3), round(latency.latency_ms_p90, 3)
+        row["latency_ms_p50"] = round(latency.latency_ms_p50, 3)
+        row["latency_ms_p90"] = round(latency.latency_ms_p90, 3)
     for size in sizes:
         row["throughput_examples_per_s_by_batch"][str(size)] = round(timing[size].throughput_examples_per_s, 2)
     throughput = timing[main_size].throughput_examples_per_s

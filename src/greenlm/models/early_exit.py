@@ -7,7 +7,7 @@ first exit whose calibrated confidence passes a threshold. Exit policies here:
   max_prob  calibrated max softmax probability > threshold (Schwartz et al. 2020; the default)
   entropy   1 - H(p) / ln K > threshold, i.e. normalised entropy below 1 - threshold (DeeBERT, Xin et al.
             2020; DeeBERT's entropy bound S is threshold = 1 - S / ln K)
-  patience  the argmax stayed the same at ``patience`` consecutive exits after the first (PABEE, Zhou et al. 2020)
+  patience  this exit's argmax and those of the ``patience`` exits before it agree (PABEE, Zhou et al. 2020)
 
 A threshold of 1.0 never exits early, and then no exit head runs at all: the model is the original one.
 
@@ -22,7 +22,7 @@ refuses a model where it does not. The last layer's exit is always the backbone'
 
 Saved layout (greenlm format ``early_exit``, loaded back by ``greenlm.models.load_classifier``):
   config.json        the backbone's config; "greenlm": {"format": "early_exit", exit_layers, temperatures,
-                     policy, threshold, patience, ...}
+                     policy, threshold, patience, exit_pooling, ...}
   model.safetensors  the exit heads (``exits.<layer>.dense`` / ``exits.<layer>.classifier``)
   tokenizer files
   backbone/          the backbone as a complete model folder (plain or pruned), loadable on its own
@@ -44,6 +44,7 @@ from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_w
 
 FORMAT = "early_exit"
 POLICIES = ("max_prob", "entropy", "patience")
+POOLINGS = ("mean", "cls")  # what an exit head reads: the mean of the tokens' states, or the first token's
 BACKBONE_DIR = "backbone"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -104,19 +105,36 @@ def _find_parts(model) -> _Parts:
 
 
 class ExitHead(nn.Module):
-    """An exit after one layer (DeeBERT's "off-ramp"): dense + tanh on the first token, dropout, linear.
+    """An exit after one layer (DeeBERT's "off-ramp"): pool, dense + tanh, dropout, linear.
 
-    hidden states [B, T, H] -> logits [B, K]. Costs 2*H*H + 2*H*K FLOPs per example, whatever T.
+    hidden states [B, T, H] (+ attention mask [B, T]) -> logits [B, K]. Pooling is "mean" (masked mean of
+    the tokens' states: s*H additions, no matrix product) or "cls" (the first token's state, as BERT's
+    pooler). Mean is the default: in early layers the first token has gathered little of the sentence, and
+    in models trained with mean pooling (sentence-transformers' MiniLM) its state is dominated by a few
+    large, input-independent dimensions that a dense + tanh head does not learn through. Matrix products:
+    2*H*H + 2*H*K FLOPs per example, whatever T.
     """
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float, pooling: str = "mean"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise GreenlmError(f"unknown exit pooling '{pooling}'; use one of: {', '.join(POOLINGS)}")
+        self.pooling = pooling
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        pooled = torch.tanh(self.dense(hidden_states[:, 0]))  # [B, H]
+    def pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """[B, T, H] -> [B, H]."""
+        if self.pooling == "cls":
+            return hidden_states[:, 0]
+        if attention_mask is None:
+            return hidden_states.mean(dim=1)
+        mask = attention_mask[:, :, None].to(hidden_states.dtype)  # [B, T, 1]
+        return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = torch.tanh(self.dense(self.pool(hidden_states, attention_mask)))  # [B, H]
         return self.classifier(self.dropout(pooled))  # [B, K]
 
 
@@ -219,7 +237,8 @@ class EarlyExitClassifier(nn.Module):
 
     def __init__(self, backbone: nn.Module, exit_layers: Sequence[int] | None = None, *, policy: str = "max_prob",
                  threshold: float | None = 1.0, patience: int | None = None,
-                 temperatures: Sequence[float] | None = None, tokenizer=None, init_from_final: bool = True):
+                 temperatures: Sequence[float] | None = None, pooling: str = "mean", tokenizer=None,
+                 init_from_final: bool = True):
         super().__init__()
         parts = _find_parts(backbone)
         config = backbone.config
@@ -230,7 +249,9 @@ class EarlyExitClassifier(nn.Module):
         num_labels, hidden = config.num_labels, config.hidden_size
         dropout = getattr(config, "classifier_dropout", None)
         dropout = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1)
-        self.exits = nn.ModuleDict({str(layer): ExitHead(hidden, num_labels, dropout) for layer in self.exit_layers[:-1]})
+        self.pooling = pooling
+        self.exits = nn.ModuleDict({str(layer): ExitHead(hidden, num_labels, dropout, pooling)
+                                    for layer in self.exit_layers[:-1]})
         for head in self.exits.values():
             _init_head(head, backbone, config, init_from_final)
         self.tokenizer = tokenizer  # saved into backbone/ so that folder loads on its own
@@ -273,7 +294,8 @@ class EarlyExitClassifier(nn.Module):
             "policy": self.policy,
             "threshold": self.threshold,
             "patience": self.patience,
-            "exit_head": "dense-tanh-dropout-linear on token 0; last layer: the backbone's classifier",
+            "exit_pooling": self.pooling,
+            "exit_head": f"{self.pooling} pooling, dense + tanh, dropout, linear; last layer: the backbone's classifier",
         }
 
     def _refresh_config(self) -> None:
@@ -336,7 +358,7 @@ class EarlyExitClassifier(nn.Module):
                 if i == self.num_layers:
                     outputs.append(self._parts.head(hidden))
             if str(i) in self.exits:
-                outputs.append(self.exits[str(i)](hidden))
+                outputs.append(self.exits[str(i)](hidden, attention_mask))
         return outputs
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, **unused) -> EarlyExitOutput:
@@ -373,7 +395,7 @@ class EarlyExitClassifier(nn.Module):
                 break
             if not early or str(i) not in self.exits:
                 continue
-            logits = self.exits[str(i)](hidden)  # [b, K]
+            logits = self.exits[str(i)](hidden, attention_mask)  # [b, K]
             j = self.exit_layers.index(i)
             if self.policy == "patience":
                 prediction = logits.argmax(-1)
@@ -525,7 +547,7 @@ def measure_exit_costs(model: EarlyExitClassifier) -> ExitCosts:
         for layer in model._parts.layers:
             found["layers"].append(count(lambda: model._layer(layer, hidden, mask)))
             hidden = model._layer(layer, hidden, mask)
-        found["heads"] = {int(k): count(lambda: head(hidden)) for k, head in model.exits.items()}
+        found["heads"] = {int(k): count(lambda: head(hidden, torch.ones_like(ids))) for k, head in model.exits.items()}
         found["final"] = count(lambda: model._parts.head(hidden))
         measured[s] = found
     model.train(was_training)
@@ -574,6 +596,7 @@ def load_early_exit(source, labels: Sequence[str] | None = None):
         exit_layers = [int(x) for x in settings["exit_layers"]]
         temperatures = [float(t) for t in settings["temperatures"]]
         policy, threshold, patience = settings["policy"], settings.get("threshold"), settings.get("patience")
+        pooling = str(settings.get("exit_pooling", "mean"))
         backbone_dir = folder / str(settings.get("backbone", BACKBONE_DIR))
     except (KeyError, TypeError, ValueError) as err:
         raise GreenlmError(f"early-exit model '{folder}' has a damaged config.json (greenlm section: {err});"
@@ -587,7 +610,8 @@ def load_early_exit(source, labels: Sequence[str] | None = None):
             f" ({list(labels)}): add exits to a model fine-tuned on them"
         )
     model = EarlyExitClassifier(inner.model, exit_layers, policy=policy, threshold=threshold, patience=patience,
-                                temperatures=temperatures, tokenizer=inner.tokenizer, init_from_final=False)
+                                temperatures=temperatures, pooling=pooling, tokenizer=inner.tokenizer,
+                                init_from_final=False)
     if list(model.exit_layers) != exit_layers:
         raise GreenlmError(f"early-exit model '{folder}' lists exit layers {exit_layers} its backbone cannot have")
     state = load_file(str(folder / WEIGHTS_FILE))

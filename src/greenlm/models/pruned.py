@@ -226,7 +226,8 @@ def pruned_from(model: nn.Module) -> dict:
     meta = _greenlm_meta(model.config).get("pruned_from")
     if meta:
         return {"layers": list(meta["layers"]), "heads": [list(h) for h in meta["heads"]]}
-    return {"layers": list(range(len(encoder_layers(model)))), "heads": [list(range(n)) for n in heads_per_layer(model)]}
+    return {"layers": list(range(len(encoder_layers(model)))),
+            "heads": [list(range(n)) for n in heads_per_layer(model)]}
 
 
 def sync_config(model: nn.Module, provenance: dict | None = None) -> None:
@@ -292,7 +293,9 @@ def drop_layers(model: nn.Module, layers_to_drop: Iterable[int]) -> None:
         _check_layer(model, i)
     layers = encoder_layers(model)
     if len(drop) >= len(layers):
-        raise GreenlmError(f"dropping {len(drop)} of {len(layers)} layers would remove the whole encoder; keep at least one")
+        raise GreenlmError(
+            f"dropping {len(drop)} of {len(layers)} layers would remove the whole encoder; keep at least one"
+        )
     provenance = pruned_from(model)
     kept = [i for i in range(len(layers)) if i not in drop]
     new_layers = nn.ModuleList([layers[i] for i in kept])
@@ -429,7 +432,8 @@ def load_pruned(source, *, labels=None):
     if notes:  # a new head: the saved head's tensors of other shapes are left out, the new head keeps its init
         prefix = model.base_model_prefix + "."
         may_miss = {k for k in expected if not k.startswith(prefix)}
-        state = {k: v for k, v in state.items() if k.startswith(prefix) or (k in expected and v.shape == expected[k].shape)}
+        state = {k: v for k, v in state.items()
+                 if k.startswith(prefix) or (k in expected and v.shape == expected[k].shape)}
     missing = sorted(set(expected) - set(state) - may_miss)
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)

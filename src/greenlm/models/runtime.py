@@ -312,6 +312,15 @@ def folder_fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:20]
 
 
+def require_classifier(loaded: LoadedModel, spec: str) -> None:
+    """Runtimes, export and quantization take fine-tuned sequence classifiers; say so for anything else."""
+    archs = getattr(loaded.model.config, "architectures", None) or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise GreenlmError(f"model '{spec}' is not a supported architecture: greenlm exports, quantizes and serves"
+                           f" fine-tuned sequence classifiers (...ForSequenceClassification), this is"
+                           f" {archs or 'unknown'}; fine-tune it first (greenlm train)")
+
+
 def saved_max_length(config) -> int:
     saved = (getattr(config, "greenlm", None) or {}).get("max_length")
     return int(saved) if saved else min(128, model_max_length(config))
@@ -492,6 +501,7 @@ def export_folder(spec: str, out_dir: str | os.PathLike, *, task=None, optimize:
     model, tokenizer = loaded.model, loaded.tokenizer
     if isinstance(model, OnnxClassifier):
         raise GreenlmError(f"model '{spec}' is already an ONNX model folder")
+    require_classifier(loaded, spec)
     check_batches = None
     if task is not None:
         split = task.splits.get("dev") or next(iter(task.splits.values()))

@@ -440,7 +440,8 @@ def candidate_shapes(teacher_config, *, min_hidden: int = 64) -> list[StudentSha
     """Every shape up to the teacher's size: 1..N layers x widths in steps of the teacher's head width."""
     t = teacher_shape(teacher_config)
     step = t.hidden // t.heads
-    widths = range(max(step, min_hidden - min_hidden % step), t.hidden + 1, step)
+    smallest = min(min_hidden, t.hidden // 4)  # tiny teachers: down to a quarter of their width
+    widths = range(max(step, smallest - smallest % step), t.hidden + 1, step)
     return [parse_student_shape(f"{layers}x{hidden}", teacher_config) for layers in range(1, t.layers + 1)
             for hidden in widths]
 

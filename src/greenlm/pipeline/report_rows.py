@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -85,4 +86,11 @@ def write_report(recipe, task, stages, measurements: dict, run_dir: Path) -> dic
     }
     atomic_write_json(run_dir / "report.json", report)
     atomic_write_text(run_dir / "report.md", comparison_markdown(report))
+
+    # Figures, report.html, report.tex, model cards, and the fuller report.md/json (issue 9; the same as
+    # `greenlm report RUN_DIR`). Never fails the run: without matplotlib the figures are skipped with a note.
+    from greenlm.pipeline.rundir import RunLog
+    from greenlm.report.regenerate import generate_after_run
+
+    generate_after_run(run_dir, RunLog(run_dir / "run.log", lambda message: print(message, file=sys.stderr)))
     return report

@@ -13,7 +13,7 @@ A recipe is YAML:
       quantize: {from: distill}
 
 Stages run in the order written. Each is ``name: settings``; the method is the name unless
-``method:`` says otherwise (two distillation stages: ``distill_small: {method: distill, ...}``), and
+``type:`` says otherwise (two distillation stages: ``distill_small: {type: distill, ...}``), and
 ``from:`` names the stage whose model it starts from (default: ``finetune``, the teacher). The
 settings of a method are the fields of its config dataclass: defaults live there, in one place,
 and ``greenlm recipes show`` prints them.
@@ -30,7 +30,7 @@ from typing import Any
 
 from greenlm.common import GreenlmError
 
-STAGE_KEYS = ("method", "from")  # keys every stage accepts besides its method's settings
+STAGE_KEYS = ("type", "from")  # keys every stage accepts besides its method's settings
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Recipe:
             "stages": {},
         }
         for stage in self.stages:
-            body = {"method": stage.method}
+            body = {"type": stage.method}
             if stage.upstream is not None:
                 body["from"] = stage.upstream
             body.update(_settings_dict(stage.settings))
@@ -210,7 +210,7 @@ def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
         body = dict(body or {})
         if not isinstance(stage_name, str) or not stage_name.replace("_", "").replace("-", "").isalnum():
             raise GreenlmError(f"{source}: stage name {stage_name!r} must be letters, digits, '_' or '-'")
-        method = body.pop("method", stage_name)
+        method = body.pop("type", stage_name)
         if method not in known_methods():
             raise GreenlmError(
                 f"{source}: unknown stage '{method}'{suggest(str(method), known_methods())};"

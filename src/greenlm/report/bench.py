@@ -67,12 +67,13 @@ def print_bench(result: dict, skipped: bool = False) -> None:
 def summary_lines(result: dict) -> list[str]:
     peak = result["matmul_peak_gflop_per_s"]
     lines = [f"measured matrix-product peak: fp32 {_num(peak.get('fp32'))} GFLOP/s, bf16 {_num(peak.get('bf16'))}"
-             f" GFLOP/s ({result['machine']['threads']} threads)"]
+             f" GFLOP/s ({result['machine']['threads']} thread(s))"]
     for model, s in result["summary"].items():
         ratios = ", ".join(f"{k} {_x(v)}" for k, v in s["throughput_ratio_vs"].items())
         lines.append(f"{model}: fastest greenlm runtime {s['fastest_runtime']}"
-                     f" ({_num(s['fastest_throughput_examples_per_s'])} ex/s, accuracy {_num(s['fastest_accuracy'], 2)}%);"
-                     f" throughput vs {ratios}")
+                     f" ({_num(s['fastest_throughput_examples_per_s'])} ex/s,"
+                     f" accuracy {_num(s['fastest_accuracy'], 2)}%)"
+                     + (f"; throughput vs {ratios}" if ratios else ""))
         int8 = s.get("int8_vs_fp32")
         if int8:
             parts = ", ".join(f"{k} {_x(v['throughput_ratio'])} (drop {v['accuracy_drop_points']:+.2f} pts)"

@@ -49,7 +49,7 @@ def _check_n(n: int, count: int, replacement: bool) -> int:
     return n
 
 
-def max_distribution(scores: Sequence[float], n: int, *, replacement: bool = True) -> list[tuple[float, float]]:
+def max_distribution(scores: Sequence[float], n: int, replacement: bool = True) -> list[tuple[float, float]]:
     """``[(v_(i), P(max of n draws = v_(i)))]`` over the sorted scores (probabilities sum to 1)."""
     v = _sorted_scores(scores)
     big_n = len(v)
@@ -64,7 +64,7 @@ def max_distribution(scores: Sequence[float], n: int, *, replacement: bool = Tru
     return list(zip(v, probs))
 
 
-def expected_max_performance(scores: Sequence[float], n: int, *, replacement: bool = True) -> float:
+def expected_max_performance(scores: Sequence[float], n: int, replacement: bool = True) -> float:
     """Expected best validation score among ``n`` trials drawn from ``scores`` (Dodge et al. 2019).
 
     >>> round(expected_max_performance([.70, .80, .75, .90, .85], 2), 6)
@@ -73,7 +73,7 @@ def expected_max_performance(scores: Sequence[float], n: int, *, replacement: bo
     return sum(value * p for value, p in max_distribution(scores, n, replacement=replacement))
 
 
-def expected_max_performance_std(scores: Sequence[float], n: int, *, replacement: bool = True) -> float:
+def expected_max_performance_std(scores: Sequence[float], n: int, replacement: bool = True) -> float:
     """Standard deviation of the best score among ``n`` trials: sqrt(E[max^2] - E[max]^2)."""
     dist = max_distribution(scores, n, replacement=replacement)
     mean = sum(value * p for value, p in dist)

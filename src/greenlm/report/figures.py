@@ -53,6 +53,9 @@ _RC = {
 }
 
 
+MISSING_MATPLOTLIB = "figures skipped: matplotlib is not installed (pip install 'greenlm[report]')"
+
+
 class FiguresUnavailable(GreenlmError):
     """matplotlib is not installed: the report goes on without figures."""
 
@@ -105,7 +108,7 @@ def _style():
     try:
         import matplotlib
     except ImportError:
-        raise FiguresUnavailable("figures skipped: matplotlib is not installed (pip install 'greenlm[report]')") from None
+        raise FiguresUnavailable(MISSING_MATPLOTLIB) from None
     with matplotlib.rc_context(_RC):
         yield
 
@@ -173,6 +176,8 @@ def _place_labels(ax, fig, points: list[tuple[float, float, str, bool]]) -> None
     dpi = fig.dpi
     placed: list[tuple[float, float, float, float]] = []
     dots = [ax.transData.transform((x, y)) * 72.0 / dpi for x, y, _, _ in points]
+    frame = ax.get_window_extent()
+    x0, y0, x1, y1 = (v * 72.0 / dpi for v in (frame.x0, frame.y0, frame.x1, frame.y1))
     offsets = ((6, 5, "left"), (6, -13, "left"), (-6, 5, "right"), (-6, -13, "right"), (6, 16, "left"),
                (6, -24, "left"), (-6, 16, "right"), (-6, -24, "right"))
     order = sorted(range(len(points)), key=lambda i: (not points[i][3], -points[i][1]))  # front first
@@ -187,7 +192,8 @@ def _place_labels(ax, fig, points: list[tuple[float, float, str, bool]]) -> None
             hits_label = any(not (box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3]) for b in placed)
             hits_dot = any(box[0] - 3 <= d[0] <= box[2] + 3 and box[1] - 3 <= d[1] <= box[3] + 3
                            for j, d in enumerate(dots) if j != i)
-            if not hits_label and not hits_dot:
+            inside = box[0] >= x0 and box[2] <= x1 and box[1] >= y0 and box[3] <= y1
+            if not hits_label and not hits_dot and inside:
                 choice = (dx, dy, ha)
                 placed.append(box)
                 break
@@ -203,7 +209,8 @@ def _place_labels(ax, fig, points: list[tuple[float, float, str, bool]]) -> None
 def _accuracy_limits(ax, values_pct: list[float]) -> None:
     """A y range around the data, at least 2 points tall, never far above 100%."""
     low, high = min(values_pct), max(values_pct)
-    pad = 0.15 * max(high - low, 2.0)
+    low = min(low, high - 2.0)
+    pad = 0.15 * (high - low)
     ax.set_ylim(max(0.0, low - pad), min(high + pad, 100.0 + 0.25 * pad))
 
 
@@ -248,6 +255,11 @@ def tradeoff_figure(rows: list[dict], axis: Axis, *, teacher: str | None = None)
             # region to its right, for a speed axis the region to its left
             ax.plot(fx, fy, drawstyle="steps-pre" if axis.higher_is_better else "steps-post", color="#333333",
                     linestyle="--", linewidth=1.2, zorder=2, label="Pareto front")
+        if axis.key == "flops_per_example":
+            from matplotlib.ticker import FuncFormatter, NullFormatter
+
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: si(v) if v else "0"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_ylabel("dev accuracy (%)")
         _accuracy_limits(ax, [100 * r["accuracy"] for r in points])
@@ -285,7 +297,8 @@ def early_exit_figure(stage: str, curve: dict) -> FigureData | None:
     knob_values = [p[knob] for pts in curves.values() for p in pts]
     # max-prob confidences crowd just below 1: there, plot 1 - threshold on a log axis (reversed, so the
     # threshold still grows to the right); a threshold of 1.0 (never exit early) sits at speedup 1 on the left
-    near_one = knob == "threshold" and min(knob_values) > 0.5 and max(knob_values) - min(knob_values) < 0.5
+    gaps = sorted(1.0 - v for v in knob_values if 0 < v < 1)
+    near_one = knob == "threshold" and len(gaps) >= 3 and gaps[len(gaps) // 2] < 0.1 * gaps[-1]
 
     def knob_x(value):
         return 1.0 - value if near_one else value
@@ -321,7 +334,7 @@ def early_exit_figure(stage: str, curve: dict) -> FigureData | None:
         axes["acc"].set_ylabel("accuracy (%)")
         axes["acc"].tick_params(labelbottom=False)
         axes["speed"].set_ylabel("speedup (x)")
-        axes["speed"].set_xlabel(f"1 - {knob} (log; {knob} grows to the right)" if near_one else knob)
+        axes["speed"].set_xlabel(f"1 - {knob} (log, reversed)" if near_one else knob)
         if near_one:
             for name in ("acc", "speed"):
                 axes[name].set_xscale("log")
@@ -375,7 +388,8 @@ def breakdown_figure(models: list[dict]) -> FigureData | None:
                         ax.text(left + value / 2, y, f"{100 * share:.0f}%", ha="center", va="center", fontsize=7.5,
                                 color="white" if mod != "embeddings" else "black")
                     left += value
-                    rows.append([m["model"], title.split()[0].lower(), mod, value, round(100 * share, 3) if total else None])
+                    rows.append([m["model"], title.split()[0].lower(), mod, value,
+                                 round(100 * share, 3) if total else None])
                 if not parts:
                     ax.text(0, y, "  not available", va="center", fontsize=8, color="#666666")
                 elif key == "flops_by_module" and m.get("flops_label"):
@@ -430,6 +444,9 @@ def pricetag_figure(rows: list[dict]) -> FigureData | None:
             ax.set_title(title)
             ax.grid(axis="y", visible=False)
             ax.margins(x=0.25)
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
         axes[0].set_yticks(range(len(names)), names)
         if any(str(r.get("status", "")).startswith("reused") for r in stages):
             from matplotlib.patches import Patch
@@ -441,7 +458,8 @@ def pricetag_figure(rows: list[dict]) -> FigureData | None:
     total_c = sum(r["stage_co2e_kg"] for r in stages if r.get("stage_co2e_kg") is not None)
     caption = (f"What producing each model cost, its stage alone (teacher fine-tuning, then each compression stage):"
                f" {total_e * e_factor:.3g} {e_unit} and {total_c * c_factor:.3g} {c_unit} CO2e in all."
-               f" Energy sources: {', '.join(sorted({r['energy_source'] for r in stages if r.get('energy_source')})) or 'n/a'}.")
+               f" Energy sources: {', '.join(sorted({r['energy_source'] for r in stages if r.get('energy_source')}))}."
+               if any(r.get("energy_source") for r in stages) else "")
     table = _csv(["stage", "method", "status", "energy_kwh", "co2e_kg", "cost_usd", "wall_s", "energy_source"],
                  [[r["model"], r["method"], r.get("status"), r.get("stage_energy_kwh"), r.get("stage_co2e_kg"),
                    r.get("stage_cost_usd"), r.get("stage_wall_s"), r.get("energy_source")] for r in stages])
@@ -451,7 +469,8 @@ def pricetag_figure(rows: list[dict]) -> FigureData | None:
 # ---- a sweep's budget/performance curve ----------------------------------------------------------
 
 
-def budget_figure(curve: list[dict], *, metric: str = "accuracy", title: str = "Budget/performance curve") -> FigureData:
+def budget_figure(curve: list[dict], *, metric: str = "accuracy",
+                  title: str = "Budget/performance curve") -> FigureData:
     """Expected best ``metric`` (±1 std) against the number of trials and against cumulative energy.
 
     ``curve``: ``[{"n", "expected_max", "std", "best_so_far", "cumulative_energy_kwh"}]`` (from
@@ -461,9 +480,11 @@ def budget_figure(curve: list[dict], *, metric: str = "accuracy", title: str = "
         raise GreenlmError(f"a budget/performance curve needs at least 2 finished trials, got {len(curve)}")
     n = [c["n"] for c in curve]
     mean = [100 * c["expected_max"] for c in curve]
-    low = [100 * (c["expected_max"] - c["std"]) for c in curve]
-    high = [100 * (c["expected_max"] + c["std"]) for c in curve]
     best = [None if c.get("best_so_far") is None else 100 * c["best_so_far"] for c in curve]
+    # the expected max of n draws never exceeds the best score: clip the band there (as Dodge et al. plot it)
+    top = max((b for b in best if b is not None), default=math.inf)
+    low = [100 * (c["expected_max"] - c["std"]) for c in curve]
+    high = [min(100 * (c["expected_max"] + c["std"]), top) for c in curve]
     energies = [c.get("cumulative_energy_kwh") for c in curve]
     with _style():
         fig = _new_figure(8.0, 3.6)
@@ -473,6 +494,9 @@ def budget_figure(curve: list[dict], *, metric: str = "accuracy", title: str = "
         if any(b is not None for b in best):
             left.step(n, [b if b is not None else math.nan for b in best], where="post", color="#D55E00",
                       linewidth=1.1, linestyle="--", label="best so far (trial order)")
+        from matplotlib.ticker import MaxNLocator
+
+        left.xaxis.set_major_locator(MaxNLocator(integer=True))
         left.set_xlabel("trials (hyperparameter assignments)")
         left.set_ylabel(f"expected best dev {metric} (%)")
         left.set_title("vs number of trials")

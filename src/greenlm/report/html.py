@@ -14,7 +14,7 @@ import struct
 import time
 
 import greenlm
-from greenlm.report.markdown import _sci, model_name, run_totals
+from greenlm.report.markdown import _sci, run_totals
 from greenlm.report.pareto import TRADEOFF_AXES
 from greenlm.report.tables import COLUMNS
 
@@ -98,6 +98,15 @@ _JS = """
       });
     });
   }
+  // A sorted view can be linked: report.html#sort=throughput_examples_per_s:desc
+  var wanted = /^#sort=([\\w.-]+)(?::(asc|desc))?$/.exec(window.location.hash);
+  if (table && wanted) {
+    var th = table.tHead.querySelector('th[data-key="' + wanted[1] + '"]');
+    if (th) {
+      th.querySelector('button').click();
+      if (wanted[2] === 'desc') th.querySelector('button').click();
+    }
+  }
   function check() {
     var images = document.querySelectorAll('figure img');
     var ok = 0;
@@ -147,10 +156,13 @@ def _sort_value(row: dict, key: str) -> str:
     return str(value)
 
 
+def _th(key: str, title: str) -> str:
+    return f'<th scope="col" aria-sort="none" data-key="{_e(key)}"><button type="button">{_e(title)}</button></th>'
+
+
 def _table(report: dict, fronts: dict[str, list[str]]) -> str:
     on_any_front = {m for names in fronts.values() for m in names}
-    head = "".join(f'<th scope="col" aria-sort="none"><button type="button">{_e(title)}</button></th>'
-                   for _, title, _ in COLUMNS)
+    head = "".join(_th(key, title) for key, title, _ in COLUMNS)
     body = []
     for row in report["rows"]:
         status = row.get("report_status", "measured")
@@ -181,22 +193,30 @@ def _cards(report: dict, fronts: dict[str, list[str]]) -> str:
     teacher = rows[0] if rows and rows[0]["method"] == "finetune" else None
     if teacher and teacher.get("accuracy") is not None:
         cards.append(("teacher accuracy", f"{100 * teacher['accuracy']:.2f}% ({teacher['model']})"))
-    fastest = max((r for r in rows if r.get("speedup_x") is not None), key=lambda r: r["speedup_x"], default=None)
+    fastest = max((r for r in rows if r.get("speedup_x") is not None and r.get("performance_retained_pct") is not None),
+                  key=lambda r: r["speedup_x"], default=None)
     if fastest is not None and teacher is not None and fastest is not teacher:
         cards.append(("fastest model", f"{fastest['model']}: {fastest['speedup_x']:.2f}x,"
                                        f" {fastest['performance_retained_pct']:.1f}% retained"))
-    smallest = max((r for r in rows if r.get("size_compression_x") is not None), key=lambda r: r["size_compression_x"],
-                   default=None)
+    smallest = max((r for r in rows if r.get("size_compression_x") is not None and r.get("size_mb") is not None),
+                   key=lambda r: r["size_compression_x"], default=None)
     if smallest is not None and teacher is not None and smallest is not teacher:
-        cards.append(("smallest on disk", f"{smallest['model']}: {smallest['size_mb']:.1f} MB"
+        cards.append(("smallest on disk", f"{smallest['model']}: {smallest['size_mb']:.3g} MB"
                                           f" ({smallest['size_compression_x']:.1f}x smaller)"))
     totals = run_totals(report["rows"])
-    cards.append(("energy paid in this run", _sci(totals["ran_energy_kwh"], "kWh")))
-    cards.append(("CO2e paid in this run", _sci(totals["ran_co2e_kg"], "kg")))
-    if totals["ran_cost_usd"] is not None:
-        cards.append(("cost paid in this run", _sci(totals["ran_cost_usd"], "USD")))
-    return '<section class="cards">' + "".join(
-        f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div></div>' for k, v in cards) + "</section>"
+    scope = "ran" if totals["known"] else "all"
+    where = "paid in this run" if totals["known"] else "of every stage"
+    cards.append((f"energy {where}", _sci(totals[f"{scope}_energy_kwh"], "kWh")))
+    cards.append((f"CO2e {where}", _sci(totals[f"{scope}_co2e_kg"], "kg")))
+    if totals[f"{scope}_cost_usd"] is not None:
+        cards.append((f"cost {where}", _sci(totals[f"{scope}_cost_usd"], "USD")))
+    return _card_section(cards)
+
+
+def _card_section(cards: list[tuple[str, str]]) -> str:
+    items = "".join(f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div></div>'
+                    for k, v in cards)
+    return f'<section class="cards">{items}</section>'
 
 
 def _figures(figures: list, note: str | None = None) -> str:
@@ -224,7 +244,8 @@ def _pricetag(report: dict) -> str:
         rows.append(f"<tr><td>{_e(r['model'])}</td><td>{_e(r['method'])}</td><td>{_e(r.get('status') or 'n/a')}</td>"
                     f"<td>{_e(_sci(r.get('stage_energy_kwh'), ''))}</td><td>{_e(_sci(r.get('stage_co2e_kg'), ''))}</td>"
                     f"<td>{_e(_sci(r.get('stage_cost_usd'), ''))}</td><td>{wall}</td>"
-                    f"<td>{_e(_sci(r.get('cumulative_co2e_kg'), ''))}</td><td>{_e(r.get('energy_source') or 'n/a')}</td></tr>")
+                    f"<td>{_e(_sci(r.get('cumulative_co2e_kg'), ''))}</td>"
+                    f"<td>{_e(r.get('energy_source') or 'n/a')}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("stage", "method", "status", "energy kWh", "CO2e kg", "cost USD",
                                               "wall s", "CO2e kg along its chain", "energy source"))
     return (f'<section id="pricetag"><h2>Price tag</h2><div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
@@ -246,14 +267,32 @@ def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, no
                 + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></section>")
     front_items = "".join(f"<li>accuracy vs {_e(axis.title)}: <strong>{_e(', '.join(fronts[axis.key]))}</strong></li>"
                           for axis in TRADEOFF_AXES if fronts.get(axis.key))
-    fronts_html = (f'<p class="note">Pareto front (no other model is both more accurate and better on the axis;'
-                   f' marked with a green bar in the table):</p><ul class="fronts">{front_items}</ul>') if front_items else ""
-    method_items = [f"<li>{_e(k)}: {_e(protocol[k])}</li>" for k in ("latency", "throughput", "flops") if protocol.get(k)]
+    fronts_html = ('<p class="note">Pareto front (no other model is both more accurate and better on the axis;'
+                   f' marked with a green bar in the table):</p><ul class="fronts">{front_items}</ul>'
+                   if front_items else "")
+    method_items = [f"<li>{_e(k)}: {_e(protocol[k])}</li>"
+                    for k in ("latency", "throughput", "flops") if protocol.get(k)]
     method_items.append(f"<li>energy sources: {_e(', '.join(report.get('energy_sources') or []) or 'n/a')}"
                         " (an <code>estimate:</code> source is a model of power, not a meter reading)</li>")
     method_items.append("<li>speed figures come from one measuring pass in one process on the same inputs</li>")
-    written = report.get("written_at_utc") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    body = f"""{_cards(report, fronts)}
+{warn}
+<section id="models"><h2>Models</h2>
+{_table(report, fronts)}
+<p class="note">Accuracy on the {_e(report['task'])} dev set. Retained, compression and speedup are relative to the
+fine-tuned teacher. Click a column title to sort.</p>
+{fronts_html}
+</section>
+{_figures(figures, figure_note)}
+{_pricetag(report)}
+<section id="method"><h2>How the figures were measured</h2><ul>{''.join(method_items)}</ul>
+<p class="note">Report data from {_e(report.get('written_at_utc') or 'n/a')}.</p></section>"""
+    return _page(title, f"greenlm run <code>{_e(report['run'])}</code>", sub, body)
+
+
+def _page(title: str, heading: str, sub: str, body: str) -> str:
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+    written = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -265,23 +304,66 @@ def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, no
 <style>{_CSS}</style>
 </head>
 <body>
-<header><h1>greenlm run <code>{_e(report['run'])}</code></h1><p class="sub">{sub}</p></header>
+<header><h1>{heading}</h1><p class="sub">{sub}</p></header>
 <main>
-{_cards(report, fronts)}
-{warn}
-<section id="models"><h2>Models</h2>
-{_table(report, fronts)}
-<p class="note">Accuracy on the {_e(report['task'])} dev set. Retained, compression and speedup are relative to the
-fine-tuned teacher. Click a column title to sort.</p>
-{fronts_html}
-</section>
-{_figures(figures, figure_note)}
-{_pricetag(report)}
-<section id="method"><h2>How the figures were measured</h2><ul>{''.join(method_items)}</ul></section>
-<p id="render-check" class="note"></p>
+{body}
+<p id="render-check" hidden></p>
 </main>
-<footer>Written by greenlm {_e(greenlm.__version__)} · report data from {_e(written)}</footer>
+<footer>Written by greenlm {_e(greenlm.__version__)} · {_e(written)}</footer>
 <script>{_JS}</script>
 </body>
 </html>
 """
+
+
+def sweep_html(record: dict, curve: list[dict] | None, counts: dict, figure, notes: list[str]) -> str:
+    """``sweep.html``: the budget/performance curve, the best trial and every trial (sortable)."""
+    spec = record["spec"]
+    metric = spec["metric"]
+    paths = [s.split("=")[0].strip() for s in spec["search"]]
+    cards = [("finished / pruned / failed", f"{counts['complete']} / {counts['pruned']} / {counts['failed']}")]
+    done = [r for r in record["trials"] if r["state"] == "complete"]
+    if done:
+        best = max(done, key=lambda r: r["value"])
+        cards.append((f"best dev {metric}", f"{100 * best['value']:.2f}% ({best['name']})"))
+    spent = [r.get("energy_kwh") for r in record["trials"]]
+    cards.append(("energy spent by the sweep", _sci(sum(spent), "kWh") if all(v is not None for v in spent) else "n/a"))
+    if curve:
+        cards.append((f"expected best of {curve[-1]['n']} trials", f"{100 * curve[-1]['expected_max']:.2f}%"
+                                                                   f" ± {100 * curve[-1]['std']:.2f}"))
+    body = [_card_section(cards)]
+    if notes:
+        body.append('<section class="warn" role="note"><ul>' + "".join(f"<li>{_e(n)}</li>" for n in notes)
+                    + "</ul></section>")
+    if figure is not None:
+        body.append(_figures([figure]))
+    titles = [("trial", "trial"), ("state", "state"), ("value", f"dev {metric}"), *[(p, p) for p in paths],
+              ("energy_kwh", "energy kWh"), ("seconds", "seconds")]
+    head = "".join(_th(k, t) for k, t in titles)
+    rows = []
+    for r in record["trials"]:
+        cells = [(r["name"], r["name"]), (r["state"], r["state"]),
+                 ("" if r["value"] is None else repr(r["value"]), "n/a" if r["value"] is None else f"{r['value']:.4f}")]
+        for p in paths:
+            v = r["params"].get(p)
+            cells.append((repr(v) if isinstance(v, (int, float)) else str(v),
+                          f"{v:.4g}" if isinstance(v, float) else str(v)))
+        cells.append(("" if r.get("energy_kwh") is None else repr(r["energy_kwh"]), _sci(r.get("energy_kwh"))))
+        cells.append(("" if r.get("seconds") is None else repr(r["seconds"]),
+                      "n/a" if r.get("seconds") is None else f"{r['seconds']:.0f}"))
+        cls = ' class="incomplete"' if r["state"] != "complete" else ""
+        rows.append(f"<tr{cls}>" + "".join(f'<td data-value="{_e(v)}">{_e(t)}</td>' for v, t in cells) + "</tr>")
+    body.append(f'<section id="models"><h2>Trials</h2><div class="table-wrap"><table id="models-table"><thead>'
+                f'<tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div><p class="note">Each trial is a'
+                ' run folder under trials/ with its own report. Click a column title to sort.</p></section>')
+    search = "".join(f"<li><code>{_e(s)}</code></li>" for s in spec["search"])
+    body.append(f'<section id="method"><h2>Search</h2><ul>{search}</ul><p class="note">Expected best dev {_e(metric)}'
+                " among n trials: Dodge et al. 2019, sampling the finished trials with replacement. Energy: what the"
+                " sweep had spent when its n-th trial finished, pruned and failed trials included."
+                + (" With TPE the trials are not independent draws: the curve describes this sampler's trials."
+                   if spec["sampler"] == "tpe" else "") + "</p></section>")
+    sub = (f"recipe <code>{_e(spec['recipe']['name'])}</code> · objective: dev {_e(metric)} of stage"
+           f" <code>{_e(spec['stage'])}</code> · {_e(spec['sampler'])} sampling"
+           f"{' · median pruning' if spec['prune'] else ''}")
+    return _page(f"greenlm sweep {record['name']}", f"greenlm sweep <code>{_e(record['name'])}</code>", sub,
+                 "\n".join(body))

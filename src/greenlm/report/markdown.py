@@ -36,12 +36,16 @@ def run_totals(rows: list[dict]) -> dict:
         return sum(values) if values else None
 
     ran = [r for r in rows if r.get("status") == "ran"]
-    return {f"{scope}_{key}": total(f"stage_{key}", chosen)
-            for scope, chosen in (("ran", ran), ("all", rows)) for key in ("energy_kwh", "co2e_kg", "cost_usd", "wall_s")}
+    out = {f"{scope}_{key}": total(f"stage_{key}", chosen)
+           for scope, chosen in (("ran", ran), ("all", rows))
+           for key in ("energy_kwh", "co2e_kg", "cost_usd", "wall_s")}
+    # whether each stage ran here or was reused is known for measured rows only
+    out["known"] = any(r.get("status") == "ran" or str(r.get("status", "")).startswith("reused") for r in rows)
+    return out
 
 
-def _sci(value, unit: str) -> str:
-    return "n/a" if value is None else f"{value:.3g} {unit}"
+def _sci(value, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:.3g} {unit}".rstrip()
 
 
 def _fixed(value, digits: int = 1) -> str:
@@ -89,18 +93,20 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for r in report["rows"]:
-        lines.append(f"| {r['model']} | {r['method']} | {r.get('status') or 'n/a'} | {_sci(r.get('stage_energy_kwh'), '')}"
+        lines.append(f"| {r['model']} | {r['method']} | {r.get('status') or 'n/a'}"
+                     f" | {_sci(r.get('stage_energy_kwh'), '')}"
                      f" | {_sci(r.get('stage_co2e_kg'), '')} | {_sci(r.get('stage_cost_usd'), '')}"
                      f" | {_fixed(r.get('stage_wall_s'))}"
                      f" | {r.get('energy_source') or 'n/a'} |")
-    lines += [
-        "",
-        f"Paid in this run (stages that ran): {_sci(totals['ran_energy_kwh'], 'kWh')},"
-        f" {_sci(totals['ran_co2e_kg'], 'kg CO2e')}, {_sci(totals['ran_cost_usd'], 'USD')}."
-        f" Every model of the table, reused stages at their original cost: {_sci(totals['all_energy_kwh'], 'kWh')},"
-        f" {_sci(totals['all_co2e_kg'], 'kg CO2e')}, {_sci(totals['all_cost_usd'], 'USD')}.",
-        "",
-    ]
+    every = (f"{_sci(totals['all_energy_kwh'], 'kWh')}, {_sci(totals['all_co2e_kg'], 'kg CO2e')},"
+             f" {_sci(totals['all_cost_usd'], 'USD')}")
+    if totals["known"]:
+        summary = (f"Paid in this run (stages that ran): {_sci(totals['ran_energy_kwh'], 'kWh')},"
+                   f" {_sci(totals['ran_co2e_kg'], 'kg CO2e')}, {_sci(totals['ran_cost_usd'], 'USD')}."
+                   f" Every model of the table, reused stages at their original cost: {every}.")
+    else:
+        summary = f"Every stage of the table: {every}."
+    lines += ["", summary, ""]
     machine = report.get("machine") or {}
     protocol = report.get("protocol") or {}
     lines += ["## How the figures were measured", ""]

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 import greenlm
-from greenlm.report.rundata import MEASURED, RunData
+from greenlm.report.rundata import MEASURED, RunData, stage_method
 
 # bundled task -> (hub dataset id, config, display name, language)
 _KNOWN_TASKS = {
@@ -45,7 +45,7 @@ def _dataset(task: str) -> tuple[str | None, str | None, str, str | None]:
         if name.startswith("glue/"):
             name, config = "nyu-mll/glue", name.split("/", 1)[1]
         return name, config or None, spec, None
-    return None, None, Path(task).name or task, None
+    return None, None, Path(task).name or task, None  # a local folder or file: its name, no hub id
 
 
 def _base_model(teacher: str) -> tuple[str | None, str | None]:
@@ -78,7 +78,7 @@ def card_metadata(run: RunData, row: dict) -> dict:
     dataset_id, dataset_config, dataset_name, language = _dataset(str(task))
     base, license_ = _base_model(str(run.recipe.get("teacher") or ""))
     chain = run.chain(stage)[::-1]  # finetune first
-    methods = [(run.stages().get(s) or {}).get("method", s) for s in chain]
+    methods = [stage_method(s, run.stages().get(s)) for s in chain]
     dev = (metrics.get("splits") or {}).get("dev") or {}
     accuracy = row.get("accuracy") if row.get("accuracy") is not None else dev.get("accuracy")
     macro_f1 = row.get("macro_f1") if row.get("macro_f1") is not None else dev.get("macro_f1")
@@ -114,7 +114,8 @@ def card_metadata(run: RunData, row: dict) -> dict:
             if args:
                 entry["args"] = args
             results_metrics.append(entry)
-    dataset_entry = {"name": dataset_name, "type": dataset_id or str(task), "split": "validation"}
+    dataset_entry = {"name": dataset_name, "type": dataset_id or str(run.report.get("task") or dataset_name),
+                     "split": "validation"}
     if dataset_config:
         dataset_entry["config"] = dataset_config
     meta["model-index"] = [{
@@ -133,7 +134,7 @@ def card_metadata(run: RunData, row: dict) -> dict:
         co2 = sum(t["co2e_kg"] for t in tags)
     if co2 is not None:
         meta["co2_eq_emissions"] = {
-            "emissions": _round(co2 * 1000.0, 6),  # grams, as the Hub expects
+            "emissions": float(f"{co2 * 1000.0:.6g}"),  # grams, as the Hub expects (6 significant digits)
             "source": _emissions_source(tag),
             "training_type": " + ".join(_METHOD_WORDS.get(m, m) for m in methods),
             "geographical_location": _location(tag),
@@ -227,7 +228,7 @@ def model_card(run: RunData, row: dict) -> str:
     record = run.stage_file(stage, "stage.json") or {}
     config = run.stage_file(stage, "config.json") or {}
     chain = meta["greenlm"]["chain"]
-    task = run.recipe.get("task")
+    task = run.report.get("task") or run.recipe.get("task")
     labels = (config.get("greenlm") or {}).get("labels") or list((config.get("id2label") or {}).values())
     method = row.get("method") or stage
     teacher = run.recipe.get("teacher")
@@ -247,7 +248,7 @@ def model_card(run: RunData, row: dict) -> str:
     lines += ["## How it was produced", ""]
     for i, name in enumerate(chain, 1):
         body = run.stages().get(name) or {}
-        m = body.get("method", name)
+        m = stage_method(name, body)
         if m == "finetune":
             lines.append(f"{i}. `{name}`: fine-tuned `{teacher}` on the `{task}` training split.")
         else:
@@ -260,7 +261,7 @@ def model_card(run: RunData, row: dict) -> str:
     settings = (record.get("identity") or {}).get("settings")
     if settings:
         lines += ["<details><summary>All settings of this stage (recipe section)</summary>", "", "```yaml",
-                  yaml.safe_dump({stage: {"method": method, **settings}}, sort_keys=False).rstrip(), "```", "",
+                  yaml.safe_dump({stage: {"type": method, **settings}}, sort_keys=False).rstrip(), "```", "",
                   "</details>", ""]
 
     lines += ["## Evaluation", "",
@@ -294,8 +295,8 @@ def model_card(run: RunData, row: dict) -> str:
     lines.append("")
     co2 = meta.get("co2_eq_emissions")
     if co2:
-        lines += [f"Source: {co2['source']}. Location: {co2['geographical_location']}. Hardware: {co2['hardware_used']}."
-                  " Pre-training of the base model is not included.", ""]
+        lines += [f"Source: {co2['source']}. Location: {co2['geographical_location']}."
+                  f" Hardware: {co2['hardware_used']}. Pre-training of the base model is not included.", ""]
     else:
         lines += ["CO2e could not be computed (no carbon intensity for this run); energy is given where measured.", ""]
 

@@ -93,7 +93,7 @@ def module_breakdown(run: RunData) -> list[dict]:
 def build_figures(run: RunData) -> list:
     """Every figure the run's data allows (raises ``FiguresUnavailable`` without matplotlib)."""
     if not figs.available():
-        raise figs.FiguresUnavailable("figures skipped: matplotlib is not installed (pip install 'greenlm[report]')")
+        raise figs.FiguresUnavailable(figs.MISSING_MATPLOTLIB)
     out = figs.tradeoff_figures(run.measured_rows(), teacher=run.teacher_stage)
     for row in run.rows:
         curve = run.stage_file(row["model"], "curve.json") if row["report_status"] in (MEASURED, NOT_MEASURED) else None
@@ -147,7 +147,8 @@ def generate_report(run_dir: str | Path, formats=FORMATS, out_dir: str | Path | 
             for row in run.rows:
                 if row["report_status"] not in (MEASURED, NOT_MEASURED):
                     continue
-                target = (run.stage_dir(row["model"]) if out_dir is None else out / "cards" / row["model"]) / "README.md"
+                folder = run.stage_dir(row["model"]) if out_dir is None else out / "cards" / row["model"]
+                target = folder / "README.md"
                 atomic_write_text(target, model_card(run, row))
                 card_files.append(target)
             outcome.files += card_files

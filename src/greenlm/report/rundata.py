@@ -22,11 +22,14 @@ import yaml
 from greenlm.common import GreenlmError
 
 RECIPE_FILE = "recipe.yaml"
+RUN_LOG = "run.log"
 REPORT_FILE = "report.json"
 MEASUREMENTS_FILE = "measurements.json"
 STAGE_FILE = "stage.json"
 WORK = ".work"
 _WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".bin", ".data", ".pt")
+
+_GIVE = "give a folder made by `greenlm run`, e.g. runs/quick"
 
 # report_status of a row
 MEASURED = "measured"
@@ -63,7 +66,7 @@ class RunData:
 
     @property
     def teacher_stage(self) -> str | None:
-        return next((name for name, body in self.stages().items() if body.get("method", name) == "finetune"), None)
+        return next((name for name, body in self.stages().items() if stage_method(name, body) == "finetune"), None)
 
     def stages(self) -> dict[str, dict]:
         return self.recipe.get("stages") or {}
@@ -78,6 +81,12 @@ class RunData:
         return out
 
 
+def stage_method(name: str, body: dict | None) -> str:
+    """The method of a recipe stage: its ``type`` (``method`` in older recipe.yaml files), else its name."""
+    body = body or {}
+    return str(body.get("type") or body.get("method") or name)
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -89,11 +98,15 @@ def _read_json(path: Path) -> dict | None:
 def check_run_dir(run_dir: Path) -> None:
     """A clear error for a folder that is not a run: say what is missing and what to give instead."""
     if not run_dir.exists():
-        raise GreenlmError(f"run folder '{run_dir}' does not exist; give a folder made by `greenlm run`, e.g. runs/quick")
+        raise GreenlmError(f"run folder '{run_dir}' does not exist; {_GIVE}")
     if not run_dir.is_dir():
-        raise GreenlmError(f"'{run_dir}' is a file, not a run folder; give a folder made by `greenlm run`, e.g. runs/quick")
+        raise GreenlmError(f"'{run_dir}' is a file, not a run folder; {_GIVE}")
     if (run_dir / RECIPE_FILE).is_file():
-        return
+        if (run_dir / RUN_LOG).is_file() or any((p / STAGE_FILE).is_file() for p in run_dir.iterdir() if p.is_dir()):
+            return
+        raise GreenlmError(f"'{run_dir}' has a {RECIPE_FILE} but is not a run folder (no {RUN_LOG}, no finished stage);"
+                           f" run it with `greenlm run {run_dir / RECIPE_FILE}` and give the folder it makes, e.g."
+                           " runs/NAME")
     if (run_dir / STAGE_FILE).is_file():
         raise GreenlmError(f"'{run_dir}' is one stage of a run (it has {STAGE_FILE}, no {RECIPE_FILE});"
                            f" give the run folder above it: {run_dir.parent}")
@@ -195,7 +208,7 @@ def _machine_from_tags(data: RunData, rows: list[dict]) -> dict:
 
 def _empty_row(name: str, body: dict, status: str) -> dict:
     return {
-        "model": name, "method": body.get("method", name), "from": body.get("from"), "status": status,
+        "model": name, "method": stage_method(name, body), "from": body.get("from"), "status": status,
         "report_status": status, "accuracy": None, "macro_f1": None, "mcc": None,
         "performance_retained_pct": None, "params": None, "compression_x": None, "flops_per_example": None,
         "latency_ms_p50": None, "latency_ms_p90": None, "throughput_examples_per_s": None, "speedup_x": None,

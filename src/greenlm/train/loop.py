@@ -77,15 +77,27 @@ def evaluate(model, encoded: EncodedSplit, *, pad_token_id: int, num_labels: int
     return classification_metrics(encoded.labels, logits.argmax(-1).tolist(), num_labels)
 
 
-def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> list[dict]:
-    """AdamW groups: no weight decay on biases and normalisation weights (BERT's recipe)."""
+def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float,
+                  lr_scale: dict[str, float] | None = None, learning_rate: float | None = None) -> list[dict]:
+    """AdamW groups: no weight decay on biases and normalisation weights (BERT's recipe). With ``lr_scale``
+    (parameter-name prefix -> multiplier), the matching parameters get groups of their own at that multiple
+    of ``learning_rate``."""
     decay, no_decay = [], []
+    scaled: dict[tuple[float, bool], list] = {}
     for module in modules:
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            skip_decay = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+            scale = next((v for prefix, v in (lr_scale or {}).items() if name.startswith(prefix)), None)
+            if scale is not None:
+                scaled.setdefault((scale, skip_decay), []).append(param)
+            else:
+                (no_decay if skip_decay else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    for (scale, skip_decay), params in scaled.items():
+        groups.append({"params": params, "weight_decay": 0.0 if skip_decay else weight_decay, "lr": learning_rate * scale})
+    return groups
 
 
 def _linear_warmup_decay(total_steps: int, warmup_steps: int):
@@ -116,6 +128,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     description: str = "train",
+    lr_scale: dict[str, float] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return what happened; the kept weights are left in ``model``.
 
@@ -123,7 +136,8 @@ def train(
     (``work_dir/best.safetensors``); if a checkpoint is there, training resumes from it.
     ``loss_fn(model, batch) -> loss`` replaces the default cross-entropy (distillation uses it);
     ``extra_module`` holds extra trainable parameters (e.g. projections) that are optimised and
-    checkpointed with the model.
+    checkpointed with the model. ``lr_scale`` maps parameter-name prefixes (names in ``model``) to
+    learning-rate multipliers, e.g. ``{"exits.": 50.0}`` for new heads on a pre-trained encoder.
     """
     from accelerate import Accelerator
     from accelerate.utils import gather_object
@@ -159,7 +173,8 @@ def train(
     num_epochs = math.ceil(total_steps / steps_per_epoch)
 
     modules = [model] + ([extra_module] if extra_module is not None else [])
-    optimizer = torch.optim.AdamW(_param_groups(modules, config.weight_decay), lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(_param_groups(modules, config.weight_decay, lr_scale, config.learning_rate),
+                                  lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _linear_warmup_decay(total_steps, int(config.warmup_ratio * total_steps))
     )

@@ -1,0 +1,50 @@
+"""``greenlm sweep``: hyperparameter search over a recipe, with its budget/performance curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def sweep_command(
+    recipe: Annotated[Optional[str], typer.Argument(help="A bundled recipe (quick, full) or a recipe YAML file. Default: quick.")] = None,
+    search: Annotated[Optional[list[str]], typer.Option("--search", "-s", help="A searched field: PATH=DIST(ARGS), DIST one of uniform(lo,hi), loguniform(lo,hi), int(lo,hi), logint(lo,hi), choice(a,b,...). E.g. 'stages.distill.learning_rate=loguniform(1e-5,1e-3)'. Repeatable.")] = None,
+    trials: Annotated[int, typer.Option("--trials", "-n", help="Finished trials to reach (>= 2 for a curve; pruned trials count as finished).")] = 8,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Fixed override for every trial: --set stages.finetune.epochs=2 (repeatable).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Sweep name (folder under --runs-dir); default: RECIPE-sweep.")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Folder that holds run and sweep folders.")] = Path("runs"),
+    metric: Annotated[str, typer.Option(help="Objective on the dev set: accuracy, macro_f1 or mcc.")] = "accuracy",
+    stage: Annotated[Optional[str], typer.Option(help="Stage whose dev score is the objective; default: the recipe's last stage.")] = None,
+    sampler: Annotated[str, typer.Option(help="tpe (Optuna's TPE, after a few random trials) or random (random search: what expected-max-performance assumes).")] = "tpe",
+    prune: Annotated[bool, typer.Option(help="Run trials stage by stage and stop one whose score at a stage is below the median of earlier trials there.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
+    measure: Annotated[bool, typer.Option(help="Measure and report every trial like `greenlm run` (speed, energy, figures); --no-measure only trains and evaluates.")] = True,
+    force: Annotated[bool, typer.Option(help="The sweep exists with other settings: delete it and start over.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Search hyperparameters of a recipe (Optuna); each trial is a normal run sharing cached stages.
+
+    Writes runs/NAME/sweep.md, sweep.html, sweep.json and the budget/performance curve (expected best dev
+    score vs number of trials and vs energy spent; Dodge et al. 2019). Running the same command again
+    continues the sweep to --trials.
+    """
+    from greenlm.cli._common import err
+    from greenlm.pipeline.sweep import best_trial, run_sweep
+
+    outcome = run_sweep(recipe, search or [], trials, overrides=set_ or [], name=name, runs_root=runs_dir,
+                        metric=metric, stage=stage, sampler=sampler, prune=prune, seed=seed, measure=measure,
+                        force=force, progress=progress, echo=err)
+    best = best_trial(outcome.record)
+    if best is not None:
+        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        print(f"best trial: {best['name']}, dev {metric} {best['value']:.4f} ({params}); run folder {best['run_dir']}")
+    if outcome.curve:
+        last = outcome.curve[-1]
+        print(f"expected best dev {metric} of {last['n']} trials: {last['expected_max']:.4f} ± {last['std']:.4f}")
+    print(f"sweep folder: {outcome.sweep_dir}  (sweep.md, sweep.html, sweep.json, figures/budget_curve.png)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep_command)
