@@ -96,7 +96,9 @@ def main() -> None:
         " learning rate 1e-9, so it is that teacher, evaluated and priced, shared by every trial), a 2x256 student"
         f" distilled from it on {args.train_subset} training sentences (1 epoch, 64 tokens) in every trial;"
         " objective: student dev accuracy"
-        " (872 sentences). Trials are not measured (speed, energy per example): the best one is, afterwards.",
+        " (872 sentences). Trials are not measured (speed, energy per example): the best one is, afterwards."
+        " The teacher's price tag in these tables is that one-step stage only; its original fine-tuning"
+        " (`greenlm train`) was priced in its own folder, not here.",
         "",
         f"Wall time of the sweep: {sweep_seconds / 60:.1f} min. The teacher was trained once: trials after the"
         f" first ran {', '.join(sorted({s for t in record['trials'][1:] for s in t['stages_ran']})) or 'nothing'}.",

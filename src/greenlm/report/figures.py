@@ -371,8 +371,11 @@ def breakdown_figure(models: list[dict]) -> FigureData | None:
         fig = _new_figure(8.0, max(2.6, height))
         panels = fig.subplots(1, 2, sharey=True)
         names = [m["model"] for m in models][::-1]  # first model on top
+        widest_of = {key: max(sum(float(v or 0) for v in (m.get(key) or {}).values()) for m in models) or 1.0
+                     for key in ("params_by_module", "flops_by_module")}
         for ax, key, title in ((panels[0], "params_by_module", "parameters"),
                                (panels[1], "flops_by_module", "FLOPs per example (forward)")):
+            widest = widest_of[key]
             for y, m in enumerate(models[::-1]):
                 parts = m.get(key) or {}
                 total = sum(parts.get(mod, 0) for mod in modules)
@@ -384,7 +387,7 @@ def breakdown_figure(models: list[dict]) -> FigureData | None:
                     ax.barh(y, value, left=left, color=_MODULE_COLOURS[mod], edgecolor="white", linewidth=0.6,
                             label=mod if y == 0 else None)
                     share = value / total if total else 0.0
-                    if share >= 0.12:
+                    if share >= 0.12 and value >= 0.08 * widest:  # only where the label fits inside
                         ax.text(left + value / 2, y, f"{100 * share:.0f}%", ha="center", va="center", fontsize=7.5,
                                 color="white" if mod != "embeddings" else "black")
                     left += value
