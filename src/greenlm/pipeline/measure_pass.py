@@ -133,7 +133,9 @@ def _measure_one(recipe, task: Task, folder: Path, threads: int) -> dict:
     flops = count_flops(model.config, mean_length).infer_flops
     # Methods whose cost depends on the input (early exit) report their own expected FLOPs.
     flops = stage_metrics.get("expected_flops_per_example", flops)
-    params = count_params(model) if isinstance(model, torch.nn.Module) else count_params(model.config)
+    params = count_params(model) if isinstance(model, torch.nn.Module) else {"total": 0}
+    if not params.get("total"):  # runtimes without torch parameters (ONNX int8): count from the config
+        params = count_params(str(folder / "config.json"))
     return {
         "folder": str(folder),
         "dev": dev_metrics,

@@ -48,7 +48,7 @@ def build_rows(recipe, stages, measurements: dict) -> list[dict]:
             "mcc": m["dev"]["mcc"],
             "performance_retained_pct": 100.0 * m["dev"]["accuracy"] / ref["dev"]["accuracy"],
             "params": m["params"]["total"],
-            "compression_x": ref["params"]["total"] / m["params"]["total"],
+            "compression_x": ref["params"]["total"] / m["params"]["total"] if m["params"]["total"] else None,
             "flops_per_example": m["flops_per_example"],
             "latency_ms_p50": m["speed"]["latency_ms_p50"],
             "latency_ms_p90": m["speed"]["latency_ms_p90"],
