@@ -17,6 +17,7 @@ import datetime
 import os
 import platform
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -103,7 +104,7 @@ def main() -> None:
     results["speed"] = time_side_by_side(args, task, wanted)
     results["wall_s"] = round(time.time() - started, 1)
     results["process_cpu_s"] = round(time.process_time() - cpu_before, 1)
-    results["command"] = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    results["command"] = "python " + shlex.join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
     results["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                           "torch": torch.__version__, "timing_threads": args.threads,
                           "speed_rounds": args.speed_rounds, "load_average_start": load_start,
@@ -214,9 +215,10 @@ def render(results: dict) -> str:
                     f" importance on {d['importance_examples']} train examples")
         else:
             what = f"{c['method']} pruning, cubic schedule to {c['sparsity']:.0%} of the encoder's linear weights"
+        cost = (f"{item['wall_s']:.0f} s wall, {item['process_cpu_s']:.0f} s CPU" if item["wall_s"] >= 1
+                else "reused: the finished output of an earlier run of this script with the same settings")
         lines.append(f"- **{name}**: {what}; recovery `{c['recovery']}` from the unpruned model, {c['epochs']} epoch(s) on"
-                     f" {d['train_examples']} train examples, lr {c['learning_rate']}; {item['wall_s']:.0f} s wall,"
-                     f" {item['process_cpu_s']:.0f} s CPU.")
+                     f" {d['train_examples']} train examples, lr {c['learning_rate']}; {cost}.")
     if "sparse90" in exp:
         d = exp["sparse90"]["metrics"]["prune"]
         ck = d["checkpoint"]
@@ -232,8 +234,8 @@ def render(results: dict) -> str:
             " (any difference there is noise; compare the A/A control row); only the CSR-kernel row (torch.sparse.mm,"
             " MKL) can gain, and its figure is the one measured above.",
         ]
-    for note in results.get("notes", []):
-        lines.append(f"- {note}")
+    if results.get("notes"):
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in results["notes"]]
     lines += ["", "Targets (issue 6) against these figures:", ""]
     lines += targets(results)
     return "\n".join(lines) + "\n"
