@@ -77,7 +77,11 @@ def test_formula_parity_energy_pue_co2e_cost():
     assert per["co2e_kg_per_1000_examples"] == pytest.approx(2 * rec.co2e_kg)
 
 
-def test_default_pue_warns_and_missing_figures_say_why():
+def test_default_pue_warns_and_missing_figures_say_why(monkeypatch):
+    # The PUE warning is shown once per process; forget earlier tests' warnings.
+    import greenlm.measure.pricetag as pricetag_module
+
+    monkeypatch.setattr(pricetag_module, "_warned", set())
     clock = Clock(0.0)
     with pytest.warns(Warning):
         with PriceTag("x", **fake(clock)) as tag:

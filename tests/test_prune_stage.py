@@ -161,6 +161,12 @@ def test_unstructured_movement_stage(fine_tuned, tmp_path, toy_task):
     assert details["params_ratio"] == 1.0 and details["flops_ratio"] == 1.0  # zeros are still computed
 
 
+def test_schedule_defaults_to_the_methods_first():
+    assert PruneConfig().schedule == "one_shot"
+    assert PruneConfig(method="magnitude").schedule == "one_shot"
+    assert PruneConfig(method="movement").schedule == "cubic"
+
+
 def test_bad_settings_are_refused(fine_tuned, tmp_path, toy_task):
     for bad in (dict(sparsity=1.0), dict(sparsity=-0.1), dict(head_sparsity=1.0), dict(method="random"),
                 dict(method="movement", recovery="none"), dict(method="movement", schedule="one_shot"),

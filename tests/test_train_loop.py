@@ -119,3 +119,23 @@ def test_grad_accumulation_matches_one_big_batch(toy_task, tmp_path):
     opt.step()
     for (name, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_without_a_progress_bar_training_logs_progress_lines(caplog):
+    import logging
+
+    from greenlm.train.loop import _progress
+
+    bar = _progress(False, "finetune", total=4, completed=0, log_every_s=0.0)
+    with caplog.at_level(logging.INFO, logger="greenlm.train"):
+        for loss in (0.9, 0.7, 0.5, 0.3):
+            bar.advance(loss)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4
+    assert lines[0].startswith("finetune: step 1/4 (25%), loss 0.9000, ETA ")
+    assert lines[-1].startswith("finetune: step 4/4 (100%), loss 0.3000, ETA 0m00s")
+    silent = _progress(False, "finetune", total=4, completed=0, log=False, log_every_s=0.0)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="greenlm.train"):
+        silent.advance(0.1)
+    assert caplog.records == []

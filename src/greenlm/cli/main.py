@@ -45,8 +45,21 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(f"greenlm.cli.{_name}").register(app)
 
 
+def _show_greenlm_logs() -> None:
+    """greenlm's own log lines (e.g. training progress under --no-progress) go to stderr, one per line."""
+    import logging
+
+    logger = logging.getLogger("greenlm")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("greenlm: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main() -> None:
     """Entry point: bad input ends in one line on stderr and exit code 2, never a traceback."""
+    _show_greenlm_logs()
     try:
         app(prog_name="greenlm")
     except GreenlmError as err:

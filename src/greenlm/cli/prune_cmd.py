@@ -66,7 +66,7 @@ def prune_command(
     from greenlm.compress.prune import PruneConfig, run
 
     config = PruneConfig(
-        method=method, schedule=schedule or ("cubic" if method == "movement" else "one_shot"),
+        method=method, schedule=schedule,
         head_sparsity=heads, ffn_sparsity=ffn, drop_layers=drop_layers, min_heads_per_layer=min_heads_per_layer,
         min_neurons_per_layer=min_neurons_per_layer, ranking=ranking, importance_examples=importance_examples,
         iterations=iterations, max_drop=max_drop, sparsity=sparsity, scope=scope, recovery=recovery, epochs=epochs,

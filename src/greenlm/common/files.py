@@ -61,7 +61,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     A folder that exists at ``path`` is kept until the new one is complete.
     """
-    path = Path(path)
+    path = recover_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
@@ -78,6 +78,19 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def recover_dir(path: str | os.PathLike) -> Path:
+    """Put back the previous folder if a kill struck between ``atomic_dir``'s two renames.
+
+    ``atomic_dir`` moves the old folder to ``.NAME.old`` and then the new one into place; a process
+    killed in between leaves no folder at ``path`` but a complete one at ``.NAME.old``.
+    """
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+    return path
 
 
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:

@@ -51,7 +51,8 @@ SPARSE_CHECKPOINT = "model.sparse.safetensors"
 @dataclass(frozen=True)
 class PruneConfig:
     method: str = "structured"  # structured (heads/neurons/layers removed) | magnitude | movement (unstructured zeros)
-    schedule: str = "one_shot"  # structured: one_shot | iterative; magnitude: one_shot | cubic; movement: cubic
+    schedule: str | None = None  # structured: one_shot | iterative; magnitude: one_shot | cubic; movement: cubic.
+    # None: the method's first (one_shot; cubic for movement)
     # -- structured: targets are shares of the input model's heads / neurons --
     head_sparsity: float = 0.5  # share of attention heads to remove, in [0, 1)
     ffn_sparsity: float = 0.0  # share of FFN neurons to remove, in [0, 1)
@@ -86,6 +87,8 @@ class PruneConfig:
 
     def __post_init__(self):
         schedules = SCHEDULES.get(self.method, ())
+        if self.schedule is None and schedules:
+            object.__setattr__(self, "schedule", schedules[0])
         checks = [
             (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {self.method!r}"),
             (not schedules or self.schedule in schedules,

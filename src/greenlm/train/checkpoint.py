@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
-from greenlm.common import atomic_dir
+from greenlm.common import atomic_dir, recover_dir
 
 STATE_FILE = "state.json"
 
@@ -71,4 +71,4 @@ def load_checkpoint(folder: Path, *, model, optimizer, scheduler, extras, rank: 
 
 
 def has_checkpoint(folder: Path) -> bool:
-    return (folder / STATE_FILE).is_file()
+    return (recover_dir(folder) / STATE_FILE).is_file()
