@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 import greenlm
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError, atomic_write_json, recover_dir
 from greenlm.data import Task, encode_split
 from greenlm.models import load_classifier, model_max_length, save_classifier
 from greenlm.train.config import TrainConfig
@@ -48,6 +48,7 @@ def run_identity(task: Task, model_spec: str, config: TrainConfig, max_length: i
 
 def prepare_out_dir(out_dir: Path, identity: dict) -> dict | None:
     """Check ``out_dir`` may receive this run; return the finished metrics if it already holds it."""
+    recover_dir(out_dir)  # a kill while the finished folder replaced the working one
     if not out_dir.exists():
         return None
     if not out_dir.is_dir():

@@ -9,7 +9,7 @@ from greenlm.common.hardware import cpu_has_bf16
 
 
 def resolve_precision(requested: str) -> str:
-    """``auto`` -> ``bf16`` on a bf16-capable GPU or CPU, else ``fp32``; ``bf16`` is refused where unsupported."""
+    """``auto`` -> ``bf16`` on a bf16-capable GPU, else ``fp32`` (CPU included); ``bf16`` is refused where unsupported."""
     if torch.cuda.is_available():
         supported = torch.cuda.is_bf16_supported()
     else:
