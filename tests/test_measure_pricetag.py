@@ -302,3 +302,33 @@ def test_shared_eia_series_loads(tmp_path):
     series = IntensitySeries.load(path)
     assert series.regions == ["AZPS", "BPAT", "CISO", "ERCO", "MISO", "NYIS", "PJM", "SOCO"]
     assert len(series.region("CISO")) == 8757
+
+
+def test_peek_then_combine_adds_interrupted_attempts_up():
+    from greenlm.measure import combine_records
+
+    clock = Clock(0.0)
+    # Attempt 1: killed after 100 s; what it saved is its last peek, at 80 s.
+    first = PriceTag("stage", region="FRA", pue=1.5, usd_per_hour=3.6, **fake(clock)).start()
+    clock.t += 80
+    snapshot = first.peek()
+    assert snapshot.status == "running" and snapshot.wall_s == pytest.approx(80)
+    assert first.running  # peeking does not stop the tag
+    # Attempt 2: runs 50 s to the end.
+    clock.t += 1000
+    with PriceTag("stage", region="FRA", pue=1.5, usd_per_hour=3.6, **fake(clock)) as second:
+        clock.t += 50
+    whole = combine_records([PriceTagRecord.from_dict(json.loads(json.dumps(snapshot.to_dict()))), second.record])
+    watts = 10.0 + 200.0 + 2.0
+    assert whole.wall_s == pytest.approx(130)
+    assert whole.energy_kwh == pytest.approx(watts * 130 * 1.5 / 3.6e6)
+    assert whole.energy_kwh_by_component["gpu"] == pytest.approx(200.0 * 130 / 3.6e6)
+    assert whole.co2e_kg == pytest.approx(snapshot.co2e_kg + second.record.co2e_kg)
+    assert whole.intensity_g_per_kwh == pytest.approx(second.record.intensity_g_per_kwh)
+    assert whole.cost_usd == pytest.approx(3.6 * 130 / 3600)
+    assert whole.started_at_utc == snapshot.started_at_utc and whole.status == "ok"
+    assert whole.meta["attempts"] == 2 and "2 attempts" in whole.warnings[-1]
+    # A figure one attempt lacks is missing in the sum, with the reason.
+    partial = combine_records([PriceTagRecord.from_dict({**snapshot.to_dict(), "cost_usd": None}), second.record])
+    assert partial.cost_usd is None and "attempt(s) 1 of 2" in partial.reasons["cost_usd"]
+    assert combine_records([second.record]) is second.record

@@ -44,6 +44,8 @@ def test_defaults_are_filled_in_from_the_schema():
         ({"name": "r", "stages": {"finetune": {}}, "measure": {"pue": "high"}}, ["measure.pue", "number"]),
         ({"name": "r/x", "stages": {"finetune": {}}}, ["name"]),
         ({"name": "r", "stages": {}}, ["stages"]),
+        ({"name": "r", "stages": {"finetune": 5}}, ["stages.finetune must be a mapping", "got 5"]),
+        ({"name": "r", "stages": {"finetune": "x"}}, ["stages.finetune must be a mapping"]),
     ],
 )
 def test_bad_recipes_name_the_problem(data, needles):

@@ -71,6 +71,8 @@ def test_run_writes_models_report_and_price_tags(first_run):
     assert tag["pue"] == 1.2 and tag["energy_kwh"] > 0
     assert tag["co2e_kg"] == pytest.approx(tag["energy_kwh"] * tag["intensity_g_per_kwh"] / 1000, rel=1e-6)
     assert row["stage_energy_kwh"] == tag["energy_kwh"]
+    emissions = (run / "emissions.csv").read_text().splitlines()  # CodeCarbon's format, one row per stage run
+    assert len(emissions) == 2 and emissions[0].startswith("timestamp,") and ",finetune," in emissions[1]
     assert "finetune" in (run / "report.md").read_text()
     assert "finetune" in result.stdout  # the table in the terminal
     resolved = yaml.safe_load((run / "recipe.yaml").read_text())
@@ -160,3 +162,54 @@ def test_kill_9_mid_stage_resumes_to_the_same_model(first_run, tmp_path):
     b = load_file(tmp_path / "b" / "killed" / "finetune" / "model.safetensors")
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, (different, [float((a[k] - b[k]).abs().max()) for k in different])
+    # The price tag counts the killed attempt too (up to its last snapshot) and says so.
+    tag = json.loads((tmp_path / "a" / "killed" / "finetune" / "pricetag.json").read_text())
+    assert tag["meta"]["attempts"] == 2 and "2 attempts" in tag["warnings"][-1]
+    assert json.loads((tmp_path / "b" / "killed" / "finetune" / "pricetag.json").read_text())["meta"].get(
+        "attempts") is None
+
+
+def test_bad_task_or_teacher_leaves_no_run_folder(first_run, tmp_path):
+    root, _, _, _ = first_run
+    for name, changes in (("badtask", {"task": str(tmp_path / "nowhere")}), ("badteacher", {"teacher": str(tmp_path / "none")})):
+        data = {**yaml.safe_load(write_recipe(tmp_path / "r.yaml", root / "toy", name=name).read_text()), **changes}
+        (tmp_path / "r.yaml").write_text(yaml.safe_dump(data))
+        result = greenlm(root, "run", str(tmp_path / "r.yaml"), "--runs-dir", str(tmp_path / "runs"), "--no-progress")
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert not (tmp_path / "runs" / name).exists()
+
+
+@pytest.mark.parametrize("failure", ["oserror", "safetensors"])
+def test_disk_full_in_a_later_stage_keeps_earlier_ones(first_run, tmp_path, monkeypatch, failure):
+    import errno
+
+    from safetensors import SafetensorError
+
+    from greenlm.common import GreenlmError
+    from greenlm.pipeline import runner
+    from greenlm.pipeline.schema import parse_recipe
+
+    root, _, _, _ = first_run
+    monkeypatch.setenv("GREENLM_HOME", str(tmp_path / "home"))
+    data = yaml.safe_load(write_recipe(tmp_path / "r.yaml", root / "toy", name="full").read_text())
+    data["stages"]["quantize"] = {"measure_speed": False}
+    real = runner.method_runner
+
+    def failing(method):
+        if method != "quantize":
+            return real(method)
+
+        def run(*args, **kwargs):
+            if failure == "oserror":
+                raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.onnx"))
+            raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+        return run
+
+    monkeypatch.setattr(runner, "method_runner", failing)
+    with pytest.raises(GreenlmError) as err:
+        runner.run_recipe(parse_recipe(data), tmp_path / "runs", progress=False, echo=lambda *a: None)
+    message = str(err.value)
+    assert "stage 'quantize' could not write its files" in message and "finished stages are kept (finetune)" in message
+    assert ("No space left on device" if failure == "oserror" else "StorageFull") in message
+    assert (tmp_path / "runs" / "full" / "finetune" / "stage.json").is_file()
+    assert not (tmp_path / "runs" / "full" / "quantize").exists()

@@ -11,7 +11,7 @@ from greenlm.measure.flops import FlopReport, count_flops
 from greenlm.measure.intensity import Intensity, IntensitySeries, known_regions, lookup_intensity
 from greenlm.measure.ledger import Ledger, default_ledger_path
 from greenlm.measure.params import count_params
-from greenlm.measure.pricetag import PriceTag, PriceTagRecord, PriceTagWarning, format_record
+from greenlm.measure.pricetag import PriceTag, PriceTagRecord, PriceTagWarning, combine_records, format_record
 
 __all__ = [
     "CommandResult",
@@ -24,6 +24,7 @@ __all__ = [
     "PriceTagRecord",
     "PriceTagWarning",
     "append_emissions_csv",
+    "combine_records",
     "count_flops",
     "count_params",
     "default_ledger_path",

@@ -22,7 +22,7 @@ import functools
 import os
 import uuid
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 from greenlm.common import GreenlmError
@@ -304,6 +304,16 @@ class PriceTag:
             self._intensity, self._series = parent._intensity, parent._series
             self._given["region"] = parent._given["region"]
 
+    def peek(self) -> PriceTagRecord:
+        """The record of a running tag so far (status ``running``), without stopping it.
+
+        For long jobs that may be killed: save ``peek()`` now and then, and add the saved records of
+        interrupted attempts to the final one with ``combine_records``. Nothing goes to the ledger.
+        """
+        if self._start is None or self._record is not None:
+            raise RuntimeError(f"price tag {self.name!r} is not running")
+        return self._build(self._session.snapshot(), None, "running")
+
     def stop(self, status: str = "ok") -> PriceTagRecord:
         if self._start is None:
             raise RuntimeError(f"price tag {self.name!r} was never started")
@@ -480,6 +490,55 @@ class PriceTag:
             message = f"price tag not added to the ledger: {err}"
             self._record.warnings.append(message)
             warnings.warn(message, PriceTagWarning, stacklevel=3)
+
+
+def combine_records(records: list[PriceTagRecord], note: str | None = None) -> PriceTagRecord:
+    """One record for work done in several attempts (a job killed and resumed): time, energy, CO2e,
+    cost and FLOPs add up; the rest comes from the last attempt. A figure missing in any attempt is
+    missing in the sum (its reason says which attempt), rather than silently undercounted."""
+    if not records:
+        raise ValueError("combine_records needs at least one record")
+    if len(records) == 1:
+        return records[0]
+    last = records[-1]
+    reasons = dict(last.reasons)
+
+    def total(name: str, values: list) -> float | None:
+        if any(v is None for v in values):
+            missing = [str(i + 1) for i, v in enumerate(values) if v is None]
+            reasons.setdefault(name, f"not measured in attempt(s) {', '.join(missing)} of {len(values)}")
+            return None
+        return float(sum(values))
+
+    by_component = {c: total(f"energy_kwh_by_component.{c}", [r.energy_kwh_by_component.get(c) for r in records])
+                    if any(r.energy_kwh_by_component.get(c) is not None for r in records) else None
+                    for c in last.energy_kwh_by_component}
+    energy = total("energy_kwh", [r.energy_kwh for r in records])
+    co2e = total("co2e_kg", [r.co2e_kg for r in records])
+    known_flops = [r.flops for r in records if r.flops is not None]
+    warnings_all = list(dict.fromkeys(w for r in records for w in r.warnings))
+    warnings_all.append(note or f"added up over {len(records)} attempts (interrupted, then resumed)")
+    return replace(
+        last,
+        id=str(uuid.uuid4()),
+        started_at_utc=records[0].started_at_utc,
+        wall_s=sum(r.wall_s for r in records),
+        cpu_s=sum(r.cpu_s for r in records),
+        energy_kwh=energy,
+        energy_kwh_hardware=total("energy_kwh_hardware", [r.energy_kwh_hardware for r in records]),
+        energy_kwh_by_component=by_component,
+        co2e_kg=co2e,
+        intensity_g_per_kwh=1000.0 * co2e / energy if co2e is not None and energy else last.intensity_g_per_kwh,
+        cost_usd=total("cost_usd", [r.cost_usd for r in records]),
+        flops=float(sum(known_flops)) if known_flops else None,
+        phases=[p for r in records for p in r.phases],
+        unphased_wall_s=None,
+        unphased_energy_kwh=None,
+        unphased_co2e_kg=None,
+        reasons=reasons,
+        warnings=warnings_all,
+        meta={**last.meta, "attempts": len(records), "attempt_ids": [r.id for r in records]},
+    )
 
 
 def _resolve_intensity(region, intensity_g_per_kwh, intensity_csv):

@@ -109,14 +109,14 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool =
     started = time.perf_counter()
     runs_root = Path(runs_root)
     _price_tag(recipe, "check")  # a bad region, PUE or intensity file fails here, before any work
+    task = load_task(recipe.task)  # so do a bad task and a teacher that cannot be found
+    teacher = _teacher_identity(recipe.teacher)
     run_dir, log = prepare_run_dir(recipe, runs_root, resume=resume, force=force, log_echo=echo)
     outcome = RunOutcome(run_dir)
     log(f"run '{recipe.name}' in {run_dir} (greenlm {greenlm.__version__})")
-    task = load_task(recipe.task)
     for split, count in sorted(task.skipped_rows.items()):
         if count:
             log(f"note: skipped {count} row(s) with empty text in {task.name}/{split}")
-    teacher = _teacher_identity(recipe.teacher)
     finished: dict[str, StageOutcome] = {}
     for stage in recipe.stages:
         upstream = finished.get(stage.upstream) if stage.upstream else None
@@ -136,23 +136,50 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool =
         try:
             result = _run_or_reuse(recipe, stage, key, identity, task, run_dir, runs_root, upstream, finished,
                                    log, progress)
-        except OSError as err:  # disk full, permission denied...: say so; finished stages stay as they are
+        except Exception as err:
+            why = write_error(err)
+            if why is None:
+                raise
             kept = ", ".join(finished) or "none"
-            raise GreenlmError(f"stage '{stage.name}' could not write its files ({err.strerror or err}:"
-                               f" {err.filename or run_dir}); finished stages are kept ({kept});"
-                               " free space or fix permissions, then run the same command to go on") from None
+            raise GreenlmError(f"stage '{stage.name}' could not write its files ({why}); finished stages are kept"
+                               f" ({kept}); free space or fix permissions, then run the same command to go on") from None
         finished[stage.name] = result
         outcome.stages.append(result)
     if measure:
         from greenlm.pipeline.measure_pass import measure_models
         from greenlm.pipeline.report_rows import write_report
 
-        measurements = measure_models(recipe, task, outcome.stages, run_dir, log)
-        outcome.report = write_report(recipe, task, outcome.stages, measurements, run_dir)
+        try:
+            measurements = measure_models(recipe, task, outcome.stages, run_dir, log)
+            outcome.report = write_report(recipe, task, outcome.stages, measurements, run_dir)
+        except Exception as err:
+            why = write_error(err)
+            if why is None:
+                raise
+            raise GreenlmError(f"could not write the measurements or the report ({why}); every stage is kept"
+                               f" ({', '.join(finished)}); free space or fix permissions, then run the same"
+                               " command again") from None
         log(f"report: {run_dir / 'report.md'}")
     outcome.seconds = time.perf_counter() - started
     log(f"done in {outcome.seconds:.1f} s")
     return outcome
+
+
+def write_error(err: BaseException) -> str | None:
+    """What went wrong, if ``err`` is a failed write (disk full, permission denied...); else None.
+
+    Besides OSError: safetensors raises its own SafetensorError, and torch.save a RuntimeError from
+    its stream writer, when the disk is full.
+    """
+    if isinstance(err, OSError):
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror or err}{where}"
+    text = str(err)
+    if type(err).__name__ == "SafetensorError" or (
+            isinstance(err, RuntimeError) and any(s in text for s in ("PytorchStreamWriter", "No space left",
+                                                                     "Permission denied", "file write failed"))):
+        return text.splitlines()[0] if text else type(err).__name__
+    return None
 
 
 def _teacher_stage(recipe: Recipe) -> str:
@@ -190,13 +217,21 @@ def _run_or_reuse(recipe, stage, key, identity, task: Task, run_dir: Path, runs_
     runner = method_runner(stage.method)
     teacher_dir = finished[_teacher_stage(recipe)].folder if stage.method != "finetune" else None
     source = recipe.teacher if stage.method == "finetune" else upstream.folder
-    with _price_tag(recipe, stage.name) as tag:
+    attempts = _earlier_attempts(work / ATTEMPTS)
+    with _price_tag(recipe, stage.name) as tag, _snapshots(tag, work / ATTEMPTS / f"{len(attempts) + 1:03d}.json"):
         metrics = runner(source, task, stage.settings, out, work_dir=work / "state", progress=progress,
                          on_note=lambda note: log(f"  note: {note}"), teacher_dir=teacher_dir)
     seconds = time.perf_counter() - started
-    pricetag = tag.record.to_dict() if tag is not None else None
-    if pricetag is not None:
-        atomic_write_json(out / "pricetag.json", pricetag)
+    from greenlm.measure import append_emissions_csv, combine_records
+
+    record = combine_records([*attempts, tag.record],
+                             note=f"the price tag adds up {len(attempts) + 1} attempts: {len(attempts)} interrupted"
+                                  f" (each counted up to its last snapshot, at most {SNAPSHOT_EVERY_S:.0f} s before"
+                                  " it stopped) and the one that finished")
+    seconds += sum(r.wall_s for r in attempts)
+    pricetag = record.to_dict()
+    atomic_write_json(out / "pricetag.json", pricetag)
+    append_emissions_csv(run_dir / "emissions.csv", record)
     atomic_write_json(out / STAGE_FILE, {
         "stage": stage.name,
         "method": stage.method,
@@ -222,6 +257,67 @@ def _outcome(stage, folder: Path, status: str, seconds: float) -> StageOutcome:
     tag_file = folder / "pricetag.json"
     pricetag = json.loads(tag_file.read_text()) if tag_file.is_file() else None
     return StageOutcome(stage.name, stage.method, folder, status, seconds, metrics, pricetag)
+
+
+ATTEMPTS = "pricetags"  # .work/<stage>/pricetags/NNN.json: each attempt's price tag so far
+SNAPSHOT_EVERY_S = 30.0
+
+
+def _earlier_attempts(folder: Path) -> list:
+    """Price tags of earlier, interrupted attempts at this stage (their last snapshots), oldest first.
+
+    They go to the ledger now (status ``interrupted``): the ledger then holds every attempt once.
+    """
+    from greenlm.measure import Ledger, PriceTagRecord
+
+    records = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a snapshot cut short by the kill: that attempt goes uncounted
+        record = PriceTagRecord.from_dict(data)
+        if record.status == "running":
+            record = dataclasses.replace(record, status="interrupted")
+            try:
+                Ledger().append(record)
+            except GreenlmError:
+                pass  # the ledger is a convenience; the stage's own price tag still counts the attempt
+            atomic_write_json(path, record.to_dict())
+        records.append(record)
+    return records
+
+
+class _snapshots:
+    """Save a running stage's price tag every SNAPSHOT_EVERY_S seconds, so a killed attempt still counts."""
+
+    def __init__(self, tag, path: Path):
+        import threading
+
+        self._tag, self._path = tag, path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="greenlm-pricetag-snapshots", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SNAPSHOT_EVERY_S):
+            self.save()
+
+    def save(self) -> None:
+        try:
+            atomic_write_json(self._path, self._tag.peek().to_dict())
+        except (OSError, RuntimeError):
+            pass  # a full disk will fail the stage itself, with a clear message
+
+    def __enter__(self):
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self.save()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
 
 
 class _price_tag:

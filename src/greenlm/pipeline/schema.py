@@ -207,6 +207,9 @@ def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
     stages: list[StageSpec] = []
     seen: list[str] = []
     for stage_name, body in stages_data.items():
+        if body is not None and not isinstance(body, dict):
+            raise GreenlmError(f"{source}: stages.{stage_name} must be a mapping of settings"
+                               f" (e.g. '{stage_name}: {{epochs: 1}}'), got {body!r}")
         body = dict(body or {})
         if not isinstance(stage_name, str) or not stage_name.replace("_", "").replace("-", "").isalnum():
             raise GreenlmError(f"{source}: stage name {stage_name!r} must be letters, digits, '_' or '-'")
