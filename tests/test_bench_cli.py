@@ -23,7 +23,7 @@ ROW_FIELDS = {
     "throughput_batch_size", "throughput_examples_per_s_by_batch", "peak_rss_mb", "peak_rss_rise_mb", "disk_bytes",
     "disk_mb", "accuracy", "agreement_with_fp32", "energy_kwh_per_1000_examples", "energy_source", "energy_reason",
     "gflop_per_s_executed", "gflop_per_s_useful", "share_of_fp32_matmul_peak", "flops_reason", "build_s",
-    "speedup_vs_first", "latency_speedup_vs_first",
+    "speedup_vs_first", "latency_speedup_vs_first", "speedup_vs_first_model_same_runtime",
 }
 MEASURED = ("latency_ms_p50", "latency_ms_p90", "throughput_examples_per_s", "peak_rss_mb", "disk_bytes", "accuracy",
             "gflop_per_s_executed", "gflop_per_s_useful", "share_of_fp32_matmul_peak", "speedup_vs_first")
@@ -68,6 +68,7 @@ def test_bench_json_has_every_field_for_every_model_and_runtime(task, models, tm
     assert ok == {(0, rt) for rt in ALL_RUNTIMES if rt != "saved"} | {(1, "saved")}
     first = rows[0]
     assert first["runtime"] == "hf-eager-pad128" and first["speedup_vs_first"] == 1.0
+    assert all(r["speedup_vs_first_model_same_runtime"] == 1.0 for r in rows if r["model_index"] == 0 and r["status"] == "ok")
     assert result["first_row"] == {"model": str(fp32), "runtime": "hf-eager-pad128"}
     assert result["matmul_peak_gflop_per_s"]["fp32"] > 0
     assert result["machine"]["threads"] == 1 and result["machine"]["cpu_model"]

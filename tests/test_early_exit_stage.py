@@ -328,6 +328,13 @@ def test_cli_early_exit_then_predict(teacher_dir, tmp_path):
     assert predicted.returncode == 0, predicted.stderr
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert len(rows) == 2 and all(r["exit_layer"] in (1, 2, 3) for r in rows)
+    auto = greenlm("predict", str(out), "--runtime", "auto", stdin="the film was good\nawful plot\n")
+    assert auto.returncode == 0 and "run on the torch runtime" in auto.stderr
+    assert [json.loads(line) for line in auto.stdout.splitlines()] == rows
+    from greenlm.models.loading import load_classifier
+    from greenlm.models.runtime import runtime_candidates
+
+    assert runtime_candidates(load_classifier(str(out)).model.config, None) == ["torch-fp32"]
 
 
 @pytest.mark.parametrize("args,message", [

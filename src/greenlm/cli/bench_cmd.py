@@ -21,7 +21,7 @@ Runtimes (--runtimes, comma-separated; groups: peers, torch, onnx, greenlm, all)
 
 - greenlm: torch-fp32, torch-bf16, onnx-fp32, onnx-int8 (length-sorted batches, dynamic padding, pinned threads) and saved (a folder greenlm exported or quantized, run as saved).
 
-Per model and runtime: latency p50/p90 at batch 1, throughput at each batch size > 1, peak memory, size on disk, dev accuracy, energy per 1,000 examples (PriceTag), speedup vs the first row, and achieved GFLOP/s vs this machine's measured fp32 matrix-product peak.
+Per model and runtime: latency p50/p90 at batch 1, throughput at each batch size > 1, peak memory, size on disk, dev accuracy, energy per 1,000 examples (PriceTag), speedup vs the first row and vs the first model on the same runtime, and achieved GFLOP/s vs this machine's measured fp32 matrix-product peak.
 
 Example:  greenlm bench runs/teacher runs/teacher-int8 --task sst2 --batch-sizes 1,32 --json bench.json
 On a machine shared with other work, timings are noisy; --threads 1 avoids thread oversubscription.

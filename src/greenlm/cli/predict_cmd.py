@@ -23,6 +23,11 @@ def predict_command(
     from greenlm.data import read_prediction_lines
     from greenlm.models import load_classifier, predict_records
 
+    if runtime != "torch" and _is_early_exit(model):
+        # Exits are data-dependent control flow: only the torch path runs them (and reports exit layers).
+        print("greenlm: note: early-exit models run on the torch runtime (exits need it); --runtime ignored",
+              file=sys.stderr)
+        runtime = "torch"
     if runtime != "torch":  # greenlm.load: sorted batches, the runtime and batch size measured fastest here
         from greenlm.models.runtime import load
 
@@ -47,6 +52,16 @@ def predict_command(
                               max_length=max_length or saved.get("max_length") or 128, batch_size=batch_size)
     for record in records:
         sys.stdout.write(json.dumps(record) + "\n")
+
+
+def _is_early_exit(model: str) -> bool:
+    from greenlm.models.early_exit import FORMAT
+
+    config = Path(model) / "config.json"
+    try:
+        return ((json.loads(config.read_text()).get("greenlm") or {}).get("format")) == FORMAT
+    except (OSError, ValueError):
+        return False
 
 
 def register(app: typer.Typer) -> None:

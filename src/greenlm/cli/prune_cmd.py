@@ -18,7 +18,8 @@ and FLOPs and runs faster. Example: remove 40% of the heads, recover by distilli
 unpruned model:  greenlm prune runs/teacher --task sst2 --heads 0.4 --out runs/pruned
 
 Iterative: --schedule iterative --iterations 4 --max-drop 1.0 prunes in 4 rounds (recovering after
-each) and keeps the last round within 1.0 accuracy point of the input model.
+each) and keeps the last round within 1.0 accuracy point of the input model (if even round 1 loses
+more, round 1 is kept and the output says so: raise --iterations for smaller steps).
 
 Unstructured: --method magnitude|movement --sparsity 0.9 zeroes 90% of the encoder's linear
 weights; the report gives the compressed (CSR) checkpoint size and latency measured with zeros in

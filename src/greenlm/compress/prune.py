@@ -521,6 +521,9 @@ def _structured(model, tokenizer, data: _Data, config: PruneConfig, work_dir: Pa
         on_note(f"round {stopped_at} lost more than max_drop {config.max_drop} accuracy points;"
                 f" keeping round {kept_round}")
         current = load_classifier(str(work_dir / f"round-{kept_round}")).model
+    elif stopped_at == 1:
+        on_note(f"round 1 already lost more than max_drop {config.max_drop} accuracy points; kept it, as the"
+                " smallest step this schedule takes: raise --iterations for smaller steps")
     final_heads = sum(pruned.heads_per_layer(current))
     final_neurons = sum(pruned.intermediate_per_layer(current))
     details = {
@@ -530,6 +533,7 @@ def _structured(model, tokenizer, data: _Data, config: PruneConfig, work_dir: Pa
         "target": {"head_sparsity": config.head_sparsity, "ffn_sparsity": config.ffn_sparsity,
                    "drop_layers": config.drop_layers},
         "target_reached": kept_round == rounds,
+        "within_max_drop": stopped_at is None or stopped_at > 1,
         "head_sparsity": round(1 - final_heads / start_heads, 4),
         "ffn_sparsity": round(1 - final_neurons / start_neurons, 4),
         "heads": {"before": start_heads, "after": final_heads},

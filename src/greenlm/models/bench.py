@@ -15,7 +15,7 @@ Runtimes (one row each per model, all on the same dev inputs, in one process):
 
 Per row: latency p50/p90 at batch 1, throughput at each batch size > 1 (``measure_speed``), peak
 resident memory, bytes on disk, accuracy on the split, energy per 1,000 examples (``PriceTag``), the
-speedup vs the first row, and FLOPs per second (matmul convention, ``count_flops``) next to this
+speedup vs the first row and vs the first model on the same runtime, and FLOPs per second (matmul convention, ``count_flops``) next to this
 machine's measured fp32 matrix-product peak. Timings run in interleaved rounds (every runtime once per
 round) and keep each runtime's best round, so a load change on a shared machine hits all of them alike.
 """
@@ -334,9 +334,14 @@ def bench(model_specs: list[str], task: Task, config: BenchConfig, *, work_dir: 
     rows = [_row(c, timings.get(id(c)), config, threads, throughput_sizes, main_size, peaks["fp32"])
             for _, candidates in models for c in candidates]
     first = next((r for r in rows if r["status"] == "ok"), None)
+    # The first model on the same runtime: what compressing the model gained, the runtime held fixed.
+    first_model = {r["runtime"]: r for r in rows if r["model_index"] == 0 and r["status"] == "ok"}
     for row in rows:
         row["speedup_vs_first"] = _ratio(row["throughput_examples_per_s"], first and first["throughput_examples_per_s"])
         row["latency_speedup_vs_first"] = _ratio(first and first["latency_ms_p50"], row["latency_ms_p50"])
+        same = first_model.get(row["runtime"])
+        row["speedup_vs_first_model_same_runtime"] = _ratio(row["throughput_examples_per_s"],
+                                                            same and same["throughput_examples_per_s"])
     from greenlm.measure.hardware import machine_summary
 
     return {

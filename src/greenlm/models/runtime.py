@@ -35,6 +35,7 @@ from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.data import UNLABELED, EncodedSplit, TaskSplit, encode_split
 from greenlm.models.loading import LoadedModel, load_classifier, load_tokenizer, model_max_length
 from greenlm.models.onnx import export_onnx, feeds_for, ort_session, require_onnxruntime
+from greenlm.models.early_exit import FORMAT as EARLY_EXIT_FORMAT
 
 RUNTIMES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
 ONNX_FORMAT = "onnx"  # config.json "greenlm": {"format": "onnx", "onnx": {...}}
@@ -328,8 +329,11 @@ def saved_max_length(config) -> int:
 
 def runtime_candidates(config, torch_dtype) -> list[str]:
     """Runtimes that compute the model as saved (no silent precision change)."""
-    if (getattr(config, "greenlm", None) or {}).get("format") == ONNX_FORMAT:
+    saved_format = (getattr(config, "greenlm", None) or {}).get("format")
+    if saved_format == ONNX_FORMAT:
         return ["onnx-int8" if onnx_settings(config).get("precision", "fp32").startswith("int8") else "onnx-fp32"]
+    if saved_format == EARLY_EXIT_FORMAT:  # exits are data-dependent control flow: eager torch only
+        return ["torch-fp32"]
     if str(torch_dtype).endswith("bfloat16"):
         return ["torch-bf16"]
     return ["torch-fp32", "onnx-fp32"]
