@@ -124,18 +124,18 @@ def test_grad_accumulation_matches_one_big_batch(toy_task, tmp_path):
 def test_without_a_progress_bar_training_logs_progress_lines(caplog):
     import logging
 
-    from greenlm.train.loop import _progress
+    from greenlm.models.progress import ProgressBar
 
-    bar = _progress(False, "finetune", total=4, completed=0, log_every_s=0.0)
-    with caplog.at_level(logging.INFO, logger="greenlm.train"):
+    bar = ProgressBar(False, "finetune", total=4, completed=0, log=True, log_every_s=0.0)
+    with caplog.at_level(logging.INFO, logger="greenlm"):
         for loss in (0.9, 0.7, 0.5, 0.3):
-            bar.advance(loss)
+            bar.advance(loss=loss)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 4
     assert lines[0].startswith("finetune: step 1/4 (25%), loss 0.9000, ETA ")
     assert lines[-1].startswith("finetune: step 4/4 (100%), loss 0.3000, ETA 0m00s")
-    silent = _progress(False, "finetune", total=4, completed=0, log=False, log_every_s=0.0)
+    silent = ProgressBar(False, "finetune", total=4, completed=0, log=False, log_every_s=0.0)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="greenlm.train"):
+    with caplog.at_level(logging.INFO, logger="greenlm"):
         silent.advance(0.1)
     assert caplog.records == []

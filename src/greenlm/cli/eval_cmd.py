@@ -23,13 +23,14 @@ def eval_command(
     labels: LabelsOpt = None,
     on_empty: OnEmptyOpt = "skip",
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights: only for sources you trust.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar with ETA.")] = True,
 ) -> None:
     """Evaluate MODEL on a split of a task."""
     from greenlm.train.evaluation import evaluate_on_task
 
     loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
     metrics = evaluate_on_task(model, loaded_task, split, batch_size=batch_size, max_length=max_length,
-                               allow_pickle=allow_pickle)
+                               allow_pickle=allow_pickle, progress=progress)
     if as_json:
         print_json({"model": model, "task": loaded_task.name, "split": split, **metrics})
     else:

@@ -16,6 +16,7 @@ def predict_command(
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 64,
     max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the one the model was trained with).")] = None,
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights: only for sources you trust.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar with ETA (on stderr).")] = True,
     runtime: Annotated[str, typer.Option(help="torch: the model as loaded; auto: the fastest runtime measured on this machine (greenlm.load, cached); or torch-fp32, torch-bf16, onnx-fp32, onnx-int8.")] = "torch",
 ) -> None:
     """Predict a label for each input line; prints one JSON object per line (label, probabilities)."""
@@ -49,7 +50,8 @@ def predict_command(
         return
     saved = getattr(loaded.model.config, "greenlm", None) or {}
     records = predict_records(loaded.model, loaded.tokenizer, split, loaded.labels,
-                              max_length=max_length or saved.get("max_length") or 128, batch_size=batch_size)
+                              max_length=max_length or saved.get("max_length") or 128, batch_size=batch_size,
+                              progress="predict" if progress else None)
     for record in records:
         sys.stdout.write(json.dumps(record) + "\n")
 

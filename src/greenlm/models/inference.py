@@ -5,23 +5,29 @@ from __future__ import annotations
 import torch
 
 from greenlm.data import EncodedSplit, collate, length_grouped_batches
+from greenlm.models.progress import ProgressBar
 
 
 @torch.inference_mode()
-def predict_outputs(model, encoded: EncodedSplit, *, pad_token_id: int,
-                    batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
+def predict_outputs(model, encoded: EncodedSplit, *, pad_token_id: int, batch_size: int = 64,
+                    progress: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits [N, num_labels] (float32, CPU) in the order of ``encoded``, and for models that exit early
     (their output has ``exit_layers``, see ``greenlm.models.early_exit``) the 1-based layer each example
     left at [N] (long); None for other models.
 
     Batches hold examples of similar length (sorted), so short sentences are not padded to long ones.
+    ``progress``: a description, to show a progress bar with ETA (None: silent).
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = torch.empty(len(encoded), model.config.num_labels, dtype=torch.float32)
     exit_layers: torch.Tensor | None = None
-    for indices in length_grouped_batches(encoded.lengths(), batch_size, shuffle=False):
+    batches = length_grouped_batches(encoded.lengths(), batch_size, shuffle=False)
+    # A bar only where there is something to wait for (a few seconds and more).
+    bar = ProgressBar(progress is not None and len(batches) >= 20, progress or "", len(batches), unit="batches")
+    for indices in batches:
+        bar.advance()
         batch = collate(encoded, indices, pad_token_id)
         batch.pop("labels", None)
         output = model(**{k: v.to(device) for k, v in batch.items()})
@@ -31,22 +37,26 @@ def predict_outputs(model, encoded: EncodedSplit, *, pad_token_id: int,
             if exit_layers is None:
                 exit_layers = torch.zeros(len(encoded), dtype=torch.long)
             exit_layers[torch.as_tensor(indices)] = layers.cpu()
+    bar.close()
     model.train(was_training)
     return out, exit_layers
 
 
-def predict_logits(model, encoded: EncodedSplit, *, pad_token_id: int, batch_size: int = 64) -> torch.Tensor:
+def predict_logits(model, encoded: EncodedSplit, *, pad_token_id: int, batch_size: int = 64,
+                   progress: str | None = None) -> torch.Tensor:
     """Logits [N, num_labels] (float32, CPU) for every example, in the order of ``encoded``."""
-    return predict_outputs(model, encoded, pad_token_id=pad_token_id, batch_size=batch_size)[0]
+    return predict_outputs(model, encoded, pad_token_id=pad_token_id, batch_size=batch_size, progress=progress)[0]
 
 
-def predict_records(model, tokenizer, split, labels: list[str], *, max_length: int, batch_size: int = 64) -> list[dict]:
+def predict_records(model, tokenizer, split, labels: list[str], *, max_length: int, batch_size: int = 64,
+                    progress: str | None = None) -> list[dict]:
     """One record per input: its predicted label, the probability of every label, and ``exit_layer`` when the
     model exits early."""
     from greenlm.data import encode_split
 
     encoded = encode_split(split, tokenizer, max_length)
-    logits, exit_layers = predict_outputs(model, encoded, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size)
+    logits, exit_layers = predict_outputs(model, encoded, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size,
+                                          progress=progress)
     probabilities = logits.softmax(-1)
     records = []
     for i, row in enumerate(probabilities.tolist()):

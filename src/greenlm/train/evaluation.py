@@ -25,7 +25,7 @@ def align_labels(split: TaskSplit, task: Task, model_labels: list[str], model_na
 
 
 def evaluate_on_task(model_spec: str, task: Task, split_name: str, *, batch_size: int = 128,
-                     max_length: int | None = None, allow_pickle: bool = False) -> dict:
+                     max_length: int | None = None, allow_pickle: bool = False, progress: bool = False) -> dict:
     loaded = load_classifier(model_spec, allow_pickle=allow_pickle)
     model, tokenizer = loaded.model, loaded.tokenizer
     saved = getattr(model.config, "greenlm", None) or {}
@@ -36,4 +36,4 @@ def evaluate_on_task(model_spec: str, task: Task, split_name: str, *, batch_size
     split = align_labels(task.split(split_name), task, loaded.labels, model_spec)
     encoded = encode_split(split, tokenizer, max_length)
     return evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=len(loaded.labels),
-                    batch_size=batch_size)
+                    batch_size=batch_size, progress=f"eval {task.name}/{split_name}" if progress else None)

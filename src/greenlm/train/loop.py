@@ -12,7 +12,6 @@ batch position, the optimizer, the scheduler and the RNG, and a resumed run repl
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import random
 import time
@@ -26,12 +25,12 @@ import torch
 from greenlm.common import GreenlmError
 from greenlm.data import EncodedSplit, collate, length_grouped_batches
 from greenlm.models import predict_logits
+from greenlm.models.progress import ProgressBar
 from greenlm.train.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from greenlm.train.config import TrainConfig
 from greenlm.train.metrics import classification_metrics
 from greenlm.train.precision import resolve_precision
 
-_log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
 
@@ -74,9 +73,10 @@ class TrainResult:
     train_examples_per_s: float  # all processes together
 
 
-def evaluate(model, encoded: EncodedSplit, *, pad_token_id: int, num_labels: int, batch_size: int = 128) -> dict:
-    """Accuracy, macro-F1 and MCC of ``model`` on ``encoded``."""
-    logits = predict_logits(model, encoded, pad_token_id=pad_token_id, batch_size=batch_size)
+def evaluate(model, encoded: EncodedSplit, *, pad_token_id: int, num_labels: int, batch_size: int = 128,
+             progress: str | None = None) -> dict:
+    """Accuracy, macro-F1 and MCC of ``model`` on ``encoded`` (``progress``: a bar's description)."""
+    logits = predict_logits(model, encoded, pad_token_id=pad_token_id, batch_size=batch_size, progress=progress)
     return classification_metrics(encoded.labels, logits.argmax(-1).tolist(), num_labels)
 
 
@@ -220,7 +220,7 @@ def train(
 
     for cb in callbacks:
         cb.on_train_begin(state)
-    bar = _progress(progress and is_main, description, total_steps, state.step, log=is_main)
+    bar = ProgressBar(progress and is_main, description, total_steps, state.step, log=is_main, unit="steps")
     ddp_model.train()
     try:
         while state.step < total_steps:
@@ -249,7 +249,7 @@ def train(
                 state.examples_seen += examples
                 state.last_loss = float(loss.detach())
                 state.train_seconds += time.perf_counter() - started
-                bar.advance(state.last_loss)
+                bar.advance(loss=state.last_loss)
                 epoch_done = state.batch_in_epoch >= len(batches)
                 if epoch_done or state.step >= total_steps:
                     run_eval()
@@ -276,53 +276,3 @@ def train(
     throughput = examples_total / state.train_seconds if state.train_seconds > 0 else 0.0
     accelerator.free_memory()
     return TrainResult(state, best_metrics, precision, world, throughput)
-
-
-class _progress:
-    """A rich progress bar with ETA and the running loss; without it (``--no-progress``, logs, CI) a
-    log line on the ``greenlm.train`` logger every ``log_every_s`` seconds, so long runs still show life."""
-
-    def __init__(self, enabled: bool, description: str, total: int, completed: int, *, log: bool = True,
-                 log_every_s: float = 30.0):
-        self._bar = None
-        self._description, self._total, self._completed = description, total, completed
-        self._log = log and not enabled
-        self._log_every_s = log_every_s
-        self._started = self._last_log = time.perf_counter()
-        self._first = completed
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("loss {task.fields[loss]}"),
-            transient=False,
-        )
-        self._task = self._bar.add_task(description, total=total, completed=completed, loss="-")
-        self._bar.start()
-
-    def advance(self, loss: float) -> None:
-        self._completed += 1
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, loss=f"{loss:.4f}")
-            return
-        now = time.perf_counter()
-        if self._log and (now - self._last_log >= self._log_every_s or self._completed == self._total):
-            self._last_log = now
-            done = self._completed - self._first
-            eta_s = (now - self._started) / done * (self._total - self._completed) if done else float("nan")
-            _log.info("%s: step %d/%d (%.0f%%), loss %.4f, ETA %s", self._description, self._completed,
-                      self._total, 100 * self._completed / max(self._total, 1), loss, _duration(eta_s))
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
-def _duration(seconds: float) -> str:
-    if seconds != seconds:  # NaN: nothing timed yet
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
