@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 
 # Intel MKL may pick different code paths for differently aligned buffers, so two processes can differ
 # in the last bit of a matrix product. Resume tests compare weights bit for bit: ask MKL for one path.
 os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
+# Price tags go to the ledger by default: keep the tests' out of the user's own ledger.
+os.environ["GREENLM_HOME"] = tempfile.mkdtemp(prefix="greenlm-tests-home-")
 
 import pytest
 

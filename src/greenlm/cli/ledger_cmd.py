@@ -10,7 +10,7 @@ import typer
 
 HELP = """Show totals of the price-tag ledger: wall time, energy, CO2e and cost, overall or by group.
 
-Every price tag from `greenlm run` stages, `greenlm measure` and the Python API (ledger=True) is in
+Every price tag from `greenlm run` stages, `greenlm measure` and the Python API (unless ledger=False) is in
 the ledger: $GREENLM_HOME/ledger.sqlite, else the user data folder. A total counts only the
 records that have that figure (e.g. CO2e needs a region): the table says how many did.
 Example: greenlm ledger --since 2025-06-01 --group-by project

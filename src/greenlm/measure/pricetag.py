@@ -135,7 +135,8 @@ class PriceTag:
         pue: data-centre PUE (>= 1). Default 1.0, with a warning.
         usd_per_hour / instance: price of the hardware per hour, or an instance of ``cost.INSTANCE_USD_PER_HOUR``.
         project, stage, meta: labels kept in the record (and the ledger).
-        ledger: False, True (the default ledger) or a ``Ledger``: where the finished record is appended.
+        ledger: True (the default ledger, the default), a ``Ledger``, or False: where the finished record
+            is appended. Only top-level tags are appended; a phase is part of its parent's record.
         backend: "auto" (NVML / RAPL / estimates), "estimate" (no counters), "codecarbon".
         cpu_tdp_w: TDP for the CPU estimate, overriding CodeCarbon's table.
         sample_interval_s: sampling period of the polled figures (RAM, GPU power without counters).
@@ -154,7 +155,7 @@ class PriceTag:
         intensity_csv: str | os.PathLike | None = None,
         project: str | None = None,
         stage: str | None = None,
-        ledger=False,
+        ledger=True,
         backend: str = "auto",
         cpu_tdp_w: float | None = None,
         sample_interval_s: float = energy_mod.DEFAULT_INTERVAL_S,
