@@ -59,6 +59,18 @@ def test_train_writes_a_complete_hf_folder(trained):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["splits"]["dev"]["accuracy"] >= 0.9
     assert set(metrics["splits"]["dev"]) >= {"accuracy", "macro_f1", "mcc"}
+    # Its price tag and a Hugging Face model card that carries the figures.
+    tag = json.loads((out / "pricetag.json").read_text())
+    assert tag["name"] == "finetune" and tag["wall_s"] > 0 and tag["energy_kwh"] > 0
+    import yaml
+
+    card = (out / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    result = meta["model-index"][0]["results"][0]
+    assert result["metrics"][0] == {"type": "accuracy", "name": "Accuracy",
+                                    "value": round(metrics["splits"]["dev"]["accuracy"], 6)}
+    assert meta["greenlm"]["stage_energy_kwh"] == tag["energy_kwh"]
+    assert "`greenlm train`" in card and "greenlm bench" in card
 
 
 def test_same_command_again_trains_nothing(trained):

@@ -55,3 +55,58 @@ def metrics_table(title: str, rows: dict[str, dict]) -> None:
     for split, m in rows.items():
         table.add_row(split, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['mcc']:.4f}", str(m["examples"]))
     Console().print(table)
+
+
+RegionOpt = Annotated[Optional[str], typer.Option(help="Carbon-intensity region for the price tag (USA, FRA, USA/CA, ...).")]
+PueOpt = Annotated[Optional[float], typer.Option(help="Data-centre PUE for the price tag (>= 1; default 1.0).")]
+
+
+class PricedOutput:
+    """A price tag around a command that writes a model folder; afterwards ``finish()`` writes the
+    folder's ``pricetag.json`` and its model card (``README.md``), unless the folder was reused.
+
+        priced = PricedOutput("distill", region, pue)   # bad region / PUE fail here, before any work
+        with priced:
+            outcome = ...
+        priced.finish(out, method="distill", task=task.name, source=teacher, reused=outcome.reused)
+    """
+
+    def __init__(self, name: str, region: str | None, pue: float | None):
+        from greenlm.measure import PriceTag
+
+        self.name = name
+        self.tag = PriceTag(name, region=region, pue=pue, stage=name)
+
+    def __enter__(self):
+        import warnings
+
+        from greenlm.measure import PriceTagWarning
+
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore", PriceTagWarning)  # the default-PUE note is in the record itself
+        self.tag.__enter__()
+        return self.tag
+
+    def __exit__(self, *exc):
+        try:
+            return self.tag.__exit__(*exc)
+        finally:
+            self._warnings.__exit__(*exc)
+
+    def finish(self, out, *, method: str, task: str, source: str, reused: bool, note: str | None = None) -> None:
+        from pathlib import Path
+
+        from greenlm.common import atomic_write_json, atomic_write_text
+        from greenlm.report.model_card import folder_card
+
+        out = Path(out)
+        if reused or not out.is_dir():
+            return
+        record = self.tag.record
+        if note:
+            record.warnings.append(note)
+        atomic_write_json(out / "pricetag.json", record.to_dict())
+        command = " ".join(["greenlm", *sys.argv[1:2]]) if sys.argv[1:2] else f"greenlm {self.name}"
+        atomic_write_text(out / "README.md", folder_card(out, method=method, task=task, source=source,
+                                                         command=command))

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, TaskOpt, TextFieldsOpt, err,
-                                 load_task_from_options, metrics_table)
+from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, PricedOutput, PueOpt, RegionOpt, TaskOpt,
+                                 TextFieldsOpt, err, load_task_from_options, metrics_table)
 
 HELP = """Distil a fine-tuned TEACHER folder into a smaller, faster student; save it with metrics.json.
 
@@ -59,19 +59,15 @@ def distill_command(
     keep_best: Annotated[bool, typer.Option(help="Keep the prediction epoch with the best dev accuracy (else the last).")] = True,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps (and each epoch end).")] = 500,
     allow_untuned_teacher: Annotated[bool, typer.Option(help="Distil from a teacher not fine-tuned for the task (a known failure; for experiments).")] = False,
-    region: Annotated[Optional[str], typer.Option(help="Carbon-intensity region for the price tag (USA, FRA, USA/CA, ...).")] = None,
-    pue: Annotated[Optional[float], typer.Option(help="Data-centre PUE for the price tag (>= 1; default 1.0).")] = None,
+    region: RegionOpt = None,
+    pue: PueOpt = None,
     text_fields: TextFieldsOpt = None,
     label_field: LabelFieldOpt = None,
     labels: LabelsOpt = None,
     on_empty: OnEmptyOpt = "skip",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    import warnings
-
-    from greenlm.common import atomic_write_json
     from greenlm.compress.distill import DistillConfig, distill_to_folder
-    from greenlm.measure import PriceTag, PriceTagWarning
 
     config = DistillConfig(
         student=student, target_speedup=target_speedup,
@@ -86,16 +82,13 @@ def distill_command(
         allow_untuned_teacher=allow_untuned_teacher,
     )
     loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
-    tag = PriceTag("distill", region=region, pue=pue, stage="distill")  # validates region/pue before any work
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PriceTagWarning)
-        with tag:
-            outcome = distill_to_folder(teacher, loaded_task, config, out, progress=progress,
-                                        on_note=lambda note: err(f"note: {note}"))
+    priced = PricedOutput("distill", region, pue)  # validates region/pue before any work
+    with priced:
+        outcome = distill_to_folder(teacher, loaded_task, config, out, progress=progress,
+                                    on_note=lambda note: err(f"note: {note}"))
     if outcome.reused:
         err(f"{out} already holds this finished run; nothing to do (delete it to distil again)")
-    else:
-        atomic_write_json(out / "pricetag.json", tag.record.to_dict())
+    priced.finish(out, method="distill", task=loaded_task.name, source=teacher, reused=outcome.reused)
     metrics = outcome.metrics
     details = metrics["distill"]
     rows = {f"student {name}": m for name, m in metrics["splits"].items()}

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, TaskOpt, TextFieldsOpt, err,
+from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, PricedOutput, PueOpt, RegionOpt, TaskOpt,
+                                 TextFieldsOpt, err,
                                  load_task_from_options, metrics_table)
 
 
@@ -51,6 +52,8 @@ def early_exit_command(
     label_field: LabelFieldOpt = None,
     labels: LabelsOpt = None,
     on_empty: OnEmptyOpt = "skip",
+    region: RegionOpt = None,
+    pue: PueOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Add exits after chosen layers of MODEL so easy inputs leave early; calibrate them and choose the threshold.
@@ -68,7 +71,11 @@ def early_exit_command(
         precision=precision, measure_speed=speed,
     )
     loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
-    outcome = early_exit_model(model, loaded_task, out, config, progress=progress, on_note=lambda n: err(f"note: {n}"))
+    priced = PricedOutput("early_exit", region, pue)
+    with priced:
+        outcome = early_exit_model(model, loaded_task, out, config, progress=progress,
+                                   on_note=lambda n: err(f"note: {n}"))
+    priced.finish(out, method="early_exit", task=loaded_task.name, source=model, reused=outcome.reused)
     if outcome.reused:
         err(f"{out} already holds this finished run; nothing to do (delete it to run again)")
     metrics_table(f"{loaded_task.name}: {model} + early exits", outcome.metrics["splits"])

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, TaskOpt, TextFieldsOpt, err,
+from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, PricedOutput, PueOpt, RegionOpt, TaskOpt,
+                                 TextFieldsOpt, err,
                                  load_task_from_options, metrics_table, print_json)
 
 _HELP = """Prune a fine-tuned classifier (MODEL: its folder) and save the smaller model in --out.
@@ -62,6 +63,8 @@ def prune_command(
     labels: LabelsOpt = None,
     on_empty: OnEmptyOpt = "skip",
     json_out: Annotated[bool, typer.Option("--json", help="Print the full metrics as JSON.")] = False,
+    region: RegionOpt = None,
+    pue: PueOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     from greenlm.compress.prune import PruneConfig, run
@@ -76,8 +79,11 @@ def prune_command(
     )
     loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
     work_dir = out.parent / f".{out.name}.prune-work"
-    metrics = run(Path(model), loaded_task, config, out, work_dir=work_dir, progress=progress,
-                  on_note=lambda note: err(f"note: {note}"), teacher_dir=teacher)
+    priced = PricedOutput("prune", region, pue)
+    with priced:
+        metrics = run(Path(model), loaded_task, config, out, work_dir=work_dir, progress=progress,
+                      on_note=lambda note: err(f"note: {note}"), teacher_dir=teacher)
+    priced.finish(out, method="prune", task=loaded_task.name, source=model, reused=False)
     if json_out:
         print_json(metrics)
         return

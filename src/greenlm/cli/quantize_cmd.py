@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, TaskOpt, TextFieldsOpt, err,
+from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, PricedOutput, PueOpt, RegionOpt, TaskOpt,
+                                 TextFieldsOpt, err,
                                  load_task_from_options, print_json)
 
 _HELP = """Quantize a fine-tuned classifier (MODEL: its folder) and save it in --out.
@@ -47,6 +48,8 @@ def quantize_command(
     labels: LabelsOpt = None,
     on_empty: OnEmptyOpt = "skip",
     json_out: Annotated[bool, typer.Option("--json", help="Print the full metrics as JSON.")] = False,
+    region: RegionOpt = None,
+    pue: PueOpt = None,
 ) -> None:
     from greenlm.common import GreenlmError
     from greenlm.compress.quantize import QuantizeConfig, run
@@ -64,7 +67,11 @@ def quantize_command(
     _check_out(out)
     loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
     work_dir = out.parent / f".{out.name}.quantize-work"
-    metrics = run(Path(model), loaded_task, config, out, work_dir=work_dir, on_note=lambda note: err(f"note: {note}"))
+    priced = PricedOutput("quantize", region, pue)
+    with priced:
+        metrics = run(Path(model), loaded_task, config, out, work_dir=work_dir,
+                      on_note=lambda note: err(f"note: {note}"))
+    priced.finish(out, method="quantize", task=loaded_task.name, source=model, reused=False)
     import shutil
 
     shutil.rmtree(work_dir, ignore_errors=True)  # the output is complete; the exports are not needed again

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, TaskOpt, TextFieldsOpt, err,
-                                 load_task_from_options, metrics_table)
+from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, PricedOutput, PueOpt, RegionOpt, TaskOpt,
+                                 TextFieldsOpt, err, load_task_from_options, metrics_table)
 
 
 def train_command(
@@ -33,9 +33,12 @@ def train_command(
     on_empty: OnEmptyOpt = "skip",
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights (pytorch_model.bin): only for sources you trust.")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code from the hub: only for sources you trust.")] = False,
+    region: RegionOpt = None,
+    pue: PueOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Fine-tune a sequence classifier on a task; save model + metrics.json. Re-running resumes."""
+    """Fine-tune a sequence classifier on a task; save model, metrics.json, pricetag.json and a model card
+    (README.md). Re-running resumes."""
     from greenlm.train import TrainConfig
     from greenlm.train.finetune import finetune
 
@@ -45,13 +48,19 @@ def train_command(
         weight_decay=weight_decay, checkpoint_every_steps=checkpoint_every,
     )
     loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
-    outcome = finetune(
-        loaded_task, model, out, config, max_length=max_length, train_subset=train_subset,
-        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, progress=progress,
-        on_note=lambda note: err(f"note: {note}"),
-    )
+    priced = PricedOutput("finetune", region, pue)
+    with priced:
+        outcome = finetune(
+            loaded_task, model, out, config, max_length=max_length, train_subset=train_subset,
+            allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, progress=progress,
+            on_note=lambda note: err(f"note: {note}"),
+        )
     if not outcome.is_main_process:
         return
+    processes = outcome.metrics["train"]["num_processes"]
+    priced.finish(out, method="finetune", task=loaded_task.name, source=model, reused=outcome.reused,
+                  note=f"measured on the main process only; {processes - 1} other training process(es) are not"
+                       " counted (greenlm measure -- accelerate launch ... counts them all)" if processes > 1 else None)
     if outcome.reused:
         err(f"{out} already holds this finished run; nothing to train (delete it to train again)")
     metrics_table(f"{loaded_task.name}: {model}", outcome.metrics["splits"])

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 import greenlm
-from greenlm.report.rundata import MEASURED, RunData, stage_method
+from greenlm.report.rundata import MEASURED, RunData, _read_json, stage_method
 
 # bundled task -> (hub dataset id, config, display name, language)
 _KNOWN_TASKS = {
@@ -239,9 +239,15 @@ def model_card(run: RunData, row: dict) -> str:
     what = {"finetune": f"`{teacher}` fine-tuned", "distill": "a student distilled from the fine-tuned teacher",
             "prune": "a structurally pruned model", "quantize": "a quantized model",
             "early_exit": "a model with early exits"}.get(method, f"a `{method}` model")
+    command = run.recipe.get("command")  # set for a folder made by a single command, outside `greenlm run`
+    made_by = f"`{command}`" if command else f"run `{run.name}`, stage `{stage}`"
     lines += [f"A text classifier for `{task}` (labels: {', '.join(map(str, labels)) or 'n/a'}): {what}, produced by"
-              f" greenlm (run `{run.name}`, stage `{stage}`).", ""]
-    if row.get("report_status", MEASURED) != MEASURED:
+              f" greenlm ({made_by}).", ""]
+    if command:
+        lines += [f"> Made by `{command}` on its own: its speed, FLOPs and inference energy are not in this card."
+                  f" Measure them with `greenlm bench {row.get('folder') or stage} --task {task}`, or produce the"
+                  " model inside `greenlm run` to get every column.", ""]
+    elif row.get("report_status", MEASURED) != MEASURED:
         lines += [f"> This model was not measured ({row['report_status']}): its speed, FLOPs and inference energy"
                   " are missing below. Run `greenlm run` with the same recipe to measure it.", ""]
 
@@ -252,7 +258,7 @@ def model_card(run: RunData, row: dict) -> str:
         if m == "finetune":
             lines.append(f"{i}. `{name}`: fine-tuned `{teacher}` on the `{task}` training split.")
         else:
-            lines.append(f"{i}. `{name}`: {_METHOD_WORDS.get(m, m)} of `{body.get('from')}`.")
+            lines.append(f"{i}. `{name}`: {_METHOD_WORDS.get(m, m)} of `{body.get('from') or body.get('source')}`.")
     lines.append("")
     details = _details(metrics, method)
     if details:
@@ -325,3 +331,22 @@ def model_card(run: RunData, row: dict) -> str:
             lines.append(f"- {note}")
     lines.append("")
     return "\n".join(lines)
+
+
+def folder_card(folder: Path, *, method: str, task: str, source: str, command: str) -> str:
+    """The model card of a folder made by one command (``greenlm train/distill/prune/...``), from its own
+    ``metrics.json`` and ``pricetag.json``; there was no measuring pass, so speed columns are absent."""
+    folder = Path(folder)
+    metrics = _read_json(folder / "metrics.json") or {}
+    tag = _read_json(folder / "pricetag.json") or {}
+    dev = (metrics.get("splits") or {}).get("dev") or {}
+    row = {"model": folder.name, "method": method, "report_status": MEASURED, "folder": str(folder),
+           "accuracy": dev.get("accuracy"), "macro_f1": dev.get("macro_f1"), "mcc": dev.get("mcc"),
+           "stage_energy_kwh": tag.get("energy_kwh"), "stage_co2e_kg": tag.get("co2e_kg"),
+           "stage_cost_usd": tag.get("cost_usd"), "cumulative_energy_kwh": tag.get("energy_kwh"),
+           "cumulative_co2e_kg": tag.get("co2e_kg"), "cumulative_cost_usd": tag.get("cost_usd")}
+    run = RunData(run_dir=folder.parent, name=folder.name,
+                  recipe={"task": task, "teacher": source, "command": command,
+                          "stages": {folder.name: {"type": method, "source": source}}},
+                  report={"task": task, "rows": [row]}, measurements=None)
+    return model_card(run, row)
