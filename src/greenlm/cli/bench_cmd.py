@@ -19,7 +19,7 @@ Runtimes (--runtimes, comma-separated; groups: peers, torch, onnx, greenlm, all)
 
 - peers: hf-eager-pad128 (transformers fp32, every input padded to 128 tokens, the naive path); ort-fp32 and ort-int8 (ONNX Runtime on a plain export, and its own quantize_dynamic defaults), fed batches in the given order, padded per batch.
 
-- greenlm: torch-fp32, torch-bf16, onnx-fp32, onnx-int8 (length-sorted batches, dynamic padding, pinned threads) and saved (a folder greenlm exported or quantized, run as saved).
+- greenlm: torch-fp32, torch-bf16, onnx-fp32, onnx-int8 (length-sorted batches, dynamic padding, a fixed thread count) and saved (a folder greenlm exported or quantized, run as saved).
 
 Per model and runtime: latency p50/p90 at batch 1, throughput at each batch size > 1, peak memory, size on disk, dev accuracy, energy per 1,000 examples (PriceTag), speedup vs the first row and vs the first model on the same runtime, and achieved GFLOP/s vs this machine's measured fp32 matrix-product peak.
 

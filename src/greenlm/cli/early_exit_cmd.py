@@ -58,8 +58,10 @@ def early_exit_command(
 ) -> None:
     """Add exits after chosen layers of MODEL so easy inputs leave early; calibrate them and choose the threshold.
 
-    Writes a model folder that greenlm eval / predict load (predict reports each input's exit layer) and the
-    speed/accuracy curve over thresholds. Re-running the same command resumes an interrupted run.
+    Writes a model folder that greenlm eval / predict load (predict reports each input's exit layer; early-exit
+    models always run on the torch runtime) and the speed/accuracy curve over thresholds. Re-running the same
+    command resumes an interrupted run. BERT-layout encoders (BERT, RoBERTa, ELECTRA, greenlm's pruned and
+    distilled students) take exits; DistilBERT-layout and ONNX/quantized models are refused.
     """
     from greenlm.compress.early_exit import EarlyExitConfig, early_exit_model
 

@@ -8,7 +8,7 @@ Runtimes (one row each per model, all on the same dev inputs, in one process):
     ort-fp32         the model exported to ONNX (no transformer fusions), ONNX Runtime, batches in the
                      given order padded to their longest row
     ort-int8         that graph through ONNX Runtime's own ``quantize_dynamic`` with its defaults, same batches
-  greenlm (its engine: batches of similar length, dynamic padding, pinned threads)
+  greenlm (its engine: batches of similar length, dynamic padding, a fixed thread count)
     torch-fp32, torch-bf16, onnx-fp32 (offline fusions kept where measured faster), onnx-int8 (that graph,
     int8 per-channel weights),
     saved (a folder greenlm exported or quantized: ONNX Runtime for ONNX folders, PyTorch bf16 for bf16 ones)

@@ -14,7 +14,7 @@ each [B, T]) to fp32 logits [B, num_labels]:
 The engine (``Predictor``) tokenizes all inputs in one batched call, sorts them by length, pads each
 batch only to its own longest row, runs batches of ``batch_size`` and writes every batch's logits
 back to the rows it came from: the hot loop is one runtime call and one scatter per batch, with no
-per-example Python. Threads are pinned per runtime (torch intra-op threads, ONNX Runtime intra-op
+per-example Python. Thread counts are fixed per runtime (torch intra-op threads, ONNX Runtime intra-op
 threads) and default to the physical cores this process may use.
 """
 
