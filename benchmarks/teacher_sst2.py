@@ -26,7 +26,7 @@ def row(folder: Path) -> str:
     metrics = json.loads((folder / "metrics.json").read_text())
     train, dev = metrics["train"], metrics["splits"]["dev"]
     per_epoch = ", ".join(f"{100 * h['accuracy']:.2f}" for h in train["history"])
-    return (f"| `{folder}` | {train['examples'] // max(1, round(train['epochs']))} | {train['epochs']:g} | {per_epoch} | "
+    return (f"| `{folder}` | {train['examples']} | {train['epochs']:g} | {per_epoch} | "
             f"**{100 * dev['accuracy']:.2f}%** | {100 * dev['macro_f1']:.2f}% | {dev['mcc']:.3f} | "
             f"{train['train_examples_per_s']:.1f} | {train['train_seconds'] / 60:.1f} |")
 

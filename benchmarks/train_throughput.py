@@ -65,7 +65,7 @@ def run_trainer(task, train_split, args, work: Path) -> dict:
             for ids, tt, y in zip(encoded.input_ids, encoded.token_type_ids, encoded.labels)]
     training_args = TrainingArguments(
         output_dir=str(work), per_device_train_batch_size=args.batch_size, num_train_epochs=args.epochs,
-        learning_rate=args.lr, warmup_ratio=0.06, weight_decay=0.01, lr_scheduler_type="linear", seed=args.seed,
+        learning_rate=args.lr, warmup_steps=0.06, weight_decay=0.01, lr_scheduler_type="linear", seed=args.seed,
         save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], use_cpu=True,
         dataloader_num_workers=0, disable_tqdm=True,
     )
