@@ -34,19 +34,21 @@ def row(folder: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/teacher-sst2-e3"))
+    parser.add_argument("--model", default="minilm", help="initialisation: minilm, or a fine-tuned folder to go on from")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--also", type=Path, nargs="*", default=[], help="earlier teacher folders to list too")
     args = parser.parse_args()
-    command = ["greenlm", "train", "--task", "sst2", "--model", "minilm", "--epochs", f"{args.epochs:g}",
+    command = ["greenlm", "train", "--task", "sst2", "--model", args.model, "--epochs", f"{args.epochs:g}",
                "--lr", f"{args.lr:g}", "--max-length", str(args.max_length), "--out", str(args.out), "--no-progress"]
     done = subprocess.run([sys.executable, "-m", "greenlm", *command[1:]])
     if done.returncode != 0:
         sys.exit(done.returncode)
     best = json.loads((args.out / "metrics.json").read_text())["splits"]["dev"]["accuracy"]
     rows = [row(args.out)] + [row(f) for f in args.also if (f / "metrics.json").is_file()]
-    body = f"""Command: `python benchmarks/teacher_sst2.py --epochs {args.epochs:g} --lr {args.lr:g} --out {args.out}`
+    init = f" --model {args.model}" if args.model != "minilm" else ""
+    body = f"""Command: `python benchmarks/teacher_sst2.py{init} --epochs {args.epochs:g} --lr {args.lr:g} --out {args.out}`
 (runs `{' '.join(command)}`).
 Machine: {machine_line()}. Date: {datetime.date.today().isoformat()}.
 
@@ -58,6 +60,7 @@ Target: dev accuracy >= 90.0%: **{"met" if best >= 0.90 else "MISSED"}** ({100 *
 chosen on SST-2 dev, the split the figure is reported on (GLUE's test labels are not public; this is the usual
 practice for SST-2 dev figures, and it flatters the figure by the gap between epochs at most).
 Rows from `--also` folders were measured earlier, possibly on a loaded machine (their throughput says so).
+{f"The first row goes on from `{args.model}` (already fine-tuned): its epochs add to that folder's." if init else ""}
 """
     write_section("Teacher fine-tuning (issue 2)", body)
     print(body)
