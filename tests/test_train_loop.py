@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from greenlm.common.hardware import cpu_has_bf16
 from greenlm.data import encode_split
 from greenlm.models import TinySpec, build_tiny_classifier
 from greenlm.train import Callback, TrainConfig, evaluate, train
@@ -139,3 +140,21 @@ def test_without_a_progress_bar_training_logs_progress_lines(caplog):
     with caplog.at_level(logging.INFO, logger="greenlm"):
         silent.advance(0.1)
     assert caplog.records == []
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() or cpu_has_bf16()), reason="no native bf16 here")
+def test_precision_can_change_between_trainings_in_one_process(toy_task, tmp_path):
+    """Accelerate fixes mixed precision process-wide at first use; greenlm's own autocast does not."""
+    dtypes = []
+    for precision in ("fp32", "bf16", "fp32"):
+        model, tok, train_data, _ = tiny_setup(toy_task)
+        linear = model.bert.encoder.layer[0].attention.self.query
+        seen = []
+        handle = linear.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+        config = TrainConfig(epochs=1, max_steps=1, batch_size=16, learning_rate=1e-3, precision=precision)
+        result = train(model, train_data, None, config, pad_token_id=tok.pad_token_id,
+                       work_dir=tmp_path / precision / str(len(dtypes)), progress=False)
+        handle.remove()
+        assert result.precision == precision
+        dtypes.append(seen[0])
+    assert dtypes == [torch.float32, torch.bfloat16, torch.float32]

@@ -80,6 +80,11 @@ def evaluate(model, encoded: EncodedSplit, *, pad_token_id: int, num_labels: int
     return classification_metrics(encoded.labels, logits.argmax(-1).tolist(), num_labels)
 
 
+def _autocast(device, precision: str):
+    """bf16 autocast on ``device`` when training in bf16; fp32 otherwise."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float,
                   lr_scale: dict[str, float] | None = None, learning_rate: float | None = None) -> list[dict]:
     """AdamW groups: no weight decay on biases and normalisation weights (BERT's recipe). With ``lr_scale``
@@ -147,7 +152,10 @@ def train(
     from safetensors.torch import load_model, save_model
 
     precision = resolve_precision(config.precision)
-    accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=not torch.cuda.is_available())
+    # Accelerate's state is a process-wide singleton that fixes mixed precision at its first use, so two
+    # trainings in one process (a recipe's stages, a benchmark) could not differ in precision; bf16 needs
+    # no loss scaling, so greenlm casts with torch.autocast itself and Accelerate always runs "no".
+    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     is_main = accelerator.is_main_process
     work_dir = Path(work_dir)
@@ -202,7 +210,7 @@ def train(
         if eval_data is None:
             return
         raw = accelerator.unwrap_model(ddp_model)
-        with accelerator.autocast():
+        with _autocast(accelerator.device, precision):
             metrics = evaluate(raw, eval_data, pad_token_id=pad_token_id, num_labels=raw.config.num_labels,
                                batch_size=config.eval_batch_size)
         entry = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 3), **metrics}
@@ -236,7 +244,7 @@ def train(
                     weight = len(indices) / examples
                     sync = i == len(group) - 1
                     with contextlib.nullcontext() if sync else accelerator.no_sync(ddp_model):
-                        with accelerator.autocast():
+                        with _autocast(accelerator.device, precision):
                             loss = loss_fn(ddp_model, batch) if loss_fn is not None else ddp_model(**batch).loss
                         accelerator.backward(loss * weight)
                 if config.max_grad_norm > 0:
