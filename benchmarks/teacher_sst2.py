@@ -26,7 +26,7 @@ def row(folder: Path) -> str:
     metrics = json.loads((folder / "metrics.json").read_text())
     train, dev = metrics["train"], metrics["splits"]["dev"]
     per_epoch = ", ".join(f"{100 * h['accuracy']:.2f}" for h in train["history"])
-    return (f"| `{folder}` | {train['examples']} | {train['epochs']:g} | {per_epoch} | "
+    return (f"| `{folder}` | `{metrics['model']}` | {train['examples']} | {train['epochs']:g} | {per_epoch} | "
             f"**{100 * dev['accuracy']:.2f}%** | {100 * dev['macro_f1']:.2f}% | {dev['mcc']:.3f} | "
             f"{train['train_examples_per_s']:.1f} | {train['train_seconds'] / 60:.1f} |")
 
@@ -52,15 +52,15 @@ def main() -> None:
 (runs `{' '.join(command)}`).
 Machine: {machine_line()}. Date: {datetime.date.today().isoformat()}.
 
-| teacher folder | train rows | epochs | dev accuracy after each epoch (%) | kept (best epoch) | macro-F1 | MCC | train examples/s | train minutes |
-|---|---:|---:|---|---:|---:|---:|---:|---:|
+| teacher folder | initialised from | train rows | epochs | dev accuracy after each epoch (%) | kept (best epoch) | macro-F1 | MCC | train examples/s | train minutes |
+|---|---|---:|---:|---|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
 Target: dev accuracy >= 90.0%: **{"met" if best >= 0.90 else "MISSED"}** ({100 * best:.2f}%). The kept epoch is
 chosen on SST-2 dev, the split the figure is reported on (GLUE's test labels are not public; this is the usual
 practice for SST-2 dev figures, and it flatters the figure by the gap between epochs at most).
 Rows from `--also` folders were measured earlier, possibly on a loaded machine (their throughput says so).
-{f"The first row goes on from `{args.model}` (already fine-tuned): its epochs add to that folder's." if init else ""}
+A row initialised from a fine-tuned folder goes on from it: its epochs add to that folder's.
 """
     write_section("Teacher fine-tuning (issue 2)", body)
     print(body)

@@ -55,7 +55,7 @@ def distill_command(
     warmup_ratio: Annotated[float, typer.Option(help="Share of steps with linear warm-up.")] = 0.1,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     seed: Annotated[int, typer.Option(help="Random seed (init, subset, augmentation, batch order).")] = 42,
-    precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that has it, fp32 on CPU: measured faster there), bf16 or fp32.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that has it; fp32 on CPU, where bf16 autocast's gain varies: docs/benchmarks.md), bf16 or fp32.")] = "auto",
     keep_best: Annotated[bool, typer.Option(help="Keep the prediction epoch with the best dev accuracy (else the last).")] = True,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps (and each epoch end).")] = 500,
     allow_untuned_teacher: Annotated[bool, typer.Option(help="Distil from a teacher not fine-tuned for the task (a known failure; for experiments).")] = False,

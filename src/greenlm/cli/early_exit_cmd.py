@@ -46,7 +46,7 @@ def early_exit_command(
     heldout_max: Annotated[int, typer.Option(help="At most this many held-out rows.")] = 2000,
     max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the model's own).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (held-out rows, exit initialisation, batch order).")] = 42,
-    precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that has it, fp32 on CPU: measured faster there), bf16 or fp32.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that has it; fp32 on CPU, where bf16 autocast's gain varies: docs/benchmarks.md), bf16 or fp32.")] = "auto",
     speed: Annotated[bool, typer.Option("--speed/--no-speed", help="Time the model with exits and the original side by side on dev.")] = True,
     text_fields: TextFieldsOpt = None,
     label_field: LabelFieldOpt = None,

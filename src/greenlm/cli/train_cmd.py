@@ -21,7 +21,7 @@ def train_command(
     max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 128,
     seed: Annotated[int, typer.Option(help="Random seed (init, batch order, dropout).")] = 42,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps.")] = None,
-    precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that has it, fp32 on CPU: measured faster there), bf16 or fp32.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that has it; fp32 on CPU, where bf16 autocast's gain varies: docs/benchmarks.md), bf16 or fp32.")] = "auto",
     grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
     warmup_ratio: Annotated[float, typer.Option(help="Share of steps with linear warm-up.")] = 0.06,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,

@@ -20,7 +20,7 @@ class TrainConfig:
     grad_accum_steps: int = 1
     seed: int = 42
     max_steps: int | None = None  # stop after this many optimizer steps (caps epochs)
-    precision: str = "auto"  # "auto": bf16 autocast on a bf16 GPU, fp32 on CPU (measured faster there)
+    precision: str = "auto"  # "auto": bf16 autocast on a bf16 GPU, fp32 on CPU (see train/precision.py)
     eval_batch_size: int = 128
     checkpoint_every_steps: int = 200  # and at the end of every epoch
     select_metric: str | None = "accuracy"  # keep the best epoch by this dev metric; None keeps the last

@@ -15,8 +15,9 @@ def resolve_precision(requested: str) -> str:
     else:
         supported = cpu_has_bf16()
     if requested == "auto":
-        # On CPU, bf16 autocast measured slower than fp32 for BERT-size training on this project's
-        # 2-core Xeon (AMX present): the casts cost more than the faster matmuls save (docs/benchmarks.md).
+        # On CPU auto stays fp32: bf16 autocast changes every matmul's numerics, and its gain on this
+        # project's 2-core Xeon (AMX present) ranged from a loss under heavy load to 1.3x fp32 when quieter
+        # (docs/benchmarks.md, training throughput). Ask for it with precision bf16.
         return "bf16" if supported and torch.cuda.is_available() else "fp32"
     if requested == "bf16" and not supported:
         raise GreenlmError("precision bf16 asked for, but this machine has no native bf16 (AVX512-BF16/AMX or GPU); use fp32")
