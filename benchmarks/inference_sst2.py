@@ -150,9 +150,10 @@ def render(result: dict, quantized: dict, commands: list[str]) -> str:
         " ONNX Runtime's own int8 in the given order (the graphs differ only in per-channel vs per-tensor weight"
         " scales); bf16 on AMX and int8 kernels do the rest.",
         _fusion_note(q["export"]),
-        "- One thread per runtime: with 2 threads on this oversubscribed 2-CPU machine, PyTorch's OpenMP threads"
-        " wait at barriers for each other (a tiny BERT went from 0.6 ms to 180 ms per call), which would measure"
-        " the machine's load, not the runtimes. 2-thread figures were not measured.",
+        *([] if result['machine']['threads'] != 1 else [
+            "- One thread per runtime: with 2 threads on an oversubscribed 2-CPU machine, PyTorch's OpenMP threads"
+            " wait at barriers for each other (a tiny BERT went from 0.6 ms to 180 ms per call), which would measure"
+            " the machine's load, not the runtimes."]),
         "- Peak RSS is the process's, with the runtimes built before it still loaded (they are timed interleaved);"
         " each runtime's own rise is `peak_rss_rise_mb` in the JSON.",
     ]
@@ -172,8 +173,9 @@ Model: `{result['results'][0]['model']}`, {_describe(result['results'][0]['model
 {result['results'][0]['examples']} SST-2 dev sentences (accuracy and energy on all of them, timing on \
 {result['results'][0]['timing_examples']}); latency at batch 1, throughput at batch 32; {result['config']['rounds']} \
 interleaved rounds of {result['config']['repeats']} passes (every runtime of every model once per round), best round \
-per runtime. The machine was shared with other jobs (load average 10-14 on 2 CPUs): absolute figures are noisy and \
-low, and only ratios within this one run are meaningful. Energy is greenlm's estimate (TDP x CPU time), not a meter.
+per runtime. A load average above the machine's CPU count (machine line) means other jobs shared it: absolute \
+figures are then noisy and low, and only ratios within this one run are meaningful. Energy is greenlm's estimate \
+(TDP x CPU time), not a meter.
 
 {bench_markdown(result)}
 Against the issue's targets:
