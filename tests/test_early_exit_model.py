@@ -75,6 +75,15 @@ def safe_threshold(model, batch, quantile: float) -> float:
     raise AssertionError("no safe threshold")
 
 
+def set_policy_safely(model, policy: str, batch) -> None:
+    """``policy`` with patience 1, or with a threshold that rows of ``batch`` pass at several exits."""
+    if policy == "patience":
+        model.set_policy("patience", patience=1)
+    else:
+        model.set_policy(policy, threshold=0.5)
+        model.set_policy(policy, threshold=safe_threshold(model, batch, 0.4))
+
+
 # ---- threshold 1.0 is the original model ----------------------------------------------------------
 
 
@@ -163,11 +172,7 @@ def test_batch_shrinking_equals_per_example_inference_in_input_order(policy, poo
     order = torch.randperm(40, generator=torch.Generator().manual_seed(3)).tolist()  # not sorted by length
     batch = collate(encoded, order, tokenizer.pad_token_id)
     batch.pop("labels")
-    if policy == "patience":
-        model.set_policy("patience", patience=1)
-    else:
-        model.set_policy(policy, threshold=0.5)
-        model.set_policy(policy, threshold=safe_threshold(model, batch, 0.4))
+    set_policy_safely(model, policy, batch)
     with torch.no_grad():
         together = model(**batch)
         alone = [model(**{k: v[i:i + 1, : int(batch["attention_mask"][i].sum())] for k, v in batch.items()})
@@ -183,6 +188,80 @@ def test_batch_shrinking_equals_per_example_inference_in_input_order(policy, poo
     knob = {"patience": model.patience} if policy == "patience" else {"threshold": model.threshold}
     position = simulate_exits(all_exits, model.temperatures, policy, **knob)
     assert torch.tensor(model.exit_layers)[position].tolist() == together.exit_layers.tolist()
+
+
+@pytest.mark.parametrize("policy", ["max_prob", "entropy", "patience"])
+@pytest.mark.parametrize("pool_size", [None, 3, 1000])
+def test_pooling_rows_across_batches_equals_batch_by_batch(policy, pool_size):
+    backbone, tokenizer = tiny()
+    model = EarlyExitClassifier(backbone, temperatures=[1.5, 0.7, 1.2, 1.0]).eval()
+    spread_heads(model, tokenizer)
+    encoded = encoded_toy(tokenizer, n=45)
+    order = torch.randperm(45, generator=torch.Generator().manual_seed(4)).tolist()
+    groups = [order[i:i + 8] for i in range(0, 45, 8)]  # 6 batches of mixed lengths, the last one short
+    batches = [collate(encoded, g, tokenizer.pad_token_id) for g in groups]
+    for b in batches:
+        b.pop("labels")
+    whole = collate(encoded, order, tokenizer.pad_token_id)
+    whole.pop("labels")
+    set_policy_safely(model, policy, whole)
+
+    rows_per_call: list[int] = []
+    last_layer = model._parts.layers[-1]  # rows of every policy have left by then
+    hook = last_layer.register_forward_hook(lambda mod, args, out: rows_per_call.append(int(args[0].shape[0])))
+    try:
+        with torch.no_grad():
+            one_by_one = [model(**b) for b in batches]
+            calls_batch_by_batch, rows_per_call[:] = list(rows_per_call), []
+            taken = []
+            logits, layers = model.predict_batches(batches, pool_size=pool_size, on_batch=lambda: taken.append(1))
+    finally:
+        hook.remove()
+    assert layers.tolist() == torch.cat([o.exit_layers for o in one_by_one]).tolist()
+    assert len(set(layers.tolist())) >= 2
+    assert torch.allclose(logits, torch.cat([o.logits for o in one_by_one]), atol=1e-4)
+    assert len(taken) == len(batches)
+    # The last layer ran fewer, fuller batches: every call but the final flush had at least the pool's rows.
+    pool = pool_size or 8
+    assert sum(rows_per_call) == sum(calls_batch_by_batch)
+    assert all(n >= pool for n in rows_per_call[:-1])
+    if pool_size != 1000:
+        assert len(rows_per_call) < len(calls_batch_by_batch)
+    else:
+        assert len(rows_per_call) == 1
+
+
+def test_speed_and_runtime_paths_use_the_pooled_stream():
+    from greenlm.models import run_batches, torch_forward
+    from greenlm.models.runtime import TorchRuntime
+
+    backbone, tokenizer = tiny()
+    model = EarlyExitClassifier(backbone).eval()
+    spread_heads(model, tokenizer)
+    encoded = encoded_toy(tokenizer, n=20)
+    batches = [collate(encoded, list(range(i, min(i + 6, 20))), tokenizer.pad_token_id) for i in range(0, 20, 6)]
+    for b in batches:
+        b.pop("labels")
+    whole = collate(encoded, list(range(20)), tokenizer.pad_token_id)
+    whole.pop("labels")
+    model.set_policy("max_prob", threshold=0.5)
+    model.set_policy("max_prob", threshold=safe_threshold(model, whole, 0.5))
+    calls = []
+    original = model.predict_batches
+    model.predict_batches = lambda bs, **kw: calls.append(len(bs)) or original(bs, **kw)
+    with torch.no_grad():
+        expected = [model(**b).logits for b in batches]
+        calls.clear()
+        got = run_batches(torch_forward(model), batches)
+        assert calls == [len(batches)]  # one call for every batch
+        assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
+        assert all(torch.allclose(g, e, atol=1e-4) for g, e in zip(got, expected))
+        runtime = TorchRuntime(model)
+        numpy_batches = [{k: v.numpy() for k, v in b.items()} for b in batches]
+        got = run_batches(runtime, numpy_batches)
+        assert all(torch.allclose(torch.from_numpy(g), e, atol=1e-4) for g, e in zip(got, expected))
+    plain = torch_forward(backbone)
+    assert not hasattr(plain, "stream") and len(run_batches(plain, batches)) == len(batches)
 
 
 def test_predict_outputs_and_records_report_exit_layers():

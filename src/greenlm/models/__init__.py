@@ -8,7 +8,7 @@ from greenlm.models.loading import (
     model_max_length,
     save_classifier,
 )
-from greenlm.models.speed import SpeedReport, measure_speed, speed_inputs, torch_forward
+from greenlm.models.speed import SpeedReport, measure_speed, run_batches, speed_inputs, torch_forward, with_stream
 from greenlm.models.sources import ModelSource, default_teacher_path, resolve_model_source
 from greenlm.models.tiny import TinySpec, build_tiny_classifier
 
@@ -27,6 +27,8 @@ __all__ = [
     "resolve_model_source",
     "save_classifier",
     "measure_speed",
+    "run_batches",
     "speed_inputs",
     "torch_forward",
+    "with_stream",
 ]

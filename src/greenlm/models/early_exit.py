@@ -14,6 +14,8 @@ A threshold of 1.0 never exits early, and then no exit head runs at all: the mod
 Batched inference saves real compute: after each exit, the examples that exit leave the batch (and
 padding columns that no remaining example needs are cut); the rest go on to the next layers.
 ``forward`` returns logits in input order plus ``exit_layers`` (1 = first layer) for every example.
+Over many batches (evaluation, prediction, throughput), ``predict_batches`` lets the rows that go on
+wait for the next batches' rows at each layer, so that every layer runs on full batches.
 
 Any BERT-family sequence classifier whose forward pass is embeddings -> ``encoder.layer[i]`` -> its own
 classifier can take exits (BERT, RoBERTa, ELECTRA, greenlm's fine-tuned, distilled and pruned models).
@@ -207,6 +209,47 @@ class EarlyExitOutput:
     loss: torch.Tensor | None = None  # with labels: sum of exit cross-entropies (train), CE of logits (eval)
 
 
+@dataclass
+class _Rows:
+    """Rows of a batched early exit still running: where each came from and its state after the last layer run."""
+
+    index: torch.Tensor  # [b] positions in the output
+    hidden: torch.Tensor  # [b, t, H]
+    attention_mask: torch.Tensor  # [b, t]
+    streak: torch.Tensor  # [b] patience: agreeing exits in a row
+    previous: torch.Tensor  # [b] patience: the last exit's prediction (-1: none yet)
+
+    @property
+    def size(self) -> int:
+        return int(self.index.shape[0])
+
+    @classmethod
+    def start(cls, index, hidden, attention_mask) -> _Rows:
+        return cls(index, hidden, attention_mask, torch.zeros_like(index), torch.full_like(index, -1))
+
+    def select(self, keep: torch.Tensor) -> _Rows:
+        """The rows where ``keep`` [b] is True, without the padding columns none of them needs."""
+        attention_mask = self.attention_mask[keep]
+        width = int(attention_mask.any(dim=0).nonzero().max()) + 1 if attention_mask.numel() else 0
+        return _Rows(self.index[keep], self.hidden[keep][:, :width], attention_mask[:, :width],
+                     self.streak[keep], self.previous[keep])
+
+    @staticmethod
+    def merge(parts: list[_Rows]) -> _Rows:
+        """One batch of several groups' rows, right-padded to the widest (padding is masked)."""
+        if len(parts) == 1:
+            return parts[0]
+        width = max(p.hidden.shape[1] for p in parts)
+        pad = nn.functional.pad
+        return _Rows(
+            torch.cat([p.index for p in parts]),
+            torch.cat([pad(p.hidden, (0, 0, 0, width - p.hidden.shape[1])) for p in parts]),
+            torch.cat([pad(p.attention_mask, (0, width - p.attention_mask.shape[1])) for p in parts]),
+            torch.cat([p.streak for p in parts]),
+            torch.cat([p.previous for p in parts]),
+        )
+
+
 # ---- the wrapper -------------------------------------------------------------------------------
 
 
@@ -376,47 +419,77 @@ class EarlyExitClassifier(nn.Module):
         return EarlyExitOutput(logits=logits, exit_layers=layers, loss=loss)
 
     def _early_exit(self, input_ids, attention_mask, token_type_ids):
-        """Batched early exit: rows that exit leave the batch. Returns logits [B, K] and exit layers [B]."""
-        batch, device = input_ids.shape[0], input_ids.device
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        out_logits = torch.zeros(batch, self.config.num_labels, dtype=torch.float32, device=device)
-        out_layers = torch.full((batch,), self.num_layers, dtype=torch.long, device=device)
-        rows = torch.arange(batch, device=device)  # input positions of the rows still running
-        streak = torch.zeros(batch, dtype=torch.long, device=device)  # patience: agreeing exits in a row
-        previous = torch.full((batch,), -1, dtype=torch.long, device=device)
+        """Batched early exit of one batch: rows that exit leave it. Returns logits [B, K] and exit layers [B]."""
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return self.predict_batches([batch])
+
+    def predict_batches(self, batches: Sequence[dict], *, pool_size: int | None = None,
+                        on_batch: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Early exit over a whole sequence of batches (dicts of ``input_ids`` and optionally ``attention_mask``,
+        ``token_type_ids``): logits [N, K] (float32) and exit layers [N] (1-based) for the rows of all batches,
+        in order.
+
+        Rows that go on past an exit wait for the rows of the next batches at that layer, and a layer runs
+        once ``pool_size`` rows (default: the largest batch) wait for it. So every layer runs on full batches,
+        not on the few rows of one batch that did not exit: on a 2-core CPU, a layer over 4 rows of 25 tokens
+        runs far below the matrix-product rate of one over 32 rows. Each row's arithmetic is unchanged (its
+        padding columns are masked), so the outputs equal batch-by-batch early exit's. With one batch, this
+        is batch-by-batch early exit. ``on_batch`` is called after each input batch is taken in.
+        """
+        sizes = [int(batch["input_ids"].shape[0]) for batch in batches]
+        pool = pool_size or max(sizes, default=1)
+        device = next(self.parameters()).device
+        out_logits = torch.zeros(sum(sizes), self.config.num_labels, dtype=torch.float32, device=device)
+        out_layers = torch.full((sum(sizes),), self.num_layers, dtype=torch.long, device=device)
         early = self.exits_early()
-        hidden = self._embed(input_ids, token_type_ids)  # [B, T, H]
-        mask = self._mask(hidden, attention_mask)
-        for i, layer in enumerate(self._parts.layers, start=1):
-            hidden = self._layer(layer, hidden, mask)  # [b, t, H] for the b rows still running
-            if i == self.num_layers:
-                out_logits[rows] = self._parts.head(hidden).float()
-                break
-            if not early or str(i) not in self.exits:
-                continue
-            logits = self.exits[str(i)](hidden, attention_mask)  # [b, K]
-            j = self.exit_layers.index(i)
+        waiting: list[list[_Rows]] = [[] for _ in range(self.num_layers)]  # [i]: rows about to run layer i + 1
+
+        def run(i: int) -> None:  # layer i + 1 on every row waiting for it; exits; the rest wait for layer i + 2
+            rows = _Rows.merge(waiting[i])
+            waiting[i] = []
+            hidden = self._layer(self._parts.layers[i], rows.hidden, self._mask(rows.hidden, rows.attention_mask))
+            layer = i + 1
+            if layer == self.num_layers:
+                out_logits[rows.index] = self._parts.head(hidden).float()
+                return
+            rows.hidden = hidden
+            if not early or str(layer) not in self.exits:
+                waiting[layer].append(rows)
+                return
+            logits = self.exits[str(layer)](hidden, rows.attention_mask)  # [b, K]
             if self.policy == "patience":
                 prediction = logits.argmax(-1)
-                streak = torch.where(prediction == previous, streak + 1, torch.zeros_like(streak))
-                previous = prediction
-                done = streak >= self.patience
+                rows.streak = torch.where(prediction == rows.previous, rows.streak + 1, torch.zeros_like(rows.streak))
+                rows.previous = prediction
+                done = rows.streak >= self.patience
             else:
+                j = self.exit_layers.index(layer)
                 done = exit_confidence(logits, self.temperatures[j], self.policy) > self.threshold
-            if not bool(done.any()):
-                continue
-            out_logits[rows[done]] = logits[done].float()
-            out_layers[rows[done]] = i
-            keep = ~done
-            if not bool(keep.any()):
-                break
-            rows, hidden, attention_mask = rows[keep], hidden[keep], attention_mask[keep]
-            streak, previous = streak[keep], previous[keep]
-            width = int(attention_mask.any(dim=0).nonzero().max()) + 1  # cut padding no remaining row needs
-            if width < hidden.shape[1]:
-                hidden, attention_mask = hidden[:, :width], attention_mask[:, :width]
-            mask = self._mask(hidden, attention_mask)
+            if bool(done.any()):
+                out_logits[rows.index[done]] = logits[done].float()
+                out_layers[rows.index[done]] = layer
+                rows = rows.select(~done)
+            if rows.size:
+                waiting[layer].append(rows)
+
+        start = 0
+        for batch, size in zip(batches, sizes):
+            input_ids = batch["input_ids"].to(device)
+            attention_mask = batch.get("attention_mask")
+            attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
+            token_type_ids = batch.get("token_type_ids")
+            token_type_ids = None if token_type_ids is None else token_type_ids.to(device)
+            waiting[0].append(_Rows.start(torch.arange(start, start + size, device=device),
+                                          self._embed(input_ids, token_type_ids), attention_mask))
+            start += size
+            for i in range(self.num_layers):
+                if sum(rows.size for rows in waiting[i]) >= pool:
+                    run(i)
+            if on_batch is not None:
+                on_batch()
+        for i in range(self.num_layers):  # the last rows, however few
+            if waiting[i]:
+                run(i)
         return out_logits, out_layers
 
     # -- saving ----------------------------------------------------------------------------------

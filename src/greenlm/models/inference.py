@@ -26,6 +26,19 @@ def predict_outputs(model, encoded: EncodedSplit, *, pad_token_id: int, batch_si
     batches = length_grouped_batches(encoded.lengths(), batch_size, shuffle=False)
     # A bar only where there is something to wait for (a few seconds and more).
     bar = ProgressBar(progress is not None and len(batches) >= 20, progress or "", len(batches), unit="batches")
+    predict_batches = getattr(model, "predict_batches", None)
+    if callable(predict_batches):  # early exit: rows that go on are pooled across batches at every layer
+        inputs = []
+        for indices in batches:
+            batch = collate(encoded, indices, pad_token_id)
+            batch.pop("labels", None)
+            inputs.append({k: v.to(device) for k, v in batch.items()})
+        logits, layers = predict_batches(inputs, on_batch=bar.advance)
+        order = torch.as_tensor([i for indices in batches for i in indices], dtype=torch.long)
+        out[order] = logits.float().cpu()
+        exit_layers = torch.zeros(len(encoded), dtype=torch.long)
+        exit_layers[order] = layers.cpu()
+        batches = []
     for indices in batches:
         bar.advance()
         batch = collate(encoded, indices, pad_token_id)

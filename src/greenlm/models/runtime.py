@@ -88,15 +88,28 @@ class TorchRuntime(Runtime):
         self.threads = threads or default_threads()
         self.files = list(files)
         self.input_names = _forward_inputs(model)
+        if callable(getattr(model, "predict_batches", None)):  # early exit pools rows across batches
+            self.stream = self._stream
+
+    def _inputs(self, batch: dict) -> dict:
+        return {n: _as_torch(batch[n]) for n in self.input_names if batch.get(n) is not None}
 
     def __call__(self, batch: dict) -> np.ndarray:
         import torch
 
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-        inputs = {n: _as_torch(batch[n]) for n in self.input_names if batch.get(n) is not None}
         with torch.inference_mode():
-            return self.model(**inputs).logits.float().numpy()
+            return self.model(**self._inputs(batch)).logits.float().numpy()
+
+    def _stream(self, batches: list[dict]) -> np.ndarray:
+        """Logits of every batch's rows, in order, from one ``predict_batches`` call."""
+        import torch
+
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            return self.model.predict_batches([self._inputs(b) for b in batches])[0].float().numpy()
 
 
 class OrtRuntime(Runtime):
@@ -173,9 +186,12 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 def run_engine(runtime: Runtime, packed: Packed, *, batch_size: int, num_labels: int) -> np.ndarray:
     """Logits [N, num_labels] in input order: sorted batches, dynamic padding, one scatter per batch."""
+    from greenlm.models.speed import run_batches
+
     out = np.empty((len(packed.lengths), num_labels), dtype=np.float32)
-    for rows in sorted_batches(packed.lengths, batch_size):
-        out[rows] = runtime(packed.batch(rows))
+    groups = sorted_batches(packed.lengths, batch_size)
+    for rows, logits in zip(groups, run_batches(runtime, [packed.batch(rows) for rows in groups])):
+        out[rows] = logits
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from greenlm.data import EncodedSplit, collate, length_grouped_batches
@@ -77,8 +78,7 @@ def measure_speed(forward, encoded: EncodedSplit, *, pad_token_id: int, batch_si
         batches = [_padded(collate(encoded, indices, pad_token_id), pad_to, pad_token_id) for indices in groups]
 
         def all_batches():
-            for batch in batches:
-                forward(batch)
+            run_batches(forward, batches)
 
         all_batches()  # warm-up
         best_s = min(_seconds(all_batches) for _ in range(repeats))
@@ -117,7 +117,28 @@ def torch_forward(model):
     def forward(batch):
         return model(**batch).logits
 
+    return with_stream(forward, model)
+
+
+def with_stream(forward, model, convert=None):
+    """Give ``forward`` a ``stream(batches) -> logits [N, K]`` where ``model`` predicts a sequence of batches
+    better together than one at a time (early exit: rows that go on wait for the next batches' rows at
+    each layer, see ``greenlm.models.early_exit``). ``convert`` maps one batch to the model's inputs."""
+    predict = getattr(model, "predict_batches", None)
+    if callable(predict):
+        forward.stream = lambda batches: predict([convert(b) if convert else b for b in batches])[0]
     return forward
+
+
+def run_batches(forward, batches: list[dict]) -> list:
+    """Run ``forward`` on every batch; through its ``stream`` (one call for all) where it has one.
+    Returns each batch's logits, in order."""
+    stream = getattr(forward, "stream", None)
+    if stream is None:
+        return [forward(batch) for batch in batches]
+    logits = stream(batches)
+    sizes = [len(batch["input_ids"]) for batch in batches]
+    return list(logits.split(sizes)) if hasattr(logits, "split") else np.split(logits, np.cumsum(sizes)[:-1])
 
 
 def _seconds(fn) -> float:

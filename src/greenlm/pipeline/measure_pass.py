@@ -21,7 +21,7 @@ import greenlm
 from greenlm.common import atomic_write_json
 from greenlm.common.hardware import cpu_model
 from greenlm.data import EncodedSplit, Task, collate, encode_split, length_grouped_batches
-from greenlm.models import load_classifier, measure_speed, speed_inputs
+from greenlm.models import load_classifier, measure_speed, run_batches, speed_inputs, with_stream
 from greenlm.train.evaluation import align_labels
 from greenlm.train.metrics import classification_metrics
 
@@ -46,15 +46,22 @@ def _forward_of(model):
         out = model(**batch)
         return out.logits if hasattr(out, "logits") else out
 
+    with_stream(forward, model)
+    if hasattr(forward, "stream"):
+        forward.stream = torch.inference_mode()(forward.stream)
     return forward
+
+
+def _inputs(batch: dict) -> dict:
+    batch.pop("labels")
+    return batch
 
 
 def _predict(forward, encoded: EncodedSplit, pad_token_id: int, batch_size: int) -> list[int]:
     predictions = [0] * len(encoded)
-    for indices in length_grouped_batches(encoded.lengths(), batch_size, shuffle=False):
-        batch = collate(encoded, indices, pad_token_id)
-        batch.pop("labels")
-        logits = forward(batch)
+    groups = length_grouped_batches(encoded.lengths(), batch_size, shuffle=False)
+    batches = [_inputs(collate(encoded, indices, pad_token_id)) for indices in groups]
+    for indices, logits in zip(groups, run_batches(forward, batches)):
         for i, p in zip(indices, torch.as_tensor(logits).argmax(-1).tolist()):
             predictions[i] = p
     return predictions
@@ -149,18 +156,14 @@ def _measure_one(recipe, task: Task, folder: Path, threads: int) -> dict:
 
 
 def _inference_energy(recipe, forward, inputs: EncodedSplit, pad_token_id: int, batch_size: int, PriceTag) -> dict:
-    batches = []
-    for indices in length_grouped_batches(inputs.lengths(), batch_size, shuffle=False):
-        batch = collate(inputs, indices, pad_token_id)
-        batch.pop("labels")
-        batches.append(batch)
+    batches = [_inputs(collate(inputs, indices, pad_token_id))
+               for indices in length_grouped_batches(inputs.lengths(), batch_size, shuffle=False)]
     m = recipe.measure
     examples = 0
     with PriceTag("inference", region=m.region, pue=m.pue, usd_per_hour=m.usd_per_hour,
                   intensity_csv=m.intensity_csv, intensity_g_per_kwh=m.intensity_g_per_kwh) as tag:
         started = time.perf_counter()
         while examples == 0 or time.perf_counter() - started < _MIN_ENERGY_WINDOW_S:
-            for batch in batches:
-                forward(batch)
+            run_batches(forward, batches)
             examples += len(inputs)
     return tag.record.per_1000_examples(examples)
