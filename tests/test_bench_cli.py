@@ -188,3 +188,32 @@ def test_saved_runs_a_bf16_folder_as_saved(task, models, tmp_path):
     assert candidate.disk_bytes == (tmp_path / "bf16" / "model.safetensors").stat().st_size
     plain = _build("saved", load_classifier(str(fp32)), 1, tmp_path / "b", None, BenchConfig(**FAST))
     assert plain.runtime is None and "plain PyTorch model" in plain.skipped
+
+
+def test_bench_of_an_early_exit_folder(task, models, tmp_path):
+    """Torch runtimes run the exits (pooled across batches, in bf16 too); ONNX ones are skipped with the reason;
+    the size on disk counts the backbone/ sub-folder."""
+    from greenlm.models import load_classifier
+    from greenlm.models.early_exit import EarlyExitClassifier, save_early_exit
+
+    fp32, _ = models
+    loaded = load_classifier(str(fp32))
+    model = EarlyExitClassifier(loaded.model, tokenizer=loaded.tokenizer, threshold=0.6).eval()
+    model.set_backbone_info(**(loaded.model.config.greenlm or {}))
+    save_early_exit(model, loaded.tokenizer, tmp_path / "exits", {"metrics.json": {}})
+    config = BenchConfig(**{**FAST, "runtimes": ("torch-fp32", "torch-bf16", "onnx-fp32")})
+    result = bench([str(tmp_path / "exits")], task, config, work_dir=tmp_path / "w", on_note=lambda _: None)
+    by = {r["runtime"]: r for r in result["results"]}
+    assert by["torch-fp32"]["status"] == by["torch-bf16"]["status"] == "ok"
+    assert by["onnx-fp32"]["status"] == "skipped" and "early exits" in by["onnx-fp32"]["reason"]
+    weights = [tmp_path / "exits" / "model.safetensors", tmp_path / "exits" / "backbone" / "model.safetensors"]
+    assert by["torch-fp32"]["disk_bytes"] == sum(p.stat().st_size for p in weights)
+    # the same accuracy as the model called on one example at a time (no pooling, no batch effects)
+    from greenlm.data import collate, encode_split
+
+    encoded = encode_split(task.split("dev"), loaded.tokenizer, loaded.model.config.greenlm["max_length"])
+    with torch.no_grad():
+        predicted = [int(model(**{k: v for k, v in collate(encoded, [i], loaded.tokenizer.pad_token_id).items()
+                                  if k != "labels"}).logits.argmax(-1)) for i in range(len(encoded))]
+    expected = 100.0 * float(np.mean(np.asarray(predicted) == np.asarray(encoded.labels)))
+    assert by["torch-fp32"]["accuracy"] == pytest.approx(expected, abs=1e-6)

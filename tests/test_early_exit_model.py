@@ -264,6 +264,25 @@ def test_speed_and_runtime_paths_use_the_pooled_stream():
     assert not hasattr(plain, "stream") and len(run_batches(plain, batches)) == len(batches)
 
 
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_a_deep_copy_runs_on_its_own_weights(kind):
+    """``greenlm bench`` deep-copies a model per runtime and casts the copy (torch-bf16): every part the copy
+    runs, the backbone's own classifier included, must be the copy's."""
+    import copy
+
+    backbone = tiny()[0] if kind == "bert" else _other_family("roberta")
+    model = EarlyExitClassifier(backbone).eval()
+    ids = torch.arange(2, 20).reshape(2, 9) % 90 + 3
+    with torch.no_grad():
+        before = model(input_ids=ids).logits.clone()
+        twin = copy.deepcopy(model).to(torch.bfloat16)
+        assert twin(input_ids=ids).logits.dtype == torch.float32  # ran in bf16 without a dtype clash
+        for p in twin.parameters():
+            p.zero_()
+        assert torch.allclose(model(input_ids=ids).logits, before)  # the original is untouched
+        assert torch.count_nonzero(twin(input_ids=ids).logits) == 0  # the copy's zeroed classifier answers
+
+
 def test_predict_outputs_and_records_report_exit_layers():
     backbone, tokenizer = tiny()
     model = EarlyExitClassifier(backbone, tokenizer=tokenizer).eval()

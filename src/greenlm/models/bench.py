@@ -39,7 +39,7 @@ from greenlm.data import UNLABELED, EncodedSplit, Task, encode_split
 from greenlm.models import onnx as gx
 from greenlm.models.loading import LoadedModel, load_classifier, model_max_length
 from greenlm.models.runtime import (OnnxClassifier, OrtRuntime, Runtime, TorchRuntime, default_threads, pack,
-                                    require_classifier, run_engine, saved_max_length)
+                                    require_classifier, run_engine, saved_max_length, weight_files)
 from greenlm.models.speed import measure_speed, speed_inputs
 
 PEERS = ("hf-eager-pad128", "ort-fp32", "ort-int8")
@@ -239,8 +239,7 @@ def _build(name: str, loaded: LoadedModel, threads: int, work: Path, check_batch
     model = loaded.model
     saved_onnx = isinstance(model, OnnxClassifier)
     quantized_torch = (getattr(model.config, "greenlm", None) or {}).get("quantization") is not None
-    weights = [p for p in Path(loaded.source.location).iterdir()
-               if p.suffix in (".safetensors", ".bin") and p.is_file()] if loaded.source.kind == "local" else []
+    weights = weight_files(loaded)
     if name == "saved":
         if saved_onnx:
             rt = OrtRuntime(model.runtime.files[0], precision=model.runtime.precision, threads=threads)

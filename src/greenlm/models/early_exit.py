@@ -66,6 +66,18 @@ class _Parts:
     head: Callable[[torch.Tensor], torch.Tensor]  # the model's own classifier: [B, T, H] -> [B, K]
 
 
+class _PoolerHead(nn.Module):
+    """BERT's classifier path as one module (not a closure, so that ``copy.deepcopy`` of the wrapper points
+    its copy at the copied weights): pooler (dense + tanh on token 0) -> dropout -> linear."""
+
+    def __init__(self, pooler: nn.Module, dropout: nn.Module, classifier: nn.Module):
+        super().__init__()
+        self.pooler, self.dropout, self.classifier = pooler, dropout, classifier
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pooler(hidden)))
+
+
 def _cannot_attach(model, why: str) -> GreenlmError:
     return GreenlmError(
         f"cannot attach early exits to {type(model).__name__}: {why}. greenlm adds exits to BERT-family sequence"
@@ -91,11 +103,7 @@ def _find_parts(model) -> _Parts:
         pooler = getattr(base, "pooler", None)
         if pooler is None:
             raise _cannot_attach(model, "its linear classifier has no pooler to read")
-        dropout = getattr(model, "dropout", None) or nn.Identity()
-
-        def head(hidden):
-            return classifier(dropout(pooler(hidden)))
-
+        head = _PoolerHead(pooler, getattr(model, "dropout", None) or nn.Identity(), classifier)
     elif isinstance(classifier, nn.Module):  # RoBERTa / ELECTRA: a head module that reads token 0 itself
         head = classifier
     else:

@@ -150,6 +150,9 @@ def export_onnx(model, path: str | Path, *, check_batches: Sequence[dict[str, np
     ``check_batches``: padded int64 batches (``input_ids``, ``attention_mask``, maybe ``token_type_ids``)
     on which the graph must match PyTorch fp32 within ``atol + rtol * |logit|``.
     """
+    if callable(getattr(model, "predict_batches", None)):  # greenlm.models.early_exit (duck-typed: no import)
+        raise GreenlmError("a model with early exits does not export to ONNX: which layers run depends on each input;"
+                           " run it with PyTorch (runtime torch-fp32 or torch-bf16), or export its backbone/ folder")
     require_onnxruntime()
     import onnx
     import torch

@@ -365,7 +365,7 @@ def build_runtime(name: str, loaded: LoadedModel, *, threads: int | None, work_d
         if name != own:
             raise GreenlmError(f"model '{loaded.source.display_name}' is an ONNX model saved for runtime '{own}' only")
         return OrtRuntime(model.runtime.files[0], precision=model.runtime.precision, threads=threads)
-    files = _weight_files(loaded)
+    files = weight_files(loaded)
     if name.startswith("torch-"):
         import copy
 
@@ -381,11 +381,14 @@ def build_runtime(name: str, loaded: LoadedModel, *, threads: int | None, work_d
     return OrtRuntime(path, precision="fp32", threads=threads)
 
 
-def _weight_files(loaded: LoadedModel) -> list[Path]:
+def weight_files(loaded: LoadedModel) -> list[Path]:
+    """The weight files of a local model folder, sub-folders included (an early-exit folder keeps its
+    backbone in ``backbone/``), hidden folders (work files, checkpoints) excluded."""
     if loaded.source.kind != "local":
         return []
     folder = Path(loaded.source.location)
-    return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def probe_inputs(vocab_size: int, pad_token_id: int, examples: int = 64, seed: int = 0) -> EncodedSplit:
