@@ -214,7 +214,8 @@ def test_pooling_rows_across_batches_equals_batch_by_batch(policy, pool_size):
             one_by_one = [model(**b) for b in batches]
             calls_batch_by_batch, rows_per_call[:] = list(rows_per_call), []
             taken = []
-            logits, layers = model.predict_batches(batches, pool_size=pool_size, on_batch=lambda: taken.append(1))
+            logits, layers = model.predict_batches((b for b in batches), pool_size=pool_size,  # a stream
+                                                   on_batch=lambda: taken.append(1))
     finally:
         hook.remove()
     assert layers.tolist() == torch.cat([o.exit_layers for o in one_by_one]).tolist()

@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -431,24 +431,22 @@ class EarlyExitClassifier(nn.Module):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         return self.predict_batches([batch])
 
-    def predict_batches(self, batches: Sequence[dict], *, pool_size: int | None = None,
+    def predict_batches(self, batches: Iterable[dict], *, pool_size: int | None = None,
                         on_batch: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Early exit over a whole sequence of batches (dicts of ``input_ids`` and optionally ``attention_mask``,
-        ``token_type_ids``): logits [N, K] (float32) and exit layers [N] (1-based) for the rows of all batches,
-        in order.
+        """Early exit over a stream of batches (dicts of ``input_ids`` and optionally ``attention_mask``,
+        ``token_type_ids``; a list or a generator, taken one at a time): logits [N, K] (float32) and exit layers
+        [N] (1-based) for the rows of all batches, in order.
 
         Rows that go on past an exit wait for the rows of the next batches at that layer, and a layer runs
-        once ``pool_size`` rows (default: the largest batch) wait for it. So every layer runs on full batches,
+        once ``pool_size`` rows (default: the first batch's size) wait for it. So every layer runs on full batches,
         not on the few rows of one batch that did not exit: on a 2-core CPU, a layer over 4 rows of 25 tokens
         runs far below the matrix-product rate of one over 32 rows. Each row's arithmetic is unchanged (its
         padding columns are masked), so the outputs equal batch-by-batch early exit's. With one batch, this
         is batch-by-batch early exit. ``on_batch`` is called after each input batch is taken in.
         """
-        sizes = [int(batch["input_ids"].shape[0]) for batch in batches]
-        pool = pool_size or max(sizes, default=1)
+        pool = pool_size
         device = next(self.parameters()).device
-        out_logits = torch.zeros(sum(sizes), self.config.num_labels, dtype=torch.float32, device=device)
-        out_layers = torch.full((sum(sizes),), self.num_layers, dtype=torch.long, device=device)
+        finished: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (output positions, logits [b, K], layer)
         early = self.exits_early()
         waiting: list[list[_Rows]] = [[] for _ in range(self.num_layers)]  # [i]: rows about to run layer i + 1
 
@@ -458,7 +456,7 @@ class EarlyExitClassifier(nn.Module):
             hidden = self._layer(self._parts.layers[i], rows.hidden, self._mask(rows.hidden, rows.attention_mask))
             layer = i + 1
             if layer == self.num_layers:
-                out_logits[rows.index] = self._parts.head(hidden).float()
+                finished.append((rows.index, self._parts.head(hidden).float(), layer))
                 return
             rows.hidden = hidden
             if not early or str(layer) not in self.exits:
@@ -474,15 +472,16 @@ class EarlyExitClassifier(nn.Module):
                 j = self.exit_layers.index(layer)
                 done = exit_confidence(logits, self.temperatures[j], self.policy) > self.threshold
             if bool(done.any()):
-                out_logits[rows.index[done]] = logits[done].float()
-                out_layers[rows.index[done]] = layer
+                finished.append((rows.index[done], logits[done].float(), layer))
                 rows = rows.select(~done)
             if rows.size:
                 waiting[layer].append(rows)
 
         start = 0
-        for batch, size in zip(batches, sizes):
+        for batch in batches:
             input_ids = batch["input_ids"].to(device)
+            size = int(input_ids.shape[0])
+            pool = pool or size
             attention_mask = batch.get("attention_mask")
             attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
             token_type_ids = batch.get("token_type_ids")
@@ -498,6 +497,11 @@ class EarlyExitClassifier(nn.Module):
         for i in range(self.num_layers):  # the last rows, however few
             if waiting[i]:
                 run(i)
+        out_logits = torch.zeros(start, self.config.num_labels, dtype=torch.float32, device=device)
+        out_layers = torch.full((start,), self.num_layers, dtype=torch.long, device=device)
+        for index, logits, layer in finished:
+            out_logits[index] = logits
+            out_layers[index] = layer
         return out_logits, out_layers
 
     # -- saving ----------------------------------------------------------------------------------

@@ -28,12 +28,13 @@ def predict_outputs(model, encoded: EncodedSplit, *, pad_token_id: int, batch_si
     bar = ProgressBar(progress is not None and len(batches) >= 20, progress or "", len(batches), unit="batches")
     predict_batches = getattr(model, "predict_batches", None)
     if callable(predict_batches):  # early exit: rows that go on are pooled across batches at every layer
-        inputs = []
-        for indices in batches:
-            batch = collate(encoded, indices, pad_token_id)
-            batch.pop("labels", None)
-            inputs.append({k: v.to(device) for k, v in batch.items()})
-        logits, layers = predict_batches(inputs, on_batch=bar.advance)
+        def inputs():  # collated one at a time, as the model takes them
+            for indices in batches:
+                batch = collate(encoded, indices, pad_token_id)
+                batch.pop("labels", None)
+                yield {k: v.to(device) for k, v in batch.items()}
+
+        logits, layers = predict_batches(inputs(), on_batch=bar.advance)
         order = torch.as_tensor([i for indices in batches for i in indices], dtype=torch.long)
         out[order] = logits.float().cpu()
         exit_layers = torch.zeros(len(encoded), dtype=torch.long)
