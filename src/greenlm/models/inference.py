@@ -26,31 +26,30 @@ def predict_outputs(model, encoded: EncodedSplit, *, pad_token_id: int, batch_si
     batches = length_grouped_batches(encoded.lengths(), batch_size, shuffle=False)
     # A bar only where there is something to wait for (a few seconds and more).
     bar = ProgressBar(progress is not None and len(batches) >= 20, progress or "", len(batches), unit="batches")
+
+    def inputs():  # collated one at a time, as the model takes them
+        for indices in batches:
+            batch = collate(encoded, indices, pad_token_id)
+            batch.pop("labels", None)
+            yield {k: v.to(device) for k, v in batch.items()}
+
     predict_batches = getattr(model, "predict_batches", None)
     if callable(predict_batches):  # early exit: rows that go on are pooled across batches at every layer
-        def inputs():  # collated one at a time, as the model takes them
-            for indices in batches:
-                batch = collate(encoded, indices, pad_token_id)
-                batch.pop("labels", None)
-                yield {k: v.to(device) for k, v in batch.items()}
-
         logits, layers = predict_batches(inputs(), on_batch=bar.advance)
         order = torch.as_tensor([i for indices in batches for i in indices], dtype=torch.long)
         out[order] = logits.float().cpu()
         exit_layers = torch.zeros(len(encoded), dtype=torch.long)
         exit_layers[order] = layers.cpu()
-        batches = []
-    for indices in batches:
-        bar.advance()
-        batch = collate(encoded, indices, pad_token_id)
-        batch.pop("labels", None)
-        output = model(**{k: v.to(device) for k, v in batch.items()})
-        out[torch.as_tensor(indices)] = output.logits.float().cpu()
-        layers = getattr(output, "exit_layers", None)
-        if layers is not None:
-            if exit_layers is None:
-                exit_layers = torch.zeros(len(encoded), dtype=torch.long)
-            exit_layers[torch.as_tensor(indices)] = layers.cpu()
+    else:
+        for indices, batch in zip(batches, inputs()):
+            bar.advance()
+            output = model(**batch)
+            out[torch.as_tensor(indices)] = output.logits.float().cpu()
+            layers = getattr(output, "exit_layers", None)
+            if layers is not None:
+                if exit_layers is None:
+                    exit_layers = torch.zeros(len(encoded), dtype=torch.long)
+                exit_layers[torch.as_tensor(indices)] = layers.cpu()
     bar.close()
     model.train(was_training)
     return out, exit_layers

@@ -94,22 +94,21 @@ class TorchRuntime(Runtime):
     def _inputs(self, batch: dict) -> dict:
         return {n: _as_torch(batch[n]) for n in self.input_names if batch.get(n) is not None}
 
-    def __call__(self, batch: dict) -> np.ndarray:
+    def _run(self, fn):
+        """``fn()`` with this runtime's thread count, in inference mode, as fp32 numpy."""
         import torch
 
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
-            return self.model(**self._inputs(batch)).logits.float().numpy()
+            return fn().float().numpy()
+
+    def __call__(self, batch: dict) -> np.ndarray:
+        return self._run(lambda: self.model(**self._inputs(batch)).logits)
 
     def _stream(self, batches: list[dict]) -> np.ndarray:
         """Logits of every batch's rows, in order, from one ``predict_batches`` call."""
-        import torch
-
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
-        with torch.inference_mode():
-            return self.model.predict_batches([self._inputs(b) for b in batches])[0].float().numpy()
+        return self._run(lambda: self.model.predict_batches([self._inputs(b) for b in batches])[0])
 
 
 class OrtRuntime(Runtime):

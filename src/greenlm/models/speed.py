@@ -120,13 +120,13 @@ def torch_forward(model):
     return with_stream(forward, model)
 
 
-def with_stream(forward, model, convert=None):
-    """Give ``forward`` a ``stream(batches) -> logits [N, K]`` where ``model`` predicts a sequence of batches
-    better together than one at a time (early exit: rows that go on wait for the next batches' rows at
-    each layer, see ``greenlm.models.early_exit``). ``convert`` maps one batch to the model's inputs."""
+def with_stream(forward, model):
+    """Give ``forward`` a ``stream(batches) -> logits [N, K]`` (run in inference mode) where ``model`` predicts
+    a sequence of batches better together than one at a time (early exit: rows that go on wait for the next
+    batches' rows at each layer, see ``greenlm.models.early_exit``)."""
     predict = getattr(model, "predict_batches", None)
     if callable(predict):
-        forward.stream = lambda batches: predict([convert(b) if convert else b for b in batches])[0]
+        forward.stream = torch.inference_mode()(lambda batches: predict(batches)[0])
     return forward
 
 

@@ -46,10 +46,7 @@ def _forward_of(model):
         out = model(**batch)
         return out.logits if hasattr(out, "logits") else out
 
-    with_stream(forward, model)
-    if hasattr(forward, "stream"):
-        forward.stream = torch.inference_mode()(forward.stream)
-    return forward
+    return with_stream(forward, model)
 
 
 def _inputs(batch: dict) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 import greenlm
-from greenlm.report.rundata import MEASURED, RunData, _read_json, stage_method
+from greenlm.report.rundata import MEASURED, RunData, read_json_dict, stage_method
 
 # bundled task -> (hub dataset id, config, display name, language)
 _KNOWN_TASKS = {
@@ -337,8 +337,8 @@ def folder_card(folder: Path, *, method: str, task: str, source: str, command: s
     """The model card of a folder made by one command (``greenlm train/distill/prune/...``), from its own
     ``metrics.json`` and ``pricetag.json``; there was no measuring pass, so speed columns are absent."""
     folder = Path(folder)
-    metrics = _read_json(folder / "metrics.json") or {}
-    tag = _read_json(folder / "pricetag.json") or {}
+    metrics = read_json_dict(folder / "metrics.json") or {}
+    tag = read_json_dict(folder / "pricetag.json") or {}
     dev = (metrics.get("splits") or {}).get("dev") or {}
     row = {"model": folder.name, "method": method, "report_status": MEASURED, "folder": str(folder),
            "accuracy": dev.get("accuracy"), "macro_f1": dev.get("macro_f1"), "mcc": dev.get("mcc"),

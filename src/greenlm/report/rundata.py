@@ -59,7 +59,7 @@ class RunData:
 
     def stage_file(self, stage: str, name: str) -> dict | None:
         """A JSON file of a stage folder, or None when it is missing or unreadable."""
-        return _read_json(self.stage_dir(stage) / name)
+        return read_json_dict(self.stage_dir(stage) / name)
 
     def measured_model(self, stage: str) -> dict | None:
         return ((self.measurements or {}).get("models") or {}).get(stage)
@@ -87,7 +87,8 @@ def stage_method(name: str, body: dict | None) -> str:
     return str(body.get("type") or body.get("method") or name)
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json_dict(path: Path) -> dict | None:
+    """The JSON object in ``path``; None when the file is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -139,10 +140,10 @@ def load_run(run_dir: str | Path) -> RunData:
         raise GreenlmError(f"{run_dir / RECIPE_FILE} is not a greenlm recipe (no 'stages' mapping);"
                            " it is written by `greenlm run`: run it again to rewrite it")
     notes: list[str] = []
-    saved = _read_json(run_dir / REPORT_FILE)
+    saved = read_json_dict(run_dir / REPORT_FILE)
     if saved is None and (run_dir / REPORT_FILE).exists():
         notes.append(f"{REPORT_FILE} could not be read; rows rebuilt from the stage folders")
-    measurements = _read_json(run_dir / MEASUREMENTS_FILE)
+    measurements = read_json_dict(run_dir / MEASUREMENTS_FILE)
     saved_rows = {r.get("model"): r for r in (saved or {}).get("rows", []) if isinstance(r, dict)}
     written = _utc_seconds((saved or {}).get("written_at_utc"))
     data = RunData(run_dir, str(recipe.get("name") or run_dir.name), recipe, {}, measurements, notes)
@@ -152,7 +153,7 @@ def load_run(run_dir: str | Path) -> RunData:
     for name, body in stages.items():
         body = body or {}
         folder = run_dir / name
-        record = _read_json(folder / STAGE_FILE)
+        record = read_json_dict(folder / STAGE_FILE)
         row = saved_rows.get(name)
         if record is not None and row is not None and row.get("report_status", MEASURED) == MEASURED:
             finished = record.get("finished_at_unix")
