@@ -1,6 +1,7 @@
 """Distillation benchmark on SST-2: a 4-layer and a 2-layer narrow student of greenlm's fine-tuned MiniLM.
 
-Distils the teacher with the ``distill`` stage (``greenlm.compress.distill.run``) into
+Distils the teacher with the ``distill`` stage (``greenlm.stage.run_stage``, the same code as
+``greenlm distill``) into
   - ``4x312``: TinyBERT-4's shape, initialised from the mapped teacher layers (the default init);
   - ``2x256``: two narrow layers, same recipe;
   - ``2x256 random init``: the same student from random weights (which init is better);
@@ -10,8 +11,15 @@ Distils the teacher with the ``distill`` stage (``greenlm.compress.distill.run``
     other quantity treat the kept rows identically, so it is cut from the trained student instead of
     trained again (the stage tests cover the ``trim_vocab`` path itself);
 and asks the budget path (``target_speedup``) which shape it would pick, with its measured check.
-The students share one augmented training set and one pass of teacher logits (computed in the first
-run, copied into the others' work folders; their cost is reported once).
+The students share one augmented training set and one pass of teacher logits: this script computes them
+once, before the students, with the stage's own functions and the students' settings (into
+``<work>/.shared``, with their price tag), and seeds them into each student's work folder
+(``<work>/.<student>.work/state``, under the stage's key so that the stage keeps them). Their cost is
+reported once, added to the 2x256 row (the first student, which used to compute them itself). The
+shared files are keyed by the teacher's content, the task and the settings they depend on, and the stage
+checks each seeded file against the data it would compute it from, so a file that does not match is
+recomputed, not misused (the script then says so). Because the work folder is there before the stage
+starts, the stage's log says it is "resuming" each student: it resumes from the seeded files.
 Then it times the teacher and every student side by side in this one process (same dev inputs,
 same threads, two interleaved rounds, best of each) and writes the figures, the command, the
 machine and the date into the "## Distillation (issue 5)" section of docs/benchmarks.md (and
@@ -40,13 +48,19 @@ from pathlib import Path
 
 import torch
 
-from greenlm.common import atomic_write_json
+from greenlm.common import atomic_write_json, atomic_write_text
 from greenlm.common.hardware import cpu_model
-from greenlm.compress.distill import DistillConfig, _choose_shape, run
+from greenlm.compress import distill as distill_method
+from greenlm.compress.distill import _choose_shape
+from greenlm.compress.distill_config import DistillConfig
 from greenlm.data import encode_split, load_task
 from greenlm.measure import count_flops, count_params
-from greenlm.models import load_classifier, measure_speed, save_classifier, speed_inputs, torch_forward
+from greenlm.models import load_classifier, save_classifier
 from greenlm.models import students as st
+from greenlm.runtime import measure_speed, speed_inputs, torch_forward
+from greenlm.stage import StageContext, run_stage, stage_identity
+from greenlm.stage.folders import artifact_hash, identity_key, read_stage_file
+from greenlm.stage.workdir import KEY_FILE, STATE_DIR
 from greenlm.train import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,43 +78,101 @@ def _config(args, **overrides) -> DistillConfig:
     return DistillConfig(**base)
 
 
+# What every student computes alike from the teacher and the training text (the stage's cache file names).
 SHARED = ("augmented.json", "teacher_logits.safetensors", "teacher_logits.json")
+# The settings those files depend on (besides the teacher, the task and the tokenizer, which all students share).
+SHARED_SETTINGS = ("train_subset", "augment", "augment_copies", "augment_prob", "augment_candidates",
+                   "augment_mlm_model", "max_length", "seed")
+SHARED_DONE = "shared.json"
 
 
-def _distil(name: str, teacher: Path, task, config: DistillConfig, work: Path, share_from: str | None = None) -> dict:
-    """Run the stage for one student (or reuse its finished folder). ``share_from``: a finished student
-    whose augmented text and teacher logits this one reuses (same data and tokenizer; each file is
-    checked against its key by the stage, so a mismatch is recomputed, not misused)."""
+def _shared_files(teacher_dir: Path, task, config: DistillConfig, shared: Path) -> dict:
+    """Compute the augmented training text and the teacher's logits once, into ``shared``, exactly as the
+    ``distill`` stage computes them for a student of ``config`` (same functions, same cache files); returns
+    their price tag by phase (``augment``, ``teacher_logits``), kept in ``shared`` so that a re-run reuses it."""
+    key = {"teacher_artifact_sha256": artifact_hash(teacher_dir), "task_fingerprint": task.fingerprint(),
+           **{k: getattr(config, k) for k in SHARED_SETTINGS}}
+    done = shared / SHARED_DONE
+    needed = [f for f in SHARED if f != "augmented.json" or config.augment != "none"]
+    if done.is_file():
+        saved = json.loads(done.read_text())
+        if saved.get("key") == key and all((shared / f).is_file() for f in needed):
+            print(f"[shared] reused {shared}", flush=True)
+            return saved["cost"]
+    shutil.rmtree(shared, ignore_errors=True)
+    note = lambda m: print(f"[shared] note: {m}", flush=True)  # noqa: E731
+    ctx = StageContext(method="distill", task=task, source=str(teacher_dir), work_dir=shared, progress=False,
+                       on_note=note)
+    shared.mkdir(parents=True, exist_ok=True)
+    loaded = distill_method._load_teacher(teacher_dir, task, config, ctx.note)
+    teacher, tokenizer = loaded.model.eval(), loaded.tokenizer
+    max_length = ctx.max_length(teacher, config.max_length)
+    train_split = ctx.align(task.split("train"), list(loaded.labels), "the teacher")
+    if config.train_subset is not None:
+        train_split = train_split.subset(config.train_subset, seed=config.seed)
+    print("[shared] augmenting the training text and computing the teacher's logits", flush=True)
+    with ctx.phase("augment"):
+        train_split, _ = distill_method._augmented_train(train_split, teacher, tokenizer, config, shared, ctx.note)
+    train_data = encode_split(train_split, tokenizer, max_length)
+    with ctx.phase("teacher_logits") as tag:
+        logits = distill_method.teacher_logits(teacher, train_data, pad_token_id=tokenizer.pad_token_id)
+        distill_method._add_flops(tag, teacher.config, train_data, len(train_data), train=False)
+    from safetensors.torch import save_file
+
+    save_file({"logits": logits.contiguous()}, str(shared / "teacher_logits.safetensors"))
+    atomic_write_json(shared / "teacher_logits.json", {"data": distill_method._data_fingerprint(train_data)})
+    cost = ctx.costs.to_dict()
+    atomic_write_json(done, {"key": key, "cost": cost})
+    return cost
+
+
+def _seed(work_dir: Path, key: str, shared: Path) -> None:
+    """Put the shared files into a student's work folder under the stage's ``key``: the stage's work folder
+    holds ``key`` and ``state/``, and one whose key differs is removed when the stage claims it
+    (``greenlm.stage.workdir.claim``), so without the key the seeded files would go."""
+    key_file, state = work_dir / KEY_FILE, work_dir / STATE_DIR
+    if work_dir.exists() and (not key_file.is_file() or key_file.read_text() != key):
+        shutil.rmtree(work_dir)  # what the stage would do: state of other inputs cannot be resumed
+    state.mkdir(parents=True, exist_ok=True)
+    for file in SHARED:
+        if (shared / file).is_file() and not (state / file).is_file():
+            shutil.copyfile(shared / file, state / file)
+    atomic_write_text(key_file, key)
+
+
+def _distil(name: str, teacher: Path, task, config: DistillConfig, work: Path, shared: Path) -> dict:
+    """Run the stage for one student (or reuse its finished folder), its work folder seeded from ``shared``.
+    A folder finished with other settings is replaced."""
     out = work / name.replace(" ", "-")
-    metrics_file = out / "metrics.json"
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
-        if metrics["distill"]["config"] == config.to_dict():
-            print(f"[{name}] reused {out}", flush=True)
-            return metrics
-    state = work / ".work" / out.name
-    if share_from is not None:
-        state.mkdir(parents=True, exist_ok=True)
-        source = work / ".work" / share_from.replace(" ", "-")
-        for file in SHARED:
-            if (source / file).is_file() and not (state / file).is_file():
-                shutil.copyfile(source / file, state / file)
-    print(f"[{name}] distilling: {config.to_dict()}", flush=True)
+    work_dir = work / f".{out.name}.work"
+    key = identity_key(stage_identity("distill", config, task, teacher))
+    finished = read_stage_file(out) if out.is_dir() else None
+    if finished is None or finished.get("key") != key:
+        _seed(work_dir, key, shared)
+        print(f"[{name}] distilling: {config.to_dict()}", flush=True)
     started = time.perf_counter()
-    metrics = run(teacher, task, config, out, work_dir=state, progress=False,
-                  on_note=lambda m: print(f"[{name}] note: {m}", flush=True))
+    result = run_stage("distill", teacher, task, config, out, work_dir=work_dir, replace=True, progress=False,
+                       on_note=lambda m: print(f"[{name}] note: {m}", flush=True),
+                       command=f"benchmarks/distill_sst2.py ({name})")
+    metrics = result.metrics
+    if result.reused:
+        print(f"[{name}] reused {out}", flush=True)
+        return metrics
+    if "teacher_logits" in metrics["distill"]["cost"]["phases"]:
+        print(f"[{name}] note: the seeded teacher logits did not match this student's data: the stage recomputed"
+              " them, and its cost includes them", flush=True)
     print(f"[{name}] dev accuracy {metrics['splits']['dev']['accuracy']:.4f} in {time.perf_counter() - started:.0f} s",
           flush=True)
     return metrics
 
 
-def _trimmed_copy(source: Path, out: Path, task) -> Path:
+def _trimmed_copy(source: Path, out: Path, task, shared: Path) -> Path:
     """The trained student with only the vocabulary rows the (augmented) training text uses."""
     if (out / "config.json").is_file():
         return out
     loaded = load_classifier(str(source))
-    work = source.parent / ".work" / source.name / "augmented.json"
-    augmented = json.loads(work.read_text())["split"]["text_a"] if work.is_file() else []
+    cache = shared / "augmented.json"
+    augmented = json.loads(cache.read_text())["split"]["text_a"] if cache.is_file() else []
     # the same text trim_vocab=True uses: the task's whole training text plus the augmented rows
     tokenizer, kept = st.trim_vocabulary(loaded.tokenizer, list(task.split("train").text_a) + augmented)
     st.trim_embeddings(loaded.model, kept)
@@ -157,16 +229,19 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    results = {"2x256": _distil("2x256", args.teacher, task, _config(args, student="2x256"), args.work)}
-    results["4x312"] = _distil("4x312", args.teacher, task, _config(args, student="4x312"), args.work, "2x256")
+    shared = args.work / ".shared"
+    shared_cost = _shared_files(args.teacher, task, _config(args, student="2x256"), shared)
+    results = {"2x256": _distil("2x256", args.teacher, task, _config(args, student="2x256"), args.work, shared)}
+    results["4x312"] = _distil("4x312", args.teacher, task, _config(args, student="4x312"), args.work, shared)
     if "random" not in skip:
         results["2x256 random init"] = _distil("2x256 random init", args.teacher, task,
-                                               _config(args, student="2x256", init="random"), args.work, "2x256")
+                                               _config(args, student="2x256", init="random"), args.work, shared)
     results = {k: results[k] for k in ("4x312", "2x256", "2x256 random init") if k in results}
     folders = {name: args.work / name.replace(" ", "-") for name in results}
     if "trim" not in skip:
         for name in ("4x312", "2x256"):
-            folders[f"{name} trimmed vocab"] = _trimmed_copy(folders[name], args.work / f"{name}-trimmed-vocab", task)
+            folders[f"{name} trimmed vocab"] = _trimmed_copy(folders[name], args.work / f"{name}-trimmed-vocab", task,
+                                                             shared)
 
     teacher = load_classifier(str(args.teacher))
     teacher_metrics = json.loads((args.teacher / "metrics.json").read_text())
@@ -174,7 +249,7 @@ def main() -> None:
     budget = None
     if "budget" not in skip:
         cfg = _config(args, target_speedup=args.target_speedup)
-        budget_work = args.work / ".work" / "budget"
+        budget_work = args.work / ".budget"
         budget_work.mkdir(parents=True, exist_ok=True)
         shape, budget = _choose_shape(teacher.model, teacher.tokenizer, task.split("dev"), task.split("train"),
                                       max_length, cfg, budget_work, print)
@@ -203,9 +278,12 @@ def main() -> None:
         row["speedup_x"] = row["throughput_examples_per_s"] / t_tput
         folder = args.teacher if name == teacher_name else folders[name]
         row["size_mb"] = _size_mb(folder)
-        source = results.get(name) or results.get(name.replace(" trimmed vocab", ""))
+        base = name.replace(" trimmed vocab", "")
+        source = results.get(base)
         if source is not None:
             cost = source["distill"]["cost"]["total"]
+            if base == "2x256":  # the shared augmentation and teacher logits are counted once, here
+                cost = _add_costs(cost, shared_cost["total"])
             row["distill_wall_s"], row["distill_energy_kwh"] = cost["wall_s"], cost["energy_kwh"]
             row["distill_co2e_kg"], row["distill_flops"] = cost["co2e_kg"], cost["flops"]
 
@@ -223,16 +301,26 @@ def main() -> None:
         teacher_cost["energy_kwh_estimate"] = teacher_cost["train_seconds"] * sum(powers) / len(powers)
 
     results_file = args.work / "results.json"
-    payload = {"rows": rows, "teacher_finetune": teacher_cost, "budget_choice": budget, "args": vars(args) | {
-        "teacher": str(args.teacher), "work": str(args.work)}, "seconds": time.perf_counter() - started}
+    payload = {"rows": rows, "teacher_finetune": teacher_cost, "budget_choice": budget, "shared_cost": shared_cost,
+               "args": vars(args) | {"teacher": str(args.teacher), "work": str(args.work)},
+               "seconds": time.perf_counter() - started}
     atomic_write_json(results_file, payload)
-    body = render(rows, teacher_cost, budget, args, results)
+    body = render(rows, teacher_cost, budget, args, results, shared_cost)
     print(body)
     if not args.no_doc:
         write_doc(body)
 
 
-def render(rows: dict, teacher_cost: dict, budget: dict | None, args, results: dict) -> str:
+def _add_costs(a: dict, b: dict) -> dict:
+    """Two cost totals added up; a figure either lacks stays unknown (None), as the stage's own totals do."""
+    out = dict(a)
+    for key in ("wall_s", "cpu_s", "energy_kwh", "co2e_kg", "flops"):
+        x, y = a.get(key), b.get(key)
+        out[key] = x + y if x is not None and y is not None else None
+    return out
+
+
+def render(rows: dict, teacher_cost: dict, budget: dict | None, args, results: dict, shared_cost: dict) -> str:
     cmd = "python benchmarks/distill_sst2.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
@@ -272,11 +360,11 @@ def render(rows: dict, teacher_cost: dict, budget: dict | None, args, results: d
         checks.append(f"{name}: {r['accuracy_retained_pct']:.1f}% of the teacher (goal >= {acc_goal:g}%) at"
                       f" {r['speedup_x']:.2f}x (goal >= {speed_goal:g}x): {'met' if ok else 'MISSED'}")
     lines += ["Targets of issue 5: " + "; ".join(checks) + ".", ""]
-    shared = results["2x256"]["distill"]["cost"]["phases"]
+    shared = shared_cost["phases"]
     shared_s = sum(shared.get(k, {}).get("wall_s", 0.0) for k in ("augment", "teacher_logits"))
     shared_kwh = sum(shared.get(k, {}).get("energy_kwh") or 0.0 for k in ("augment", "teacher_logits"))
-    lines.append(f"Augmentation and the teacher's logits, computed once in the 2x256 run and reused by the other"
-                 f" students, took {shared_s:.0f} s and {shared_kwh:.2e} kWh (included in the 2x256 row only).")
+    lines.append(f"Augmentation and the teacher's logits, computed once and reused by every student,"
+                 f" took {shared_s:.0f} s and {shared_kwh:.2e} kWh (included in the 2x256 row only).")
     if "2x256 random init" in rows:
         a, b = rows["2x256"]["accuracy"], rows["2x256 random init"]["accuracy"]
         lines.append(f"Initialisation (2x256): from the teacher {100 * a:.2f}% vs random {100 * b:.2f}%"
@@ -297,11 +385,12 @@ def render(rows: dict, teacher_cost: dict, budget: dict | None, args, results: d
         f"Teacher fine-tuning for comparison: {tc['examples_seen']:.0f} example passes, {tc['flops']:.2e} FLOPs"
         f" (3 x forward at its mean {tc['mean_tokens']} tokens), {tc['train_seconds'] or 0:.0f} s of training;"
         f" {energy} (estimate: its training time x the mean power greenlm's estimator measured during the"
-        " distillations on this machine; `greenlm train` does not record a price tag). Distillation kWh/CO2e are"
+        " distillations on this machine, comparable for teachers trained before `greenlm train` wrote a price tag)."
+        " Distillation kWh/CO2e are"
         " the stage's own price tag (estimate:tdp-utilisation; CO2e needs a region: n/a when none was set);"
         " distillation FLOPs: 4x312 "
-        f"{results['4x312']['distill']['cost']['total']['flops'] or 0:.2e}, 2x256 "
-        f"{results['2x256']['distill']['cost']['total']['flops'] or 0:.2e} (student training + teacher passes)."
+        f"{rows['4x312'].get('distill_flops') or 0:.2e}, 2x256 "
+        f"{rows['2x256'].get('distill_flops') or 0:.2e} (student training + teacher passes)."
     )
     if budget:
         tried = ", ".join(f"{t['shape']}: {t['flop_speedup']}x by FLOPs / {t['measured_speedup']}x measured"

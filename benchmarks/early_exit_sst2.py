@@ -4,13 +4,14 @@
         [--train-subset 8000] [--epochs 1] [--freeze-encoder] [--rounds 3]
 
 For each model (the fine-tuned teacher, and optionally a distilled student):
-  1. the ``early_exit`` stage (``greenlm.compress.early_exit``, the same code as ``greenlm early-exit``) into
-     ``<work>/<name>``: exits after every layer, calibrated, threshold chosen for ``--max-drop`` on held-out rows
-     (resumes if interrupted; reuses a finished folder);
+  1. the ``early_exit`` stage (``greenlm.stage.run_stage("early_exit", ...)``, the same code as ``greenlm
+     early-exit``) into ``<work>/<name>``: exits after every layer, calibrated, threshold chosen for
+     ``--max-drop`` on held-out rows (resumes from ``<work>/.<name>.work`` if interrupted; reuses a finished
+     folder; refuses a folder finished with other settings: delete it or give another ``--work``);
   2. on SST-2 dev: the curve over thresholds (accuracy and FLOPs per example, from the stage's curve.json),
      and at several thresholds (the chosen one, 1.0, and those nearest to ``--points`` FLOPs speedups) the
      real batched early exit: accuracy, mean exit layer, throughput at batch 32 (pooled across batches, and
-     batch by batch) and latency at batch 1 (``greenlm.models.measure_speed``), timed side by side with the
+     batch by batch) and latency at batch 1 (``greenlm.runtime.measure_speed``), timed side by side with the
      same model without exits, in this process, in alternating rounds (best throughput of each);
   3. ``<work>/<name>/benchmark.json`` and the section "## Early exit (issue 8)" of docs/benchmarks.md.
 """
@@ -70,19 +71,21 @@ def knobs_to_time(curve: list[dict], key: str, chosen, points: list[float]) -> l
 
 
 def bench_model(name: str, model_dir: Path, args, task) -> dict:
-    from greenlm.compress.early_exit import EarlyExitConfig, early_exit_model
-    from greenlm.data import encode_split
-    from greenlm.models import load_classifier, measure_speed, speed_inputs, torch_forward
-    from greenlm.models.inference import predict_outputs
+    from greenlm.compress.early_exit_config import EarlyExitConfig
+    from greenlm.data import align_labels, encode_split
+    from greenlm.models import load_classifier
+    from greenlm.runtime import measure_speed, speed_inputs, torch_forward
+    from greenlm.runtime.inference import predict_outputs
+    from greenlm.stage import run_stage
     from greenlm.train import classification_metrics
-    from greenlm.train.evaluation import align_labels
 
     config = EarlyExitConfig(policy=args.policy, max_drop=args.max_drop, train_encoder=not args.freeze_encoder,
                              loss=args.loss, epochs=args.epochs, train_subset=args.train_subset,
                              measure_speed=False)  # timed below, more thoroughly
     out = args.work / name
     started = time.time()
-    outcome = early_exit_model(str(model_dir), task, out, config, progress=True, on_note=lambda n: print(f"note: {n}"))
+    outcome = run_stage("early_exit", model_dir, task, config, out, progress=True, on_note=lambda n: print(f"note: {n}"),
+                        command=f"benchmarks/early_exit_sst2.py ({name})")
     stage_s = time.time() - started
     metrics = outcome.metrics
     details = metrics["early_exit"]

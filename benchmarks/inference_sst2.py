@@ -195,15 +195,32 @@ def _fusion_note(export: dict) -> str:
             f" kept{measured}: ONNX Runtime fuses the plain graph itself when it loads it.")
 
 
-def _describe(model: str) -> str:
-    """How the benchmarked model was trained, from its greenlm_run.json."""
+def _training(folder: Path) -> dict | None:
+    """What the model was fine-tuned from and with: ``stage.json`` (``identity.settings``, written by every
+    greenlm since the stage shell), else the ``greenlm_run.json`` of a folder written before it."""
     try:
-        run = json.loads((ROOT / model / "greenlm_run.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        stage = json.loads((folder / "stage.json").read_text())
+        identity = stage["identity"]
+        settings = identity["settings"]
+        source = (identity.get("teacher") or {}).get("teacher") or "the pre-trained model"
+        return {"model": source, "train_subset": settings.get("train_subset"), "epochs": settings["epochs"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        pass
+    try:
+        run = json.loads((folder / "greenlm_run.json").read_text())
+        return {"model": run["model"], "train_subset": run.get("train_subset"), "epochs": run["train"]["epochs"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def _describe(model: str) -> str:
+    """How the benchmarked model was trained, from its stage.json (or an older folder's greenlm_run.json)."""
+    run = _training(ROOT / model)
+    if run is None:
         return "a fine-tuned classifier"
     subset = f"a {run['train_subset']:,}-row subset of" if run.get("train_subset") else "all of"
     text = (f"`{run['model']}` (MiniLM-L6-H384) fine-tuned by `greenlm train` on {subset} SST-2 train,"
-            f" {run['train']['epochs']:g} epoch(s)")
+            f" {run['epochs']:g} epoch(s)")
     if run.get("train_subset"):
         text += (" (not the full-data teacher, which was still training: re-run this script with its default"
                  " `--teacher runs/teacher-sst2` once that folder has its metrics.json)")

@@ -1,13 +1,16 @@
 """Pruning benchmark on SST-2: structured (heads; heads + FFN) and unstructured (90% sparsity).
 
-Prunes the greenlm-fine-tuned teacher with the ``prune`` stage, then times every model side by side
-in this one process (``greenlm.models.measure_speed``: same inputs, same threads) and writes the
+Prunes the greenlm-fine-tuned teacher with the ``prune`` stage (``greenlm.stage.run_stage``, the same
+code as ``greenlm prune``), then times every model side by side
+in this one process (``greenlm.runtime.measure_speed``: same inputs, same threads) and writes the
 figures, the command, the machine and the date into the "## Pruning (issue 6)" section of
 docs/benchmarks.md (and everything into <work>/results.json).
 
     python benchmarks/prune_sst2.py --teacher runs/teacher-sst2 --work runs/prune-bench
 
-Re-running reuses finished stage outputs (the stage caches by its inputs) and only re-times.
+Re-running reuses finished stage outputs (the stage caches by its inputs) and only re-times; an
+interrupted experiment resumes from its work folder (``<work>/.<name>.work``). A folder from a different
+configuration is refused by the stage: delete it, or give another ``--work``.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ import torch
 from greenlm.common import atomic_write_json, atomic_write_text
 from greenlm.common.hardware import cpu_model
 from greenlm.compress import sparsity as sp
-from greenlm.compress.prune import PruneConfig, run
-from greenlm.data import encode_split, load_task
-from greenlm.models import load_classifier, measure_speed, speed_inputs, torch_forward
-from greenlm.train.evaluation import align_labels
+from greenlm.compress.prune_config import PruneConfig
+from greenlm.data import align_labels, encode_split, load_task
+from greenlm.models import load_classifier
+from greenlm.runtime import measure_speed, speed_inputs, torch_forward
+from greenlm.stage import run_stage
 
 SECTION = "## Pruning (issue 6)"
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,8 +98,12 @@ def main() -> None:
         if name not in wanted:
             continue
         t0, c0 = time.time(), time.process_time()
-        metrics = run(args.teacher, task, config, args.work / name, work_dir=args.work / f".{name}.work",
-                      progress=False, on_note=lambda note: print(f"[{name}] {note}", file=sys.stderr))
+        result = run_stage("prune", args.teacher, task, config, args.work / name, work_dir=args.work / f".{name}.work",
+                           progress=False, on_note=lambda note: print(f"[{name}] {note}", file=sys.stderr),
+                           command=f"benchmarks/prune_sst2.py ({name})")
+        metrics = result.metrics
+        if result.reused:
+            print(f"[{name}] reused {result.folder}", file=sys.stderr)
         results["experiments"][name] = {"config": config.to_dict(), "metrics": metrics,
                                          "wall_s": round(time.time() - t0, 1),
                                          "process_cpu_s": round(time.process_time() - c0, 1)}
@@ -165,7 +173,7 @@ def render(results: dict) -> str:
         if teacher_acc is not None else f"Teacher: `{results['teacher']}`.  ",
         f"Total: {results['wall_s']:.0f} s wall, {results['process_cpu_s']:.0f} s CPU of this process.",
         "",
-        "Speed: `greenlm.models.measure_speed` on the same 256 SST-2 dev sentences for every model, side by side in",
+        "Speed: `greenlm.runtime.measure_speed` on the same 256 SST-2 dev sentences for every model, side by side in",
         f"one process, {results['machine']['speed_rounds']} interleaved rounds, best figure per model; latency = batch 1 (p50 over 64 sentences),",
         "throughput = length-grouped batches of 32. **The machine was shared with other jobs while this ran**",
         f"(load average {results['machine']['load_average_start']:.1f} at the start, {results['machine']['load_average_end']:.1f}"

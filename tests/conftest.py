@@ -44,6 +44,18 @@ def make_toy_task(n_train: int = 256, n_dev: int = 64) -> Task:
     )
 
 
+@pytest.fixture(autouse=True)
+def no_price_tag_left_running():
+    """A test that leaves a PriceTag running would make every later tag its phase: fail that test instead."""
+    from greenlm.measure import pricetag
+
+    yield
+    leaked = pricetag._active.get()
+    if leaked is not None:
+        pricetag._active.set(None)
+        pytest.fail(f"the test left PriceTag {leaked.name!r} running")
+
+
 @pytest.fixture
 def toy_task() -> Task:
     return make_toy_task()
@@ -64,3 +76,27 @@ def toy_task_dir(tmp_path):
     folder = tmp_path / "toy"
     write_toy_task_files(folder)
     return folder
+
+
+def stage_runner(method: str):
+    """``run(source, task, config, out, work_dir=..., ...) -> metrics``: one method through the stage shell,
+    as ``greenlm <method>`` runs it (quiet, no ledger)."""
+    from greenlm.stage import run_stage
+
+    def run(source, task, config, out, *, work_dir=None, progress=False, on_note=lambda _: None, teacher_dir=None):
+        return run_stage(method, source, task, config, out, work_dir=work_dir, teacher_dir=teacher_dir,
+                         progress=progress, on_note=on_note, ledger=False).metrics
+
+    return run
+
+
+def finetune_folder(task, model_spec: str, out, config, *, max_length: int = 128, train_subset=None,
+                    progress: bool = False, on_note=lambda _: None):
+    """Fine-tune ``model_spec`` into the folder ``out`` as ``greenlm train`` does (``config``: a TrainConfig)."""
+    import dataclasses
+
+    from greenlm.pipeline.finetune_stage import FinetuneStageConfig
+    from greenlm.stage import run_stage
+
+    settings = FinetuneStageConfig(**dataclasses.asdict(config), max_length=max_length, train_subset=train_subset)
+    return run_stage("finetune", model_spec, task, settings, out, progress=progress, on_note=on_note, ledger=False)

@@ -11,11 +11,15 @@ from typer.testing import CliRunner
 
 from greenlm.common import GreenlmError
 from greenlm.data import EncodedSplit
-from greenlm.models.bench import ALL_RUNTIMES, BenchConfig, bench, expand_runtimes
-from greenlm.models.speed import measure_speed
+from greenlm.runtime.bench import ALL_RUNTIMES, BenchConfig, bench, expand_runtimes
+from greenlm.runtime.speed import measure_speed
 from greenlm.report.bench import bench_markdown
 from greenlm.train import TrainConfig
-from greenlm.train.finetune import finetune
+from conftest import finetune_folder as finetune
+
+from conftest import stage_runner
+
+run = stage_runner("quantize")
 
 ROW_FIELDS = {
     "model", "model_index", "runtime", "kind", "precision", "batching", "status", "reason", "threads", "examples",
@@ -40,7 +44,7 @@ def task():
 @pytest.fixture(scope="module")
 def models(task, tmp_path_factory):
     """A fine-tuned tiny classifier and its int8 version (quantized by greenlm)."""
-    from greenlm.compress.quantize import QuantizeConfig, run
+    from greenlm.compress.quantize import QuantizeConfig
 
     root = tmp_path_factory.mktemp("bench-models")
     config = TrainConfig(epochs=4, batch_size=16, learning_rate=3e-3, precision="fp32", warmup_ratio=0.1)
@@ -176,9 +180,9 @@ def test_bench_refuses_a_model_that_is_not_a_classifier(task, models, tmp_path):
 
 
 def test_saved_runs_a_bf16_folder_as_saved(task, models, tmp_path):
-    from greenlm.compress.quantize import QuantizeConfig, run
+    from greenlm.compress.quantize import QuantizeConfig
     from greenlm.models import load_classifier
-    from greenlm.models.bench import _build
+    from greenlm.runtime.bench import _build
 
     fp32, _ = models
     run(fp32, task, QuantizeConfig(scheme="bf16", measure_speed=False), tmp_path / "bf16", work_dir=tmp_path / "w",

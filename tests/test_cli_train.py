@@ -54,8 +54,10 @@ def trained(tmp_path_factory):
 def test_train_writes_a_complete_hf_folder(trained):
     _, out = trained
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "greenlm_run.json"} <= names
-    assert not any(n.endswith(".bin") for n in names) and ".work" not in names
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "stage.json", "pricetag.json",
+            "README.md"} <= names
+    assert not any(n.endswith(".bin") for n in names)
+    assert not (out.parent / f".{out.name}.work").exists()  # the work folder goes once the output is complete
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["splits"]["dev"]["accuracy"] >= 0.9
     assert set(metrics["splits"]["dev"]) >= {"accuracy", "macro_f1", "mcc"}
@@ -70,7 +72,7 @@ def test_train_writes_a_complete_hf_folder(trained):
     assert result["metrics"][0] == {"type": "accuracy", "name": "Accuracy",
                                     "value": round(metrics["splits"]["dev"]["accuracy"], 6)}
     assert meta["greenlm"]["stage_energy_kwh"] == tag["energy_kwh"]
-    assert "`greenlm train`" in card and "greenlm bench" in card
+    assert "`greenlm train --task" in card and "greenlm bench" in card  # the command that made it, in full
 
 
 def test_same_command_again_trains_nothing(trained):
@@ -78,7 +80,7 @@ def test_same_command_again_trains_nothing(trained):
     before = (out / "model.safetensors").stat().st_mtime_ns
     result = greenlm(*train_args(task_dir, out))
     assert result.returncode == 0
-    assert "nothing to train" in result.stderr
+    assert "nothing to do" in result.stderr
     assert (out / "model.safetensors").stat().st_mtime_ns == before
 
 
@@ -104,7 +106,7 @@ def test_kill_9_then_resume_equals_uninterrupted(trained, tmp_path):
     args = train_args(task_dir, out, "--checkpoint-every", "3")
     proc = subprocess.Popen([sys.executable, "-m", "greenlm", *args], env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    state = out / ".work" / "checkpoint" / "state.json"
+    state = tmp_path / ".killed.work" / "state" / "train" / "checkpoint" / "state.json"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if state.is_file() and json.loads(state.read_text())["step"] >= 6:
@@ -113,7 +115,7 @@ def test_kill_9_then_resume_equals_uninterrupted(trained, tmp_path):
     assert proc.poll() is None, "training finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "metrics.json").exists()  # nothing that looks finished
+    assert not out.exists()  # nothing that looks finished
 
     # Resume (same command, a different --checkpoint-every is a different run: keep it equal).
     result = greenlm(*args)
@@ -212,7 +214,7 @@ def test_max_length_above_positions(tmp_path, trained):
 def test_output_folder_holding_a_different_run(trained):
     task_dir, out = trained
     before = (out / "model.safetensors").read_bytes()
-    assert_clean_error(greenlm(*train_args(task_dir, out, "--seed", "7")), "different run", "train")
+    assert_clean_error(greenlm(*train_args(task_dir, out, "--seed", "7")), "different run", "seed")
     assert (out / "model.safetensors").read_bytes() == before
 
 

@@ -133,9 +133,9 @@ def test_hub_column_errors_name_the_split(monkeypatch):
 
 def test_missing_datasets_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # import fails
-    with pytest.raises(GreenlmError, match="pip install datasets"):
+    with pytest.raises(GreenlmError, match=r"datasets is not installed .*'hf:imdb'.* pip install 'greenlm\[hub\]'$"):
         load_task("hf:imdb")
-    with pytest.raises(GreenlmError, match=r"there is no local folder or file 'mydata/sst', and .* pip install datasets"):
+    with pytest.raises(GreenlmError, match=r"'mydata/sst' .* no local folder or file .* pip install 'greenlm\[hub\]'"):
         load_task("mydata/sst")
 
 

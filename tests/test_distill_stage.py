@@ -13,11 +13,16 @@ import torch
 
 from greenlm.common import GreenlmError
 from greenlm.compress import distill as distill_mod
-from greenlm.compress.distill import DistillConfig, distill, run
+from greenlm.compress.distill import DistillConfig, distill
 from greenlm.data import Task, TaskSplit, encode_split
-from greenlm.models import TinySpec, build_tiny_classifier, load_classifier, predict_logits, save_classifier
+from greenlm.models import TinySpec, build_tiny_classifier, load_classifier, save_classifier
+from greenlm.runtime import predict_logits
 from greenlm.models import students as st
 from greenlm.train import TrainConfig, train
+
+from conftest import stage_runner
+
+run = stage_runner("distill")
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
 
@@ -197,30 +202,14 @@ def test_distill_stage_inside_greenlm_run(tmp_path, toy_task_dir):
     assert metrics["method"] == "distill" and metrics["distill"]["student"]["shape"]["spec"] == "1x16x2x18"
     assert metrics["splits"]["dev"]["accuracy"] >= 0.8
     tag = json.loads((stage / "pricetag.json").read_text())
-    (distill_phase,) = [p for p in tag["phases"] if p["name"] == "distill"]
-    assert {"intermediate", "prediction"} <= {p["name"] for p in distill_phase["phases"]}
+    # the method's phases are phases of the stage's price tag
+    assert {"distill:intermediate", "distill:prediction"} <= {p["name"] for p in tag["phases"]}
     assert tag["co2e_kg"] > 0  # the recipe's region reaches the stage's price tag
     loaded = load_classifier(str(stage))
     assert loaded.model.config.num_hidden_layers == 1
     report = json.loads((tmp_path / "runs" / "kd" / "report.json").read_text())
     assert [row["method"] for row in report["rows"]] == ["finetune", "distill"]
     assert report["rows"][1]["params"] < report["rows"][0]["params"]
-
-
-def test_cli_defaults_are_the_config_defaults():
-    """The CLI repeats DistillConfig's defaults (importing torch at CLI start-up would slow every command)."""
-    import dataclasses
-    import inspect
-
-    from greenlm.cli.distill_cmd import distill_command
-
-    renamed = {"learning_rate": "lr", "intermediate_learning_rate": "intermediate_lr",
-               "checkpoint_every_steps": "checkpoint_every"}
-    params = inspect.signature(distill_command).parameters
-    for f in dataclasses.fields(DistillConfig):
-        name = renamed.get(f.name, f.name)
-        assert name in params, f"no CLI option for {f.name}"
-        assert params[name].default == f.default, f.name
 
 
 def test_shape_by_budget_is_measured_and_cached(rule_teacher, tmp_path, monkeypatch):
@@ -238,9 +227,9 @@ def test_shape_by_budget_is_measured_and_cached(rule_teacher, tmp_path, monkeypa
     assert info["tried"] and all(t["measured_speedup"] > 0 and t["flop_speedup"] >= 1.5 for t in info["tried"])
     assert info["shape"]["spec"] == shape.describe()
     # a resumed run takes the cached choice, without measuring again (timings are noisy)
-    import greenlm.models
+    import greenlm.runtime
 
-    monkeypatch.setattr(greenlm.models, "measure_speed", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(greenlm.runtime, "measure_speed", lambda *a, **k: pytest.fail("measured again"))
     again, _ = _choose_shape(loaded.model, loaded.tokenizer, toy.split("dev"), toy.split("train"), 32, config,
                              tmp_path, lambda m: None)
     assert again == shape

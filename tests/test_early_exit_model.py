@@ -11,12 +11,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from greenlm.common import GreenlmError
-from greenlm.data import TaskSplit, collate, encode_split
+from greenlm.data import collate, encode_split
 from greenlm.measure import count_flops
-from greenlm.models import TinySpec, build_tiny_classifier, load_classifier, predict_records
+from greenlm.models import TinySpec, build_tiny_classifier, load_classifier
+from greenlm.runtime import predict_records
 from greenlm.models.early_exit import (EarlyExitClassifier, exit_confidence, measure_exit_costs, save_early_exit,
                                        simulate_exits)
-from greenlm.models.inference import predict_outputs
+from greenlm.runtime.inference import predict_outputs
 
 from conftest import toy_split
 
@@ -233,8 +234,8 @@ def test_pooling_rows_across_batches_equals_batch_by_batch(policy, pool_size):
 
 
 def test_speed_and_runtime_paths_use_the_pooled_stream():
-    from greenlm.models import run_batches, torch_forward
-    from greenlm.models.runtime import TorchRuntime
+    from greenlm.runtime import run_batches, torch_forward
+    from greenlm.runtime.engine import TorchRuntime
 
     backbone, tokenizer = tiny()
     model = EarlyExitClassifier(backbone).eval()

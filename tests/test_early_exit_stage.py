@@ -13,15 +13,18 @@ import torch
 import torch.nn.functional as F
 
 from greenlm.common import GreenlmError
-from greenlm.compress.early_exit import (EarlyExitConfig, candidate_knobs, exit_loss, fit_temperature, nll, run,
+from greenlm.compress.early_exit import (EarlyExitConfig, candidate_knobs, exit_loss, fit_temperature, nll,
                                          select_point, split_heldout)
 from greenlm.data import TaskSplit, encode_split
-from greenlm.models import TinySpec, build_tiny_classifier, load_classifier, predict_records
+from greenlm.models import TinySpec, build_tiny_classifier, load_classifier
+from greenlm.runtime import predict_records
 from greenlm.models.early_exit import EarlyExitClassifier
 from greenlm.train import TrainConfig, evaluate, train
-from greenlm.train.finetune import finetune
+from conftest import finetune_folder as finetune
 
-from conftest import make_toy_task, toy_split, write_toy_task_files
+from conftest import make_toy_task, toy_split, write_toy_task_files, stage_runner
+
+run = stage_runner("early_exit")
 
 FAST = dict(epochs=1, batch_size=16, learning_rate=3e-3, exit_learning_rate=3e-3, precision="fp32", measure_speed=False)
 
@@ -217,7 +220,7 @@ def test_frozen_encoder_keeps_the_original_predictions(teacher_dir, toy, tmp_pat
     upstream = load_classifier(str(teacher_dir))
     loaded = load_classifier(str(tmp_path / "ee"))
     dev = encode_split(toy.split("dev"), upstream.tokenizer, 32)
-    from greenlm.models import predict_logits
+    from greenlm.runtime import predict_logits
 
     assert torch.equal(predict_logits(loaded.model, dev, pad_token_id=0), predict_logits(upstream.model, dev, pad_token_id=0))
     assert metrics["splits"]["dev"]["accuracy"] == metrics["early_exit"]["upstream"]["splits"]["dev"]["accuracy"]
@@ -248,15 +251,25 @@ def test_unreachable_target_keeps_the_best_reachable(teacher_dir, toy, tmp_path)
     assert "not reached" in details["goal"]["note"]
 
 
-def test_rerun_resumes_from_the_work_dir(teacher_dir, toy, tmp_path):
+def test_rerun_resumes_from_the_work_dir(teacher_dir, toy, tmp_path, monkeypatch):
+    from greenlm.compress import early_exit as ee
+
     config = EarlyExitConfig(**FAST)
-    first = run(teacher_dir, toy, config, tmp_path / "a", work_dir=tmp_path / "work", progress=False,
-                on_note=lambda _: None)
-    second = run(teacher_dir, toy, config, tmp_path / "b", work_dir=tmp_path / "work", progress=False,
-                 on_note=lambda _: None)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt  # killed after training, while calibrating
+    monkeypatch.setattr(ee, "calibrate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(teacher_dir, toy, config, tmp_path / "a", work_dir=tmp_path / "work")
+    (state_file,) = (tmp_path / "work").rglob("checkpoint/state.json")
+    trained_s = json.loads(state_file.read_text())["train_seconds"]
+    monkeypatch.undo()
+    resumed = run(teacher_dir, toy, config, tmp_path / "a", work_dir=tmp_path / "work")
     # Training was not run again: the time spent training is the checkpoint's, to the millisecond.
-    assert second["early_exit"]["train"]["train_seconds"] == first["early_exit"]["train"]["train_seconds"]
-    assert second["splits"] == first["splits"]
+    assert resumed["early_exit"]["train"]["train_seconds"] == round(trained_s, 3)
+    assert set(resumed["early_exit"]["cost"]["phases"]) >= {"train", "calibrate", "evaluate"}
+    straight = run(teacher_dir, toy, config, tmp_path / "b", work_dir=tmp_path / "work-b")
+    assert resumed["splits"] == straight["splits"]
 
 
 def test_stage_refuses_what_it_cannot_do(teacher_dir, toy, tmp_path):
@@ -319,7 +332,7 @@ def test_cli_early_exit_then_predict(teacher_dir, tmp_path):
                      "--exit-layers", "1,2", "--target-speedup", "1.5")
     assert result.returncode == 0, result.stderr
     assert "FLOPs speedup" in result.stderr and "saved to" in result.stderr
-    assert json.loads((out / "greenlm_run.json").read_text())["early_exit"]["target_speedup"] == 1.5
+    assert json.loads((out / "stage.json").read_text())["identity"]["settings"]["target_speedup"] == 1.5
     again = greenlm("early-exit", str(teacher_dir), "--task", str(task_dir), "--out", str(out), "--epochs", "1",
                     "--batch-size", "16", "--lr", "3e-3", "--exit-lr", "3e-3", "--precision", "fp32", "--no-speed", "--no-progress",
                     "--exit-layers", "1,2", "--target-speedup", "1.5")
@@ -332,14 +345,14 @@ def test_cli_early_exit_then_predict(teacher_dir, tmp_path):
     assert auto.returncode == 0 and "run on the torch runtime" in auto.stderr
     assert [json.loads(line) for line in auto.stdout.splitlines()] == rows
     from greenlm.models.loading import load_classifier
-    from greenlm.models.runtime import runtime_candidates
+    from greenlm.runtime.engine import runtime_candidates
 
     assert runtime_candidates(load_classifier(str(out)).model.config, None) == ["torch-fp32"]
 
 
 @pytest.mark.parametrize("args,message", [
     (["--threshold", "1.5"], "outside (0, 1]"),
-    (["--exit-layers", "1,x"], "must be layer numbers"),
+    (["--exit-layers", "1,x"], "must be whole numbers separated by commas"),
     (["--policy", "maxprob"], "did you mean 'max_prob'"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):

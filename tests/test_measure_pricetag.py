@@ -328,6 +328,7 @@ def test_peek_then_combine_adds_interrupted_attempts_up():
     assert whole.cost_usd == pytest.approx(3.6 * 130 / 3600)
     assert whole.started_at_utc == snapshot.started_at_utc and whole.status == "ok"
     assert whole.meta["attempts"] == 2 and "2 attempts" in whole.warnings[-1]
+    first.stop()  # the "killed" attempt: stop it, or it stays the active tag of every later test
     # A figure one attempt lacks is missing in the sum, with the reason.
     partial = combine_records([PriceTagRecord.from_dict({**snapshot.to_dict(), "cost_usd": None}), second.record])
     assert partial.cost_usd is None and "attempt(s) 1 of 2" in partial.reasons["cost_usd"]

@@ -139,7 +139,7 @@ def test_kill_9_mid_stage_resumes_to_the_same_model(first_run, tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", root / "toy", name="killed", checkpoint_every_steps=3)
     args = [sys.executable, "-m", "greenlm", "run", str(recipe), "--runs-dir", str(tmp_path / "a"), "--no-progress"]
     proc = subprocess.Popen(args, env=env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = tmp_path / "a" / "killed" / ".work" / "finetune" / "output" / ".work" / "checkpoint" / "state.json"
+    state = tmp_path / "a" / "killed" / ".work" / "finetune" / "state" / "train" / "checkpoint" / "state.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if state.is_file() and json.loads(state.read_text())["step"] >= 6:
@@ -193,19 +193,18 @@ def test_disk_full_in_a_later_stage_keeps_earlier_ones(first_run, tmp_path, monk
     monkeypatch.setenv("GREENLM_HOME", str(tmp_path / "home"))
     data = yaml.safe_load(write_recipe(tmp_path / "r.yaml", root / "toy", name="full").read_text())
     data["stages"]["quantize"] = {"measure_speed": False}
-    real = runner.method_runner
+    from greenlm.stage.registry import Method
 
-    def failing(method):
-        if method != "quantize":
-            return real(method)
+    real = Method.run
 
-        def run(*args, **kwargs):
-            if failure == "oserror":
-                raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.onnx"))
-            raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
-        return run
+    def failing(self, ctx, config):
+        if self.name != "quantize":
+            return real(self, ctx, config)
+        if failure == "oserror":
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.onnx"))
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
 
-    monkeypatch.setattr(runner, "method_runner", failing)
+    monkeypatch.setattr(Method, "run", failing)
     with pytest.raises(GreenlmError) as err:
         runner.run_recipe(parse_recipe(data), tmp_path / "runs", progress=False, echo=lambda *a: None)
     message = str(err.value)

@@ -13,12 +13,14 @@ import torch
 
 from greenlm.common import GreenlmError
 from greenlm.compress import prune as prune_module
-from greenlm.compress.prune import PruneConfig, run
+from greenlm.compress.prune import PruneConfig
 from greenlm.models import load_classifier, pruned
 from greenlm.train import TrainConfig
-from greenlm.train.finetune import finetune
+from conftest import finetune_folder as finetune
 
-from conftest import make_toy_task, write_toy_task_files
+from conftest import make_toy_task, write_toy_task_files, stage_runner
+
+run = stage_runner("prune")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -64,7 +66,7 @@ def test_structured_stage_output(fine_tuned, tmp_path, toy_task):
     assert loaded.model.config.greenlm["task"] == "toy"
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
-    assert not any((tmp_path / "work").iterdir())  # rounds and checkpoints cleared once the output is complete
+    assert not (tmp_path / "work").exists()  # rounds and checkpoints cleared once the output is complete
 
     # The same run again is a no-op that returns the saved metrics.
     again = run(fine_tuned, toy_task, config, tmp_path / "out", work_dir=tmp_path / "work", progress=False)
@@ -178,7 +180,7 @@ def test_bad_settings_are_refused(fine_tuned, tmp_path, toy_task):
         run(fine_tuned, toy_task, PruneConfig(head_sparsity=0.85, **FAST), tmp_path / "o", work_dir=tmp_path / "w")
     with pytest.raises(GreenlmError, match="whole model"):
         run(fine_tuned, toy_task, PruneConfig(drop_layers=2, **FAST), tmp_path / "o", work_dir=tmp_path / "w")
-    with pytest.raises(GreenlmError, match="teacher_dir"):
+    with pytest.raises(GreenlmError, match="--teacher-dir"):
         run(fine_tuned, toy_task, PruneConfig(teacher="teacher", **FAST), tmp_path / "o", work_dir=tmp_path / "w")
 
 

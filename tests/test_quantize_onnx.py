@@ -18,8 +18,8 @@ import torch
 
 from greenlm.data import EncodedSplit, collate, encode_split
 from greenlm.models import TinySpec, build_tiny_classifier
-from greenlm.models import onnx as gx
-from greenlm.models.runtime import OrtRuntime, Predictor, TorchRuntime, pack, run_engine, sorted_batches
+from greenlm.runtime import onnx as gx
+from greenlm.runtime.engine import OrtRuntime, Predictor, TorchRuntime, pack, run_engine, sorted_batches
 from greenlm.train import TrainConfig, train
 
 INT8_MAX_ABS = 0.1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -11,11 +12,15 @@ from typer.testing import CliRunner
 
 import greenlm
 from greenlm.common import GreenlmError
-from greenlm.compress.quantize import QuantizeConfig, run
+from greenlm.compress.quantize import QuantizeConfig
 from greenlm.models import load_classifier
-from greenlm.models import onnx as gx
+from greenlm.runtime import onnx as gx
 from greenlm.train import TrainConfig
-from greenlm.train.finetune import finetune
+from conftest import finetune_folder as finetune
+
+from conftest import stage_runner
+
+run = stage_runner("quantize")
 
 FAST = dict(measure_speed=False, sensitivity_examples=32, batch_size=32)
 
@@ -144,16 +149,26 @@ def test_over_tolerance_keeps_the_input_model(task, model_dir, tmp_path, sabotag
 
 
 def test_resume_reuses_the_export(task, model_dir, tmp_path, monkeypatch):
+    from greenlm.compress import quantize as quantize_mod
+
     work = tmp_path / "work"
-    run(model_dir, task, QuantizeConfig(per_channel=False, **FAST), tmp_path / "a", work_dir=work, on_note=lambda _: None)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt  # the run stops after the export and the int8 conversion
+    monkeypatch.setattr(quantize_mod, "_split_metrics", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(model_dir, task, QuantizeConfig(per_channel=False, **FAST), tmp_path / "a", work_dir=work)
+    assert not (tmp_path / "a").exists() and any(work.rglob("*.onnx"))
+    monkeypatch.undo()
 
     def no_export(*a, **k):
         raise AssertionError("exported again")
 
     monkeypatch.setattr(gx, "export_onnx", no_export)
-    again = run(model_dir, task, QuantizeConfig(per_channel=False, **FAST), tmp_path / "b", work_dir=work,
+    again = run(model_dir, task, QuantizeConfig(per_channel=False, **FAST), tmp_path / "a", work_dir=work,
                 on_note=lambda _: None)
     assert again["quantize"]["status"] == "quantized"
+    assert not work.exists()  # a finished stage leaves no work folder behind
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -188,11 +203,8 @@ def test_bad_inputs(task, model_dir, tmp_path, monkeypatch):
         run(other, task, QuantizeConfig(**FAST), tmp_path / "x", work_dir=tmp_path / "w")
     assert not (tmp_path / "x").exists()  # nothing half-written
     # ONNX Runtime missing: say what to install
-    import importlib.util
-
-    real_find = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find(name, *a))
-    with pytest.raises(GreenlmError, match=r"pip install 'greenlm\[onnx\]'"):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # how greenlm.common.optional sees a missing package
+    with pytest.raises(GreenlmError, match=r"ONNX Runtime is not installed .* pip install 'greenlm\[onnx\]'"):
         run(model_dir, task, QuantizeConfig(**FAST), tmp_path / "x", work_dir=tmp_path / "w2")
 
 
@@ -230,7 +242,7 @@ def test_quantize_and_export_through_the_cli(task, model_dir, tmp_path):
 
 def test_load_measures_once_and_predict_uses_it(task, model_dir, tmp_path, monkeypatch):
     from greenlm.cli.main import app
-    from greenlm.models import runtime as rt
+    from greenlm.runtime import engine as rt
 
     predictor = greenlm.load(model_dir)
     choice = predictor.choice
@@ -251,3 +263,9 @@ def test_load_measures_once_and_predict_uses_it(task, model_dir, tmp_path, monke
     plain_rows = [json.loads(line) for line in plain.stdout.splitlines()]
     assert [r["label"] for r in fast_rows] == [r["label"] for r in plain_rows]
     assert [r["text"] for r in fast_rows] == texts
+
+
+def test_calibration_methods_are_onnx_runtimes():
+    from greenlm.compress.quantize_config import CALIBRATION_METHODS
+
+    assert CALIBRATION_METHODS == gx.CALIBRATION_METHODS

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from greenlm.common import GreenlmError
-from greenlm.pipeline.runner import RunOutcome, StageOutcome
+from greenlm.pipeline.runner import RunOutcome
+from greenlm.stage import StageResult
 from greenlm.pipeline.sweep import budget_curve, run_sweep
 from greenlm.report.emp import expected_max_performance
 
@@ -60,9 +61,9 @@ class FakeRunner:
                 self.cache[key] = True
                 self.ran.append((recipe.name, spec.name))
             metrics = {"splits": {"dev": {"accuracy": self.score(recipe, spec.name), "macro_f1": 0.5, "mcc": 0.1}}}
-            outcome.stages.append(StageOutcome(spec.name, spec.method, outcome.run_dir / spec.name, status, 1.0,
-                                               metrics, {"energy_kwh": ENERGY[spec.name], "co2e_kg": 0.0,
-                                                         "cost_usd": None}))
+            outcome.stages.append(StageResult(spec.method, outcome.run_dir / spec.name, status, 1.0, metrics,
+                                              {"energy_kwh": ENERGY[spec.name], "co2e_kg": 0.0, "cost_usd": None},
+                                              name=spec.name))
         if measure:
             outcome.report = {"rows": [{"model": s.name, "accuracy": s.metrics["splits"]["dev"]["accuracy"]}
                                        for s in outcome.stages]}

@@ -125,7 +125,7 @@ def test_grad_accumulation_matches_one_big_batch(toy_task, tmp_path):
 def test_without_a_progress_bar_training_logs_progress_lines(caplog):
     import logging
 
-    from greenlm.models.progress import ProgressBar
+    from greenlm.common.progress import ProgressBar
 
     bar = ProgressBar(False, "finetune", total=4, completed=0, log=True, log_every_s=0.0)
     with caplog.at_level(logging.INFO, logger="greenlm"):

@@ -1,9 +1,15 @@
 """greenlm: cheaper transformer text models, with an honest price tag on every result.
 
-``greenlm.PriceTag`` measures any block of code; heavier parts load only when first used.
+``greenlm.PriceTag`` measures any block of code; ``greenlm.finetune``, ``distill``, ``prune``, ``quantize``,
+``early_exit`` and ``run`` are the CLI's commands as functions (docs/python-api.md):
+
+    teacher = greenlm.finetune("minilm", task="sst2", epochs=1)
+    student = greenlm.distill(teacher, task="sst2", student="3x256")
+
+Heavier parts load only when first used.
 """
 
-import importlib
+from greenlm.common.lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -13,18 +19,16 @@ _LAZY = {
     "PriceTagRecord": "greenlm.measure:PriceTagRecord",
     "count_flops": "greenlm.measure:count_flops",
     "count_params": "greenlm.measure:count_params",
-    "load": "greenlm.models.runtime:load",
+    "load": "greenlm.runtime.engine:load",
+    "finetune": "greenlm.api:finetune",
+    "distill": "greenlm.api:distill",
+    "prune": "greenlm.api:prune",
+    "quantize": "greenlm.api:quantize",
+    "early_exit": "greenlm.api:early_exit",
+    "run": "greenlm.api:run",
+    "RunResult": "greenlm.api:RunResult",
+    "StageResult": "greenlm.stage.shell:StageResult",
 }
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'greenlm' has no attribute {name!r}")
-    module, _, attribute = _LAZY[name].partition(":")
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)

@@ -53,7 +53,7 @@ def bench_command(
     on_empty: OnEmptyOpt = "skip",
 ) -> None:
     from greenlm.common import GreenlmError, atomic_write_json
-    from greenlm.models.bench import BenchConfig, bench
+    from greenlm.runtime.bench import BenchConfig, bench
     from greenlm.report.bench import bench_markdown, print_bench
 
     try:

@@ -32,7 +32,7 @@ def export_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the export report as JSON.")] = False,
 ) -> None:
     from greenlm.common import GreenlmError
-    from greenlm.models.runtime import export_folder
+    from greenlm.runtime.engine import export_folder
 
     if format != "onnx":
         raise GreenlmError(f"export format {format!r} is not supported; use --format onnx")

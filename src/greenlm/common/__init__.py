@@ -1,8 +1,9 @@
-"""The base every layer may use: the user-error type and atomic file writing. Standard library only."""
+"""The base every layer may use: the user-error type, atomic file writing, optional packages, lazy names and the
+progress bar. Standard library only (the progress bar imports rich when it is shown)."""
 
 from greenlm.common.errors import GreenlmError
 from greenlm.common.files import (atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text,
-                                  recover_dir, sha256_file)
+                                  move_into_place, recover_dir, sha256_file)
 
-__all__ = ["GreenlmError", "atomic_dir", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "recover_dir",
-           "sha256_file"]
+__all__ = ["GreenlmError", "atomic_dir", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+           "move_into_place", "recover_dir", "sha256_file"]

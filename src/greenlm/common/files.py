@@ -67,17 +67,28 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        move_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def move_into_place(built: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the complete folder ``built`` to ``path``, replacing a folder there only once the new one is whole.
+
+    Two renames: the old folder to ``.NAME.old``, then the new one into place; a kill in between leaves the
+    old folder at ``.NAME.old``, which ``recover_dir`` puts back.
+    """
+    built, path = Path(built), Path(path)
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(built, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(built, path)
 
 
 def recover_dir(path: str | os.PathLike) -> Path:

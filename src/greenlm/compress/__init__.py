@@ -1,5 +1,7 @@
-"""Compression methods, one module each (distill, prune, quantize, early exit), each a function plus a config.
+"""Compression methods, one algorithm module each (distill, prune, quantize, early exit) with its settings in a
+plain-Python ``<method>_config.py`` beside it.
 
-Every method returns a real, smaller or faster model and exposes a pipeline stage
-``run(input_dir, task, config, out_dir, *, work_dir, ...)``. Methods never import each other.
+Every method is ``run(ctx: greenlm.stage.StageContext, config) -> greenlm.stage.StageOutput`` and returns a real,
+smaller or faster model; the stage shell (``greenlm.stage``) runs it for ``greenlm <method>`` and ``greenlm run``.
+Methods never import each other; shared pieces (losses, importance, sparsity, augmentation) are helper modules.
 """

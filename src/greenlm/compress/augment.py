@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from greenlm.common import GreenlmError
+from greenlm.compress.distill_config import AUGMENT_METHODS  # noqa: F401 (re-exported)
 from greenlm.data import UNLABELED, TaskSplit
 
-AUGMENT_METHODS = ("none", "embedding", "mlm")
 _WORDLIKE = re.compile(r"^[a-z][a-z'\-]*$", re.IGNORECASE)
 
 

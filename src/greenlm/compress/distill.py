@@ -1,7 +1,7 @@
 """Knowledge distillation: train a small student to imitate a fine-tuned teacher on a task.
 
     config = DistillConfig(student="4x312", intermediate_epochs=2, epochs=3)
-    metrics = run(teacher_dir, task, config, out_dir, work_dir=out_dir / ".work")
+    result = greenlm.stage.run_stage("distill", teacher_dir, task, config, out_dir)
 
 Two phases, as in TinyBERT's task distillation (Jiao et al. 2020):
   1. intermediate (``intermediate_epochs`` > 0): the student's embeddings, hidden states and attention
@@ -21,139 +21,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import statistics
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from greenlm.compress.distill_config import DistillConfig, INIT_CHOICES, DEFAULT_STUDENT  # noqa: F401 (re-exported)
 from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.compress import augment as aug
-from greenlm.compress.losses import IGNORE_LABEL, TinyBertLayerLoss, cosine_loss, kd_loss
+from greenlm.compress.losses import TinyBertLayerLoss, cosine_loss, kd_loss
 from greenlm.data import EncodedSplit, Task, TaskSplit, collate, encode_split, length_grouped_batches
-from greenlm.models import load_classifier, load_tokenizer, model_max_length, save_classifier
+from greenlm.models import load_classifier, save_classifier
 from greenlm.models import students as st
-from greenlm.train import TrainConfig, evaluate, train
+from greenlm.measure import count_params
+from greenlm.runtime import predict_logits
+from greenlm.stage import StageContext, StageOutput
+from greenlm.train import classification_metrics, train
 
 METHOD = "distill"
 METRICS_FILE = "metrics.json"
 SCORE_ATTENTION = "greenlm_scores"
-INIT_CHOICES = ("teacher", "random")
-DEFAULT_STUDENT = "4x312"  # TinyBERT-4's shape
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    # --- the student ---
-    student: str | None = None  # shape LxH[xA[xF]] (4x312, 2x256) or a model (folder / hub id); None: 4x312, or by budget
-    target_speedup: float | None = None  # with student=None: pick a shape this much faster (FLOPs, then measured)
-    max_flops: float | None = None  # with student=None: forward FLOPs per example at the task's median length
-    init: str = "teacher"  # "teacher": copy the mapped teacher layers (selecting coordinates if narrower); "random"
-    layer_map: str = "uniform"  # teacher layer per student layer: uniform | bottom | top | "2,4,6" (1-based)
-    trim_vocab: bool = False  # keep only the vocabulary rows the training text uses (smaller embedding matrix)
-    # --- phase 1: intermediate layers (TinyBERT) ---
-    intermediate_epochs: float = 0.0  # 0 skips the phase
-    intermediate_learning_rate: float = 1e-4
-    attention_weight: float = 1.0  # attention-score MSE
-    hidden_weight: float = 1.0  # hidden-state MSE (through W_h when widths differ)
-    embedding_weight: float = 1.0  # embedding-output MSE (through W_e)
-    # --- phase 2: prediction layer ---
-    epochs: float = 3.0
-    learning_rate: float = 1e-4
-    temperature: float = 1.0  # T of the soft targets
-    hard_label_weight: float = 0.0  # w in (1 - w) * T^2 * KL + w * CE(gold); 0 = soft targets only (TinyBERT)
-    cosine_weight: float = 0.0  # DistilBERT's cosine loss on the last hidden states
-    # --- data ---
-    augment: str = "none"  # none | embedding (teacher's word-embedding neighbours) | mlm (needs augment_mlm_model)
-    augment_copies: int = 4  # new sentences per training sentence (TinyBERT: 20)
-    augment_prob: float = 0.4  # chance each word is replaced (TinyBERT's p_t)
-    augment_candidates: int = 15  # candidate words per word (TinyBERT's K)
-    augment_mlm_model: str | None = None  # masked LM sharing the teacher's vocabulary, for augment="mlm"
-    train_subset: int | None = None  # distil on a random subset of this many training rows (before augmentation)
-    max_length: int | None = None  # tokens per input; None: the teacher's fine-tuning max_length (or 128)
-    # --- training ---
-    batch_size: int = 32
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    precision: str = "auto"
-    keep_best: bool = True  # keep the prediction epoch with the best dev accuracy (as fine-tuning does)
-    checkpoint_every_steps: int = 500
-    allow_untuned_teacher: bool = False  # distilling from a teacher not fine-tuned on the task is a known failure
-
-    def __post_init__(self):
-        budget = self.target_speedup is not None or self.max_flops is not None
-        checks = [
-            (not (self.student is not None and budget), "give a student or a budget (target_speedup / max_flops), not both"),
-            (self.student is None or self.student.strip() != "", "student must not be empty"),
-            (self.target_speedup is None or self.target_speedup > 1, "target_speedup must be > 1"),
-            (self.max_flops is None or self.max_flops > 0, "max_flops must be > 0"),
-            (self.init in INIT_CHOICES, f"init must be one of {', '.join(INIT_CHOICES)}"),
-            (self.intermediate_epochs >= 0, "intermediate_epochs must be >= 0"),
-            (self.epochs > 0, "epochs must be > 0"),
-            (self.learning_rate > 0 and self.intermediate_learning_rate > 0, "learning rates must be > 0"),
-            (min(self.attention_weight, self.hidden_weight, self.embedding_weight, self.cosine_weight) >= 0,
-             "loss weights must be >= 0"),
-            (self.intermediate_epochs == 0 or self.attention_weight + self.hidden_weight + self.embedding_weight > 0,
-             "the intermediate phase needs at least one of attention/hidden/embedding weight > 0"),
-            (self.temperature > 0, "temperature must be > 0"),
-            (0 <= self.hard_label_weight <= 1, "hard_label_weight must be in [0, 1]"),
-            (self.augment in aug.AUGMENT_METHODS, f"augment must be one of {', '.join(aug.AUGMENT_METHODS)}"),
-            (self.augment_copies >= 1, "augment_copies must be >= 1"),
-            (0 < self.augment_prob <= 1, "augment_prob must be in (0, 1]"),
-            (self.augment_candidates >= 1, "augment_candidates must be >= 1"),
-            (self.augment != "mlm" or self.augment_mlm_model, "augment 'mlm' needs augment_mlm_model (a masked LM"
-             " sharing the teacher's vocabulary); a fine-tuned classifier keeps no MLM head"),
-            (self.train_subset is None or self.train_subset >= 1, "train_subset must be >= 1"),
-            (self.max_length is None or self.max_length > 2, "max_length must be > 2"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.checkpoint_every_steps >= 1, "checkpoint_every_steps must be >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise GreenlmError(f"distill setting: {message}")
-        self.train_config(phase="prediction")  # validates warmup, weight decay, precision
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def student_spec(self) -> str | None:
-        """The student to build: the one given, the default shape, or None when a budget decides."""
-        if self.student is not None:
-            return self.student.strip()
-        return None if (self.target_speedup is not None or self.max_flops is not None) else DEFAULT_STUDENT
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "DistillConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            import difflib
-
-            hint = difflib.get_close_matches(unknown[0], sorted(known), n=1)
-            raise GreenlmError(f"unknown distill setting '{unknown[0]}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
-        return cls(**values)
-
-    def train_config(self, *, phase: str) -> TrainConfig:
-        """The training-loop settings of one phase ("intermediate" or "prediction")."""
-        intermediate = phase == "intermediate"
-        return TrainConfig(
-            epochs=(self.intermediate_epochs or 1.0) if intermediate else self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.intermediate_learning_rate if intermediate else self.learning_rate,
-            weight_decay=self.weight_decay,
-            warmup_ratio=self.warmup_ratio,
-            seed=self.seed,
-            precision=self.precision,
-            checkpoint_every_steps=self.checkpoint_every_steps,
-            # the intermediate phase has no meaningful dev accuracy (the head is not trained yet): keep the last
-            select_metric=None if intermediate or not self.keep_best else "accuracy",
-        )
-
-
-# ---- attention scores -------------------------------------------------------------------------------
 
 
 def _register_score_attention() -> None:
@@ -464,12 +352,6 @@ def _load_teacher(path: Path, task: Task, config: DistillConfig, on_note):
     return loaded
 
 
-def _align(split: TaskSplit, task: Task, labels: list[str]) -> TaskSplit:
-    from greenlm.train.evaluation import align_labels
-
-    return align_labels(split, task, labels, "the teacher")
-
-
 def _augmented_train(split: TaskSplit, teacher, tokenizer, config: DistillConfig, work_dir: Path,
                      on_note) -> tuple[TaskSplit, dict]:
     """The training split, augmented per the config; cached in work_dir (it can take long)."""
@@ -504,7 +386,7 @@ def _augmented_train(split: TaskSplit, teacher, tokenizer, config: DistillConfig
 def _choose_shape(teacher, teacher_tokenizer, dev_split: TaskSplit | None, train_split: TaskSplit, max_length: int,
                   config: DistillConfig, work_dir: Path, on_note) -> tuple[st.StudentShape, dict]:
     """A shape within the budget by FLOPs, confirmed by a measured throughput ratio (batch 32, real inputs)."""
-    from greenlm.models import measure_speed, speed_inputs, torch_forward
+    from greenlm.runtime import measure_speed, speed_inputs, torch_forward
 
     cache = work_dir / "shape.json"
     key = {"target_speedup": config.target_speedup, "max_flops": config.max_flops}
@@ -559,109 +441,34 @@ def _unk_rate(data: EncodedSplit, unk_id: int | None) -> float | None:
     return round(sum(r.count(unk_id) for r in data.input_ids) / max(1, total), 5)
 
 
-def _cost_summary(record) -> dict:
-    return {
-        "wall_s": round(record.wall_s, 3),
-        "cpu_s": round(record.cpu_s, 3),
-        "energy_kwh": record.energy_kwh,
-        "energy_source": record.energy_source,
-        "co2e_kg": record.co2e_kg,
-        "intensity_source": record.intensity_source,
-        "flops": record.flops,
-    }
+def uses_teacher(config: DistillConfig) -> bool:
+    return True  # the teacher is what the student learns from
 
 
-class _Costs:
-    """Price tag phases of this stage; finished phases are kept in work_dir, so a resumed run reports them."""
+def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
+    """The ``distill`` method: distil the fine-tuned teacher into a student.
 
-    def __init__(self, work_dir: Path):
-        from greenlm.measure import PriceTag
-
-        self._tag_class = PriceTag
-        self.file = work_dir / "costs.json"
-        self.phases: dict[str, dict] = json.loads(self.file.read_text()) if self.file.is_file() else {}
-        self.resumed = bool(self.phases)
-
-    def phase(self, name: str):
-        costs = self
-
-        class _Phase:
-            def __enter__(self):
-                self.tag = costs._tag_class(name)
-                return self.tag.__enter__()
-
-            def __exit__(self, *exc):
-                self.tag.__exit__(*exc)
-                if exc[0] is None:
-                    summary = _cost_summary(self.tag.record)
-                    if name in costs.phases:  # a resumed phase: add this part to what came before
-                        before = costs.phases[name]
-                        summary = {k: (before.get(k) + v if isinstance(v, (int, float)) and isinstance(before.get(k), (int, float))
-                                       else v) for k, v in summary.items()}
-                    costs.phases[name] = summary
-                    atomic_write_json(costs.file, costs.phases)
-                return False
-
-        return _Phase()
-
-    def total(self) -> dict:
-        """Sums over phases: time and energy only when every phase has them; FLOPs count the model passes
-        (training, teacher logits), not augmentation or evaluation."""
-        out = {}
-        for k in ("wall_s", "cpu_s", "energy_kwh", "co2e_kg"):
-            values = [p.get(k) for p in self.phases.values()]
-            out[k] = sum(values) if values and all(isinstance(v, (int, float)) for v in values) else None
-        flops = [p["flops"] for p in self.phases.values() if isinstance(p.get("flops"), (int, float))]
-        out["flops"] = sum(flops) if flops else None
-        return out
-
-
-def run(input_dir: Path, task: Task, config: DistillConfig, out_dir: Path, *, work_dir: Path, progress: bool = True,
-        on_note=print, teacher_dir: Path | None = None, extra_json: dict | None = None) -> dict:
-    """The ``distill`` stage: distil the fine-tuned teacher into a student; write it to ``out_dir``.
-
-    The teacher is ``teacher_dir`` (the pipeline's fine-tuned teacher) or, when None, ``input_dir``.
-    ``out_dir`` is written atomically: a Hugging Face folder (loadable by ``load_classifier``) with
-    ``metrics.json`` (and the files of ``extra_json``). Returns the metrics.
+    The teacher is ``ctx.teacher_dir`` (the run's fine-tuned teacher) or, when None, the input model.
+    The output folder is a Hugging Face folder (loadable by ``load_classifier``).
     """
-    import warnings
-
-    from greenlm.measure import PriceTag, PriceTagWarning, count_params
-
-    input_dir, out_dir, work_dir = Path(input_dir), Path(out_dir), Path(work_dir)
-    teacher_path = Path(teacher_dir) if teacher_dir is not None else input_dir
-    if teacher_dir is not None and input_dir.resolve() != teacher_path.resolve():
-        on_note(f"the student is initialised from the teacher {teacher_path}, not from the upstream model {input_dir}")
+    teacher_path = Path(ctx.teacher_dir) if ctx.teacher_dir is not None else ctx.input_dir
+    if ctx.teacher_dir is not None and ctx.input_dir.resolve() != teacher_path.resolve():
+        ctx.note(f"the student is initialised from the teacher {teacher_path}, not from the upstream model {ctx.source}")
+    work_dir = ctx.work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-
-    def note(message: str) -> None:
-        notes.append(message)
-        on_note(message)
-
-    costs = _Costs(work_dir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PriceTagWarning)  # the default-PUE note is in the price tag itself
-        with PriceTag("distill"):
-            return _run(teacher_path, task, config, out_dir, work_dir, progress, note, notes, costs, extra_json,
-                        count_params)
-
-
-def _run(teacher_path, task, config, out_dir, work_dir, progress, note, notes, costs, extra_json, count_params) -> dict:
+    task, note = ctx.task, ctx.note
     loaded = _load_teacher(teacher_path, task, config, note)
     teacher, tokenizer = loaded.model, loaded.tokenizer
     teacher.eval()
-    saved = getattr(teacher.config, "greenlm", None) or {}
-    max_length = config.max_length or saved.get("max_length") or 128
-    if max_length > model_max_length(teacher.config):
-        raise GreenlmError(f"max_length {max_length} is above what the teacher's positions allow")
+    max_length = ctx.max_length(teacher, config.max_length)
+    labels = list(loaded.labels)
 
-    train_split = _align(task.split("train"), task, loaded.labels)
+    train_split = ctx.align(task.split("train"), labels, "the teacher")
     if config.train_subset is not None:
         train_split = train_split.subset(config.train_subset, seed=config.seed)
-    dev_split = _align(task.splits["dev"], task, loaded.labels) if "dev" in task.splits else None
+    dev_split = ctx.align(task.splits["dev"], labels, "the teacher") if "dev" in task.splits else None
 
-    with costs.phase("augment"):
+    with ctx.phase("augment"):
         train_split, augment_stats = _augmented_train(train_split, teacher, tokenizer, config, work_dir, note)
 
     # The student's shape, tokenizer and initialisation.
@@ -674,7 +481,7 @@ def _run(teacher_path, task, config, out_dir, work_dir, progress, note, notes, c
         if spec is not None:
             shape = st.parse_student_shape(spec, teacher.config)
         else:
-            with costs.phase("choose_shape"):
+            with ctx.phase("choose_shape"):
                 shape, shape_info = _choose_shape(teacher, tokenizer, dev_split, train_split, max_length, config,
                                                   work_dir, note)
         student_tokenizer = tokenizer
@@ -716,27 +523,21 @@ def _run(teacher_path, task, config, out_dir, work_dir, progress, note, notes, c
     dev_data = encode_split(dev_split, student_tokenizer, max_length) if dev_split is not None else None
 
     result = distill(teacher, student, train_data, dev_data, config, pad_token_id=student_tokenizer.pad_token_id,
-                     work_dir=work_dir, layer_map=layer_map, token_map=token_map, progress=progress, on_note=note,
-                     phase_tag=costs.phase)
+                     work_dir=work_dir, layer_map=layer_map, token_map=token_map, progress=ctx.progress, on_note=note,
+                     phase_tag=ctx.phase)
 
     # Evaluation: the student, the teacher, and how often they agree.
-    with costs.phase("evaluate"):
-        from greenlm.models import predict_logits
-
-        splits, teacher_splits, agreement = {}, {}, {}
-        for name, split in task.splits.items():
-            if name == "train":
-                continue
-            split = _align(split, task, loaded.labels)
+    with ctx.phase("evaluate"):
+        splits, teacher_splits, agreement, unk_rate = {}, {}, {}, {}
+        for name, split in ctx.labelled_splits(labels, "the teacher").items():
             s_enc = encode_split(split, student_tokenizer, max_length)
             t_enc = encode_split(split, tokenizer, max_length)
             s_pred = predict_logits(student, s_enc, pad_token_id=student_tokenizer.pad_token_id).argmax(-1)
             t_pred = predict_logits(teacher, t_enc, pad_token_id=tokenizer.pad_token_id).argmax(-1)
-            from greenlm.train import classification_metrics
-
-            splits[name] = classification_metrics(s_enc.labels, s_pred.tolist(), len(loaded.labels))
-            teacher_splits[name] = classification_metrics(t_enc.labels, t_pred.tolist(), len(loaded.labels))
+            splits[name] = classification_metrics(s_enc.labels, s_pred.tolist(), len(labels))
+            teacher_splits[name] = classification_metrics(t_enc.labels, t_pred.tolist(), len(labels))
             agreement[name] = round(float((s_pred == t_pred).float().mean()), 5)
+            unk_rate[name] = _unk_rate(s_enc, student_tokenizer.unk_token_id)
 
     s_params, t_params = count_params(student), count_params(teacher)
     details = {
@@ -747,9 +548,7 @@ def _run(teacher_path, task, config, out_dir, work_dir, progress, note, notes, c
             "params_by_module": s_params["by_module"], "init": "pretrained" if pretrained else config.init,
             "init_plan": init_plan, "layer_map": layer_map,
             "vocab": {"trimmed": kept_ids is not None, "size": len(student_tokenizer), "teacher_size": len(tokenizer),
-                      "unk_rate": {n: _unk_rate(encode_split(_align(s, task, loaded.labels), student_tokenizer, max_length),
-                                                student_tokenizer.unk_token_id)
-                                   for n, s in task.splits.items() if n != "train"}},
+                      "unk_rate": unk_rate},
         },
         "params_ratio": round(s_params["total"] / t_params["total"], 4),
         "accuracy_retained": {n: round(splits[n]["accuracy"] / teacher_splits[n]["accuracy"], 4)
@@ -759,20 +558,13 @@ def _run(teacher_path, task, config, out_dir, work_dir, progress, note, notes, c
         "data": {"train_rows": len(train_data), "max_length": max_length, "mean_tokens": _mean_length(train_data),
                  "augmentation": augment_stats},
         "phases": result.phases,
-        "cost": {"phases": costs.phases, "total": costs.total(), "resumed": costs.resumed},
         "config": config.to_dict(),
-        "notes": notes,
     }
-    metrics = {"task": task.name, "model": f"{shape.describe()} student of {teacher_path.name}", "method": METHOD,
-               "splits": splits, METHOD: details}
-    student.config.greenlm = {"task": task.name, "labels": list(loaded.labels), "max_length": max_length,
+    student.config.greenlm = {"task": task.name, "labels": labels, "max_length": max_length,
                               "distilled_from": str(teacher_path)}
-    import accelerate.state
-
-    if accelerate.state.PartialState().is_main_process:
-        save_classifier(student, student_tokenizer, out_dir, {METRICS_FILE: metrics, **(extra_json or {})})
-    accelerate.state.PartialState().wait_for_everyone()
-    return metrics
+    return StageOutput(metrics={"splits": splits, METHOD: details},
+                       model_name=f"{shape.describe()} student of {teacher_path.name}",
+                       write=lambda folder: save_classifier(student, student_tokenizer, folder))
 
 
 def _pretrained_student(spec: str, teacher_loaded, note):
@@ -787,45 +579,3 @@ def _pretrained_student(spec: str, teacher_loaded, note):
         )
     st.check_bert_style(loaded.model.config, f"student '{spec}'")
     return loaded.model, loaded.tokenizer, st.teacher_shape(loaded.model.config)
-
-
-# ---- standalone: `greenlm distill` -----------------------------------------------------------------
-
-
-@dataclass
-class DistillOutcome:
-    out_dir: Path
-    metrics: dict
-    reused: bool  # True when the folder already held this exact, finished run
-
-
-def distill_to_folder(teacher_dir: str | Path, task: Task, config: DistillConfig, out_dir: str | Path, *,
-                      progress: bool = True, on_note=print) -> DistillOutcome:
-    """``greenlm distill``: the stage on its own, with ``out_dir/.work`` for resuming and a run identity.
-
-    Running it again with the same inputs resumes an interrupted run, or returns the finished one.
-    """
-    import greenlm
-    from greenlm.common import sha256_file
-    from greenlm.train.finetune import RUN_FILE, WORK_DIR, prepare_out_dir
-
-    teacher_dir, out_dir = Path(teacher_dir), Path(out_dir)
-    check_teacher(teacher_dir, task, config.allow_untuned_teacher)  # before anything is written
-    weights = teacher_dir / "model.safetensors"
-    identity = {
-        "task": task.name,
-        "task_fingerprint": task.fingerprint(),
-        "teacher": str(teacher_dir.resolve()),
-        "teacher_weights_sha256": sha256_file(weights) if weights.is_file() else None,
-        "method": METHOD,
-        METHOD: config.to_dict(),
-        "greenlm_version": greenlm.__version__,
-    }
-    finished = prepare_out_dir(out_dir, identity)
-    if finished is not None:
-        return DistillOutcome(out_dir, finished, reused=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / RUN_FILE, identity)
-    metrics = run(teacher_dir, task, config, out_dir, work_dir=out_dir / WORK_DIR, progress=progress, on_note=on_note,
-                  extra_json={RUN_FILE: identity})
-    return DistillOutcome(out_dir, metrics, reused=False)

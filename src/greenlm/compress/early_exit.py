@@ -1,7 +1,7 @@
 """Early exit as a compression stage: train exits, calibrate them, pick the threshold for the user's goal.
 
     config = EarlyExitConfig(max_drop=1.0)          # or target_speedup=3.0, or threshold=0.9
-    metrics = run(model_dir, task, config, out_dir, work_dir=out_dir / ".work")
+    result = greenlm.stage.run_stage("early_exit", model_dir, task, config, out_dir)
 
 Steps (Schwartz et al. 2020, "The Right Tool for the Job"; model code in ``greenlm.models.early_exit``):
   1. held-out rows: ``heldout_fraction`` of the training split (at most ``heldout_max_examples``), drawn
@@ -21,7 +21,7 @@ Steps (Schwartz et al. 2020, "The Right Tool for the Job"; model code in ``green
      fixed ``threshold`` / ``patience``.
   6. the report on dev: the same curve, the chosen model's metrics from real batched early exit, the
      upstream model's metrics, and throughput (batch 32) and latency (batch 1) of both, timed side by
-     side with ``greenlm.models.measure_speed``.
+     side with ``greenlm.runtime.side_by_side``.
 
 Held-out rows and the upstream model: a teacher fine-tuned on the whole training split has seen them,
 so its held-out accuracy flatters it. The held-out rows only compare thresholds of one model with each
@@ -30,158 +30,26 @@ other: the drop is taken against that model's full depth on the same rows. Dev g
 
 from __future__ import annotations
 
-import contextlib
-import difflib
-import json
 import math
-import warnings
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-import greenlm
-from greenlm.common import GreenlmError, atomic_write_json, sha256_file
-from greenlm.data import EncodedSplit, Task, TaskSplit, UNLABELED, collate, encode_split, length_grouped_batches
-from greenlm.models import load_classifier, measure_speed, model_max_length, resolve_model_source, speed_inputs, torch_forward
-from greenlm.models.early_exit import (POLICIES, POOLINGS, EarlyExitClassifier, ExitCosts, exit_confidence, measure_exit_costs,
+from greenlm.compress.early_exit_config import EarlyExitConfig, LOSSES, DEFAULT_MAX_DROP  # noqa: F401 (re-exported)
+from greenlm.common import GreenlmError
+from greenlm.data import EncodedSplit, TaskSplit, collate, encode_split, length_grouped_batches
+from greenlm.models.early_exit import (EarlyExitClassifier, ExitCosts, exit_confidence, measure_exit_costs,
                                        policy_exits_early, save_early_exit, simulate_exits)
-from greenlm.models.inference import predict_outputs
-from greenlm.train import TrainConfig, classification_metrics, evaluate, train
-from greenlm.train.evaluation import align_labels
+from greenlm.runtime import predict_outputs, side_by_side, speed_inputs, torch_forward
+from greenlm.stage import StageContext, StageOutput
+from greenlm.train import classification_metrics, evaluate, train
 
 METHOD = "early_exit"
-METRICS_FILE = "metrics.json"
 CURVE_JSON = "curve.json"
 CURVE_CSV = "curve.csv"
-LOSSES = ("sum", "weighted", "self_distill")
-DEFAULT_MAX_DROP = 1.0  # accuracy points: the goal when none is given
 CALIBRATION_BINS = 15  # ECE bins
 
 
-@dataclass(frozen=True)
-class EarlyExitConfig:
-    # -- exits and policy
-    exit_layers: list[int] | None = None  # 1-based layers with an exit; None: every layer (the last always: the model's classifier)
-    policy: str = "max_prob"  # "max_prob" (Schwartz et al. 2020) | "entropy" (DeeBERT) | "patience" (PABEE)
-    exit_pooling: str = "mean"  # what an exit reads: "mean" of the tokens' states | "cls" (first token, as BERT's pooler)
-    # -- the goal: at most one of these four; none set means max_drop = DEFAULT_MAX_DROP
-    max_drop: float | None = None  # accuracy points the exits may cost vs full depth, on held-out rows
-    target_speedup: float | None = None  # expected FLOPs speedup per example to reach, on held-out rows
-    threshold: float | None = None  # a fixed confidence threshold in (0, 1] (max_prob, entropy); 1.0 never exits early
-    patience: int | None = None  # a fixed patience >= 1 (patience policy)
-    # -- training
-    train_encoder: bool = True  # False: freeze the encoder and its classifier; only the new exits learn
-    loss: str = "sum"  # "sum" of exit losses | "weighted" by layer (PABEE) | "self_distill" from the final classifier (FastBERT)
-    distill_temperature: float = 1.0  # softmax temperature of the self-distillation targets and students
-    epochs: float = 2.0
-    batch_size: int = 32
-    learning_rate: float = 2e-5  # the encoder and its classifier (BERT fine-tuning's usual rate)
-    exit_learning_rate: float = 1e-3  # the new exit heads: small, randomly initialised, they need larger steps
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    max_steps: int | None = None  # stop training after this many optimizer steps
-    train_subset: int | None = None  # train on this many random rows (after the held-out rows are set aside)
-    heldout_fraction: float = 0.1  # share of the training split set aside for calibration and the threshold
-    heldout_max_examples: int = 2000  # cap on the held-out rows
-    max_length: int | None = None  # tokens per input; None: the upstream model's own (else 128)
-    seed: int = 42  # held-out draw, exit initialisation, batch order
-    precision: str = "auto"  # training precision, as TrainConfig
-    checkpoint_every_steps: int = 200
-    # -- report
-    measure_speed: bool = True  # time the chosen model and the upstream model side by side on dev
-    speed_examples: int = 256  # dev rows used for timing (a fixed seeded sample)
-
-    def __post_init__(self):
-        def fail(message: str) -> None:
-            raise GreenlmError(f"early-exit setting: {message}")
-
-        def closest(value: str, choices) -> str:
-            near = difflib.get_close_matches(str(value), choices, n=1)
-            return f" (did you mean '{near[0]}'?)" if near else ""
-
-        if self.exit_layers is not None:
-            if not isinstance(self.exit_layers, (list, tuple)) or not self.exit_layers:
-                fail("exit_layers must be a non-empty list of layer numbers (1 = first layer), or null for every layer")
-            for layer in self.exit_layers:
-                if isinstance(layer, bool) or not isinstance(layer, int) or layer < 1:
-                    fail(f"exit layer {layer!r} is out of range: layers are numbered from 1")
-        if self.policy not in POLICIES:
-            fail(f"unknown policy '{self.policy}'{closest(self.policy, POLICIES)}; use one of: {', '.join(POLICIES)}")
-        if self.exit_pooling not in POOLINGS:
-            fail(f"unknown exit_pooling '{self.exit_pooling}'{closest(self.exit_pooling, POOLINGS)};"
-                 f" use one of: {', '.join(POOLINGS)}")
-        goals = [k for k in ("max_drop", "target_speedup", "threshold", "patience") if getattr(self, k) is not None]
-        if len(goals) > 1:
-            fail(f"give at most one of max_drop, target_speedup, threshold, patience (got {', '.join(goals)})")
-        if self.max_drop is not None and not (_number(self.max_drop) and 0 <= self.max_drop <= 100):
-            fail(f"max_drop {self.max_drop!r} must be accuracy points in [0, 100]")
-        if self.target_speedup is not None and not (_number(self.target_speedup) and self.target_speedup >= 1):
-            fail(f"target_speedup {self.target_speedup!r} must be a number >= 1 (e.g. 3 for 3x)")
-        if self.threshold is not None:
-            if self.policy == "patience":
-                fail("the patience policy takes patience, not threshold")
-            if not (_number(self.threshold) and 0 < self.threshold <= 1):
-                fail(f"threshold {self.threshold!r} is outside (0, 1]: 1.0 never exits early, smaller values exit earlier")
-        if self.patience is not None:
-            if self.policy != "patience":
-                fail(f"patience is for the patience policy; policy '{self.policy}' takes a threshold")
-            if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
-                fail(f"patience {self.patience!r} must be a whole number >= 1")
-        if self.loss not in LOSSES:
-            fail(f"unknown loss '{self.loss}'{closest(self.loss, LOSSES)}; use one of: {', '.join(LOSSES)}")
-        checks = [
-            (_number(self.distill_temperature) and self.distill_temperature > 0, "distill_temperature must be > 0"),
-            (_number(self.epochs) and self.epochs > 0, "epochs must be > 0"),
-            (_count(self.batch_size), "batch_size must be a whole number >= 1"),
-            (_number(self.learning_rate) and self.learning_rate > 0, "learning_rate must be > 0"),
-            (_number(self.exit_learning_rate) and self.exit_learning_rate > 0, "exit_learning_rate must be > 0"),
-            (self.max_steps is None or _count(self.max_steps), "max_steps must be a whole number >= 1"),
-            (self.train_subset is None or _count(self.train_subset), "train_subset must be a whole number >= 1"),
-            (_number(self.heldout_fraction) and 0 < self.heldout_fraction <= 0.5, "heldout_fraction must be in (0, 0.5]"),
-            (_count(self.heldout_max_examples), "heldout_max_examples must be a whole number >= 1"),
-            (self.max_length is None or (_count(self.max_length) and self.max_length >= 4), "max_length must be >= 4 tokens"),
-            (_count(self.speed_examples), "speed_examples must be a whole number >= 1"),
-            (_count(self.checkpoint_every_steps), "checkpoint_every_steps must be a whole number >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                fail(message)
-        self.train_config()  # the training settings validate themselves
-
-    def goal(self) -> tuple[str, float]:
-        """("max_drop" | "target_speedup" | "threshold" | "patience", value)."""
-        for key in ("target_speedup", "threshold", "patience", "max_drop"):
-            if getattr(self, key) is not None:
-                return key, getattr(self, key)
-        return "max_drop", DEFAULT_MAX_DROP
-
-    def train_config(self) -> TrainConfig:
-        """The loop's settings; its learning rate is the encoder's (or the exits' when the encoder is frozen)."""
-        rate = self.learning_rate if self.train_encoder else self.exit_learning_rate
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=rate,
-                           weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio, seed=self.seed,
-                           max_steps=self.max_steps, precision=self.precision,
-                           checkpoint_every_steps=self.checkpoint_every_steps, select_metric=None)
-
-    def lr_scale(self) -> dict[str, float] | None:
-        """The exits' learning rate as a multiple of the encoder's (for ``train(lr_scale=...)``)."""
-        return {"exits.": self.exit_learning_rate / self.learning_rate} if self.train_encoder else None
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        if out["exit_layers"] is not None:
-            out["exit_layers"] = list(out["exit_layers"])
-        return out
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -406,94 +274,34 @@ def curve_csv(curves: dict[str, list[dict]], policy: str, chosen_knob) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ---- speed --------------------------------------------------------------------------------------
-
-
-def speed_side_by_side(models: dict, encoded: EncodedSplit, *, pad_token_id: int, examples: int = 256,
-                       rounds: int = 2, batch_size: int = 32) -> dict:
-    """Throughput (batch ``batch_size``) and latency (batch 1) of each model on the same seeded inputs, in
-    alternating rounds in this process; each model keeps its round with the best throughput."""
-    inputs = speed_inputs(encoded, max_examples=examples)
-    best: dict = {}
-    for _ in range(rounds):
-        for name, model in models.items():
-            report = measure_speed(torch_forward(model), inputs, pad_token_id=pad_token_id, batch_size=batch_size)
-            if name not in best or report.throughput_examples_per_s > best[name].throughput_examples_per_s:
-                best[name] = report
-    return {name: report.to_dict() for name, report in best.items()}
-
-
-# ---- price tags of the stage's phases ---------------------------------------------------------
-
-
-class _Costs:
-    """Price tags of this stage's phases; kept in work_dir so a resumed run reports what came before."""
-
-    def __init__(self, work_dir: Path):
-        self.file = work_dir / "costs.json"
-        self.phases: dict[str, dict] = json.loads(self.file.read_text()) if self.file.is_file() else {}
-
-    @contextlib.contextmanager
-    def phase(self, name: str):
-        from greenlm.measure import PriceTag, PriceTagWarning
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PriceTagWarning)  # the default-PUE note is in the record itself
-            tag = PriceTag(f"early_exit:{name}")
-            with tag:
-                yield
-        rec = tag.record
-        summary = {"wall_s": round(rec.wall_s, 3), "cpu_s": round(rec.cpu_s, 3), "energy_kwh": rec.energy_kwh,
-                   "energy_source": rec.energy_source, "co2e_kg": rec.co2e_kg, "intensity_source": rec.intensity_source}
-        before = self.phases.get(name)
-        if before:  # a resumed phase: add this part to the earlier one
-            summary = {k: before[k] + v if isinstance(v, (int, float)) and isinstance(before.get(k), (int, float)) else v
-                       for k, v in summary.items()}
-        self.phases[name] = summary
-        atomic_write_json(self.file, self.phases)
-
-
 # ---- the stage ------------------------------------------------------------------------------------
 
 
-def run(input_dir: Path, task: Task, config: EarlyExitConfig, out_dir: Path, *, work_dir: Path, progress: bool = True,
-        on_note=print, teacher_dir: Path | None = None, extra_json: dict | None = None) -> dict:
-    """The ``early_exit`` stage: add exits to the model in ``input_dir``; write the result to ``out_dir``.
+def run(ctx: StageContext, config: EarlyExitConfig) -> StageOutput:
+    """The ``early_exit`` method: add exits to the model in ``ctx.input_dir``, calibrate them, pick the point.
 
-    ``out_dir`` is written atomically (model, ``metrics.json``, ``curve.json``, ``curve.csv`` and the files of
-    ``extra_json``) and loads with ``greenlm.models.load_classifier``. Training checkpoints live in
-    ``work_dir``: running the stage again resumes. ``teacher_dir`` is not used (self-distillation learns from
-    the model's own final classifier). Returns the metrics.
+    The output folder holds the model with its exits (loads with ``greenlm.models.load_classifier``),
+    ``curve.json`` and ``curve.csv``. Training checkpoints live in ``ctx.work_dir``. The fine-tuned
+    teacher is not used: self-distillation learns from the model's own final classifier.
     """
-    input_dir, out_dir, work_dir = Path(input_dir), Path(out_dir), Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-
-    def note(message: str) -> None:
-        notes.append(message)
-        on_note(message)
-
-    loaded = load_classifier(str(input_dir))
+    loaded = ctx.load_input()
     upstream, tokenizer = loaded.model, loaded.tokenizer
     archs = getattr(upstream.config, "architectures", None) or []
     if not any(a.endswith("ForSequenceClassification") for a in archs):
-        raise GreenlmError(f"model '{input_dir}' is not a fine-tuned sequence classifier; fine-tune it first"
+        raise GreenlmError(f"model '{ctx.source}' is not a fine-tuned sequence classifier; fine-tune it first"
                            " (greenlm train) and add exits to that folder")
     torch.manual_seed(config.seed)  # exit heads' initialisation
     model = EarlyExitClassifier(upstream, config.exit_layers, pooling=config.exit_pooling,
                                 tokenizer=tokenizer)  # refuses bad layers / models now
     if config.exit_layers is not None and model.num_layers not in config.exit_layers:
-        note(f"the last layer ({model.num_layers}) always has an exit (the model's own classifier); exits: {list(model.exit_layers)}")
+        ctx.note(f"the last layer ({model.num_layers}) always has an exit (the model's own classifier);"
+                 f" exits: {list(model.exit_layers)}")
     if len(model.exit_layers) == 1:
-        note("only the last layer has an exit: no input can leave early")
-    saved = dict(getattr(upstream.config, "greenlm", None) or {})
-    max_length = config.max_length or saved.get("max_length") or 128
-    if max_length > model_max_length(upstream.config):
-        raise GreenlmError(f"max_length {max_length} is above what the model's positions allow"
-                           f" ({model_max_length(upstream.config)})")
+        ctx.note("only the last layer has an exit: no input can leave early")
+    max_length = ctx.max_length(upstream, config.max_length)
     labels = list(loaded.labels)
-    name = str(input_dir)
-    train_split = align_labels(task.split("train"), task, labels, name)
+    name = ctx.source
+    train_split = ctx.align(ctx.task.split("train"), labels, name)
     fit_split, heldout_split = split_heldout(train_split, config.heldout_fraction, config.heldout_max_examples,
                                              config.seed)
     if config.train_subset is not None:
@@ -501,10 +309,7 @@ def run(input_dir: Path, task: Task, config: EarlyExitConfig, out_dir: Path, *, 
     pad = tokenizer.pad_token_id
     fit_data = encode_split(fit_split, tokenizer, max_length)
     heldout_data = encode_split(heldout_split, tokenizer, max_length)
-    others = {n: align_labels(s, task, labels, name) for n, s in task.splits.items()
-              if n != "train" and s.labels and min(s.labels) != UNLABELED}
-    encoded = {n: encode_split(s, tokenizer, max_length) for n, s in others.items()}
-    costs_log = _Costs(work_dir)
+    encoded = {n: encode_split(s, tokenizer, max_length) for n, s in ctx.labelled_splits(labels, name).items()}
 
     # The upstream model on every labelled split, before training changes its weights.
     upstream_splits = {n: evaluate(upstream, e, pad_token_id=pad, num_labels=len(labels)) for n, e in encoded.items()}
@@ -515,14 +320,13 @@ def run(input_dir: Path, task: Task, config: EarlyExitConfig, out_dir: Path, *, 
         if len(model.exit_layers) == 1:
             raise GreenlmError("with a frozen encoder and no exit before the last layer there is nothing to train;"
                                " add exit layers or train the encoder")
-    tconfig = config.train_config()
-    with costs_log.phase("train"):
-        result = train(model, fit_data, None, tconfig, pad_token_id=pad, work_dir=work_dir / "train",
-                       loss_fn=_loss_fn(config, model.exit_layers, train_final), progress=progress,
-                       description=f"early exits {task.name}", lr_scale=config.lr_scale())
+    with ctx.phase("train"):
+        result = train(model, fit_data, None, config.train_config(), pad_token_id=pad, work_dir=ctx.work_dir / "train",
+                       loss_fn=_loss_fn(config, model.exit_layers, train_final), progress=ctx.progress,
+                       description=f"early exits {ctx.task.name}", lr_scale=config.lr_scale())
     model.eval()
 
-    with costs_log.phase("calibrate"):
+    with ctx.phase("calibrate"):
         held_logits = collect_exit_logits(model, heldout_data, pad_token_id=pad)
         held_labels = torch.tensor(heldout_data.labels)
         temperatures, calibration = calibrate(held_logits, held_labels, model.exit_layers)
@@ -537,11 +341,11 @@ def run(input_dir: Path, task: Task, config: EarlyExitConfig, out_dir: Path, *, 
                                      config.policy, knobs)
         chosen, selection_note = select_point(held_curve, goal, value, config.policy)
         if selection_note:
-            note(selection_note)
+            ctx.note(selection_note)
         key = "patience" if config.policy == "patience" else "threshold"
         model.set_policy(config.policy, **{key: chosen[key]})
 
-    with costs_log.phase("evaluate"):
+    with ctx.phase("evaluate"):
         splits, details_by_split, curves = {}, {}, {"heldout": held_curve}
         for split_name, data in encoded.items():
             exit_logits = collect_exit_logits(model, data, pad_token_id=pad)
@@ -560,21 +364,16 @@ def run(input_dir: Path, task: Task, config: EarlyExitConfig, out_dir: Path, *, 
 
     speed = None
     if config.measure_speed and "dev" in encoded:
-        with costs_log.phase("speed"):
-            reference = load_classifier(str(input_dir)).model  # the upstream model as it was
-            timed = speed_side_by_side({"upstream": reference, "early_exit": model}, encoded["dev"], pad_token_id=pad,
-                                       examples=config.speed_examples)
-            up, ee = timed["upstream"], timed["early_exit"]
-            speed = {
-                **timed,
-                "throughput_speedup": round(ee["throughput_examples_per_s"] / up["throughput_examples_per_s"], 4),
-                "latency_p50_speedup": round(up["latency_ms_p50"] / ee["latency_ms_p50"], 4),
-                "protocol": "greenlm.models.measure_speed on a seeded sample of dev, both models in this process,"
-                            " 2 alternating rounds, best throughput of each",
-            }
+        with ctx.phase("speed"):
+            reference = ctx.load_input().model  # the upstream model as it was
+            speed = side_by_side({"upstream": torch_forward(reference), "early_exit": torch_forward(model)},
+                                 speed_inputs(encoded["dev"], max_examples=config.speed_examples), pad_token_id=pad,
+                                 reference="upstream")
+            speed.update(throughput_speedup=speed["early_exit"]["throughput_speedup"],
+                         latency_p50_speedup=speed["early_exit"]["latency_p50_speedup"])
             del reference
 
-    model.set_backbone_info(task=task.name, labels=labels, max_length=max_length)
+    model.set_backbone_info(task=ctx.task.name, labels=labels, max_length=max_length)
     chosen_knob = chosen[key]
     details = {
         "exit_layers": list(model.exit_layers),
@@ -597,22 +396,16 @@ def run(input_dir: Path, task: Task, config: EarlyExitConfig, out_dir: Path, *, 
             "train_seconds": round(result.state.train_seconds, 3),
             "train_examples_per_s": round(result.train_examples_per_s, 2),
         },
-        "cost": costs_log.phases,
         "curve_files": [CURVE_JSON, CURVE_CSV],
         "config": config.to_dict(),
-        "notes": notes,
     }
-    metrics = {"task": task.name, "model": f"{name} + early exits", "method": METHOD, "splits": splits, METHOD: details}
     curve = {"policy": config.policy, "knob": key, "chosen": chosen_knob, "goal": details["goal"],
              "exit_layers": list(model.exit_layers), "temperatures": [round(t, 6) for t in temperatures],
              "curves": curves}
-    import accelerate.state
-
-    if accelerate.state.PartialState().is_main_process:
-        save_early_exit(model, tokenizer, out_dir, {METRICS_FILE: metrics, CURVE_JSON: curve, **(extra_json or {})},
-                        {CURVE_CSV: curve_csv(curves, config.policy, chosen_knob)})
-    accelerate.state.PartialState().wait_for_everyone()
-    return metrics
+    return StageOutput(
+        metrics={"splits": splits, METHOD: details}, model_name=f"{name} + early exits",
+        write=lambda folder: save_early_exit(model, tokenizer, folder, {CURVE_JSON: curve},
+                                             {CURVE_CSV: curve_csv(curves, config.policy, chosen_knob)}))
 
 
 def _split_details(model, costs: ExitCosts, exit_logits, labels, lengths, exit_layers, metrics: dict,
@@ -638,44 +431,3 @@ def _split_details(model, costs: ExitCosts, exit_logits, labels, lengths, exit_l
         # the offline rule used for the curves against the real batched pass: 1.0 unless rounding flips a tie
         "curve_agreement": round(float((torch.tensor(model.exit_layers)[simulated] == exit_layers).double().mean()), 6),
     }
-
-
-# ---- the command's flow: an output folder that resumes ----------------------------------------------
-
-
-@dataclass
-class EarlyExitOutcome:
-    out_dir: Path
-    metrics: dict
-    reused: bool  # the folder already held this finished run
-
-
-def early_exit_model(model_spec: str, task: Task, out_dir: str | Path, config: EarlyExitConfig, *, progress: bool = True,
-                     on_note=print) -> EarlyExitOutcome:
-    """``greenlm early-exit``: run the stage into ``out_dir``; the same command again resumes or reuses it."""
-    from greenlm.train.finetune import RUN_FILE, WORK_DIR, prepare_out_dir
-
-    out_dir = Path(out_dir)
-    source = resolve_model_source(model_spec)
-    if source.kind != "local":
-        raise GreenlmError(f"early exit needs a fine-tuned model folder (from greenlm train or a stage), got '{model_spec}'")
-    input_dir = Path(source.location)
-    weights = next((input_dir / f for f in ("model.safetensors", "model.safetensors.index.json")
-                    if (input_dir / f).is_file()), None)
-    identity = {
-        "task": task.name,
-        "task_fingerprint": task.fingerprint(),
-        "model": str(input_dir),
-        "model_weights_sha256": sha256_file(weights) if weights is not None else None,
-        "method": METHOD,
-        METHOD: config.to_dict(),
-        "greenlm_version": greenlm.__version__,
-    }
-    finished = prepare_out_dir(out_dir, identity)
-    if finished is not None:
-        return EarlyExitOutcome(out_dir, finished, reused=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / RUN_FILE, identity)
-    metrics = run(input_dir, task, config, out_dir, work_dir=out_dir / WORK_DIR, progress=progress, on_note=on_note,
-                  extra_json={RUN_FILE: identity})
-    return EarlyExitOutcome(out_dir, metrics, reused=False)

@@ -15,8 +15,8 @@ Unstructured (``method`` magnitude or movement, ``compress.sparsity``): weights 
 are kept; the report gives the sparsity, a CSR checkpoint's size and latency measured dense, with
 zeros, and with a sparse kernel.
 
-Stage entry point: ``run(input_dir, task, config, out_dir, work_dir=...)``; library entry point:
-``prune(model, tokenizer, task, config, work_dir=...)``.
+Stage entry point: ``run(ctx, config)`` (through ``greenlm.stage.run_stage("prune", ...)``); library entry
+point: ``prune(model, tokenizer, task, config, work_dir=...)``.
 """
 
 from __future__ import annotations
@@ -24,132 +24,23 @@ from __future__ import annotations
 import copy
 import gzip
 import json
-import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-import greenlm
-from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, sha256_file
+from greenlm.compress.prune_config import PruneConfig, METHODS, SCHEDULES, RECOVERIES, RANKINGS, TEACHERS  # noqa: F401 (re-exported)
+from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.compress import sparsity as sp
 from greenlm.compress.importance import Importance, gate_importance
-from greenlm.data import EncodedSplit, Task, encode_split
-from greenlm.models import load_classifier, measure_speed, pruned, speed_inputs, torch_forward
+from greenlm.compress.losses import kd_loss
+from greenlm.data import EncodedSplit, Task, align_labels, encode_split
+from greenlm.models import load_classifier, pruned, save_classifier
+from greenlm.runtime import side_by_side, speed_inputs, torch_forward
+from greenlm.stage import StageContext, StageOutput
 from greenlm.train import TrainConfig, evaluate, train
-from greenlm.train.evaluation import align_labels
-from greenlm.train.finetune import METRICS_FILE, RUN_FILE, prepare_out_dir
 
-METHODS = ("structured", "magnitude", "movement")
-SCHEDULES = {"structured": ("one_shot", "iterative"), "magnitude": ("one_shot", "cubic"), "movement": ("cubic",)}
-RECOVERIES = ("none", "finetune", "distill")
-RANKINGS = ("global", "per_layer")
-TEACHERS = ("input", "teacher")
 SPARSE_CHECKPOINT = "model.sparse.safetensors"
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    method: str = "structured"  # structured (heads/neurons/layers removed) | magnitude | movement (unstructured zeros)
-    schedule: str | None = None  # structured: one_shot | iterative; magnitude: one_shot | cubic; movement: cubic.
-    # None: the method's first (one_shot; cubic for movement)
-    # -- structured: targets are shares of the input model's heads / neurons --
-    head_sparsity: float = 0.5  # share of attention heads to remove, in [0, 1)
-    ffn_sparsity: float = 0.0  # share of FFN neurons to remove, in [0, 1)
-    drop_layers: int = 0  # whole layers to remove, least important first (their heads count as removed)
-    min_heads_per_layer: int = 1  # every kept layer keeps this many heads; 0 lets a layer's attention go entirely
-    min_neurons_per_layer: int = 1  # likewise for FFN neurons
-    ranking: str = "global"  # global: layer-normalised scores compared across layers | per_layer: same share per layer
-    importance_examples: int = 2048  # training examples whose gradients estimate importance
-    iterations: int = 4  # iterative: rounds of prune + recover, targets growing linearly
-    max_drop: float | None = None  # dev accuracy points the result may lose vs the input model; None: no limit
-    # -- unstructured --
-    sparsity: float = 0.9  # share of the encoder's linear weights set to zero, in [0, 1)
-    scope: str = "global"  # magnitude: one threshold over all matrices (global) | the same share per matrix (per_layer)
-    sparsity_warmup: float = 0.1  # cubic: share of training steps before pruning starts
-    sparsity_cooldown: float = 0.2  # cubic: share of final steps at the final sparsity
-    score_learning_rate: float = 1e-2  # movement: step size of the importance scores (Sanh et al. 2020)
-    mask_update_steps: int = 10  # gradual magnitude: recompute the masks every this many steps
-    # -- recovery / training (structured: after each pruning round; unstructured: while pruning) --
-    recovery: str = "distill"  # none | finetune (cross-entropy) | distill (soft targets + (1 - alpha) cross-entropy)
-    epochs: float = 1.0  # epochs of each recovery (structured) or of the pruning run (unstructured)
-    train_examples: int | None = None  # train on a seeded subset of this many training examples; None: all
-    learning_rate: float = 3e-5
-    batch_size: int = 32
-    distill_alpha: float = 0.9  # weight of the soft-target loss
-    distill_temperature: float = 2.0
-    teacher: str = "input"  # distill from: input (the unpruned upstream model) | teacher (the pipeline's teacher)
-    max_length: int | None = None  # tokens per input; None: the input model's training length, else 128
-    measure_speed: bool = True  # time the input and the pruned model side by side on dev inputs
-    speed_examples: int = 256  # dev inputs timed (the first 64 also one at a time, for latency)
-    speed_threads: int | None = None  # torch threads while timing; None: torch's current setting
-    seed: int = 42
-
-    def __post_init__(self):
-        schedules = SCHEDULES.get(self.method, ())
-        if self.schedule is None and schedules:
-            object.__setattr__(self, "schedule", schedules[0])
-        checks = [
-            (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {self.method!r}"),
-            (not schedules or self.schedule in schedules,
-             f"schedule for method {self.method!r} must be one of {', '.join(schedules)}, got {self.schedule!r}"),
-            (0 <= self.head_sparsity < 1, f"head_sparsity must be in [0, 1), got {self.head_sparsity}"),
-            (0 <= self.ffn_sparsity < 1, f"ffn_sparsity must be in [0, 1), got {self.ffn_sparsity}"),
-            (0 <= self.sparsity < 1, f"sparsity must be in [0, 1), got {self.sparsity}"),
-            (self.drop_layers >= 0, f"drop_layers must be >= 0, got {self.drop_layers}"),
-            (self.min_heads_per_layer >= 0, "min_heads_per_layer must be >= 0"),
-            (self.min_neurons_per_layer >= 0, "min_neurons_per_layer must be >= 0"),
-            (self.ranking in RANKINGS, f"ranking must be one of {', '.join(RANKINGS)}"),
-            (self.importance_examples >= 1, "importance_examples must be >= 1"),
-            (self.iterations >= 1, "iterations must be >= 1"),
-            (self.max_drop is None or self.max_drop >= 0, "max_drop must be >= 0 (accuracy points)"),
-            (self.scope in sp.SCOPES, f"scope must be one of {', '.join(sp.SCOPES)}"),
-            (0 <= self.sparsity_warmup < 1 and 0 <= self.sparsity_cooldown < 1
-             and self.sparsity_warmup + self.sparsity_cooldown < 1,
-             "sparsity_warmup and sparsity_cooldown must be in [0, 1) and sum to less than 1"),
-            (self.score_learning_rate > 0, "score_learning_rate must be > 0"),
-            (self.mask_update_steps >= 1, "mask_update_steps must be >= 1"),
-            (self.recovery in RECOVERIES, f"recovery must be one of {', '.join(RECOVERIES)}"),
-            (self.epochs > 0, "epochs must be > 0"),
-            (self.train_examples is None or self.train_examples >= 1, "train_examples must be >= 1"),
-            (self.learning_rate > 0, "learning_rate must be > 0"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (0 <= self.distill_alpha <= 1, "distill_alpha must be in [0, 1]"),
-            (self.distill_temperature > 0, "distill_temperature must be > 0"),
-            (self.teacher in TEACHERS, f"teacher must be one of {', '.join(TEACHERS)}"),
-            (self.max_length is None or self.max_length >= 2, "max_length must be >= 2"),
-            (self.speed_examples >= 1, "speed_examples must be >= 1"),
-            (self.speed_threads is None or self.speed_threads >= 1, "speed_threads must be >= 1"),
-            (not (self.method == "movement" and self.recovery == "none"),
-             "movement pruning learns while training: recovery must be finetune or distill"),
-            (not (self.method == "structured" and self.head_sparsity == 0 and self.ffn_sparsity == 0
-                  and self.drop_layers == 0),
-             "nothing to prune: set head_sparsity, ffn_sparsity or drop_layers"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise GreenlmError(f"prune setting: {message}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# ---- distillation loss -----------------------------------------------------------------------------
-
-
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
-            alpha: float, temperature: float) -> torch.Tensor:
-    """alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)  (Hinton et al. 2015).
-
-    Logits [B, C]; the T^2 keeps the soft-target gradients on the scale of the hard-label ones.
-    """
-    t = temperature
-    soft = torch.nn.functional.kl_div(
-        torch.log_softmax(student_logits / t, -1), torch.log_softmax(teacher_logits / t, -1),
-        reduction="batchmean", log_target=True,
-    )
-    hard = torch.nn.functional.cross_entropy(student_logits, labels)
-    return alpha * t * t * soft + (1 - alpha) * hard
 
 
 def _distill_loss_fn(teacher, permutation: list[int], alpha: float, temperature: float):
@@ -159,8 +50,9 @@ def _distill_loss_fn(teacher, permutation: list[int], alpha: float, temperature:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         with torch.no_grad():
             teacher_logits = teacher(**inputs).logits.float()[:, permutation]
+        # alpha * T^2 * KL(soft targets) + (1 - alpha) * CE(gold): hard-label weight 1 - alpha
         return kd_loss(model(**inputs).logits.float(), teacher_logits, batch["labels"],
-                       alpha=alpha, temperature=temperature)
+                       temperature=temperature, hard_weight=1.0 - alpha)
 
     return loss_fn
 
@@ -307,42 +199,16 @@ def _train_config(config: PruneConfig, select_best: bool) -> TrainConfig:
                        seed=config.seed, warmup_ratio=0.06, select_metric="accuracy" if select_best else None)
 
 
-def _save_model_folder(model, tokenizer, out_dir: Path, jsons: dict[str, dict], extra_writer=None) -> None:
-    """Write a complete HF folder atomically (model, tokenizer, JSON files, optional extra files)."""
-    from greenlm.models.loading import _quiet_transformers
-
-    with atomic_dir(out_dir) as tmp:
-        with _quiet_transformers():
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-        if extra_writer is not None:
-            extra_writer(tmp)
-        for name, payload in jsons.items():
-            atomic_write_json(tmp / name, payload)
-
-
 def _speed(models: dict[str, torch.nn.Module], data: _Data, examples: int, threads: int | None) -> dict | None:
     """Latency (batch 1) and throughput (batch 32) of each model, side by side on the same dev inputs."""
     if data.dev is None:
         return None
-    inputs = speed_inputs(data.dev, max_examples=examples)
-    # Two interleaved rounds (A B C, then C B A), best figure per model: blunts warm-up order and noise.
-    best: dict[str, dict] = {}
-    names = list(models)
-    for order in (names, names[::-1]):
-        for name in order:
-            report = measure_speed(torch_forward(models[name]), inputs, pad_token_id=data.pad_token_id,
-                                   threads=threads).to_dict()
-            if name not in best:
-                best[name] = report
-                continue
-            if report["latency_ms_p50"] < best[name]["latency_ms_p50"]:
-                best[name].update(latency_ms_p50=report["latency_ms_p50"], latency_ms_p90=report["latency_ms_p90"])
-            best[name]["throughput_examples_per_s"] = max(best[name]["throughput_examples_per_s"],
-                                                          report["throughput_examples_per_s"])
-    for report in best.values():
-        report["protocol"] = "best of 2 interleaved rounds of greenlm.models.measure_speed"
-    return best
+    timed = side_by_side({name: torch_forward(model) for name, model in models.items()},
+                         speed_inputs(data.dev, max_examples=examples), pad_token_id=data.pad_token_id, threads=threads)
+    protocol = timed.pop("protocol")
+    for report in timed.values():
+        report["protocol"] = protocol
+    return timed
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -495,7 +361,7 @@ def _structured(model, tokenizer, data: _Data, config: PruneConfig, work_dir: Pa
             )
             apply_plan(current, plan)
             plan_info = {"plan": plan.to_dict(), "importance": importance.summary()}
-            _save_model_folder(current, tokenizer, pruned_dir, {"plan.json": plan_info})
+            save_classifier(current, tokenizer, pruned_dir, {"plan.json": plan_info})
         entry = {"round": k, "heads_per_layer": pruned.heads_per_layer(current),
                  "intermediate_per_layer": pruned.intermediate_per_layer(current),
                  "layers_kept": pruned.pruned_from(current)["layers"], "plan": plan_info["plan"],
@@ -507,7 +373,7 @@ def _structured(model, tokenizer, data: _Data, config: PruneConfig, work_dir: Pa
             entry["recovery_steps"] = result.state.step
         entry["dev"] = _eval(current, data, data.dev)
         history.append(entry)
-        _save_model_folder(current, tokenizer, work_dir / f"round-{k}", {})
+        save_classifier(current, tokenizer, work_dir / f"round-{k}")
         if (config.max_drop is not None and baseline is not None
                 and 100 * (baseline["accuracy"] - entry["dev"]["accuracy"]) > config.max_drop):
             stopped_at = k
@@ -590,56 +456,44 @@ def _unstructured(model, data: _Data, config: PruneConfig, work_dir: Path, loss_
     return model, details
 
 
-# ---- the stage -------------------------------------------------------------------------------------
+# ---- the stage ------------------------------------------------------------------------------------
 
 
-def run(input_dir: Path, task: Task, config: PruneConfig, out_dir: Path, *, work_dir: Path, progress: bool = True,
-        on_note=print, teacher_dir: Path | None = None) -> dict:
-    """The ``prune`` stage: read the model folder at ``input_dir``, write the pruned folder at ``out_dir``.
+def uses_teacher(config: PruneConfig) -> bool:
+    return config.recovery == "distill" and config.teacher == "teacher"
 
-    ``out_dir`` gets the model (safetensors; a structurally pruned one records its per-layer shapes),
-    the tokenizer, ``metrics.json`` and ``greenlm_run.json``; unstructured runs add
-    ``model.sparse.safetensors`` (CSR). ``work_dir`` holds rounds and training checkpoints, so an
-    interrupted run resumes; it is emptied of them once ``out_dir`` is complete.
+
+def run(ctx: StageContext, config: PruneConfig) -> StageOutput:
+    """The ``prune`` method: prune the model folder at ``ctx.input_dir``.
+
+    The output folder holds the model (safetensors; a structurally pruned one records its per-layer
+    shapes) and the tokenizer; unstructured runs add ``model.sparse.safetensors`` (CSR). ``ctx.work_dir``
+    holds rounds and training checkpoints, so an interrupted run resumes.
     """
-    input_dir, out_dir, work_dir = Path(input_dir), Path(out_dir), Path(work_dir)
-    if not (input_dir / "config.json").is_file():
-        raise GreenlmError(f"prune: input model folder '{input_dir}' has no config.json")
-    use_teacher = config.recovery == "distill" and config.teacher == "teacher"
-    if use_teacher and teacher_dir is None:
-        raise GreenlmError("prune setting teacher='teacher' needs a fine-tuned teacher (teacher_dir / --teacher)")
-    identity = {
-        "stage": "prune",
-        "task": task.name,
-        "task_fingerprint": task.fingerprint(),
-        "input": str(input_dir),
-        "input_weights_sha256": _weights_hash(input_dir),
-        "teacher_weights_sha256": _weights_hash(Path(teacher_dir)) if use_teacher else None,
-        "prune": config.to_dict(),
-        "greenlm_version": greenlm.__version__,
-    }
-    finished = prepare_out_dir(out_dir, identity)
-    if finished is not None:
-        return finished
-    _claim_work_dir(work_dir, identity, on_note)
-
-    loaded = load_classifier(str(input_dir))
+    if uses_teacher(config) and ctx.teacher_dir is None:
+        raise GreenlmError("prune setting teacher='teacher' needs a fine-tuned teacher folder (greenlm run gives its"
+                           " own; on the command line: --teacher-dir)")
+    loaded = ctx.load_input()
     model, tokenizer = loaded.model, loaded.tokenizer
     pruned.layout_of(model)
-    unknown = sorted(set(task.labels) - set(loaded.labels))
+    unknown = sorted(set(ctx.task.labels) - set(loaded.labels))
     if unknown:
         raise GreenlmError(f"prune: the input model knows labels {loaded.labels}, not the task's {unknown};"
                            " prune a model fine-tuned on this task")
-    teacher = load_classifier(str(teacher_dir)).model if use_teacher else None
-    outcome = prune(model, tokenizer, task, config, work_dir=work_dir, teacher=teacher, progress=progress,
-                    on_note=on_note)
-    metrics = {"task": task.name, "model": str(input_dir), "method": "prune", "splits": outcome.splits,
-               "prune": {"method": config.method, **outcome.details}}
+    teacher = load_classifier(str(ctx.teacher_dir)).model if uses_teacher(config) else None
+    outcome = prune(model, tokenizer, ctx.task, config, work_dir=ctx.work_dir, teacher=teacher, progress=ctx.progress,
+                    on_note=ctx.note)
+    details = {"method": config.method, **outcome.details}
+    outcome.model.config.greenlm = {**(getattr(outcome.model.config, "greenlm", None) or {}), "task": ctx.task.name,
+                                    "labels": list(loaded.labels), "max_length": outcome.details["max_length"]}
 
-    def write_sparse(folder: Path) -> None:
+    def write(folder: Path) -> None:
+        save_classifier(outcome.model, tokenizer, folder)
+        if config.method == "structured":
+            return
         csr_bytes = sp.save_sparse_checkpoint(outcome.model, folder / SPARSE_CHECKPOINT)
         dense = (folder / "model.safetensors").read_bytes()
-        metrics["prune"]["checkpoint"] = {
+        details["checkpoint"] = {
             "dense_safetensors_bytes": len(dense),
             "csr_safetensors_bytes": csr_bytes,
             "csr_compression_ratio": _ratio(len(dense), csr_bytes),
@@ -648,47 +502,4 @@ def run(input_dir: Path, task: Task, config: PruneConfig, out_dir: Path, *, work
                     " values), the rest dense; sizes are the files' measured bytes",
         }
 
-    outcome.model.config.greenlm = {**(getattr(outcome.model.config, "greenlm", None) or {}), "task": task.name,
-                                    "labels": list(loaded.labels), "max_length": outcome.details["max_length"]}
-    _save_model_folder(outcome.model, tokenizer, out_dir, {METRICS_FILE: metrics, RUN_FILE: identity},
-                       extra_writer=write_sparse if config.method != "structured" else None)
-    _clear_work_dir(work_dir)
-    return metrics
-
-
-def _weights_hash(folder: Path) -> str | None:
-    for name in ("model.safetensors", "model.safetensors.index.json"):
-        if (folder / name).is_file():
-            return sha256_file(folder / name)
-    return None
-
-
-_WORK_IDENTITY = "prune_identity.json"
-
-
-def _claim_work_dir(work_dir: Path, identity: dict, on_note) -> None:
-    """Use ``work_dir`` for this run; state left there by a different run (other settings) is removed."""
-    path = work_dir / _WORK_IDENTITY
-    if path.is_file():
-        try:
-            same = json.loads(path.read_text()) == identity
-        except (OSError, json.JSONDecodeError):
-            same = False
-        if same:
-            return
-        on_note(f"{work_dir} holds an unfinished prune run with other settings; starting afresh")
-        _clear_work_dir(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, identity)
-
-
-def _clear_work_dir(work_dir: Path) -> None:
-    """Remove what this stage put in ``work_dir`` (rounds, checkpoints, state), nothing else."""
-    if not work_dir.is_dir():
-        return
-    for child in work_dir.iterdir():
-        if child.name.startswith("round-") or child.name in ("train", "prune_state.json", _WORK_IDENTITY):
-            if child.is_dir():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
+    return StageOutput(metrics={"splits": outcome.splits, "prune": details}, write=write, model_name=ctx.source)

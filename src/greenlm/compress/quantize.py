@@ -1,7 +1,7 @@
 """Post-training quantization: int8 (dynamic or static, ONNX Runtime) and bf16 (PyTorch), accuracy-aware.
 
     config = QuantizeConfig(scheme="int8-dynamic", tolerance_points=1.0)
-    metrics = run(model_dir, task, config, out_dir, work_dir=out_dir.with_suffix(".work"))
+    result = greenlm.stage.run_stage("quantize", model_dir, task, config, out_dir)
 
 Schemes:
   - ``int8-dynamic``: the fp32 graph is exported to ONNX (with ONNX Runtime's transformer fusions) and
@@ -28,86 +28,25 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from greenlm.common import GreenlmError, atomic_dir, atomic_write_json
+from greenlm.compress.quantize_config import QuantizeConfig, SCHEMES  # noqa: F401 (re-exported)
+from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.common.hardware import cpu_has_bf16
-from greenlm.data import UNLABELED, EncodedSplit, Task, encode_split
-from greenlm.models import load_classifier, measure_speed, model_max_length, speed_inputs
-from greenlm.models import onnx as gx
-from greenlm.models.runtime import (OnnxClassifier, OrtRuntime, Packed, Runtime, TorchRuntime, default_threads,
-                                    folder_fingerprint, pack, require_classifier, run_engine, write_onnx_folder)
-from greenlm.train.evaluation import align_labels
+from greenlm.data import UNLABELED, EncodedSplit, encode_split
+from greenlm.runtime import side_by_side, speed_inputs
+from greenlm.runtime import onnx as gx
+from greenlm.runtime.engine import (OnnxClassifier, OrtRuntime, Packed, Runtime, TorchRuntime, default_threads,
+                                    pack, require_classifier, run_engine, write_onnx_folder)
+from greenlm.stage import StageContext, StageOutput
 from greenlm.train.metrics import classification_metrics
 
 METHOD = "quantize"
-METRICS_FILE = "metrics.json"
-SCHEMES = ("int8-dynamic", "int8-static", "bf16")
+_NOT_COPIED = ("metrics.json", "pricetag.json", "stage.json", "README.md", "greenlm_run.json")  # the stage writes its own
 SPEED_ROUNDS = 2
-
-
-@dataclass(frozen=True)
-class QuantizeConfig:
-    scheme: str = "int8-dynamic"  # int8-dynamic | int8-static | bf16
-    # int8 weight scales per output channel (True) or per tensor (False); None: both, keep the closer to fp32
-    per_channel: bool | None = None
-    calibration_examples: int = 256  # int8-static: training rows whose activation ranges fix the scales
-    calibration_method: str = "minmax"  # int8-static: minmax | entropy | percentile (99.999th)
-    tolerance_points: float = 1.0  # largest accuracy drop (points, on tune_split) accepted vs the input model
-    fallback: bool = True  # int8: put the most sensitive nodes back in fp32 until the drop is within tolerance
-    max_fallback_nodes: int = 8  # int8: at most this many nodes go back to fp32
-    sensitivity_examples: int = 256  # int8: rows of tune_split on which each node's sensitivity is measured
-    keep_over_tolerance: bool = False  # still over tolerance: keep the quantized model (else output the input)
-    # int8-dynamic: ONNX Runtime's offline transformer fusions (True), none (False), None: only if measured faster
-    optimize_graph: bool | None = None
-    tune_split: str = "dev"  # split on which the accuracy drop is measured (tolerance and fallback)
-    max_length: int | None = None  # tokens per input; None: the length the model was trained with (else 128)
-    batch_size: int = 32  # examples per batch when evaluating and measuring throughput
-    measure_speed: bool = True  # time the input and the quantized model side by side (throughput, latency)
-    speed_examples: int = 256  # rows of tune_split used for the speed measurement
-    threads: int | None = None  # intra-op threads for evaluation and timing; None: the physical cores
-    seed: int = 0  # calibration sample
-
-    def __post_init__(self):
-        def fail(message: str):
-            raise GreenlmError(f"quantize: {message}")
-
-        if self.scheme not in SCHEMES:
-            fail(f"unknown scheme {self.scheme!r}; use one of: {', '.join(SCHEMES)}")
-        if self.calibration_method not in gx.CALIBRATION_METHODS:
-            fail(f"unknown calibration_method {self.calibration_method!r};"
-                 f" use one of: {', '.join(gx.CALIBRATION_METHODS)}")
-        tolerance = self.tolerance_points
-        if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or not 0 <= tolerance <= 100:
-            fail(f"tolerance_points must be between 0 and 100 accuracy points, got {tolerance!r}")
-        for name in ("calibration_examples", "sensitivity_examples", "batch_size", "speed_examples", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
-                fail(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} whole number, got {value!r}")
-        if not isinstance(self.max_fallback_nodes, int) or isinstance(self.max_fallback_nodes, bool) \
-                or self.max_fallback_nodes < 0:
-            fail(f"max_fallback_nodes must be 0 or more, got {self.max_fallback_nodes!r}")
-        for name in ("max_length", "threads"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                fail(f"{name} must be a positive whole number or null, got {value!r}")
-        for name in ("per_channel", "optimize_graph"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
-                fail(f"{name} must be true, false or null (decide by measuring), got {getattr(self, name)!r}")
-        for name in ("fallback", "keep_over_tolerance", "measure_speed"):
-            if not isinstance(getattr(self, name), bool):
-                fail(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not isinstance(self.tune_split, str) or not self.tune_split:
-            fail(f"tune_split must name a split (e.g. dev), got {self.tune_split!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# ---- evaluation helpers --------------------------------------------------------------------------
 
 
 @dataclass
@@ -342,42 +281,32 @@ def _agreement(result: _Eval, reference: _Eval) -> float:
     return round(float((result.logits.argmax(1) == reference.logits.argmax(1)).mean() * 100.0), 4)
 
 
-# ---- the pipeline stage --------------------------------------------------------------------------
+# ---- the stage ------------------------------------------------------------------------------------
 
 
-def run(input_dir: Path, task: Task, config: QuantizeConfig, out_dir: Path, *, work_dir: Path, progress: bool = True,
-        on_note=print, teacher_dir: Path | None = None, extra_json: dict | None = None) -> dict:
-    """The ``quantize`` stage: quantize the model in ``input_dir``; write the result to ``out_dir``.
+def run(ctx: StageContext, config: QuantizeConfig) -> StageOutput:
+    """The ``quantize`` method: quantize the model in ``ctx.input_dir``.
 
-    ``out_dir`` is written atomically and loads with ``greenlm.models.load_classifier`` / ``greenlm.load``:
-    an ONNX folder (int8) or a PyTorch folder with bf16 weights. If the drop exceeds the tolerance and
-    ``keep_over_tolerance`` is off, ``out_dir`` holds the input model unchanged, and metrics.json says so.
-    ``work_dir`` keeps the export and the sensitivity measurements: running again resumes. ``teacher_dir``
-    and ``progress`` are not used (quantization trains nothing). Returns the metrics.
+    The output folder loads with ``greenlm.models.load_classifier`` / ``greenlm.load``: an ONNX folder
+    (int8) or a PyTorch folder with bf16 weights. If the drop exceeds the tolerance and
+    ``keep_over_tolerance`` is off, it holds the input model unchanged, and metrics.json says so.
+    ``ctx.work_dir`` keeps the export and the sensitivity measurements: running again resumes.
     """
-    input_dir, out_dir, work_dir = Path(input_dir), Path(out_dir), Path(work_dir)
-    notes: list[str] = []
-
-    def note(message: str) -> None:
-        notes.append(message)
-        on_note(message)
-
-    loaded = load_classifier(str(input_dir))
+    input_dir = ctx.input_dir
+    loaded = ctx.load_input()
     model, tokenizer = loaded.model, loaded.tokenizer
     if isinstance(model, OnnxClassifier):
         raise GreenlmError(f"model '{input_dir}' is already an exported ONNX model; quantize the PyTorch model it"
                            " came from")
     require_classifier(loaded, str(input_dir))
     saved = dict(getattr(model.config, "greenlm", None) or {})
-    max_length = config.max_length or saved.get("max_length") or 128
-    if max_length > model_max_length(model.config):
-        raise GreenlmError(f"quantize: max_length {max_length} is above what the model's positions allow"
-                           f" ({model_max_length(model.config)})")
+    max_length = ctx.max_length(model, config.max_length)
     labels = list(loaded.labels)
+    task = ctx.task
     if config.tune_split not in task.splits:
         raise GreenlmError(f"quantize: task '{task.name}' has no '{config.tune_split}' split to check accuracy on;"
                            f" set tune_split to one of: {', '.join(sorted(task.splits))}")
-    tune_split = align_labels(task.split(config.tune_split), task, labels, str(input_dir))
+    tune_split = ctx.align(task.split(config.tune_split), labels, str(input_dir))
     if tune_split.labels and min(tune_split.labels) == UNLABELED:
         raise GreenlmError(f"quantize: split '{config.tune_split}' has no labels; accuracy cannot be checked on it")
     tune = encode_split(tune_split, tokenizer, max_length)
@@ -389,15 +318,14 @@ def run(input_dir: Path, task: Task, config: QuantizeConfig, out_dir: Path, *, w
         calibration = encode_split(train_split.subset(config.calibration_examples, seed=config.seed), tokenizer,
                                    max_length)
 
-    _claim_work_dir(work_dir, {"input": folder_fingerprint(input_dir), "max_length": max_length,
-                               **{k: v for k, v in config.to_dict().items() if k in _ARTIFACT_FIELDS}})
-    outcome = quantize(loaded, tune, calibration, config, work_dir=work_dir, on_note=note)
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    outcome = quantize(loaded, tune, calibration, config, work_dir=ctx.work_dir, on_note=ctx.note)
     drop = outcome.reference_accuracy - outcome.accuracy
     keep_quantized = outcome.accepted or config.keep_over_tolerance
     if not outcome.accepted:
-        note(f"{config.scheme} loses {drop:.2f} accuracy points on {config.tune_split}, more than the tolerance"
-             f" ({config.tolerance_points}); " + ("kept anyway (keep_over_tolerance)" if keep_quantized
-                                                  else "the stage output is the input model, unchanged"))
+        ctx.note(f"{config.scheme} loses {drop:.2f} accuracy points on {config.tune_split}, more than the tolerance"
+                 f" ({config.tolerance_points}); " + ("kept anyway (keep_over_tolerance)" if keep_quantized
+                                                      else "the stage output is the input model, unchanged"))
 
     threads = config.threads or default_threads()
     input_bytes = _weights_bytes(input_dir)
@@ -406,11 +334,8 @@ def run(input_dir: Path, task: Task, config: QuantizeConfig, out_dir: Path, *, w
         speed = _speed_side_by_side(model, outcome, tune, tokenizer.pad_token_id, config, threads)
 
     dev_metrics = {}
-    for name, split in task.splits.items():
-        if name == "train" or not split.labels or min(split.labels) == UNLABELED:
-            continue
-        encoded = tune if name == config.tune_split else encode_split(align_labels(split, task, labels, str(input_dir)),
-                                                                      tokenizer, max_length)
+    for name, split in ctx.labelled_splits(labels, str(input_dir)).items():
+        encoded = tune if name == config.tune_split else encode_split(split, tokenizer, max_length)
         dev_metrics[name] = _split_metrics(outcome if keep_quantized else None, model, encoded, tokenizer.pad_token_id,
                                            len(labels), config, threads)
 
@@ -429,44 +354,21 @@ def run(input_dir: Path, task: Task, config: QuantizeConfig, out_dir: Path, *, w
         "speed": speed,
         "threads": threads,
         "config": config.to_dict(),
-        "notes": notes,
     }
-    metrics = {"task": task.name, "model": str(input_dir), "method": METHOD, "splits": dev_metrics, METHOD: details}
 
-    with atomic_dir(out_dir) as tmp:
+    def write(folder: Path) -> None:
         if not keep_quantized:
-            _copy_model_folder(input_dir, tmp)
+            _copy_model_folder(input_dir, folder)
         elif outcome.onnx_path is not None:
-            write_onnx_folder(tmp, outcome.onnx_path, model.config, tokenizer, outcome.onnx_settings)
+            write_onnx_folder(folder, outcome.onnx_path, model.config, tokenizer, outcome.onnx_settings)
         else:
             qmodel = outcome.model
             qmodel.config.greenlm = {**saved, "quantization": {"scheme": "bf16"}}
-            _save_torch(qmodel, tokenizer, tmp)
-        details["output_disk_bytes"] = _weights_bytes(tmp)
+            _save_torch(qmodel, tokenizer, folder)
+        details["output_disk_bytes"] = _weights_bytes(folder)
         details["size_ratio"] = round(details["output_disk_bytes"] / input_bytes, 4) if input_bytes else None
-        atomic_write_json(tmp / METRICS_FILE, metrics)
-        for name, payload in (extra_json or {}).items():
-            atomic_write_json(tmp / name, payload)
-    return metrics
 
-
-# The settings the files in work_dir depend on (the export, conversions, calibration, sensitivities).
-_ARTIFACT_FIELDS = ("scheme", "per_channel", "calibration_examples", "calibration_method", "sensitivity_examples",
-                    "optimize_graph", "tune_split", "seed")
-
-
-def _claim_work_dir(work_dir: Path, identity: dict) -> None:
-    """Resume from ``work_dir`` only if it was made for this input and these settings; else start it afresh."""
-    marker = work_dir / "identity.json"
-    if work_dir.is_dir():
-        try:
-            same = json.loads(marker.read_text()) == json.loads(json.dumps(identity))
-        except (OSError, json.JSONDecodeError):
-            same = False
-        if not same:
-            shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(marker, identity)
+    return StageOutput(metrics={"splits": dev_metrics, METHOD: details}, write=write, model_name=str(input_dir))
 
 
 def _split_metrics(outcome, model, encoded, pad_token_id, num_labels, config, threads) -> dict:
@@ -482,27 +384,18 @@ def _split_metrics(outcome, model, encoded, pad_token_id, num_labels, config, th
 
 def _speed_side_by_side(model, outcome, tune, pad_token_id, config, threads) -> dict:
     """Input (PyTorch fp32) and quantized model on the same rows, same engine, same threads, one process."""
-    rows = speed_inputs(tune, max_examples=config.speed_examples, seed=config.seed)
     fp32 = TorchRuntime(copy.deepcopy(model), precision="fp32", threads=threads)
     if outcome.onnx_path is not None:
         quantized: Runtime = OrtRuntime(outcome.onnx_path, precision=config.scheme, threads=threads)
     else:
         quantized = TorchRuntime(outcome.model, precision="bf16", threads=threads)
-    best: dict = {}
-    for _ in range(SPEED_ROUNDS):  # interleaved: a load change on a shared machine hits both alike
-        for name, runtime in (("input_fp32", fp32), ("quantized", quantized)):
-            report = measure_speed(runtime, rows, pad_token_id=pad_token_id, batch_size=config.batch_size,
-                                   latency_examples=32, repeats=2, threads=threads).to_dict()
-            if name not in best or report["throughput_examples_per_s"] > best[name]["throughput_examples_per_s"]:
-                best[name] = {**report, "runtime": runtime.name}
-    base, new = best["input_fp32"], best["quantized"]
-    return {
-        **best,
-        "throughput_speedup": round(new["throughput_examples_per_s"] / base["throughput_examples_per_s"], 3),
-        "latency_p50_speedup": round(base["latency_ms_p50"] / new["latency_ms_p50"], 3),
-        "note": f"side by side in one process, {SPEED_ROUNDS} interleaved rounds, best round each; timings on a"
-                " shared machine are noisy",
-    }
+    timed = side_by_side({"input_fp32": fp32, "quantized": quantized},
+                         speed_inputs(tune, max_examples=config.speed_examples, seed=config.seed),
+                         pad_token_id=pad_token_id, batch_size=config.batch_size, latency_examples=32, repeats=2,
+                         threads=threads, rounds=SPEED_ROUNDS, reference="input_fp32")
+    timed["input_fp32"]["runtime"], timed["quantized"]["runtime"] = fp32.name, quantized.name
+    return {**timed, "throughput_speedup": timed["quantized"]["throughput_speedup"],
+            "latency_p50_speedup": timed["quantized"]["latency_p50_speedup"]}
 
 
 def _save_torch(model, tokenizer, folder: Path) -> None:
@@ -523,7 +416,7 @@ def _weights_bytes(folder: Path) -> int | None:
 def _copy_model_folder(src: Path, dst: Path) -> None:
     """The input model, file for file (its own metrics.json is replaced by the stage's)."""
     for item in src.iterdir():
-        if item.name.startswith(".") or item.name == METRICS_FILE:
+        if item.name.startswith(".") or item.name in _NOT_COPIED:
             continue
         if item.is_dir():
             shutil.copytree(item, dst / item.name)

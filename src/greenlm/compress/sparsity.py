@@ -33,9 +33,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from greenlm.compress.prune_config import SCOPES
 from greenlm.models import pruned
 
-SCOPES = ("global", "per_layer")
 CHECKPOINT_FORMAT = "greenlm-csr-v1"
 
 

@@ -13,7 +13,7 @@ from greenlm.data.bundled import DEFAULT_TASK, bundled_task_names, describe_bund
 from greenlm.data.encode import EncodedSplit, encode_split
 from greenlm.data.load import load_task
 from greenlm.data.readers import read_prediction_file, read_prediction_lines
-from greenlm.data.tasks import UNLABELED, Task, TaskInfo, TaskSplit
+from greenlm.data.tasks import UNLABELED, Task, TaskInfo, TaskSplit, align_labels
 
 __all__ = [
     "DEFAULT_TASK",
@@ -22,6 +22,7 @@ __all__ = [
     "Task",
     "TaskInfo",
     "TaskSplit",
+    "align_labels",
     "bundled_task_names",
     "collate",
     "describe_bundled_tasks",

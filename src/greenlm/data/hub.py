@@ -1,4 +1,4 @@
-"""Tasks from the Hugging Face Hub through ``datasets.load_dataset`` (optional: ``pip install datasets``).
+"""Tasks from the Hugging Face Hub through ``datasets.load_dataset`` (optional: ``pip install 'greenlm[hub]'``).
 
 Spec forms: ``hf:<name>`` or ``hf:<owner>/<name>``, with an optional config after a colon
 (``hf:nyu-mll/glue:sst2``); ``glue/<config>`` (with or without ``hf:``) is shorthand for the GLUE
@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 
 from greenlm.common import GreenlmError
+from greenlm.common.optional import require
 from greenlm.data.assemble import DEFAULT_LABEL_FIELD, build_task, detect_text_fields
 from greenlm.data.readers import Table
 from greenlm.data.tasks import Task
@@ -58,15 +59,8 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None]:
 
 
 def _load_dataset_function(spec: str):
-    try:
-        from datasets import load_dataset
-    except ImportError:
-        local = "" if spec.startswith(HUB_PREFIX) else f"there is no local folder or file {spec!r}, and "
-        raise GreenlmError(
-            f"{local}loading Hugging Face dataset {spec!r} needs the datasets package: pip install datasets "
-            "(or use a bundled task or local files)"
-        ) from None
-    return load_dataset
+    local = "" if spec.startswith(HUB_PREFIX) else ", as there is no local folder or file by that name"
+    return require("datasets", f"loading {spec!r} from the Hugging Face Hub{local}").load_dataset
 
 
 def _offline() -> bool:

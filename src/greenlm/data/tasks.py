@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from greenlm.common import GreenlmError
 
@@ -144,3 +144,20 @@ class TaskInfo:
             if out[key] is not None:
                 out[key] = list(out[key])
         return out
+
+
+def align_labels(split: TaskSplit, task: Task, model_labels: list[str], model_name: str) -> TaskSplit:
+    """The split with its label ids renumbered to the model's (labels match by their strings).
+
+    Rows without a label (UNLABELED) stay unlabelled. A task label the model does not know is bad input.
+    """
+    if list(task.labels) == list(model_labels):
+        return split
+    unknown = sorted(set(task.labels) - set(model_labels))
+    if unknown:
+        raise GreenlmError(
+            f"task '{task.name}' has labels {unknown} that model '{model_name}' does not know (it knows"
+            f" {list(model_labels)}); is this the right model for the task?"
+        )
+    to_model = [list(model_labels).index(label) for label in task.labels]
+    return replace(split, labels=[to_model[i] if i != UNLABELED else UNLABELED for i in split.labels])

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from greenlm.common.optional import is_available, missing_message, require
 from greenlm.measure.hardware import CpuPower, cpu_power, logical_cpus
 
 try:
@@ -442,10 +443,9 @@ def _cuda_sync() -> None:
 def find_nvml(nvml=None, indices: list[int] | None = None) -> tuple[NvmlMeter | None, str | None]:
     """An NVML meter over the visible GPUs, or (None, why). ``nvml`` replaces pynvml (tests)."""
     if nvml is None:
-        try:
-            import pynvml as nvml
-        except ImportError:
-            return None, "nvidia-ml-py not installed (pip install nvidia-ml-py)"
+        if not is_available("nvidia-ml-py"):
+            return None, missing_message("nvidia-ml-py")
+        import pynvml as nvml
     try:
         nvml.nvmlInit()
         count = nvml.nvmlDeviceGetCount()
@@ -488,7 +488,7 @@ class CodeCarbonMeter(Meter):
     component, source = "all", "codecarbon"
 
     def __init__(self, interval_s: float):
-        from codecarbon import OfflineEmissionsTracker
+        codecarbon = require("codecarbon", "the codecarbon energy backend")
 
         options = dict(
             country_iso_code="USA",  # unused: greenlm applies its own intensity and PUE
@@ -498,9 +498,9 @@ class CodeCarbonMeter(Meter):
             allow_multiple_runs=True,
         )
         try:  # CodeCarbon 3: no output at all
-            self.tracker = OfflineEmissionsTracker(output_methods=[], **options)
+            self.tracker = codecarbon.OfflineEmissionsTracker(output_methods=[], **options)
         except TypeError:  # CodeCarbon 2
-            self.tracker = OfflineEmissionsTracker(save_to_file=False, **options)
+            self.tracker = codecarbon.OfflineEmissionsTracker(save_to_file=False, **options)
         self.by_component: dict[str, float] | None = None
 
     def start(self, t):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenlm.common import GreenlmError
+from greenlm.common.optional import is_available, missing_message
 from greenlm.measure.units import check_positive
 
 # CodeCarbon's figure for a CPU missing from its table (codecarbon/core/cpu.py, DEFAULT_POWER_PER_CORE,
@@ -123,7 +124,7 @@ def _table_power(model: str) -> tuple[CpuPower | None, str]:
     """(CpuPower from CodeCarbon's table, or None and why). Cached: matching scans ~5,000 names."""
     table = _codecarbon_cpu_table()
     if table is None:
-        return None, "codecarbon not installed (no CPU power table)"
+        return None, missing_message("codecarbon", "the CPU power table")
     path, version, rows = table
     match = match_cpu(model, [name for name, _ in rows])
     if match is not None:
@@ -133,6 +134,8 @@ def _table_power(model: str) -> tuple[CpuPower | None, str]:
 
 def codecarbon_data_file(relative: str) -> tuple[Path, str] | None:
     """(path, version) of a data file shipped inside the installed codecarbon package, without importing it."""
+    if not is_available("codecarbon"):
+        return None
     spec = importlib.util.find_spec("codecarbon")
     if spec is None or not spec.submodule_search_locations:
         return None

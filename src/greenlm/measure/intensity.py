@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from greenlm.common import GreenlmError
+from greenlm.common.optional import is_available, missing_message
 from greenlm.measure.hardware import codecarbon_data_file
 from greenlm.measure.units import check_non_negative, lbs_per_mwh_to_g_per_kwh
 
@@ -59,10 +60,10 @@ def user_intensity(g_per_kwh: float) -> Intensity:
 def _codecarbon_json(relative: str):
     found = codecarbon_data_file(relative)
     if found is None:
-        raise GreenlmError(
-            "carbon intensity tables come from CodeCarbon's data: pip install codecarbon "
-            "(or pass an intensity in gCO2e/kWh, or an hourly CSV)"
-        )
+        if not is_available("codecarbon"):
+            raise GreenlmError(missing_message(
+                "codecarbon", "carbon intensities by region; a gCO2e/kWh figure or an hourly CSV works without it"))
+        raise GreenlmError(f"the installed CodeCarbon has no {relative}: reinstall it")
     path, version = found
     with open(path, encoding="utf-8-sig") as f:
         return json.load(f), f"CodeCarbon {version} {relative}"

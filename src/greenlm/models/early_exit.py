@@ -45,8 +45,7 @@ from torch import nn
 from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_write_text
 
 FORMAT = "early_exit"
-POLICIES = ("max_prob", "entropy", "patience")
-POOLINGS = ("mean", "cls")  # what an exit head reads: the mean of the tokens' states, or the first token's
+from greenlm.models.exit_policies import POLICIES, POOLINGS  # noqa: E402 (re-exported)
 BACKBONE_DIR = "backbone"
 WEIGHTS_FILE = "model.safetensors"
 

@@ -1,7 +1,7 @@
 """The one measuring pass of a run: every model produced, same dev inputs, same threads, one process.
 
 Per model: dev accuracy (and macro-F1, MCC), parameters, FLOPs per example (at the dev set's mean
-length), size on disk, latency (batch 1) and throughput (batch 32) by ``greenlm.models.measure_speed``,
+length), size on disk, latency (batch 1) and throughput (batch 32) by ``greenlm.runtime.measure_speed``,
 and inference energy per 1,000 examples from a price tag around repeated throughput passes. The
 result is cached in ``measurements.json`` under a key made of the models' artifact hashes, the
 evaluation settings and the machine, so an unchanged run does not measure again.
@@ -21,8 +21,9 @@ import greenlm
 from greenlm.common import atomic_write_json
 from greenlm.common.hardware import cpu_model
 from greenlm.data import EncodedSplit, Task, collate, encode_split, length_grouped_batches
-from greenlm.models import load_classifier, measure_speed, run_batches, speed_inputs, with_stream
-from greenlm.train.evaluation import align_labels
+from greenlm.models import load_classifier
+from greenlm.runtime import measure_speed, run_batches, speed_inputs, with_stream
+from greenlm.data import align_labels
 from greenlm.train.metrics import classification_metrics
 
 MEASUREMENTS_FILE = "measurements.json"

@@ -15,7 +15,6 @@ place), so a crash never leaves a stage that looks finished.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,30 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenlm.common import GreenlmError, atomic_write_text
+from greenlm.stage.folders import STAGE_FILE, artifact_hash, identity_key, install_folder  # noqa: F401 (re-exported)
 
-STAGE_FILE = "stage.json"
 RECIPE_FILE = "recipe.yaml"
 WORK = ".work"
-# Files that make up a model artifact (what downstream stages and the cache key depend on).
-_ARTIFACT_SUFFIXES = (".safetensors", ".onnx", ".json", ".txt", ".model", ".data")
-_NOT_ARTIFACT = {"metrics.json", "pricetag.json", STAGE_FILE, "greenlm_run.json", "README.md"}
-
-
-def artifact_hash(folder: Path) -> str:
-    """sha256 over the names and contents of a model folder's weight, config and tokenizer files."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix in _ARTIFACT_SUFFIXES and path.name not in _NOT_ARTIFACT \
-                and not any(part.startswith(".") for part in path.relative_to(folder).parts):
-            digest.update(str(path.relative_to(folder)).encode() + b"\x00")
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-    return digest.hexdigest()
-
-
-def identity_key(identity: dict) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -87,18 +66,6 @@ def find_cached(runs_root: Path, key: str, exclude: Path) -> FinishedStage | Non
     return None
 
 
-def install_stage(built: Path, destination: Path) -> None:
-    """Move a complete stage folder into place, replacing an older one only once the new one is whole."""
-    if destination.exists():
-        old = destination.with_name(f".{destination.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(destination, old)
-        os.replace(built, destination)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(built, destination)
-
-
 def copy_stage(source: Path, destination: Path, tmp_parent: Path) -> None:
     """Copy a cached stage from another run (hard links where the file system allows)."""
     tmp = tmp_parent / f"{destination.name}.copy"
@@ -112,7 +79,7 @@ def copy_stage(source: Path, destination: Path, tmp_parent: Path) -> None:
             shutil.copy2(src, dst)
 
     shutil.copytree(source, tmp, copy_function=link_or_copy)
-    install_stage(tmp, destination)
+    install_folder(tmp, destination)
 
 
 class RunLog:

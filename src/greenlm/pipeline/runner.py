@@ -10,7 +10,6 @@ inputs in this one process, and the report is written.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -20,29 +19,21 @@ from pathlib import Path
 import yaml
 
 import greenlm
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError
 from greenlm.data import Task, load_task
-from greenlm.pipeline.rundir import (RECIPE_FILE, STAGE_FILE, WORK, RunLog, artifact_hash, copy_stage,
-                                     find_cached, identity_key, install_stage, read_finished, write_recipe)
+from greenlm.pipeline.rundir import (RECIPE_FILE, STAGE_FILE, WORK, RunLog, copy_stage, find_cached, identity_key,
+                                     read_finished, write_recipe)
 from greenlm.pipeline.schema import Recipe
-from greenlm.pipeline.stages import method_runner
-
-
-@dataclass
-class StageOutcome:
-    name: str
-    method: str
-    folder: Path
-    status: str  # "ran" | "reused" | "reused from <run>"
-    seconds: float
-    metrics: dict
-    pricetag: dict | None
+from greenlm.stage import PriceSettings, run_stage, stage_identity
+from greenlm.stage.folders import identity_differences
+from greenlm.stage.shell import StageResult, model_spec_identity, read_result
+from greenlm.stage.workdir import folder_lock
 
 
 @dataclass
 class RunOutcome:
     run_dir: Path
-    stages: list[StageOutcome] = field(default_factory=list)
+    stages: list[StageResult] = field(default_factory=list)  # status: ran | reused | reused from <run>
     report: dict | None = None
     seconds: float = 0.0
 
@@ -51,26 +42,13 @@ def recipe_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.to_dict(), sort_keys=False)
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    keys = sorted(set(old) | set(new), key=str)
-    out = []
-    for key in keys:
-        path = f"{prefix}{key}"
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(_differences(a, b, path + "."))
-        elif a != b:
-            out.append(path)
-    return out
-
-
 def prepare_run_dir(recipe: Recipe, runs_root: Path, *, resume: bool, force: bool, log_echo) -> tuple[Path, RunLog]:
     run_dir = runs_root / recipe.name
     text = recipe_yaml(recipe)
     try:
         if run_dir.exists() and (run_dir / RECIPE_FILE).is_file():
             old = yaml.safe_load((run_dir / RECIPE_FILE).read_text()) or {}
-            changed = _differences(old, recipe.to_dict())
+            changed = identity_differences(old, recipe.to_dict())
             if changed and force:
                 shutil.rmtree(run_dir)
             elif changed and not resume:
@@ -93,45 +71,36 @@ def prepare_run_dir(recipe: Recipe, runs_root: Path, *, resume: bool, force: boo
     return run_dir, RunLog(run_dir / "run.log", log_echo)
 
 
-def _teacher_identity(spec: str) -> dict:
-    """The teacher is part of the finetune stage's identity: a local folder by its content."""
-    from greenlm.models import resolve_model_source
-
-    source = resolve_model_source(spec)
-    if source.kind == "local":
-        return {"teacher": spec, "teacher_sha256": artifact_hash(Path(source.location))}
-    return {"teacher": spec}
-
-
 def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool = False, force: bool = False,
                progress: bool = True, echo=print, measure: bool = True) -> RunOutcome:
     """Run every stage of ``recipe`` under ``runs_root/<name>``; return what happened."""
     started = time.perf_counter()
     runs_root = Path(runs_root)
-    _price_tag(recipe, "check")  # a bad region, PUE or intensity file fails here, before any work
+    _check_price_settings(recipe)  # a bad region, PUE or intensity file fails here, before any work
     task = load_task(recipe.task)  # so do a bad task and a teacher that cannot be found
-    teacher = _teacher_identity(recipe.teacher)
+    teacher = model_spec_identity(recipe.teacher)
+    with folder_lock(runs_root / recipe.name, holder=f"greenlm run ({recipe.name})"):
+        return _run_locked(recipe, runs_root, task, teacher, started, resume=resume, force=force, progress=progress,
+                           echo=echo, measure=measure)
+
+
+def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, started: float, *, resume: bool,
+                force: bool, progress: bool, echo, measure: bool) -> RunOutcome:
     run_dir, log = prepare_run_dir(recipe, runs_root, resume=resume, force=force, log_echo=echo)
     outcome = RunOutcome(run_dir)
     log(f"run '{recipe.name}' in {run_dir} (greenlm {greenlm.__version__})")
     for split, count in sorted(task.skipped_rows.items()):
         if count:
             log(f"note: skipped {count} row(s) with empty text in {task.name}/{split}")
-    finished: dict[str, StageOutcome] = {}
+    finished: dict[str, StageResult] = {}
     for stage in recipe.stages:
         upstream = finished.get(stage.upstream) if stage.upstream else None
-        identity = {
-            "method": stage.method,
-            "settings": dataclasses.asdict(stage.settings),
-            "task_fingerprint": task.fingerprint(),
-            "upstream_artifact_sha256": json.loads((upstream.folder / STAGE_FILE).read_text())["artifact_sha256"]
-            if upstream else None,
-            "teacher": teacher if stage.method == "finetune" else None,
-            "greenlm_version": greenlm.__version__,
-        }
-        if stage.method not in ("finetune",) and _uses_teacher(stage):
-            identity["teacher_artifact_sha256"] = json.loads(
-                (finished[_teacher_stage(recipe)].folder / STAGE_FILE).read_text())["artifact_sha256"]
+        teacher_dir = finished[_teacher_stage(recipe)].folder if stage.method != "finetune" else None
+        identity = stage_identity(
+            stage.method, stage.settings, task, recipe.teacher if upstream is None else upstream.folder,
+            teacher_dir=teacher_dir, spec_identity=teacher,
+            source_sha256=_artifact_sha256(upstream.folder) if upstream else None,
+            teacher_sha256=_artifact_sha256(teacher_dir) if teacher_dir is not None else None)
         key = identity_key(identity)
         try:
             result = _run_or_reuse(recipe, stage, key, identity, task, run_dir, runs_root, upstream, finished,
@@ -182,69 +151,41 @@ def write_error(err: BaseException) -> str | None:
     return None
 
 
+def _artifact_sha256(folder: Path) -> str:
+    return json.loads((folder / STAGE_FILE).read_text())["artifact_sha256"]
+
+
 def _teacher_stage(recipe: Recipe) -> str:
     return next(s.name for s in recipe.stages if s.method == "finetune")
 
 
-def _uses_teacher(stage) -> bool:
-    """Compression methods may distil from the fine-tuned teacher: then it is part of their identity."""
-    return stage.method in ("distill", "prune", "early_exit")
-
-
 def _run_or_reuse(recipe, stage, key, identity, task: Task, run_dir: Path, runs_root: Path, upstream,
-                  finished, log, progress) -> StageOutcome:
+                  finished, log, progress) -> StageResult:
     folder = run_dir / stage.name
     done = read_finished(folder)
     if done is not None and done.key == key:
         log(f"stage {stage.name}: reused (inputs unchanged)")
-        return _outcome(stage, folder, "reused", 0.0)
+        return read_result(stage.method, stage.name, folder, "reused", 0.0)
     cached = find_cached(runs_root, key, exclude=folder)
     if cached is not None:
         copy_stage(cached.folder, folder, run_dir / WORK)
         log(f"stage {stage.name}: reused from {cached.folder} (same inputs)")
-        return _outcome(stage, folder, f"reused from {cached.folder.parent.name}", 0.0)
+        return read_result(stage.method, stage.name, folder, f"reused from {cached.folder.parent.name}", 0.0)
 
     work = run_dir / WORK / stage.name
-    key_file = work / "key"
-    if work.exists() and (not key_file.is_file() or key_file.read_text() != key):
-        shutil.rmtree(work)  # a checkpoint of different inputs cannot be resumed
-    resumed = work.exists()
-    work.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(key)
-    out = work / "output"
+    resumed = (work / "key").is_file() and (work / "key").read_text() == key
     log(f"stage {stage.name} ({stage.method}): {'resuming' if resumed else 'running'}")
-    started = time.perf_counter()
-    runner = method_runner(stage.method)
     teacher_dir = finished[_teacher_stage(recipe)].folder if stage.method != "finetune" else None
     source = recipe.teacher if stage.method == "finetune" else upstream.folder
-    attempts = _earlier_attempts(work / ATTEMPTS)
-    with _price_tag(recipe, stage.name) as tag, _snapshots(tag, work / ATTEMPTS / f"{len(attempts) + 1:03d}.json"):
-        metrics = runner(source, task, stage.settings, out, work_dir=work / "state", progress=progress,
-                         on_note=lambda note: log(f"  note: {note}"), teacher_dir=teacher_dir)
-    seconds = time.perf_counter() - started
-    from greenlm.measure import append_emissions_csv, combine_records
-
-    record = combine_records([*attempts, tag.record],
-                             note=f"the price tag adds up {len(attempts) + 1} attempts: {len(attempts)} interrupted"
-                                  f" (each counted up to its last snapshot, at most {SNAPSHOT_EVERY_S:.0f} s before"
-                                  " it stopped) and the one that finished")
-    seconds += sum(r.wall_s for r in attempts)
-    pricetag = record.to_dict()
-    atomic_write_json(out / "pricetag.json", pricetag)
-    append_emissions_csv(run_dir / "emissions.csv", record)
-    atomic_write_json(out / STAGE_FILE, {
-        "stage": stage.name,
-        "method": stage.method,
-        "key": key,
-        "identity": identity,
-        "artifact_sha256": artifact_hash(out),
-        "seconds": round(seconds, 3),
-        "finished_at_unix": time.time(),
-    })
-    install_stage(out, folder)
-    shutil.rmtree(work, ignore_errors=True)
-    log(f"stage {stage.name}: done in {seconds:.1f} s, dev accuracy {_dev_accuracy(metrics)}")
-    return _outcome(stage, folder, "ran", seconds)
+    m = recipe.measure
+    price = PriceSettings(region=m.region, pue=m.pue, usd_per_hour=m.usd_per_hour, intensity_csv=m.intensity_csv,
+                          intensity_g_per_kwh=m.intensity_g_per_kwh, project=recipe.name)
+    result = run_stage(stage.method, source, task, stage.settings, folder, work_dir=work, teacher_dir=teacher_dir,
+                       price=price, name=stage.name, identity=identity, replace=True, progress=progress,
+                       on_note=lambda note: log(f"  note: {note}"), emissions_csv=run_dir / "emissions.csv",
+                       command=f"greenlm run ({recipe.name}, stage {stage.name})")
+    log(f"stage {stage.name}: done in {result.seconds:.1f} s, dev accuracy {_dev_accuracy(result.metrics)}")
+    return read_result(stage.method, stage.name, folder, "ran", result.seconds)
 
 
 def _dev_accuracy(metrics: dict) -> str:
@@ -252,88 +193,8 @@ def _dev_accuracy(metrics: dict) -> str:
     return f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"
 
 
-def _outcome(stage, folder: Path, status: str, seconds: float) -> StageOutcome:
-    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
-    tag_file = folder / "pricetag.json"
-    pricetag = json.loads(tag_file.read_text()) if tag_file.is_file() else None
-    return StageOutcome(stage.name, stage.method, folder, status, seconds, metrics, pricetag)
-
-
-ATTEMPTS = "pricetags"  # .work/<stage>/pricetags/NNN.json: each attempt's price tag so far
-SNAPSHOT_EVERY_S = 30.0
-
-
-def _earlier_attempts(folder: Path) -> list:
-    """Price tags of earlier, interrupted attempts at this stage (their last snapshots), oldest first.
-
-    They go to the ledger now (status ``interrupted``): the ledger then holds every attempt once.
-    """
-    from greenlm.measure import Ledger, PriceTagRecord
-
-    records = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # a snapshot cut short by the kill: that attempt goes uncounted
-        record = PriceTagRecord.from_dict(data)
-        if record.status == "running":
-            record = dataclasses.replace(record, status="interrupted")
-            try:
-                Ledger().append(record)
-            except GreenlmError:
-                pass  # the ledger is a convenience; the stage's own price tag still counts the attempt
-            atomic_write_json(path, record.to_dict())
-        records.append(record)
-    return records
-
-
-class _snapshots:
-    """Save a running stage's price tag every SNAPSHOT_EVERY_S seconds, so a killed attempt still counts."""
-
-    def __init__(self, tag, path: Path):
-        import threading
-
-        self._tag, self._path = tag, path
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="greenlm-pricetag-snapshots", daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(SNAPSHOT_EVERY_S):
-            self.save()
-
-    def save(self) -> None:
-        try:
-            atomic_write_json(self._path, self._tag.peek().to_dict())
-        except (OSError, RuntimeError):
-            pass  # a full disk will fail the stage itself, with a clear message
-
-    def __enter__(self):
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self.save()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        return False
-
-
-class _price_tag:
-    """A PriceTag around a stage, with the recipe's measurement settings."""
-
-    def __init__(self, recipe: Recipe, stage_name: str):
-        from greenlm.measure import PriceTag
-
-        m = recipe.measure
-        self._tag = PriceTag(stage_name, region=m.region, pue=m.pue, usd_per_hour=m.usd_per_hour,
-                             intensity_csv=m.intensity_csv, intensity_g_per_kwh=m.intensity_g_per_kwh,
-                             project=recipe.name, stage=stage_name, ledger=True)
-
-    def __enter__(self):
-        self._tag.__enter__()
-        return self._tag
-
-    def __exit__(self, *exc):
-        return self._tag.__exit__(*exc)
+def _check_price_settings(recipe: Recipe) -> None:
+    """Build (and drop) the stage price tag once, so bad measurement settings fail before any work."""
+    m = recipe.measure
+    PriceSettings(region=m.region, pue=m.pue, usd_per_hour=m.usd_per_hour, intensity_csv=m.intensity_csv,
+                  intensity_g_per_kwh=m.intensity_g_per_kwh, project=recipe.name).price_tag("check", ledger=False)

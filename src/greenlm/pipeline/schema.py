@@ -191,7 +191,7 @@ RECIPE_KEYS = ("name", "task", "teacher", "measure", "evaluation", "stages")
 
 def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
     """Validate a recipe mapping (parsed YAML) completely before any work starts."""
-    from greenlm.pipeline.stages import known_methods, method_config_class
+    from greenlm.stage import get_method, known_methods
 
     if not isinstance(data, dict):
         raise GreenlmError(f"{source}: a recipe is a mapping with keys {', '.join(RECIPE_KEYS)}")
@@ -229,7 +229,7 @@ def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
                 f"{source}: stage '{stage_name}' starts from '{upstream}', which {where};"
                 f" a stage can start from an earlier stage: {', '.join(seen) or '(none)'}"
             )
-        settings = build_dataclass(method_config_class(method), body, f"{source}: stages.{stage_name}")
+        settings = build_dataclass(get_method(method).config_type(), body, f"{source}: stages.{stage_name}")
         stages.append(StageSpec(stage_name, method, upstream, settings))
         seen.append(stage_name)
     if not any(s.method == "finetune" for s in stages):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text
+from greenlm.common.optional import require
 from greenlm.pipeline.schema import Recipe
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
@@ -199,10 +200,7 @@ class SweepOutcome:
 
 
 def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise GreenlmError("greenlm sweep needs Optuna: pip install 'greenlm[sweep]'") from None
+    optuna = require("optuna", "greenlm sweep")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 

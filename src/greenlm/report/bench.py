@@ -1,6 +1,6 @@
 """``greenlm bench`` results as a terminal table and as Markdown (docs/benchmarks.md).
 
-Takes the JSON-ready dict of ``greenlm.models.bench.bench``; imports nothing of the model layers.
+Takes the JSON-ready dict of ``greenlm.runtime.bench.bench``; imports nothing of the model layers.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ import platform
 import sys
 from pathlib import Path
 
-_PACKAGES = ("greenlm", "torch", "transformers", "accelerate", "tokenizers", "safetensors", "numpy",
-             "onnxruntime", "onnx", "codecarbon", "nvidia-ml-py", "datasets", "optuna", "matplotlib")
+from greenlm.common.optional import PACKAGES, is_available, missing_message
+
+_PACKAGES = ("greenlm", "torch", "transformers", "accelerate", "tokenizers", "safetensors", "numpy", *PACKAGES)
 
 
 def _version(package: str) -> str | None:
@@ -36,10 +37,10 @@ def _rapl_status() -> dict:
 
 
 def _nvml_status() -> dict:
-    try:
-        import pynvml
-    except ImportError:
-        return {"readable": False, "reason": "nvidia-ml-py not installed"}
+    if not is_available("nvidia-ml-py"):
+        return {"readable": False, "reason": missing_message("nvidia-ml-py")}
+    import pynvml
+
     try:
         pynvml.nvmlInit()
         try:

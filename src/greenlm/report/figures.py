@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenlm.common import GreenlmError, atomic_write_bytes, atomic_write_text
+from greenlm.common.optional import is_available, missing_message
 from greenlm.report.pareto import TRADEOFF_AXES, Axis, front_of_rows
 
 PNG_DPI = 160
@@ -53,7 +54,7 @@ _RC = {
 }
 
 
-MISSING_MATPLOTLIB = "figures skipped: matplotlib is not installed (pip install 'greenlm[report]')"
+MISSING_MATPLOTLIB = "figures skipped: " + missing_message("matplotlib")
 
 
 class FiguresUnavailable(GreenlmError):
@@ -96,19 +97,15 @@ class FigureData:
 
 
 def available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return is_available("matplotlib")
 
 
 @contextmanager
 def _style():
-    try:
-        import matplotlib
-    except ImportError:
-        raise FiguresUnavailable(MISSING_MATPLOTLIB) from None
+    if not available():
+        raise FiguresUnavailable(MISSING_MATPLOTLIB)
+    import matplotlib
+
     with matplotlib.rc_context(_RC):
         yield
 

@@ -333,20 +333,23 @@ def model_card(run: RunData, row: dict) -> str:
     return "\n".join(lines)
 
 
-def folder_card(folder: Path, *, method: str, task: str, source: str, command: str) -> str:
+def folder_card(folder: Path, *, method: str, task: str, source: str, command: str, final: Path | None = None) -> str:
     """The model card of a folder made by one command (``greenlm train/distill/prune/...``), from its own
-    ``metrics.json`` and ``pricetag.json``; there was no measuring pass, so speed columns are absent."""
+    ``metrics.json`` and ``pricetag.json``; there was no measuring pass, so speed columns are absent.
+    ``final``: where the folder will be, when the card is written before it is moved into place."""
     folder = Path(folder)
+    final = Path(final) if final is not None else folder
+    name = final.name
     metrics = read_json_dict(folder / "metrics.json") or {}
     tag = read_json_dict(folder / "pricetag.json") or {}
     dev = (metrics.get("splits") or {}).get("dev") or {}
-    row = {"model": folder.name, "method": method, "report_status": MEASURED, "folder": str(folder),
+    row = {"model": name, "method": method, "report_status": MEASURED, "folder": str(final),
            "accuracy": dev.get("accuracy"), "macro_f1": dev.get("macro_f1"), "mcc": dev.get("mcc"),
            "stage_energy_kwh": tag.get("energy_kwh"), "stage_co2e_kg": tag.get("co2e_kg"),
            "stage_cost_usd": tag.get("cost_usd"), "cumulative_energy_kwh": tag.get("energy_kwh"),
            "cumulative_co2e_kg": tag.get("co2e_kg"), "cumulative_cost_usd": tag.get("cost_usd")}
-    run = RunData(run_dir=folder.parent, name=folder.name,
+    run = RunData(run_dir=folder.parent, name=name,
                   recipe={"task": task, "teacher": source, "command": command,
-                          "stages": {folder.name: {"type": method, "source": source}}},
+                          "stages": {name: {"type": method, "source": source}}},
                   report={"task": task, "rows": [row]}, measurements=None)
     return model_card(run, row)

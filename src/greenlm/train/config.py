@@ -11,18 +11,18 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: float = 3.0  # may be fractional: training stops after that share of the last epoch
+    epochs: float = 3.0  # passes over the training data; may be fractional (stops after that share of the last)
     batch_size: int = 32  # examples per optimizer step per process (before accumulation)
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01  # AdamW, not applied to biases and LayerNorm weights
+    learning_rate: float = 5e-5  # peak learning rate (AdamW), reached after the warm-up
+    weight_decay: float = 0.01  # AdamW weight decay, not applied to biases and LayerNorm weights
     warmup_ratio: float = 0.06  # linear warm-up over this share of steps, then linear decay to 0
     max_grad_norm: float = 1.0  # gradient clipping (L2 norm); 0 disables
-    grad_accum_steps: int = 1
-    seed: int = 42
+    grad_accum_steps: int = 1  # batches accumulated per optimizer step (effective batch = batch_size x this)
+    seed: int = 42  # model head initialisation, data order, dropout
     max_steps: int | None = None  # stop after this many optimizer steps (caps epochs)
     precision: str = "auto"  # "auto": bf16 autocast on a bf16 GPU, fp32 on CPU (see train/precision.py)
-    eval_batch_size: int = 128
-    checkpoint_every_steps: int = 200  # and at the end of every epoch
+    eval_batch_size: int = 128  # examples per batch when evaluating on dev
+    checkpoint_every_steps: int = 200  # checkpoint every N steps (and at the end of every epoch)
     select_metric: str | None = "accuracy"  # keep the best epoch by this dev metric; None keeps the last
     length_group_factor: int = 50  # batches drawn from mega-batches of this many batches, sorted by length
 

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from greenlm.common import GreenlmError
-from greenlm.data import Task, TaskSplit, encode_split
+from greenlm.data import Task, align_labels, encode_split
 from greenlm.models import load_classifier, model_max_length
 from greenlm.train.loop import evaluate
-
-
-def align_labels(split: TaskSplit, task: Task, model_labels: list[str], model_name: str) -> TaskSplit:
-    """Re-number the split's label ids to the model's label ids (labels match by their strings)."""
-    if list(task.labels) == list(model_labels):
-        return split
-    unknown = sorted(set(task.labels) - set(model_labels))
-    if unknown:
-        raise GreenlmError(
-            f"task '{task.name}' has labels {unknown} that model '{model_name}' does not know (it knows {model_labels});"
-            " is this the right model for the task?"
-        )
-    to_model = [model_labels.index(label) for label in task.labels]
-    return replace(split, labels=[to_model[i] for i in split.labels])
 
 
 def evaluate_on_task(model_spec: str, task: Task, split_name: str, *, batch_size: int = 128,

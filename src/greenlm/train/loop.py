@@ -24,8 +24,8 @@ import torch
 
 from greenlm.common import GreenlmError
 from greenlm.data import EncodedSplit, collate, length_grouped_batches
-from greenlm.models import predict_logits
-from greenlm.models.progress import ProgressBar
+from greenlm.runtime import predict_logits
+from greenlm.common.progress import ProgressBar
 from greenlm.train.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from greenlm.train.config import TrainConfig
 from greenlm.train.metrics import classification_metrics
@@ -181,7 +181,6 @@ def train(
     total_steps = math.ceil(config.epochs * steps_per_epoch)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    num_epochs = math.ceil(total_steps / steps_per_epoch)
 
     modules = [model] + ([extra_module] if extra_module is not None else [])
     optimizer = torch.optim.AdamW(_param_groups(modules, config.weight_decay, lr_scale, config.learning_rate),

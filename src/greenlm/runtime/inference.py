@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from greenlm.data import EncodedSplit, collate, length_grouped_batches
-from greenlm.models.progress import ProgressBar
+from greenlm.common.progress import ProgressBar
 
 
 @torch.inference_mode()

@@ -9,7 +9,7 @@ each [B, T]) to fp32 logits [B, num_labels]:
 
 - ``torch-fp32`` / ``torch-bf16``: the PyTorch module (bf16: weights and activations in bfloat16,
   matrix products on AVX512-BF16 / AMX where the CPU has them);
-- ``onnx-fp32`` / ``onnx-int8``: an ONNX Runtime session over an exported graph (``greenlm.models.onnx``).
+- ``onnx-fp32`` / ``onnx-int8``: an ONNX Runtime session over an exported graph (``greenlm.runtime.onnx``).
 
 The engine (``Predictor``) tokenizes all inputs in one batched call, sorts them by length, pads each
 batch only to its own longest row, runs batches of ``batch_size`` and writes every batch's logits
@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import greenlm
 from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.data import UNLABELED, EncodedSplit, TaskSplit, encode_split
 from greenlm.models.loading import LoadedModel, load_classifier, load_tokenizer, model_max_length
-from greenlm.models.onnx import export_onnx, feeds_for, ort_session, require_onnxruntime
+from greenlm.runtime.onnx import export_onnx, feeds_for, ort_session, require_onnxruntime
 from greenlm.models.early_exit import FORMAT as EARLY_EXIT_FORMAT
 
 RUNTIMES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
@@ -185,7 +186,7 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 def run_engine(runtime: Runtime, packed: Packed, *, batch_size: int, num_labels: int) -> np.ndarray:
     """Logits [N, num_labels] in input order: sorted batches, dynamic padding, one scatter per batch."""
-    from greenlm.models.speed import run_batches
+    from greenlm.runtime.speed import run_batches
 
     out = np.empty((len(packed.lengths), num_labels), dtype=np.float32)
     groups = sorted_batches(packed.lengths, batch_size)
@@ -440,7 +441,7 @@ def load(path: str | os.PathLike, *, runtime: str = "auto", threads: int | None 
 def _measure_choice(loaded: LoadedModel, candidates: list[str], thread_options: list[int], batch_size: int | None,
                     work: Path) -> dict:
     """Throughput of every (runtime, threads) at batch 32, then of batch sizes for the fastest."""
-    from greenlm.models.speed import measure_speed
+    from greenlm.runtime.speed import measure_speed
 
     pad = loaded.tokenizer.pad_token_id
     inputs = probe_inputs(loaded.model.config.vocab_size, pad, examples=128)
@@ -546,3 +547,38 @@ def export_folder(spec: str, out_dir: str | os.PathLike, *, task=None, optimize:
         report["disk_bytes"] = (tmp / ONNX_FILE).stat().st_size
         atomic_write_json(tmp / "export.json", report)
     return report
+
+
+def predict_split(model: str, split: TaskSplit, *, runtime: str = "torch", batch_size: int = 64,
+                  max_length: int | None = None, allow_pickle: bool = False, progress: bool = False,
+                  on_note=print) -> Iterator[dict]:
+    """Label every row of ``split`` (``TaskSplit`` with or without labels) with the model folder ``model``.
+
+    ``runtime``: ``torch`` (the model as loaded; early-exit models report each row's exit layer), ``auto``
+    (the fastest runtime measured on this machine, ``load``) or a named runtime. Early-exit models always
+    run on torch: their exits are data-dependent control flow. Yields one JSON-ready dict per row.
+    """
+    from greenlm.runtime.inference import predict_records
+
+    if runtime != "torch" and _is_early_exit_folder(model):
+        on_note("early-exit models run on the torch runtime (exits need it); --runtime ignored")
+        runtime = "torch"
+    if runtime != "torch":  # sorted batches, the runtime and batch size measured fastest here
+        predictor = load(model, runtime=runtime, max_length=max_length, allow_pickle=allow_pickle)
+        for i, record in enumerate(predictor.predict(split.text_a, split.text_b)):
+            pair = {"text_b": split.text_b[i]} if split.text_b is not None else {}
+            yield {"text": split.text_a[i], **pair, **record}
+        return
+    loaded = load_classifier(model, allow_pickle=allow_pickle)
+    saved = getattr(loaded.model.config, "greenlm", None) or {}
+    yield from predict_records(loaded.model, loaded.tokenizer, split, loaded.labels,
+                               max_length=max_length or saved.get("max_length") or 128, batch_size=batch_size,
+                               progress="predict" if progress else None)
+
+
+def _is_early_exit_folder(model: str) -> bool:
+    config = Path(model) / "config.json"
+    try:
+        return ((json.loads(config.read_text()).get("greenlm") or {}).get("format")) == EARLY_EXIT_FORMAT
+    except (OSError, ValueError):
+        return False

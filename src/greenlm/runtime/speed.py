@@ -145,3 +145,40 @@ def _seconds(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+SIDE_BY_SIDE_PROTOCOL = ("side by side in one process on the same seeded inputs: rounds alternate the order (A B,"
+                         " then B A), each model keeps its best latency and its best throughput")
+
+
+def side_by_side(forwards: dict, inputs: EncodedSplit, *, pad_token_id: int, batch_size: int = 32,
+                 latency_examples: int = 64, repeats: int = 3, threads: int | None = None, rounds: int = 2,
+                 reference: str | None = None) -> dict:
+    """Latency (batch 1) and throughput (batch ``batch_size``) of every model, timed in alternating rounds.
+
+    ``forwards``: name -> ``forward(batch)`` (``torch_forward(model)``, a runtime...). Alternating the
+    order blunts warm-up order and load changes on a shared machine; each model keeps its best figures.
+    With ``reference`` (a name), every other model also gets ``throughput_speedup`` and
+    ``latency_p50_speedup`` against it. Returns name -> figures (``SpeedReport.to_dict()``) and ``protocol``.
+    """
+    names = list(forwards)
+    best: dict[str, dict] = {}
+    for round_index in range(rounds):
+        for name in (names if round_index % 2 == 0 else names[::-1]):
+            report = measure_speed(forwards[name], inputs, pad_token_id=pad_token_id, batch_size=batch_size,
+                                   latency_examples=latency_examples, repeats=repeats, threads=threads).to_dict()
+            if name not in best:
+                best[name] = report
+                continue
+            if report["latency_ms_p50"] < best[name]["latency_ms_p50"]:
+                best[name].update(latency_ms_p50=report["latency_ms_p50"], latency_ms_p90=report["latency_ms_p90"])
+            best[name]["throughput_examples_per_s"] = max(best[name]["throughput_examples_per_s"],
+                                                          report["throughput_examples_per_s"])
+    if reference is not None:
+        base = best[reference]
+        for name, report in best.items():
+            if name != reference:
+                report["throughput_speedup"] = round(report["throughput_examples_per_s"]
+                                                     / base["throughput_examples_per_s"], 4)
+                report["latency_p50_speedup"] = round(base["latency_ms_p50"] / report["latency_ms_p50"], 4)
+    return {**best, "protocol": f"{SIDE_BY_SIDE_PROTOCOL}; {rounds} rounds"}

@@ -35,12 +35,12 @@ import numpy as np
 
 import greenlm
 from greenlm.common import GreenlmError
-from greenlm.data import UNLABELED, EncodedSplit, Task, encode_split
-from greenlm.models import onnx as gx
+from greenlm.data import UNLABELED, EncodedSplit, Task, align_labels, encode_split
+from greenlm.runtime import onnx as gx
 from greenlm.models.loading import LoadedModel, load_classifier, model_max_length
-from greenlm.models.runtime import (OnnxClassifier, OrtRuntime, Runtime, TorchRuntime, default_threads, pack,
+from greenlm.runtime.engine import (OnnxClassifier, OrtRuntime, Runtime, TorchRuntime, default_threads, pack,
                                     require_classifier, run_engine, saved_max_length, weight_files)
-from greenlm.models.speed import measure_speed, speed_inputs
+from greenlm.runtime.speed import measure_speed, speed_inputs
 
 PEERS = ("hf-eager-pad128", "ort-fp32", "ort-int8")
 GREENLM_RUNTIMES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "saved")
@@ -389,7 +389,7 @@ def _inputs(loaded: LoadedModel, spec: str, task: Task, config: BenchConfig, nee
     if max_length > model_max_length(model_config):
         raise GreenlmError(f"max_length {max_length} is above what model '{spec}' allows"
                            f" ({model_max_length(model_config)})")
-    split = _align_labels(task, config.split, list(loaded.labels), spec)
+    split = align_labels(task.split(config.split), task, list(loaded.labels), spec)
     if split.labels and min(split.labels) == UNLABELED:
         raise GreenlmError(f"split '{config.split}' of task '{task.name}' has no labels; accuracy needs labels")
     encoded = encode_split(split, loaded.tokenizer, max_length)
@@ -507,19 +507,6 @@ def _row(c: _Candidate, timing: dict | None, config: BenchConfig, threads: int, 
     row["gflop_per_s_useful"] = round(useful / seconds / 1e9, 2)
     row["share_of_fp32_matmul_peak"] = round(executed / seconds / 1e9 / peak_fp32, 4) if peak_fp32 else None
     return row
-
-
-def _align_labels(task: Task, split_name: str, model_labels: list[str], spec: str):
-    """The split with label ids renumbered to the model's labels (matched by their strings)."""
-    from dataclasses import replace
-
-    split = task.split(split_name)
-    unknown = sorted(set(task.labels) - set(model_labels))
-    if unknown:
-        raise GreenlmError(f"task '{task.name}' has labels {unknown} that model '{spec}' does not know"
-                           f" (it knows {model_labels}); is this the right model for the task?")
-    to_model = [model_labels.index(label) for label in task.labels]
-    return replace(split, labels=[to_model[i] if i != UNLABELED else UNLABELED for i in split.labels])
 
 
 def _predict_split(c: _Candidate, data: _Inputs, batch_size: int, config: BenchConfig) -> dict:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import inspect
 import logging
 import warnings
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from greenlm.common import GreenlmError
+from greenlm.common.optional import is_available, require
 
 DEFAULT_OPSET = 17  # LayerNormalization is a native op from 17; the TorchScript exporter goes to 20
 FP32_ATOL = 1e-4  # |onnx - torch| <= FP32_ATOL + FP32_RTOL * |torch| on every logit, fp32 export
@@ -49,13 +49,9 @@ STATIC_OPS = ("MatMul",)  # Gemm (pooler, classifier) would need int32 biases fr
 
 
 def require_onnxruntime() -> None:
-    """A clear error when ONNX Runtime (or onnx) is missing, naming what to install."""
-    missing = [name for name in ("onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise GreenlmError(
-            f"the ONNX runtime needs {' and '.join(missing)}, which is not installed:"
-            " pip install 'greenlm[onnx]' (or pip install onnxruntime onnx)"
-        )
+    """A clear error when ONNX Runtime (or onnx) is missing, naming the extra to install."""
+    require("onnxruntime")
+    require("onnx")
 
 
 @contextlib.contextmanager
@@ -67,7 +63,7 @@ def quiet_onnx() -> Iterator[None]:
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
-    if importlib.util.find_spec("onnxruntime") is not None:
+    if is_available("onnxruntime"):
         import onnxruntime
 
         onnxruntime.set_default_logger_severity(3)  # sessions the quantizer makes itself: errors only

@@ -1,0 +1,98 @@
+"""One shape for every method's sub-command: ``greenlm <method> MODEL --out DIR [settings]``.
+
+The settings are generated from the method's config dataclass (``_config_options``); the command loads
+the task, runs the method through the stage shell (``greenlm.stage.run_stage``: resume, reuse, lock,
+price tag, atomic folder) and hands the result to the sub-command's own ``show`` for printing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, PueOpt, RegionOpt, TaskOpt, TextFieldsOpt, err,
+                                 load_task_from_options, print_json)
+from greenlm.cli._config_options import config_from_options, config_parameters
+
+# Options every method command has besides its settings (names that are not config fields).
+COMMON_OPTIONS = ("out", "task", "text_fields", "label_field", "labels", "on_empty", "region", "pue", "progress",
+                  "json_out")
+
+
+def _common_parameters(out_help: str) -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("out", kw, annotation=Annotated[Path, typer.Option("--out", "-o", help=out_help)]),
+        inspect.Parameter("task", kw, default="sst2", annotation=TaskOpt),
+        inspect.Parameter("text_fields", kw, default=None, annotation=TextFieldsOpt),
+        inspect.Parameter("label_field", kw, default=None, annotation=LabelFieldOpt),
+        inspect.Parameter("labels", kw, default=None, annotation=LabelsOpt),
+        inspect.Parameter("on_empty", kw, default="skip", annotation=OnEmptyOpt),
+        inspect.Parameter("region", kw, default=None, annotation=RegionOpt),
+        inspect.Parameter("pue", kw, default=None, annotation=PueOpt),
+        inspect.Parameter("progress", kw, default=True,
+                          annotation=Annotated[bool, typer.Option(help="Show progress bars.")]),
+        inspect.Parameter("json_out", kw, default=False,
+                          annotation=Annotated[bool, typer.Option("--json", help="Print the full metrics as JSON.")]),
+    ]
+
+
+def method_command(method: str, *, source: inspect.Parameter, show: Callable, out_help: str,
+                   aliases: dict[str, tuple[str, ...]] | None = None, extra: tuple[inspect.Parameter, ...] = (),
+                   teacher_option: str | None = None) -> Callable:
+    """A Typer command function for ``method``.
+
+    ``source``: the parameter naming the input model (an argument, or ``--model``). ``show(result,
+    config, task)`` prints the outcome. ``extra``: command-only options (not settings); ``teacher_option``
+    names the one among them that gives the fine-tuned teacher's folder.
+    """
+    from greenlm.stage import get_method
+
+    config_class = get_method(method).config_type()
+    settings = config_parameters(config_class, aliases=aliases)
+    setting_names = [p.name for p in settings]
+
+    def command(**values) -> None:
+        from greenlm.stage import PriceSettings, run_stage
+        from greenlm.stage.shell import is_main_process
+
+        config = config_from_options(config_class, {k: values[k] for k in setting_names})
+        task = load_task_from_options(values["task"], values["text_fields"], values["label_field"], values["labels"],
+                                      values["on_empty"])
+        price = PriceSettings(region=values["region"], pue=values["pue"])
+        price.price_tag("check", ledger=False)  # a bad region or PUE fails here, before any work
+        teacher = values.get(teacher_option) if teacher_option else None
+        result = run_stage(method, values[source.name], task, config, values["out"], teacher_dir=teacher, name=method,
+                           price=price, progress=values["progress"], on_note=lambda note: err(f"note: {note}"),
+                           command=" ".join(["greenlm", *sys.argv[1:]]))
+        if not is_main_process():
+            return  # the other processes of a launched group stay quiet
+        if result.reused:
+            err(f"{values['out']} already holds this finished run; nothing to do (delete it to run again)")
+        if values["json_out"]:
+            print_json(result.metrics)
+            return
+        show(result, config, task)
+
+    params = [source, *_common_parameters(out_help), *extra, *settings]
+    params = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) if p is source else p for p in params]
+    command.__signature__ = inspect.Signature(params)  # what Typer reads
+    command.__name__ = f"{method}_command"
+    command.setting_names = tuple(setting_names)  # for the test that options and config fields agree
+    command.command_only = tuple(p.name for p in (source, *_common_parameters(out_help), *extra))
+    return command
+
+
+def model_argument(help_text: str) -> inspect.Parameter:
+    return inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                             annotation=Annotated[str, typer.Argument(help=help_text, show_default=False, metavar="MODEL")])
+
+
+def optional_path_option(name: str, flag: str, help_text: str) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[Path], typer.Option(flag, help=help_text)])

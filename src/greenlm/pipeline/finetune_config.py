@@ -1,0 +1,31 @@
+"""Settings of the ``finetune`` method (``greenlm train``, the ``finetune`` stage): the training loop's settings
+(``TrainConfig``) plus what fine-tuning adds. Plain Python (no torch): the command line builds its options from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from greenlm.common import GreenlmError
+from greenlm.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class FinetuneStageConfig(TrainConfig):
+    max_length: int = 128  # inputs are truncated to this many tokens (every later stage keeps it)
+    train_subset: int | None = None  # train on a seeded random subset of this many rows (None: all)
+    allow_pickle: bool = False  # load pickle weights (pytorch_model.bin): they can run code; only for files you trust
+    trust_remote_code: bool = False  # run a hub model's own Python code (only for models you trust)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.max_length < 8:
+            raise GreenlmError("max_length must be >= 8")
+        if self.train_subset is not None and self.train_subset < 1:
+            raise GreenlmError("train_subset must be >= 1 or null")
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
