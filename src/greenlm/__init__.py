@@ -26,6 +26,7 @@ _LAZY = {
     "quantize": "greenlm.api:quantize",
     "early_exit": "greenlm.api:early_exit",
     "run": "greenlm.api:run",
+    "apply": "greenlm.stage.inmemory:apply",
     "RunResult": "greenlm.api:RunResult",
     "StageResult": "greenlm.stage.shell:StageResult",
 }

@@ -211,13 +211,14 @@ def run_stage(method: str, source: str | Path, task: Task, config, out_dir: str 
             record = read_stage_file(recover_dir(out_dir)) if out_dir.is_dir() else None
             done = record if record is not None and record.get("key") == key else None
         if done is not None:
+            if main and _read_text(work_dir / "key") == key:
+                shutil.rmtree(work_dir, ignore_errors=True)  # left by a kill between install and clean-up
             return read_result(method, name, out_dir, "reused", 0.0)
         claimed = claim(work_dir, key) if main else None
         if not main:  # the other processes of a launched group start once the work folder is claimed
             _wait_until(lambda: _read_text(work_dir / "key") == key, f"{work_dir} to be claimed")
-        on_note_prefix = on_note
         ctx = StageContext(method=method, task=task, source=str(source), work_dir=work_dir / "state",
-                           teacher_dir=teacher_dir, progress=progress, on_note=on_note_prefix)
+                           teacher_dir=teacher_dir, progress=progress, on_note=on_note)
         if claimed is not None and claimed.resumed:
             on_note(f"resuming {name} from {work_dir}")
         started = time.perf_counter()
