@@ -39,6 +39,9 @@ _COMMAND_MODULES = [
     "quantize_cmd",
     "export_cmd",
     "bench_cmd",
+    "schedule_cmd",
+    "datamap_cmd",
+    "data_cmd",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -24,7 +24,6 @@ import csv
 import difflib
 import functools
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,7 +34,7 @@ from greenlm.common.optional import is_available, missing_message
 from greenlm.measure.hardware import codecarbon_data_file
 from greenlm.measure.units import check_non_negative, lbs_per_mwh_to_g_per_kwh
 
-SERIES_HEADER = ("timestamp_utc", "region", "gco2_per_kwh")
+SERIES_HEADER = ("timestamp_utc", "region", "gco2_per_kwh")  # read by grid_series.read_greenlm_rows
 
 
 @dataclass(frozen=True)
@@ -259,53 +258,13 @@ def describe_missing(hours: list[str]) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _load_series(path: str, mtime_ns: int, size: int) -> IntensitySeries:
+    # greenlm's CSV has one parser, in grid_series (imported here: it brings numpy, which `import greenlm.measure`
+    # does not need); it checks every row, and this series is hourly: each row starts on the hour.
+    from greenlm.measure.grid_series import read_greenlm_rows
+
     series = IntensitySeries(Path(path))
-    seen: dict[tuple[str, int], int] = {}
-    try:
-        f = open(path, newline="", encoding="utf-8-sig")
-    except OSError as err:
-        raise GreenlmError(f"cannot read intensity CSV {path}: {err.strerror}") from None
-    with f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise GreenlmError(f"{path} is empty: expected the header {','.join(SERIES_HEADER)}")
-        header = [h.strip() for h in header]
-        if tuple(header) != SERIES_HEADER:
-            raise GreenlmError(f"{path}:1: header is {','.join(header)!r}, expected {','.join(SERIES_HEADER)}")
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != 3:
-                raise GreenlmError(f"{path}:{line}: expected 3 fields (timestamp_utc,region,gco2_per_kwh), got {len(row)}")
-            stamp, region, value = (cell.strip() for cell in row)
-            hour = _parse_hour(stamp, path, line)
-            if not region:
-                raise GreenlmError(f"{path}:{line}: empty region")
-            try:
-                g = float(value)
-            except ValueError:
-                raise GreenlmError(f"{path}:{line}: gco2_per_kwh {value!r} is not a number") from None
-            if not math.isfinite(g) or g < 0:
-                raise GreenlmError(f"{path}:{line}: gco2_per_kwh {value!r} must be a finite number >= 0")
-            key = (region, hour)
-            if key in seen:
-                raise GreenlmError(f"{path}:{line}: {region} {stamp} already given on line {seen[key]}")
-            seen[key] = line
-            series.by_region.setdefault(region, {})[hour] = g
-    if not series.by_region:
-        raise GreenlmError(f"{path} has a header but no rows")
+    for line, stamp, time_s, region, g in read_greenlm_rows(path):
+        if time_s % 3600:
+            raise GreenlmError(f"{path}:{line}: timestamp_utc {stamp!r} is not on the hour (the series is hourly)")
+        series.by_region.setdefault(region, {})[int(time_s)] = g
     return series
-
-
-def _parse_hour(stamp: str, path: str, line: int) -> int:
-    try:
-        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise GreenlmError(f"{path}:{line}: timestamp_utc {stamp!r} is not an ISO-8601 time (e.g. 2022-01-01T00:00:00Z)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    if moment.minute or moment.second or moment.microsecond:
-        raise GreenlmError(f"{path}:{line}: timestamp_utc {stamp!r} is not on the hour (the series is hourly)")
-    return int(moment.timestamp())

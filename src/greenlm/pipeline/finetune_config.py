@@ -16,6 +16,9 @@ class FinetuneStageConfig(TrainConfig):
     train_subset: int | None = None  # train on a seeded random subset of this many rows (None: all)
     allow_pickle: bool = False  # load pickle weights (pytorch_model.bin): they can run code; only for files you trust
     trust_remote_code: bool = False  # run a hub model's own Python code (only for models you trust)
+    record_dynamics: bool = False  # save each train row's logits per epoch (4x/epoch if epochs<=2) for greenlm datamap
+    train_selection: str | None = None  # rows from a data map: ambiguous:0.33, hard:0.25, easy:0.5, random:0.33, ambiguous:0.2+easy:0.1
+    selection_map: str | None = None  # model folder (or training_dynamics folder) whose map train_selection uses; not for random
 
     def __post_init__(self):
         super().__post_init__()
@@ -23,6 +26,19 @@ class FinetuneStageConfig(TrainConfig):
             raise GreenlmError("max_length must be >= 8")
         if self.train_subset is not None and self.train_subset < 1:
             raise GreenlmError("train_subset must be >= 1 or null")
+        if self.train_selection is not None:
+            from greenlm.datamap.spec import parse_selection, selection_needs_map  # plain Python, no numpy
+
+            parts = parse_selection(self.train_selection)
+            if self.train_subset is not None:
+                raise GreenlmError("train_subset and train_selection cannot be combined; use random:FRACTION for a"
+                                   " random share")
+            if selection_needs_map(parts) and not self.selection_map:
+                raise GreenlmError(f"train_selection '{self.train_selection}' ranks rows by a data map: set"
+                                   " selection_map to a model folder trained with --record-dynamics")
+        elif self.selection_map is not None:
+            raise GreenlmError("selection_map is set but train_selection is not; give train_selection too"
+                               " (e.g. ambiguous:0.33)")
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})

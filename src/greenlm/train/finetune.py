@@ -5,6 +5,7 @@ owns the output folder, resuming and the price tag).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,15 +26,29 @@ class FinetuneResult:
 
 
 def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str | Path, max_length: int = 128,
-             train_subset: int | None = None, allow_pickle: bool = False, trust_remote_code: bool = False,
+             train_subset: int | None = None, train_rows: Sequence[int] | None = None,
+             record_dynamics_to: str | Path | None = None, allow_pickle: bool = False, trust_remote_code: bool = False,
              callbacks: tuple[Callback, ...] = (), progress: bool = True, on_note=print) -> FinetuneResult:
     """Fine-tune ``model_spec`` on ``task``; checkpoints in ``work_dir`` (running again resumes).
 
     The best epoch is chosen on the task's ``dev`` split when it has one (``config.select_metric``).
+    ``train_rows``: train on these rows of the train split only (a data-map selection; not with ``train_subset``).
+    ``record_dynamics_to``: a folder where ``greenlm.train.dynamics.DynamicsRecorder`` writes every training row's
+    logits at each record point (resumable; ``metrics["dynamics"]`` says what was recorded and what it cost).
     """
-    train_split = task.split("train")
-    if train_subset is not None:
-        train_split = train_split.subset(train_subset, seed=config.seed)
+    full_train = task.split("train")
+    train_split = full_train
+    guids: list[int] | None = None
+    if train_rows is not None:
+        if train_subset is not None:
+            raise GreenlmError("train_subset and a train selection cannot be combined; use random:FRACTION for a random"
+                               " share")
+        guids = [int(i) for i in train_rows]
+        train_split = full_train.select(guids)
+    elif train_subset is not None:
+        train_split = full_train.subset(train_subset, seed=config.seed)
+        if record_dynamics_to is not None:
+            guids = _subset_rows(full_train, train_split, train_subset, config.seed)
     dev_split = task.splits.get("dev")
     torch.manual_seed(config.seed)  # the new classifier head's initialisation
     loaded = load_classifier(
@@ -48,6 +63,17 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
         raise GreenlmError(f"--max-length {max_length} is above what the model's positions allow ({limit}); use <= {limit}")
     train_data = encode_split(train_split, tokenizer, max_length)
     dev_data = encode_split(dev_split, tokenizer, max_length) if dev_split is not None else None
+    recorder = None
+    if record_dynamics_to is not None:
+        from greenlm.train.dynamics import DynamicsRecorder
+
+        recorder = DynamicsRecorder(
+            model, train_data, guids if guids is not None else range(len(train_split)), config,
+            pad_token_id=tokenizer.pad_token_id, folder=record_dynamics_to,
+            meta={"task": task.name, "task_source": task.source, "labels": list(task.labels),
+                  "train_fingerprint": full_train.fingerprint()},
+        )
+        callbacks = (*callbacks, recorder)
     result = train(
         model, train_data, dev_data, config, pad_token_id=tokenizer.pad_token_id, work_dir=Path(work_dir),
         callbacks=callbacks, progress=progress, description=f"fine-tune {task.name}",
@@ -58,6 +84,7 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
             encoded = encode_split(split, tokenizer, max_length)
             splits[name] = evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=len(task.labels))
     model.config.greenlm = {"task": task.name, "labels": list(task.labels), "max_length": max_length}
+    extra = {"dynamics": recorder.summary(result.state.train_seconds)} if recorder is not None else {}
     return FinetuneResult(model, tokenizer, {
         "splits": splits,
         "train": {
@@ -71,7 +98,18 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
             "best_step": result.state.best_step,
             "history": result.state.history,
         },
+        **extra,
     })
+
+
+def _subset_rows(full, subset, n: int, seed: int) -> list[int]:
+    """The row indices ``TaskSplit.subset(n, seed)`` chose (its seeded draw, repeated), checked against the subset."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(len(full), generator=generator)[:n].sort().values.tolist() if n < len(full) else \
+        list(range(len(full)))
+    if full.select(rows).fingerprint() != subset.fingerprint():
+        raise RuntimeError("train_subset: could not recover the subset's row indices")
+    return rows
 
 
 def _texts(split):

@@ -1,0 +1,168 @@
+"""Record training dynamics while fine-tuning: every training row's logits at each record point, for data maps
+(``greenlm datamap``; Swayamdipta et al. 2020). A callback of the one training loop.
+
+Record points: the end of every epoch; when training for at most ``SHORT_TRAINING_EPOCHS`` epochs, also evenly
+inside each epoch (``POINTS_PER_EPOCH_SHORT`` per epoch in all, at steps ceil(j * steps_per_epoch / P)); and the
+last step, when training stops inside an epoch (fractional ``epochs``, ``max_steps``).
+
+Each point is one extra forward pass over the whole training set, in eval mode (no dropout), batched
+(``greenlm.runtime.predict_logits``: length-sorted batches of ``eval_batch_size``), in the training precision.
+It reads no random numbers and changes no weights, so training with the recorder ends with the same weights as
+training without it. (The reference code of the paper instead keeps the logits of the training forward pass
+itself: free, but taken in train mode with dropout, from weights that change during the epoch.) Its cost is
+measured per point and reported against the training time.
+
+Resume: each point is written atomically (``dynamics_epoch_<k>.jsonl`` in ``<folder>/training_dynamics``,
+the format of ``greenlm.datamap.dynamics_io``) together with its entry in ``<folder>/points.json``. A resumed
+run skips the points whose file is there (replayed steps recompute nothing), and records at start the point
+of the step it resumes from when the interruption came between that step's checkpoint and its record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.data import EncodedSplit, length_grouped_batches
+from greenlm.datamap.dynamics_io import DYNAMICS_DIR, point_file, write_point, written_points
+from greenlm.runtime import predict_logits
+from greenlm.train.config import TrainConfig
+from greenlm.train.loop import Callback, TrainState
+from greenlm.train.precision import resolve_precision
+
+POINTS_PER_EPOCH_SHORT = 4  # record points per epoch when training for at most SHORT_TRAINING_EPOCHS epochs
+SHORT_TRAINING_EPOCHS = 2.0
+POINTS_FILE = "points.json"
+FORMAT = "allenai/cartography training dynamics (jsonl): guid, logits_epoch_<k>, gold"
+
+
+def points_per_epoch(epochs: float) -> int:
+    return POINTS_PER_EPOCH_SHORT if epochs <= SHORT_TRAINING_EPOCHS else 1
+
+
+def record_steps(*, steps_per_epoch: int, total_steps: int, epochs: float) -> list[int]:
+    """The optimizer steps (1-based counts of steps done) after which a point is recorded, in order."""
+    per_epoch = min(points_per_epoch(epochs), steps_per_epoch)
+    offsets = sorted({math.ceil(j * steps_per_epoch / per_epoch) for j in range(1, per_epoch + 1)})
+    steps = [e * steps_per_epoch + o for e in range(math.ceil(total_steps / steps_per_epoch)) for o in offsets]
+    steps = [s for s in steps if s <= total_steps]
+    if not steps or steps[-1] != total_steps:
+        steps.append(total_steps)
+    return steps
+
+
+class DynamicsRecorder(Callback):
+    """Writes record points of ``model`` on ``encoded`` (the training rows, in the order of ``guids``)."""
+
+    def __init__(self, model: torch.nn.Module, encoded: EncodedSplit, guids: Sequence[int], config: TrainConfig, *,
+                 pad_token_id: int, folder: str | Path, meta: dict | None = None):
+        if len(guids) != len(encoded):
+            raise ValueError("DynamicsRecorder: one guid per training row")
+        self.model, self.encoded, self.config = model, encoded, config
+        self.guids = [int(g) for g in guids]
+        self.pad_token_id = pad_token_id
+        self.folder = Path(folder)
+        self.files = self.folder / DYNAMICS_DIR
+        self.meta = dict(meta or {})
+        self.main = int(os.environ.get("RANK", "0")) == 0
+        self.steps: list[int] = []
+        self.steps_per_epoch = 0
+        self.points: dict[int, dict] = {}  # k -> {"k", "step", "epoch", "seconds"}
+        self.recorded_here: list[int] = []  # the points this process computed (a resumed run: only the missing)
+
+    # ---- the schedule ----
+    def _schedule(self, state: TrainState) -> None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        batches = length_grouped_batches(self.encoded.lengths(), self.config.batch_size, shuffle=True,
+                                         seed=self.config.seed, group_factor=self.config.length_group_factor)
+        micro = len(batches) // world  # as the loop counts its micro-batches per process
+        self.steps_per_epoch = math.ceil(micro / self.config.grad_accum_steps)
+        self.steps = record_steps(steps_per_epoch=self.steps_per_epoch, total_steps=state.total_steps,
+                                  epochs=self.config.epochs)
+
+    def _load_points(self) -> None:
+        try:
+            saved = json.loads((self.folder / POINTS_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            saved = {}
+        self.points = {int(p["k"]): p for p in saved.get("points", []) if isinstance(p, dict) and "k" in p}
+        for k in written_points(self.files):  # a file written just before an interruption, its entry not yet
+            if k not in self.points and k < len(self.steps):
+                self.points[k] = self._entry(k, None)
+
+    def _entry(self, k: int, seconds: float | None) -> dict:
+        step = self.steps[k]
+        return {"k": k, "step": step, "epoch": round(step / self.steps_per_epoch, 4),
+                "seconds": None if seconds is None else round(seconds, 3)}
+
+    # ---- hooks ----
+    def on_train_begin(self, state: TrainState) -> None:
+        self._schedule(state)
+        if not self.main:
+            return
+        self._load_points()
+        written = set(written_points(self.files))
+        for k, step in enumerate(self.steps):
+            if step >= state.step or k in written:
+                continue
+            raise GreenlmError(f"record point {k} (step {step}) is missing from {self.files} and cannot be recomputed"
+                               " from a later checkpoint; delete the work folder to train again from the start")
+        if state.step in self.steps and self.steps.index(state.step) not in written:
+            # interrupted between this step's checkpoint and its record: the weights are that step's
+            self._record(self.steps.index(state.step))
+
+    def on_step_end(self, state: TrainState) -> None:
+        if self.main and state.step in self.steps:
+            k = self.steps.index(state.step)
+            if not point_file(self.files, k).is_file():
+                self._record(k)
+
+    def _record(self, k: int) -> None:
+        started = time.perf_counter()
+        device = next(self.model.parameters()).device
+        precision = resolve_precision(self.config.precision)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = predict_logits(self.model, self.encoded, pad_token_id=self.pad_token_id,
+                                    batch_size=self.config.eval_batch_size)
+        write_point(self.files, k, self.guids, logits.tolist(), self.encoded.labels)
+        self.points[k] = self._entry(k, time.perf_counter() - started)
+        self.recorded_here.append(k)
+        atomic_write_json(self.folder / POINTS_FILE, {"points": [self.points[i] for i in sorted(self.points)]})
+
+    # ---- what metrics.json says ----
+    def summary(self, train_seconds: float | None = None) -> dict:
+        points = [self.points[k] for k in sorted(self.points)]
+        timed = [p["seconds"] for p in points if p.get("seconds") is not None]
+        seconds = round(sum(timed), 3)
+        return {
+            "folder": DYNAMICS_DIR,
+            "format": FORMAT,
+            "guid": "row index in the task's train split (as loaded: rows with an empty text skipped)",
+            "mode": "a separate forward pass over the training rows in eval mode (no dropout) at each record point",
+            "examples": len(self.guids),
+            "points_per_epoch": min(points_per_epoch(self.config.epochs), self.steps_per_epoch or 1),
+            "steps_per_epoch": self.steps_per_epoch,
+            "points": points,
+            "record_seconds": seconds,
+            "untimed_points": len(points) - len(timed),
+            "train_seconds": None if train_seconds is None else round(train_seconds, 3),
+            "overhead_vs_train": round(seconds / train_seconds, 4) if train_seconds else None,
+            **self.meta,
+        }
+
+
+def install_dynamics(folder: str | Path, model_folder: str | Path) -> Path:
+    """Copy the recorded points (``<folder>/training_dynamics/*.jsonl``) into ``model_folder/training_dynamics``."""
+    source, target = Path(folder) / DYNAMICS_DIR, Path(model_folder) / DYNAMICS_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    for k in written_points(source):
+        shutil.copyfile(point_file(source, k), point_file(target, k))
+    return target
