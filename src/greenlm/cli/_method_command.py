@@ -79,12 +79,12 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
             return
         show(result, config, task)
 
-    params = [source, *_common_parameters(out_help), *extra, *settings]
-    params = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) if p is source else p for p in params]
-    command.__signature__ = inspect.Signature(params)  # what Typer reads
+    command_only = [source.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD), *_common_parameters(out_help),
+                    *extra]
+    command.__signature__ = inspect.Signature([*command_only, *settings])  # what Typer reads
     command.__name__ = f"{method}_command"
     command.setting_names = tuple(setting_names)  # for the test that options and config fields agree
-    command.command_only = tuple(p.name for p in (source, *_common_parameters(out_help), *extra))
+    command.command_only = tuple(p.name for p in command_only)
     return command
 
 

@@ -265,7 +265,15 @@ def _read_electricitymaps(path, reader, header, scope, zone) -> GridSeries:
         raise GreenlmError(f"{path}: no {scope} carbon-intensity column (found: {found}); pass the other scope")
     value_col = wanted[0]
     kind = "marginal" if "marginal" in lower[value_col] else "average"
-    rows = []
+    rows = list(_column_rows(path, reader, header, time_col, value_col, region_col, Path(path).stem,
+                             utc_column=True, zone=zone))
+    return _assemble(path, rows, dict(format="electricitymaps", column=header[value_col], kind=kind,
+                                      scope=scope, unit="g/kWh"))
+
+
+def _column_rows(path, reader, header, time_col: int, value_col: int, region_col: int | None, default_region: str,
+                 *, utc_column: bool, zone):
+    """(line, time, region, value in the file's unit) of each row of a vendor export; an empty value is a gap."""
     for row in reader:
         if not row or all(not c.strip() for c in row):
             continue
@@ -273,11 +281,9 @@ def _read_electricitymaps(path, reader, header, scope, zone) -> GridSeries:
         cell = row[value_col].strip() if value_col < len(row) else ""
         if cell == "":  # the export leaves a value empty where it has none: a gap
             continue
-        t = _parse_time(row[time_col].strip(), path, line, header[time_col], utc_column=True, zone=zone)
-        name = row[region_col].strip() if region_col is not None else Path(path).stem
-        rows.append((line, t, name, _value(cell, path, line, header[value_col])))
-    return _assemble(path, rows, dict(format="electricitymaps", column=header[value_col], kind=kind,
-                                      scope=scope, unit="g/kWh"))
+        t = _parse_time(row[time_col].strip(), path, line, header[time_col], utc_column=utc_column, zone=zone)
+        name = row[region_col].strip() if region_col is not None else default_region
+        yield line, t, name, _value(cell, path, line, header[value_col])
 
 
 def _em_scope(column: str) -> str | None:
@@ -293,17 +299,9 @@ def _read_watttime_csv(path, reader, header, zone, region) -> GridSeries:
     time_col = lower.index("point_time") if "point_time" in lower else lower.index("timestamp")
     value_col = lower.index("value") if "point_time" in lower else lower.index("moer")
     region_col = next((lower.index(c) for c in ("region", "ba") if c in lower), None)
-    rows = []
-    for row in reader:
-        if not row or all(not c.strip() for c in row):
-            continue
-        line = reader.line_num
-        cell = row[value_col].strip() if value_col < len(row) else ""
-        if cell == "":
-            continue
-        t = _parse_time(row[time_col].strip(), path, line, header[time_col], utc_column=False, zone=zone)
-        name = row[region_col].strip() if region_col is not None else (region or Path(path).stem)
-        rows.append((line, t, name, lbs_per_mwh_to_g_per_kwh(_value(cell, path, line, header[value_col]))))
+    rows = [(line, t, name, lbs_per_mwh_to_g_per_kwh(value))
+            for line, t, name, value in _column_rows(path, reader, header, time_col, value_col, region_col,
+                                                     region or Path(path).stem, utc_column=False, zone=zone)]
     return _assemble(path, rows, dict(format="watttime", column=header[value_col], kind="marginal", scope="direct",
                                       unit="lbs/MWh"))
 

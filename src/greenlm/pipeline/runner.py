@@ -27,7 +27,7 @@ from greenlm.pipeline.schema import Recipe
 from greenlm.stage import PriceSettings, run_stage, stage_identity
 from greenlm.stage.folders import identity_differences
 from greenlm.stage.shell import StageResult, model_spec_identity, read_result
-from greenlm.stage.workdir import folder_lock
+from greenlm.stage.workdir import folder_lock, holds_key
 
 
 @dataclass
@@ -96,14 +96,14 @@ def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, star
     for stage in recipe.stages:
         upstream = finished.get(stage.upstream) if stage.upstream else None
         teacher_dir = finished[_teacher_stage(recipe)].folder if stage.method != "finetune" else None
+        source = recipe.teacher if upstream is None else upstream.folder
         identity = stage_identity(
-            stage.method, stage.settings, task, recipe.teacher if upstream is None else upstream.folder,
-            teacher_dir=teacher_dir, spec_identity=teacher,
+            stage.method, stage.settings, task, source, teacher_dir=teacher_dir, spec_identity=teacher,
             source_sha256=_artifact_sha256(upstream.folder) if upstream else None,
             teacher_sha256=_artifact_sha256(teacher_dir) if teacher_dir is not None else None)
         key = identity_key(identity)
         try:
-            result = _run_or_reuse(recipe, stage, key, identity, task, run_dir, runs_root, upstream, finished,
+            result = _run_or_reuse(recipe, stage, key, identity, task, run_dir, runs_root, source, teacher_dir,
                                    log, progress)
         except Exception as err:
             why = write_error(err)
@@ -159,8 +159,8 @@ def _teacher_stage(recipe: Recipe) -> str:
     return next(s.name for s in recipe.stages if s.method == "finetune")
 
 
-def _run_or_reuse(recipe, stage, key, identity, task: Task, run_dir: Path, runs_root: Path, upstream,
-                  finished, log, progress) -> StageResult:
+def _run_or_reuse(recipe, stage, key, identity, task: Task, run_dir: Path, runs_root: Path, source,
+                  teacher_dir: Path | None, log, progress) -> StageResult:
     folder = run_dir / stage.name
     done = read_finished(folder)
     if done is not None and done.key == key:
@@ -173,19 +173,13 @@ def _run_or_reuse(recipe, stage, key, identity, task: Task, run_dir: Path, runs_
         return read_result(stage.method, stage.name, folder, f"reused from {cached.folder.parent.name}", 0.0)
 
     work = run_dir / WORK / stage.name
-    resumed = (work / "key").is_file() and (work / "key").read_text() == key
-    log(f"stage {stage.name} ({stage.method}): {'resuming' if resumed else 'running'}")
-    teacher_dir = finished[_teacher_stage(recipe)].folder if stage.method != "finetune" else None
-    source = recipe.teacher if stage.method == "finetune" else upstream.folder
-    m = recipe.measure
-    price = PriceSettings(region=m.region, pue=m.pue, usd_per_hour=m.usd_per_hour, intensity_csv=m.intensity_csv,
-                          intensity_g_per_kwh=m.intensity_g_per_kwh, project=recipe.name)
+    log(f"stage {stage.name} ({stage.method}): {'resuming' if holds_key(work, key) else 'running'}")
     result = run_stage(stage.method, source, task, stage.settings, folder, work_dir=work, teacher_dir=teacher_dir,
-                       price=price, name=stage.name, identity=identity, replace=True, progress=progress,
+                       price=_price_settings(recipe), name=stage.name, identity=identity, replace=True, progress=progress,
                        on_note=lambda note: log(f"  note: {note}"), emissions_csv=run_dir / "emissions.csv",
                        command=f"greenlm run ({recipe.name}, stage {stage.name})")
     log(f"stage {stage.name}: done in {result.seconds:.1f} s, dev accuracy {_dev_accuracy(result.metrics)}")
-    return read_result(stage.method, stage.name, folder, "ran", result.seconds)
+    return result
 
 
 def _dev_accuracy(metrics: dict) -> str:
@@ -193,8 +187,12 @@ def _dev_accuracy(metrics: dict) -> str:
     return f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"
 
 
+def _price_settings(recipe: Recipe) -> PriceSettings:
+    m = recipe.measure
+    return PriceSettings(region=m.region, pue=m.pue, usd_per_hour=m.usd_per_hour, intensity_csv=m.intensity_csv,
+                         intensity_g_per_kwh=m.intensity_g_per_kwh, project=recipe.name)
+
+
 def _check_price_settings(recipe: Recipe) -> None:
     """Build (and drop) the stage price tag once, so bad measurement settings fail before any work."""
-    m = recipe.measure
-    PriceSettings(region=m.region, pue=m.pue, usd_per_hour=m.usd_per_hour, intensity_csv=m.intensity_csv,
-                  intensity_g_per_kwh=m.intensity_g_per_kwh, project=recipe.name).price_tag("check", ledger=False)
+    _price_settings(recipe).price_tag("check", ledger=False)

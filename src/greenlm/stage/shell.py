@@ -39,7 +39,7 @@ from greenlm.stage.context import StageContext
 from greenlm.stage.folders import (METRICS_FILE, PRICETAG_FILE, STAGE_FILE, artifact_hash, identity_differences,
                                    identity_key, install_folder, read_stage_file)
 from greenlm.stage.registry import get_method
-from greenlm.stage.workdir import claim, folder_lock
+from greenlm.stage.workdir import claim, folder_lock, holds_key
 
 SNAPSHOT_EVERY_S = 30.0
 ATTEMPTS_DIR = "pricetags"  # <work>/pricetags/NNN.json: each attempt's price tag so far
@@ -211,12 +211,12 @@ def run_stage(method: str, source: str | Path, task: Task, config, out_dir: str 
             record = read_stage_file(recover_dir(out_dir)) if out_dir.is_dir() else None
             done = record if record is not None and record.get("key") == key else None
         if done is not None:
-            if main and _read_text(work_dir / "key") == key:
+            if main and holds_key(work_dir, key):
                 shutil.rmtree(work_dir, ignore_errors=True)  # left by a kill between install and clean-up
             return read_result(method, name, out_dir, "reused", 0.0)
         claimed = claim(work_dir, key) if main else None
         if not main:  # the other processes of a launched group start once the work folder is claimed
-            _wait_until(lambda: _read_text(work_dir / "key") == key, f"{work_dir} to be claimed")
+            _wait_until(lambda: holds_key(work_dir, key), f"{work_dir} to be claimed")
         ctx = StageContext(method=method, task=task, source=str(source), work_dir=work_dir / "state",
                            teacher_dir=teacher_dir, progress=progress, on_note=on_note)
         if claimed is not None and claimed.resumed:
@@ -309,13 +309,6 @@ def _wait_until(ready, what: str, timeout_s: float = 3600.0) -> None:
         if time.monotonic() > deadline:
             raise GreenlmError(f"gave up waiting for {what} after {timeout_s:.0f} s (did the main process stop?)")
         time.sleep(0.2)
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except OSError:
-        return None
 
 
 class _nothing:

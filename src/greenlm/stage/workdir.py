@@ -71,16 +71,23 @@ def folder_lock(target: Path, holder: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def holds_key(work_dir: Path, key: str) -> bool:
+    """Whether ``work_dir`` holds the state of the stage with this ``key`` (what a resume would keep)."""
+    try:
+        return (Path(work_dir) / KEY_FILE).read_text() == key
+    except OSError:
+        return False
+
+
 def claim(work_dir: Path, key: str) -> ClaimedWork:
     """Use ``work_dir`` for the stage with this ``key``: keep its state if the key matches, else start afresh.
 
     Call it while holding ``folder_lock`` on the stage's output.
     """
     work_dir = Path(work_dir)
-    key_file = work_dir / KEY_FILE
-    if work_dir.exists() and (not key_file.is_file() or key_file.read_text() != key):
+    if work_dir.exists() and not holds_key(work_dir, key):
         shutil.rmtree(work_dir)  # a checkpoint of different inputs cannot be resumed
     resumed = work_dir.exists()
     work_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(key_file, key)
+    atomic_write_text(work_dir / KEY_FILE, key)
     return ClaimedWork(work_dir, resumed)
