@@ -187,7 +187,11 @@ def test_bad_inputs_through_the_command_line(toy, recorded, monkeypatch, capsys)
     assert_one_line_error(greenlm(monkeypatch, capsys, "datamap", str(single), "--task", str(root / "toy")),
                           "1 record point", "variability")
     train = ["train", "--task", str(root / "toy"), "--model", TINY, "--batch-size", "16", "--max-length", "32",
-             "--no-progress"]
+             "--no-progress", "--validation-fraction", "0"]  # the map was recorded without a validation split
+    # a map recorded with another validation split (other training rows) is refused, saying why
+    assert_one_line_error(greenlm(monkeypatch, capsys, *train[:-1], "0.1", "--out", str(root / "bad0"),
+                                  "--train-selection", "hard:0.5", "--selection-map", str(recorded.folder)),
+                          "recorded with no validation split", "use the same validation fraction (0)")
     # a selection fraction outside (0, 1]
     assert_one_line_error(greenlm(monkeypatch, capsys, *train, "--out", str(root / "bad1"), "--train-selection",
                                   "ambiguous:1.5", "--selection-map", str(recorded.folder)), "outside (0, 1]")

@@ -79,6 +79,23 @@ def test_run_writes_models_report_and_price_tags(first_run):
     assert resolved["stages"]["finetune"]["batch_size"] == 16 and resolved["stages"]["finetune"]["weight_decay"] == 0.01
 
 
+def test_measuring_pass_records_its_rounds_and_the_machine_load(first_run):
+    root, _, result, _ = first_run
+    run = root / "runs" / "tiny"
+    measured = json.loads((run / "measurements.json").read_text())
+    load = measured["machine"]["load"]
+    assert {"loadavg_1m_before", "loadavg_1m_after", "cpus", "other_processes_cpu_share", "busy"} <= set(load)
+    assert isinstance(load["busy"], bool) and load["cpus"] >= 1 and load["window_s"] > 0
+    assert load["other_processes_cpu_share"] is None or 0 <= load["other_processes_cpu_share"] <= 1
+    speed = measured["models"]["finetune"]["speed"]
+    assert len(speed["rounds"]["throughput_examples_per_s"]) == 1  # evaluation.repeats: 1
+    assert speed["throughput_examples_per_s"] == max(speed["rounds"]["throughput_examples_per_s"])
+    assert "interleaved round" in measured["protocol"]["rounds"]
+    assert "while timing" in (run / "report.md").read_text() and "while timing" in result.stdout
+    report = json.loads((run / "report.json").read_text())
+    assert report["target"] is None and report["rows"][0]["on_front"] is True
+
+
 def test_second_identical_run_trains_nothing(first_run):
     root, recipe, _, first_seconds = first_run
     stage_json = root / "runs" / "tiny" / "finetune" / "stage.json"

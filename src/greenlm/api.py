@@ -12,7 +12,9 @@
     # The same call again reuses the finished folder (status "reused"); an interrupted one resumes.
 
 Each method function is ``run_stage`` (greenlm.stage.shell) with the CLI's defaults: settings are the
-fields of the method's config dataclass, checked as a recipe's are; ``run`` is ``greenlm run``.
+fields of the method's config dataclass, checked as a recipe's are; ``run`` is ``greenlm run``. Like the CLI,
+each carves a validation split from train (``validation_fraction=0.1``, at most 1,000 rows) and makes every
+choice on it; ``validation_fraction=0`` chooses on dev instead (and the metrics say so).
 """
 
 from __future__ import annotations
@@ -72,8 +74,11 @@ def _stage(method: str, source, task, out, *, teacher_dir=None, region=None, pue
     """What all five method functions do: settings -> config, task, output folder, price settings, run_stage."""
     from greenlm.stage import PriceSettings, run_stage
 
+    from greenlm.data import DEFAULT_VALIDATION_FRACTION, carve_validation
+
+    fraction = settings.pop("validation_fraction", DEFAULT_VALIDATION_FRACTION)  # as the CLI's --validation-fraction
     cfg = _config(method, config, settings)
-    loaded = _task(task)
+    loaded = carve_validation(_task(task), fraction=fraction) if fraction else _task(task)
     source = _folder(source)
     if out is None:
         if method == "finetune":

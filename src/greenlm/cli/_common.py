@@ -15,9 +15,15 @@ LabelsOpt = Annotated[Optional[str], typer.Option(help="Label set, comma-separat
 OnEmptyOpt = Annotated[str, typer.Option(help="Rows with empty text: 'skip' (counted and reported) or 'error'.")]
 
 
+ValidationOpt = Annotated[float, typer.Option(
+    "--validation-fraction", min=0.0, max=0.9,
+    help="Share of train (at most 1,000 rows) carved off as a validation split, on which every choice is made (best"
+         " epoch, thresholds, fallbacks), so dev stays unseen until it is reported; 0: choose on dev (and say so).")]
+
+
 def load_task_from_options(task: str, text_fields: str | None, label_field: str | None, labels: str | None,
-                           on_empty: str = "skip"):
-    from greenlm.data import load_task
+                           on_empty: str = "skip", *, validation_fraction: float = 0.0):
+    from greenlm.data import carve_validation, load_task
 
     loaded = load_task(
         task,
@@ -29,7 +35,7 @@ def load_task_from_options(task: str, text_fields: str | None, label_field: str 
     for split, count in sorted(loaded.skipped_rows.items()):
         if count:
             err(f"note: skipped {count} row(s) with empty text in {loaded.name}/{split}")
-    return loaded
+    return carve_validation(loaded, fraction=validation_fraction) if validation_fraction else loaded
 
 
 def _split_list(value: str | None) -> list[str] | None:

@@ -17,7 +17,7 @@ def predict_command(
     max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the one the model was trained with).")] = None,
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights: only for sources you trust.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with ETA (on stderr).")] = True,
-    runtime: Annotated[str, typer.Option(help="torch: the model as loaded; auto: the fastest runtime measured on this machine (greenlm.load, cached); or torch-fp32, torch-bf16, onnx-fp32, onnx-int8.")] = "torch",
+    runtime: Annotated[str, typer.Option(help="torch: the model as loaded; auto: the fastest runtime measured on this machine (greenlm.load, cached); or torch-fp32, torch-bf16, torch-int8, onnx-fp32, onnx-int8.")] = "torch",
 ) -> None:
     """Predict a label for each input line; prints one JSON object per line (label, probabilities)."""
     from greenlm.common import GreenlmError

@@ -9,7 +9,7 @@ from greenlm.cli._method_command import method_command, model_argument
 
 _HELP = """Quantize a fine-tuned classifier (MODEL: its folder) and save it in --out.
 
-Schemes: int8-dynamic (ONNX Runtime; int8 weights, activations quantized per call), int8-static (activation ranges fixed from --calibration-examples training rows) and bf16 (PyTorch; AVX512-BF16 / AMX where the CPU has them). The result is checked on the dev split: if it loses more than --tolerance accuracy points, the most sensitive layers go back to fp32 one by one (--no-fallback to skip); a model still over the tolerance is reported and --out receives the input model unchanged (--keep-over-tolerance keeps the quantized one). metrics.json gives accuracy, size on disk and the speed of input and output measured side by side.
+Schemes: int8-dynamic (int8 weights, activations quantized per call), int8-static (activation ranges fixed from --calibration-examples training rows) and bf16 (PyTorch; AVX512-BF16 / AMX where the CPU has them). int8 runs in ONNX Runtime, or in PyTorch with --runtime torch; a model with early exits always takes PyTorch int8-dynamic, which keeps its exits (its folder keeps the fp32 weights; int8 is made from them at load). The result is checked on the selection split (validation carved from train, else dev; --tune-split to name one): if it loses more than --tolerance accuracy points, the most sensitive layers go back to fp32 one by one (--no-fallback to skip); a model still over the tolerance is reported and --out receives the input model unchanged (--keep-over-tolerance keeps the quantized one). metrics.json gives accuracy, size on disk and the speed of input and output measured side by side.
 
 Example:  greenlm quantize runs/teacher --task sst2 --out runs/teacher-int8
 Load it back:  python -c "import greenlm; print(greenlm.load('runs/teacher-int8').predict(['great film']))"
@@ -28,7 +28,8 @@ def _table(metrics: dict) -> None:
 
     q = metrics["quantize"]
     speed = q.get("speed") or {}
-    table = Table(title=f"{metrics['task']}: {q['scheme']} of {metrics['model']} ({q['status']})")
+    runtime = {"torch": ", PyTorch", "onnx": ", ONNX Runtime"}.get(q.get("runtime"), "")
+    table = Table(title=f"{metrics['task']}: {q['scheme']}{runtime} of {metrics['model']} ({q['status']})")
     for column in ("model", f"accuracy % ({q['tune_split']})", "size MB", "ex/s", "p50 ms b=1"):
         table.add_column(column, justify="left" if column == "model" else "right")
 
@@ -51,6 +52,14 @@ def _table(metrics: dict) -> None:
         line += f"; throughput x{speed['throughput_speedup']}, latency x{speed['latency_p50_speedup']} (side by side)"
     if q.get("fp32_nodes"):
         line += f"; {len(q['fp32_nodes'])} node(s) kept in fp32"
+    if q.get("fp32_groups"):
+        line += f"; kept in fp32: {', '.join(q['fp32_groups'])}"
+    if q.get("exits"):
+        dev = (q["exits"]["splits"] or {}).get(q["tune_split"]) or {}
+        if dev:
+            line += f"; mean exit layer {dev['mean_exit_layer']} (input {dev['input']['mean_exit_layer']})"
+    if q.get("weights_on_disk"):
+        line += "; size on disk unchanged (fp32 weights, int8 made at load)"
     console.print(line, highlight=False)
 
 

@@ -312,7 +312,7 @@ def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
     train_split = ctx.align(task.split("train"), labels, "the teacher")
     if config.train_subset is not None:
         train_split = train_split.subset(config.train_subset, seed=config.seed)
-    dev_split = ctx.align(task.splits["dev"], labels, "the teacher") if "dev" in task.splits else None
+    _, dev_split, selection = ctx.selection(labels, "the teacher", chose="best prediction epoch")
 
     with ctx.phase("augment"):
         train_split, augment_stats = _augmented_train(train_split, teacher, tokenizer, config, work_dir, note)
@@ -349,6 +349,7 @@ def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
         "data": {"train_rows": len(train_data), "max_length": max_length, "mean_tokens": _mean_length(train_data),
                  "augmentation": augment_stats},
         "phases": result.phases,
+        "selection": selection,
         "config": config.to_dict(),
     }
     student.config.greenlm = {"task": task.name, "labels": labels, "max_length": max_length,

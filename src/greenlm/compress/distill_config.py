@@ -50,7 +50,7 @@ class DistillConfig:
     weight_decay: float = 0.01  # AdamW weight decay
     seed: int = 42  # initialisation, subset, augmentation, batch order
     precision: str = "auto"  # auto (bf16 on a GPU that has it; fp32 on CPU), bf16 or fp32
-    keep_best: bool = True  # keep the prediction epoch with the best dev accuracy (as fine-tuning does)
+    keep_best: bool = True  # keep the prediction epoch with the best accuracy on validation (else dev), as fine-tuning does
     checkpoint_every_steps: int = 500  # checkpoint every N steps (and at each epoch end)
     allow_untuned_teacher: bool = False  # distilling from a teacher not fine-tuned on the task is a known failure
 

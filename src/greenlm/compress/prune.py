@@ -34,7 +34,7 @@ from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.compress import sparsity as sp
 from greenlm.compress.importance import Importance, gate_importance
 from greenlm.compress.losses import kd_loss
-from greenlm.data import EncodedSplit, Task, align_labels, encode_split
+from greenlm.data import EncodedSplit, Task, align_labels, encode_split, selection_record, selection_split_name
 from greenlm.models import load_classifier, pruned, save_classifier
 from greenlm.runtime import side_by_side, speed_inputs, torch_forward
 from greenlm.stage import StageContext, StageOutput
@@ -153,8 +153,10 @@ def apply_plan(model, plan: PrunePlan) -> None:
 class _Data:
     importance: EncodedSplit
     train: EncodedSplit
-    dev: EncodedSplit | None
-    extra: dict[str, EncodedSplit]  # other labelled splits (test) evaluated at the end
+    select: EncodedSplit | None  # where choices are made (best epoch, when to stop): validation, else dev
+    select_name: str | None
+    dev: EncodedSplit | None  # reported, and the inputs timed
+    extra: dict[str, EncodedSplit]  # every labelled split but train, evaluated at the end
     pad_token_id: int
     num_labels: int
     mean_dev_tokens: int
@@ -169,11 +171,14 @@ def _encode(task: Task, tokenizer, model_labels: list[str], config: PruneConfig,
     train_part = train_split
     if config.train_examples:
         train_part = train_split.subset(config.train_examples, seed=config.seed + 1)
-    dev = enc(task.splits["dev"]) if "dev" in task.splits else None
     extra = {name: enc(split) for name, split in task.splits.items()
-             if name not in ("train", "dev") and all(y >= 0 for y in split.labels)}
+             if name != "train" and all(y >= 0 for y in split.labels)}
+    select_name = selection_split_name(task)
+    select = extra.get(select_name) if select_name is not None else None
+    dev = extra.get("dev")
     mean_tokens = round(sum(dev.lengths()) / len(dev)) if dev is not None and len(dev) else max_length
-    return _Data(importance, enc(train_part), dev, extra, tokenizer.pad_token_id, len(model_labels), mean_tokens)
+    return _Data(importance, enc(train_part), select, select_name if select is not None else None, dev, extra,
+                 tokenizer.pad_token_id, len(model_labels), mean_tokens)
 
 
 def _eval(model, data: _Data, encoded: EncodedSplit | None) -> dict | None:
@@ -237,8 +242,9 @@ def prune(model, tokenizer, task: Task, config: PruneConfig, *, work_dir: str | 
     model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)]
     max_length = config.max_length or int((getattr(model.config, "greenlm", None) or {}).get("max_length", 128))
     data = _encode(task, tokenizer, model_labels, config, max_length)
-    if config.max_drop is not None and data.dev is None:
-        raise GreenlmError(f"max_drop needs a dev split to measure accuracy on; task '{task.name}' has none")
+    if config.max_drop is not None and data.select is None:
+        raise GreenlmError(f"max_drop needs a validation or dev split to measure accuracy on; task '{task.name}' has"
+                           " none")
     if config.recovery == "distill" and config.teacher == "teacher" and teacher is None:
         raise GreenlmError("prune setting teacher='teacher' needs the fine-tuned teacher model (teacher_dir)")
     model.eval()
@@ -247,25 +253,27 @@ def prune(model, tokenizer, task: Task, config: PruneConfig, *, work_dir: str | 
     permutation = _teacher_permutation(distill_from, model_labels) if config.recovery == "distill" else []
     loss_fn = (_distill_loss_fn(distill_from, permutation, config.distill_alpha, config.distill_temperature)
                if config.recovery == "distill" else None)
-    baseline = _eval(unpruned, data, data.dev)
+    baseline = _eval(unpruned, data, data.select)
     if config.method == "structured":
         final, details = _structured(model, tokenizer, data, config, work_dir, loss_fn, baseline, progress, on_note)
     else:
         final, details = _unstructured(model, data, config, work_dir, loss_fn, progress, on_note)
-    splits = {}
-    if data.dev is not None:
-        splits["dev"] = _eval(final, data, data.dev)
-    for name, encoded in data.extra.items():
-        splits[name] = _eval(final, data, encoded)
+    splits = {name: _eval(final, data, encoded) for name, encoded in data.extra.items()}
     details["max_length"] = max_length
-    details["input_dev"] = baseline
-    if baseline is not None:
-        drop = round(100 * (baseline["accuracy"] - splits["dev"]["accuracy"]), 3)
+    details["selection"] = {**selection_record(task, "when to stop pruning (max_drop) and the best recovery epoch"),
+                            "input": baseline}
+    details["input_dev"] = _eval(unpruned, data, data.dev) if data.select_name != "dev" else baseline
+    if details["input_dev"] is not None and "dev" in splits:
+        drop = round(100 * (details["input_dev"]["accuracy"] - splits["dev"]["accuracy"]), 3)
         details["accuracy_drop_points"] = drop
-        details["accuracy_kept"] = _ratio(splits["dev"]["accuracy"], baseline["accuracy"])
-        details["within_max_drop"] = None if config.max_drop is None else drop <= config.max_drop
-        if config.max_drop is not None and drop > config.max_drop:
-            on_note(f"accuracy dropped {drop} points, more than max_drop {config.max_drop}")
+        details["accuracy_kept"] = _ratio(splits["dev"]["accuracy"], details["input_dev"]["accuracy"])
+    if baseline is not None:
+        select_drop = round(100 * (baseline["accuracy"] - splits[data.select_name]["accuracy"]), 3)
+        details["selection"]["accuracy_drop_points"] = select_drop
+        details["within_max_drop"] = None if config.max_drop is None else select_drop <= config.max_drop
+        if config.max_drop is not None and select_drop > config.max_drop:
+            on_note(f"accuracy dropped {select_drop} points on {data.select_name}, more than max_drop"
+                    f" {config.max_drop}")
     details["before"] = _shape_facts(unpruned, data.mean_dev_tokens)
     details["after"] = _shape_facts(final, data.mean_dev_tokens)
     details["flops_seq_len"] = data.mean_dev_tokens
@@ -365,22 +373,23 @@ def _structured(model, tokenizer, data: _Data, config: PruneConfig, work_dir: Pa
         entry = {"round": k, "heads_per_layer": pruned.heads_per_layer(current),
                  "intermediate_per_layer": pruned.intermediate_per_layer(current),
                  "layers_kept": pruned.pruned_from(current)["layers"], "plan": plan_info["plan"],
-                 "dev_before_recovery": _eval(current, data, data.dev)}
+                 "selection_before_recovery": _eval(current, data, data.select)}
         if config.recovery != "none":
-            result = train(current, data.train, data.dev, _train_config(config, select_best=True),
+            result = train(current, data.train, data.select, _train_config(config, select_best=True),
                            pad_token_id=data.pad_token_id, work_dir=work_dir / f"round-{k}-train", loss_fn=loss_fn,
                            progress=progress, description=f"prune round {k}/{rounds}: {config.recovery}")
             entry["recovery_steps"] = result.state.step
-        entry["dev"] = _eval(current, data, data.dev)
+        entry["selection"] = _eval(current, data, data.select)
         history.append(entry)
         save_classifier(current, tokenizer, work_dir / f"round-{k}")
         if (config.max_drop is not None and baseline is not None
-                and 100 * (baseline["accuracy"] - entry["dev"]["accuracy"]) > config.max_drop):
+                and 100 * (baseline["accuracy"] - entry["selection"]["accuracy"]) > config.max_drop):
             stopped_at = k
         _write_state(work_dir, {"history": history, "stopped_at": stopped_at})
         on_note(f"round {k}/{rounds}: {sum(entry['heads_per_layer'])} heads,"
                 f" {sum(entry['intermediate_per_layer'])} FFN neurons, {len(entry['heads_per_layer'])} layers;"
-                f" dev accuracy {entry['dev']['accuracy']:.4f}" if entry["dev"] else f"round {k}/{rounds} done")
+                f" {data.select_name} accuracy {entry['selection']['accuracy']:.4f}" if entry["selection"]
+                else f"round {k}/{rounds} done")
     kept_round = len(history)
     if stopped_at is not None and stopped_at > 1:
         kept_round = stopped_at - 1
@@ -434,7 +443,7 @@ def _unstructured(model, data: _Data, config: PruneConfig, work_dir: Path, loss_
     steps = 0
     if config.schedule == "cubic" or config.recovery != "none":
         # A cubic run changes the mask until its last steps: keep the last weights, not the best epoch's.
-        result = train(model, data.train, data.dev, _train_config(config, select_best=config.schedule == "one_shot"),
+        result = train(model, data.train, data.select, _train_config(config, select_best=config.schedule == "one_shot"),
                        pad_token_id=data.pad_token_id, work_dir=work_dir / "train", loss_fn=loss_fn,
                        callbacks=callbacks, progress=progress,
                        description=f"{config.method} pruning to {config.sparsity:.0%}")

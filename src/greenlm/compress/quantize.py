@@ -12,11 +12,22 @@ Schemes:
   - ``bf16``: weights and activations in bfloat16 (8-bit exponent, 7-bit mantissa: fp32's range), run
     by PyTorch; matrix products use AVX512-BF16 / AMX where the CPU has them. Half the size of fp32.
 
+Where int8-dynamic runs (``runtime``): ONNX Runtime (``onnx``, the default for plain and pruned models), or
+PyTorch (``torch``: ``torch.ao.quantization.quantize_dynamic`` of every ``nn.Linear``, see
+``quantize_torch``). A model with early exits always takes the PyTorch path: which of its layers run
+depends on each input, which an ONNX graph cannot hold, and PyTorch int8 keeps the exits, their
+temperatures and threshold as they were. Its folder keeps the fp32 weights (the size on disk does not
+change) and every loader makes the same int8 weights from them.
+
+The accuracy is checked on the selection split (``tune_split`` unset): ``validation``, rows carved from
+train, when the task has it, else ``dev`` with a note; ``metrics.json`` → ``quantize.selection`` says which.
+
 Accuracy-aware fallback (as in Intel Neural Compressor's tuning loop): the quantized model is checked
-on ``tune_split``; if it loses more than ``tolerance_points`` accuracy points, every quantized node's
+on the tune split; if it loses more than ``tolerance_points`` accuracy points, every quantized node's
 sensitivity is measured (the KL divergence to the fp32 predictions when only that node stays fp32,
 on ``sensitivity_examples`` rows), and the most sensitive nodes go back to fp32 one by one until the
-drop is within tolerance (at most ``max_fallback_nodes``). A model still over tolerance is reported,
+drop is within tolerance (at most ``max_fallback_nodes``; PyTorch int8 measures groups of layers instead of
+nodes). A model still over tolerance is reported,
 and the stage output is the input model unchanged unless ``keep_over_tolerance``.
 
 The saved folder loads with ``greenlm.models.load_classifier`` / ``greenlm.load`` and its metrics
@@ -27,16 +38,18 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from greenlm.compress import quantize_torch as qt
 from greenlm.compress.quantize_config import QuantizeConfig, SCHEMES  # noqa: F401 (re-exported)
 from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.common.hardware import cpu_has_bf16
-from greenlm.data import UNLABELED, EncodedSplit, encode_split
+from greenlm.data import UNLABELED, VALIDATION, EncodedSplit, encode_split
+from greenlm.models.early_exit import EarlyExitClassifier
+from greenlm.models.quantized import is_torch_int8
 from greenlm.runtime import side_by_side, speed_inputs
 from greenlm.runtime import onnx as gx
 from greenlm.runtime.engine import (OnnxClassifier, OrtRuntime, Packed, Runtime, TorchRuntime, default_threads,
@@ -45,8 +58,8 @@ from greenlm.stage import StageContext, StageOutput
 from greenlm.train.metrics import classification_metrics
 
 METHOD = "quantize"
-_NOT_COPIED = ("metrics.json", "pricetag.json", "stage.json", "README.md", "greenlm_run.json")  # the stage writes its own
 SPEED_ROUNDS = 2
+CHOSE = "quantized model (scales per channel or per tensor, what stays fp32, whether it is kept)"
 
 
 @dataclass
@@ -94,26 +107,36 @@ class _Evaluator:
 @dataclass
 class QuantizeOutcome:
     accepted: bool  # within tolerance (or kept anyway)
-    model: object | None  # bf16: the torch model; int8: None (see onnx_path)
-    onnx_path: Path | None  # int8: the quantized graph
-    onnx_settings: dict | None  # int8: what goes into config.json "greenlm.onnx"
+    model: object | None  # bf16 / PyTorch int8: the torch model; ONNX int8: None (see onnx_path)
+    onnx_path: Path | None  # ONNX int8: the quantized graph
+    onnx_settings: dict | None  # ONNX int8: what goes into config.json "greenlm.onnx"
     reference_accuracy: float
     accuracy: float
     details: dict
+    torch_settings: dict | None = None  # PyTorch int8: config.json "greenlm.quantization" (fp32 weights on disk)
 
 
 def quantize(loaded, tune: EncodedSplit, calibration: EncodedSplit | None, config: QuantizeConfig, *,
-             work_dir: Path, on_note=print) -> QuantizeOutcome:
-    """Quantize ``loaded`` (a ``LoadedModel``, fp32 or bf16 torch) and check it on the ``tune`` rows."""
+             work_dir: Path, on_note=print, tune_name: str | None = None) -> QuantizeOutcome:
+    """Quantize ``loaded`` (a ``LoadedModel``, fp32 or bf16 torch, with or without exits) and check it on the
+    ``tune`` rows (``tune_name``: the split they come from, for messages)."""
     model, tokenizer = loaded.model, loaded.tokenizer
     if not len(tune):
-        raise GreenlmError(f"quantize: the tune split '{config.tune_split}' is empty: the accuracy drop cannot be"
-                           " checked")
+        raise GreenlmError(f"quantize: the tune split '{tune_name or config.tune_split}' is empty: the accuracy drop"
+                           " cannot be checked")
+    runtime = qt.int8_runtime(config, model)  # refuses what cannot hold exits before any work
     threads = config.threads or default_threads()
     evaluator = _Evaluator.of(tune, tokenizer.pad_token_id, len(loaded.labels), config.batch_size)
     reference = evaluator(TorchRuntime(copy.deepcopy(model), precision="fp32", threads=threads))
     if config.scheme == "bf16":
         return _quantize_bf16(model, evaluator, reference, config, threads, on_note)
+    if runtime == "torch":
+        done = qt.quantize_torch_int8(model, evaluator, reference, config, threads, on_note)
+        details = {**done.details, "kl_to_fp32": round(done.result.kl_to(reference.logits), 6),
+                   "agreement_with_fp32": _agreement(done.result, reference)}
+        accepted = reference.accuracy - done.result.accuracy <= config.tolerance_points
+        return QuantizeOutcome(accepted, done.model, None, None, reference.accuracy, done.result.accuracy, details,
+                               torch_settings=done.settings)
     return _quantize_int8(model, tokenizer, evaluator, reference, calibration, config, threads, work_dir, on_note)
 
 
@@ -207,6 +230,7 @@ def _quantize_int8(model, tokenizer, evaluator, reference: _Eval, calibration, c
     settings = {"precision": config.scheme, "per_channel": per_channel, "fp32_nodes": excluded,
                 "fused_ops": export["fused_ops"], "opset": export["opset"], "calibration": calibration_info}
     details = {
+        "runtime": "onnx",
         "per_channel": per_channel,
         "per_channel_choice": {_kind(pc): record([], ev) for pc, (_, ev) in tried.items()} if len(tried) > 1 else None,
         "quantized_nodes": len(gx.quantizable_nodes(fp32_path, int8.ops)) - len(excluded),
@@ -288,7 +312,8 @@ def run(ctx: StageContext, config: QuantizeConfig) -> StageOutput:
     """The ``quantize`` method: quantize the model in ``ctx.input_dir``.
 
     The output folder loads with ``greenlm.models.load_classifier`` / ``greenlm.load``: an ONNX folder
-    (int8) or a PyTorch folder with bf16 weights. If the drop exceeds the tolerance and
+    (int8), a PyTorch folder with bf16 weights, or (PyTorch int8, e.g. a model with early exits) the input's
+    fp32 files with ``config.json`` saying how every loader quantizes them. If the drop exceeds the tolerance and
     ``keep_over_tolerance`` is off, it holds the input model unchanged, and metrics.json says so.
     ``ctx.work_dir`` keeps the export and the sensitivity measurements: running again resumes.
     """
@@ -298,59 +323,65 @@ def run(ctx: StageContext, config: QuantizeConfig) -> StageOutput:
     if isinstance(model, OnnxClassifier):
         raise GreenlmError(f"model '{input_dir}' is already an exported ONNX model; quantize the PyTorch model it"
                            " came from")
+    if is_torch_int8(model):
+        raise GreenlmError(f"model '{input_dir}' is already PyTorch int8; quantize the fp32 model it came from")
     require_classifier(loaded, str(input_dir))
     saved = dict(getattr(model.config, "greenlm", None) or {})
     max_length = ctx.max_length(model, config.max_length)
     labels = list(loaded.labels)
-    task = ctx.task
-    if config.tune_split not in task.splits:
-        raise GreenlmError(f"quantize: task '{task.name}' has no '{config.tune_split}' split to check accuracy on;"
-                           f" set tune_split to one of: {', '.join(sorted(task.splits))}")
-    tune_split = ctx.align(task.split(config.tune_split), labels, str(input_dir))
-    if tune_split.labels and min(tune_split.labels) == UNLABELED:
-        raise GreenlmError(f"quantize: split '{config.tune_split}' has no labels; accuracy cannot be checked on it")
+    qt.int8_runtime(config, model)  # a scheme that cannot hold the model's exits stops here, before any work
+    tune_name, tune_split, selection = _tune_split(ctx, config, labels)
     tune = encode_split(tune_split, tokenizer, max_length)
     calibration = None
     if config.scheme == "int8-static":
-        train_split = task.splits.get("train")
+        train_split = ctx.task.splits.get("train")
         if train_split is None or not len(train_split):
             raise GreenlmError("quantize: the calibration set is empty: int8-static needs a non-empty train split")
         calibration = encode_split(train_split.subset(config.calibration_examples, seed=config.seed), tokenizer,
                                    max_length)
 
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    outcome = quantize(loaded, tune, calibration, config, work_dir=ctx.work_dir, on_note=ctx.note)
+    outcome = quantize(loaded, tune, calibration, config, work_dir=ctx.work_dir, on_note=ctx.note, tune_name=tune_name)
     drop = outcome.reference_accuracy - outcome.accuracy
     keep_quantized = outcome.accepted or config.keep_over_tolerance
     if not outcome.accepted:
-        ctx.note(f"{config.scheme} loses {drop:.2f} accuracy points on {config.tune_split}, more than the tolerance"
+        ctx.note(f"{config.scheme} loses {drop:.2f} accuracy points on {tune_name}, more than the tolerance"
                  f" ({config.tolerance_points}); " + ("kept anyway (keep_over_tolerance)" if keep_quantized
                                                       else "the stage output is the input model, unchanged"))
 
     threads = config.threads or default_threads()
-    input_bytes = _weights_bytes(input_dir)
+    input_bytes = qt.weights_bytes(input_dir)
     speed = None
     if config.measure_speed:
         speed = _speed_side_by_side(model, outcome, tune, tokenizer.pad_token_id, config, threads)
 
-    dev_metrics = {}
+    exits = isinstance(model, EarlyExitClassifier)
+    dev_metrics, exit_splits = {}, {}
     for name, split in ctx.labelled_splits(labels, str(input_dir)).items():
-        encoded = tune if name == config.tune_split else encode_split(split, tokenizer, max_length)
-        dev_metrics[name] = _split_metrics(outcome if keep_quantized else None, model, encoded, tokenizer.pad_token_id,
-                                           len(labels), config, threads)
+        encoded = tune if name == tune_name else encode_split(split, tokenizer, max_length)
+        if exits:  # the exit each row took, for the output model and for the input
+            output_model = outcome.model if keep_quantized else model
+            args = (encoded, tokenizer.pad_token_id, config.batch_size, len(labels), threads)
+            dev_metrics[name], exit_splits[name] = qt.split_with_exits(output_model, *args)
+            exit_splits[name]["input"] = qt.split_with_exits(model, *args)[1]
+        else:
+            dev_metrics[name] = _split_metrics(outcome if keep_quantized else None, model, encoded,
+                                               tokenizer.pad_token_id, len(labels), config, threads)
 
     details = {
         "scheme": config.scheme,
         "status": ("quantized" if outcome.accepted
                    else "over_tolerance_kept" if keep_quantized else "over_tolerance_input_kept"),
         "output_is": "quantized" if keep_quantized else "input",
-        "tune_split": config.tune_split,
+        "tune_split": tune_name,
+        "selection": selection,
         "reference_accuracy": round(outcome.reference_accuracy, 4),
         "quantized_accuracy": round(outcome.accuracy, 4),
         "accuracy_drop_points": round(drop, 4),
         "tolerance_points": config.tolerance_points,
         "input_disk_bytes": input_bytes,
         **outcome.details,
+        "exits": {**qt.exit_settings(model), "splits": exit_splits} if exits else None,
         "speed": speed,
         "threads": threads,
         "config": config.to_dict(),
@@ -358,26 +389,59 @@ def run(ctx: StageContext, config: QuantizeConfig) -> StageOutput:
 
     def write(folder: Path) -> None:
         if not keep_quantized:
-            _copy_model_folder(input_dir, folder)
+            qt.copy_model_folder(input_dir, folder)
         elif outcome.onnx_path is not None:
             write_onnx_folder(folder, outcome.onnx_path, model.config, tokenizer, outcome.onnx_settings)
+        elif outcome.torch_settings is not None:
+            qt.write_torch_int8_folder(input_dir, folder, outcome.torch_settings)
         else:
             qmodel = outcome.model
             qmodel.config.greenlm = {**saved, "quantization": {"scheme": "bf16"}}
             _save_torch(qmodel, tokenizer, folder)
-        details["output_disk_bytes"] = _weights_bytes(folder)
+        details["output_disk_bytes"] = qt.weights_bytes(folder)
         details["size_ratio"] = round(details["output_disk_bytes"] / input_bytes, 4) if input_bytes else None
 
     return StageOutput(metrics={"splits": dev_metrics, METHOD: details}, write=write, model_name=str(input_dir))
 
 
+def _tune_split(ctx: StageContext, config: QuantizeConfig, labels: list[str]):
+    """The split the drop is checked on (the selection split unless ``tune_split`` names one), its rows in the
+    model's labels, and the record of that choice for metrics.json."""
+    task, who = ctx.task, str(ctx.input_dir)
+    if config.tune_split is None:
+        name, split, record = ctx.selection(labels, who, chose=CHOSE)
+        if name is None:
+            raise GreenlmError(f"quantize: task '{task.name}' has no validation or dev split to check accuracy on;"
+                               f" set tune_split to one of: {', '.join(sorted(task.splits))}")
+    else:
+        name = config.tune_split
+        if name not in task.splits:
+            raise GreenlmError(f"quantize: task '{task.name}' has no '{name}' split to check accuracy on;"
+                               f" set tune_split to one of: {', '.join(sorted(task.splits))}")
+        split = ctx.align(task.split(name), labels, who)
+        record = {"split": name, "examples": len(split), "chose": CHOSE, "set_by": "tune_split"}
+        if name == VALIDATION:
+            record["from"] = "train"
+        elif name != "train":
+            record["warning"] = (f"chosen on '{name}', a split that is also reported: its figures are optimistic"
+                                 " (leave tune_split unset to choose on validation)")
+    if split.labels and min(split.labels) == UNLABELED:
+        raise GreenlmError(f"quantize: split '{name}' has no labels; accuracy cannot be checked on it")
+    return name, split, record
+
+
+def _quantized_runtime(outcome: QuantizeOutcome, config: QuantizeConfig, threads: int) -> Runtime:
+    if outcome.onnx_path is not None:
+        return OrtRuntime(outcome.onnx_path, precision=config.scheme, threads=threads)
+    precision = "int8-dynamic" if outcome.torch_settings is not None else "bf16"
+    return TorchRuntime(outcome.model, precision=precision, threads=threads)
+
+
 def _split_metrics(outcome, model, encoded, pad_token_id, num_labels, config, threads) -> dict:
     if outcome is None:
         runtime = TorchRuntime(copy.deepcopy(model), precision="fp32", threads=threads)
-    elif outcome.onnx_path is not None:
-        runtime = OrtRuntime(outcome.onnx_path, precision=config.scheme, threads=threads)
     else:
-        runtime = TorchRuntime(outcome.model, precision="bf16", threads=threads)
+        runtime = _quantized_runtime(outcome, config, threads)
     logits = run_engine(runtime, pack(encoded, pad_token_id), batch_size=config.batch_size, num_labels=num_labels)
     return classification_metrics(encoded.labels, logits.argmax(axis=1).tolist(), num_labels)
 
@@ -385,10 +449,7 @@ def _split_metrics(outcome, model, encoded, pad_token_id, num_labels, config, th
 def _speed_side_by_side(model, outcome, tune, pad_token_id, config, threads) -> dict:
     """Input (PyTorch fp32) and quantized model on the same rows, same engine, same threads, one process."""
     fp32 = TorchRuntime(copy.deepcopy(model), precision="fp32", threads=threads)
-    if outcome.onnx_path is not None:
-        quantized: Runtime = OrtRuntime(outcome.onnx_path, precision=config.scheme, threads=threads)
-    else:
-        quantized = TorchRuntime(outcome.model, precision="bf16", threads=threads)
+    quantized = _quantized_runtime(outcome, config, threads)
     timed = side_by_side({"input_fp32": fp32, "quantized": quantized},
                          speed_inputs(tune, max_examples=config.speed_examples, seed=config.seed),
                          pad_token_id=pad_token_id, batch_size=config.batch_size, latency_examples=32, repeats=2,
@@ -405,20 +466,3 @@ def _save_torch(model, tokenizer, folder: Path) -> None:
         warnings.simplefilter("ignore")
         model.save_pretrained(str(folder))
         tokenizer.save_pretrained(str(folder))
-
-
-def _weights_bytes(folder: Path) -> int | None:
-    """Bytes of the weight files (safetensors, ONNX); tokenizer and config excluded."""
-    files = [p for p in Path(folder).iterdir() if p.is_file() and p.suffix in (".safetensors", ".onnx", ".bin")]
-    return sum(p.stat().st_size for p in files) if files else None
-
-
-def _copy_model_folder(src: Path, dst: Path) -> None:
-    """The input model, file for file (its own metrics.json is replaced by the stage's)."""
-    for item in src.iterdir():
-        if item.name.startswith(".") or item.name in _NOT_COPIED:
-            continue
-        if item.is_dir():
-            shutil.copytree(item, dst / item.name)
-        else:
-            shutil.copy2(item, dst / item.name)

@@ -13,11 +13,15 @@ from greenlm.common import GreenlmError
 # repeated here so that this module, read by the command line at start-up, needs neither numpy nor ONNX.
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 SCHEMES = ("int8-dynamic", "int8-static", "bf16")
+RUNTIMES = ("onnx", "torch")  # where int8 runs: ONNX Runtime, or PyTorch (dynamic int8 of the linear layers)
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
     scheme: str = "int8-dynamic"  # int8-dynamic | int8-static | bf16
+    # int8-dynamic runs in onnx (ONNX Runtime) or torch (PyTorch int8 of the linear layers: keeps early exits);
+    # None: torch for a model with exits, else onnx
+    runtime: str | None = None
     # int8 weight scales per output channel (True) or per tensor (False); None: both, keep the closer to fp32
     per_channel: bool | None = None
     calibration_examples: int = 256  # int8-static: training rows whose activation ranges fix the scales
@@ -29,7 +33,9 @@ class QuantizeConfig:
     keep_over_tolerance: bool = False  # still over tolerance: keep the quantized model (else output the input)
     # int8-dynamic: ONNX Runtime's offline transformer fusions (True), none (False), None: only if measured faster
     optimize_graph: bool | None = None
-    tune_split: str = "dev"  # split on which the accuracy drop is measured (tolerance and fallback)
+    # split on which the accuracy drop is measured (tolerance, fallback); None: the selection split (validation
+    # carved from train, else dev)
+    tune_split: str | None = None
     max_length: int | None = None  # tokens per input; None: the length the model was trained with (else 128)
     batch_size: int = 32  # examples per batch when evaluating and measuring throughput
     measure_speed: bool = True  # time the input and the quantized model side by side (throughput, latency)
@@ -43,6 +49,12 @@ class QuantizeConfig:
 
         if self.scheme not in SCHEMES:
             fail(f"unknown scheme {self.scheme!r}; use one of: {', '.join(SCHEMES)}")
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            fail(f"unknown runtime {self.runtime!r}; use one of: {', '.join(RUNTIMES)} (or leave it unset)")
+        if self.runtime == "torch" and self.scheme != "int8-dynamic":
+            fail(f"runtime torch runs int8-dynamic only (PyTorch dynamic int8), not {self.scheme}")
+        if self.runtime == "onnx" and self.scheme == "bf16":
+            fail("bf16 runs in PyTorch: leave runtime unset")
         if self.calibration_method not in CALIBRATION_METHODS:
             fail(f"unknown calibration_method {self.calibration_method!r};"
                  f" use one of: {', '.join(CALIBRATION_METHODS)}")
@@ -66,8 +78,9 @@ class QuantizeConfig:
         for name in ("fallback", "keep_over_tolerance", "measure_speed"):
             if not isinstance(getattr(self, name), bool):
                 fail(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not isinstance(self.tune_split, str) or not self.tune_split:
-            fail(f"tune_split must name a split (e.g. dev), got {self.tune_split!r}")
+        if self.tune_split is not None and (not isinstance(self.tune_split, str) or not self.tune_split):
+            fail(f"tune_split must name a split (e.g. validation) or be null (the selection split), got"
+                 f" {self.tune_split!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -14,16 +14,21 @@ from greenlm.data.encode import EncodedSplit, encode_split
 from greenlm.data.load import load_task
 from greenlm.data.readers import read_prediction_file, read_prediction_lines
 from greenlm.data.tasks import UNLABELED, Task, TaskInfo, TaskSplit, align_labels
+from greenlm.data.validation import DEFAULT_FRACTION as DEFAULT_VALIDATION_FRACTION
+from greenlm.data.validation import VALIDATION, carve_validation, selection_record, selection_split_name
 
 __all__ = [
     "DEFAULT_TASK",
+    "DEFAULT_VALIDATION_FRACTION",
     "UNLABELED",
+    "VALIDATION",
     "EncodedSplit",
     "Task",
     "TaskInfo",
     "TaskSplit",
     "align_labels",
     "bundled_task_names",
+    "carve_validation",
     "collate",
     "describe_bundled_tasks",
     "encode_split",
@@ -32,4 +37,6 @@ __all__ = [
     "padding_fraction",
     "read_prediction_file",
     "read_prediction_lines",
+    "selection_record",
+    "selection_split_name",
 ]

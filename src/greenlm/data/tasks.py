@@ -80,6 +80,7 @@ class Task:
     label_names: tuple[str, ...] | None = None  # display names, one per label (e.g. negative/positive)
     description: str = ""
     source: str = ""  # where it was loaded from: "bundled:sst2", a path, or "hf:<name>"
+    validation_carve: dict | None = None  # {fraction, max_examples, seed} when greenlm.data.validation carved it
 
     def __post_init__(self):
         if len(self.labels) < 2:

@@ -176,6 +176,12 @@ def read_dynamics(path: str | Path) -> Dynamics:
     return Dynamics(guids=guids, gold=gold_array, logits=logits, folder=folder, meta=_read_meta(folder))
 
 
+def _carve_text(carve: dict | None) -> str:
+    if not carve:
+        return "no validation split"
+    return f"a validation split of {carve['fraction']:g} (at most {carve['max_examples']} rows, seed {carve['seed']})"
+
+
 def check_against_task(dynamics: Dynamics, task: Task) -> None:
     """The dynamics belong to ``task``'s training rows: every guid is a row index of its ``train`` split and
     every gold label that row's label; when greenlm wrote them, the train split's fingerprint matches too."""
@@ -184,6 +190,11 @@ def check_against_task(dynamics: Dynamics, task: Task) -> None:
     fix = "were they recorded on another task, or on another version of this one?"
     recorded = (dynamics.meta or {}).get("train_fingerprint")
     if recorded and recorded != train.fingerprint():
+        then, now = (dynamics.meta or {}).get("validation_carve"), task.validation_carve
+        if then != now:  # the same task, another validation split carved from train: other row numbers
+            raise GreenlmError(f"{where} were recorded with {_carve_text(then)} carved from train, and task"
+                               f" '{task.name}' now has {_carve_text(now)}: its training rows differ; use the same"
+                               f" validation fraction ({(then or {}).get('fraction', 0)}) as the recording")
         raise GreenlmError(f"{where} were recorded on other training rows than task '{task.name}' has; {fix}")
     bad = next((g for g in dynamics.guids if not isinstance(g, int) or isinstance(g, bool)), None)
     if bad is not None:

@@ -47,6 +47,7 @@ from greenlm.models.exit_folder import (BACKBONE_DIR, FORMAT, WEIGHTS_FILE,  # n
 from greenlm.models.exit_heads import ExitHead, exit_confidence, simulate_exits  # noqa: F401 (re-exported)
 from greenlm.models.exit_policies import (POLICIES, POOLINGS, check_policy,  # noqa: F401 (re-exported)
                                           policy_exits_early)
+from greenlm.models.quantized import is_linear, is_torch_int8
 
 
 # ---- the pieces of a backbone ------------------------------------------------------------------
@@ -97,7 +98,7 @@ def _find_parts(model) -> _Parts:
     if embeddings is None or not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise _cannot_attach(model, "its base model has no embeddings and encoder.layer list")
     classifier = getattr(model, "classifier", None)
-    if isinstance(classifier, nn.Linear):  # BERT: pooler (dense + tanh on token 0) -> dropout -> linear
+    if is_linear(classifier):  # BERT: pooler (dense + tanh on token 0) -> dropout -> linear (fp32 or int8)
         pooler = getattr(base, "pooler", None)
         if pooler is None:
             raise _cannot_attach(model, "its linear classifier has no pooler to read")
@@ -152,6 +153,8 @@ class EarlyExitClassifier(nn.Module):
                  temperatures: Sequence[float] | None = None, pooling: str = "mean", tokenizer=None,
                  init_from_final: bool = True):
         super().__init__()
+        if is_torch_int8(backbone):
+            raise _cannot_attach(backbone, "its linear layers are already quantized (PyTorch int8)")
         parts = _find_parts(backbone)
         config = backbone.config
         self.backbone = backbone
@@ -232,6 +235,11 @@ class EarlyExitClassifier(nn.Module):
         if self.encoder_frozen:
             self.backbone.eval()
         return self
+
+    def refresh_parts(self) -> None:
+        """Point the layer-by-layer path at the backbone's modules as they are now (after its linear layers were
+        replaced, e.g. by dynamic int8 ones: ``greenlm.models.quantized``)."""
+        self._parts = _find_parts(self.backbone)
 
     def exits_early(self) -> bool:
         """False when no example can leave before the last layer (then no exit head runs)."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from greenlm.common import GreenlmError, atomic_dir, atomic_write_json
+from greenlm.models.quantized import apply_saved_quantization
 from greenlm.models.sources import ModelSource, resolve_model_source
 from greenlm.models.tiny import TinySpec, build_tiny_classifier
 
@@ -123,7 +124,7 @@ def load_classifier(
             # Models greenlm rewrote (pruned, with exits, quantized) have their own loader.
             module_name, _, function_name = _FORMAT_LOADERS[special].partition(":")
             loader = getattr(importlib.import_module(module_name), function_name)
-            return loader(source, labels=labels)
+            return apply_saved_quantization(loader(source, labels=labels))
     try:
         with _quiet_transformers():
             config = AutoConfig.from_pretrained(source.location, trust_remote_code=trust_remote_code)
@@ -158,7 +159,8 @@ def load_classifier(
             ) from None
         raise GreenlmError(f"could not load model '{spec}': {first_line}") from None
     model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)]
-    return LoadedModel(model, tokenizer, source, model_labels, notes)
+    # a folder saved as PyTorch int8 holds fp32 weights and the settings to quantize them: done here
+    return apply_saved_quantization(LoadedModel(model, tokenizer, source, model_labels, notes))
 
 
 def _is_classifier(config) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import greenlm
 from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_write_text
-from greenlm.data import Task, load_task
+from greenlm.data import Task, carve_validation, load_task
 from greenlm.datamap.cartography import REGION_LABELS, REGION_SHARE, compute_map, region_labels, region_thresholds
 from greenlm.datamap.dynamics_io import DYNAMICS_DIR, check_against_task, read_dynamics
 
@@ -40,7 +40,14 @@ def task_of(dynamics_meta: dict | None) -> Task:
     if not source:
         raise GreenlmError("the dynamics do not say which task they were recorded on; give --task")
     name = source.split(":", 1)[1] if source.startswith("bundled:") else source
-    return load_task(name)
+    return with_recorded_carve(load_task(name), dynamics_meta)
+
+
+def with_recorded_carve(task: Task, dynamics_meta: dict | None) -> Task:
+    """``task`` with the validation split carved as it was when the dynamics were recorded (their row ids are
+    rows of that train split)."""
+    carve = (dynamics_meta or {}).get("validation_carve")
+    return carve_validation(task, **carve) if carve else task
 
 
 def _csv(header: list[str], rows: list[list]) -> str:
@@ -61,7 +68,7 @@ def write_datamap(source: str | Path, out: str | Path | None = None, *, task: Ta
         raise GreenlmError(f"--top must be at least 1, got {top}")
     source = Path(source)
     dynamics = read_dynamics(source)
-    task = task or task_of(dynamics.meta)
+    task = with_recorded_carve(task, dynamics.meta) if task is not None else task_of(dynamics.meta)
     check_against_task(dynamics, task)
     data_map = compute_map(dynamics)
     out = Path(out) if out is not None else default_out(source)

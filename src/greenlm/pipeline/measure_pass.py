@@ -1,10 +1,17 @@
 """The one measuring pass of a run: every model produced, same dev inputs, same threads, one process.
 
 Per model: dev accuracy (and macro-F1, MCC), parameters, FLOPs per example (at the dev set's mean
-length), size on disk, latency (batch 1) and throughput (batch 32) by ``greenlm.runtime.measure_speed``,
-and inference energy per 1,000 examples from a price tag around repeated throughput passes. The
-result is cached in ``measurements.json`` under a key made of the models' artifact hashes, the
-evaluation settings and the machine, so an unchanged run does not measure again.
+length), size on disk, latency (batch 1) and throughput (batch ``evaluation.batch_size``), and inference
+energy per 1,000 examples from a price tag around repeated throughput passes.
+
+Speed is taken in interleaved rounds (``greenlm.runtime.interleaved_speed``): every model is loaded first,
+then round r times each model once, in an order rotated by r, for ``evaluation.repeats`` rounds; each model
+keeps its best round. While timing, the machine's load is recorded (``greenlm.measure.machine_load``: the
+1-minute load average before and after, the share of CPU time other processes took, ``busy``) under
+``machine.load``, so the report can say when absolute speeds were taken on a shared machine.
+
+The result is cached in ``measurements.json`` under a key made of the models' artifact hashes, the
+evaluation settings and the machine (not its load), so an unchanged run does not measure again.
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ import torch
 import greenlm
 from greenlm.common import atomic_write_json
 from greenlm.common.hardware import cpu_model
-from greenlm.data import EncodedSplit, Task, collate, encode_split, length_grouped_batches
+from greenlm.data import EncodedSplit, Task, align_labels, collate, encode_split, length_grouped_batches
+from greenlm.measure.machine_load import CpuWindow, load_record, loadavg_1m
 from greenlm.models import load_classifier
-from greenlm.runtime import measure_speed, run_batches, speed_inputs, with_stream
-from greenlm.data import align_labels
+from greenlm.models.quantized import is_torch_int8
+from greenlm.runtime import interleaved_speed, run_batches, speed_inputs, with_stream
 from greenlm.train.metrics import classification_metrics
 
 MEASUREMENTS_FILE = "measurements.json"
@@ -73,8 +81,48 @@ def _pass_key(recipe, stages) -> str:
         "cpu": cpu_model(),
         "threads": recipe.evaluation.threads or torch.get_num_threads(),
         "greenlm": greenlm.__version__,
-    }
+        "speed": "interleaved rounds",  # figures taken one model after another (older passes) are measured again
+    }  # never the machine's load: it is recorded with the figures, it does not make them stale
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclasses.dataclass
+class _Loaded:
+    """One model ready to measure: its forward, its encoding of the dev rows and of the speed inputs."""
+
+    folder: Path
+    model: object
+    forward: object
+    encoded: EncodedSplit
+    inputs: EncodedSplit
+    pad_token_id: int
+    num_labels: int
+
+
+def _load(task: Task, folder: Path, speed_examples: int) -> _Loaded:
+    loaded = load_classifier(str(folder))
+    saved = getattr(loaded.model.config, "greenlm", None) or {}
+    max_length = saved.get("max_length") or 128
+    dev = align_labels(task.split("dev"), task, loaded.labels, str(folder))
+    encoded = encode_split(dev, loaded.tokenizer, max_length)
+    return _Loaded(folder, loaded.model, _forward_of(loaded.model), encoded, speed_inputs(encoded, speed_examples),
+                   loaded.tokenizer.pad_token_id, len(loaded.labels))
+
+
+def protocol_of(ev) -> dict:
+    """The measuring protocol, in words, for ``measurements.json`` and the report."""
+    rounds = (f"{ev.repeats} interleaved round(s): each round times every model once (one warm-up pass, then one"
+              " timed pass), the order rotated by one model each round")
+    return {
+        "latency": f"batch 1, {ev.latency_examples} dev inputs, each timed once per round after 1 warm-up call;"
+                   " p50/p90 over the inputs; the round with the lowest p50 is kept",
+        "throughput": f"batch {ev.batch_size}, {ev.speed_examples} dev inputs, length-grouped, dynamic padding;"
+                      f" the best of {ev.repeats} round(s)",
+        "rounds": rounds,
+        "best_or_median": "best: interference from other work only slows a pass down, so each model's fastest round"
+                          " is its least disturbed one (every round's figures are in measurements.json)",
+        "flops": "matmul convention at the dev inputs' mean length (greenlm.measure.count_flops)",
+    }
 
 
 def measure_models(recipe, task: Task, stages, run_dir: Path, log) -> dict:
@@ -87,68 +135,73 @@ def measure_models(recipe, task: Task, stages, run_dir: Path, log) -> dict:
             return saved
     ev = recipe.evaluation
     threads = ev.threads or torch.get_num_threads()
-    log(f"measuring {len(stages)} model(s) on the same {task.name} dev inputs, {threads} thread(s)")
+    load_before = loadavg_1m()
+    log(f"measuring {len(stages)} model(s) on the same {task.name} dev inputs, {threads} thread(s),"
+        f" speed in {ev.repeats} interleaved round(s)")
+    loaded = {stage.name: _load(task, stage.folder, ev.speed_examples) for stage in stages}
+    started = time.perf_counter()
+    with CpuWindow() as window:
+        speeds = interleaved_speed({name: (m.forward, m.inputs, m.pad_token_id) for name, m in loaded.items()},
+                                   batch_size=ev.batch_size, latency_examples=ev.latency_examples, rounds=ev.repeats,
+                                   threads=threads)
+    load = load_record(load_before, loadavg_1m(), window, threads=threads)
+    log(f"  speed: {time.perf_counter() - started:.1f} s; {load_summary(load)}")
     models = {}
     for stage in stages:
         started = time.perf_counter()
-        models[stage.name] = _measure_one(recipe, task, stage.folder, threads)
+        models[stage.name] = _measure_one(recipe, loaded[stage.name], speeds[stage.name], threads)
         log(f"  {stage.name}: accuracy {models[stage.name]['dev']['accuracy']:.4f},"
             f" {models[stage.name]['speed']['throughput_examples_per_s']:.1f} examples/s"
             f" ({time.perf_counter() - started:.1f} s)")
     result = {
         "key": key,
-        "machine": {"cpu": cpu_model(), "threads": threads, "torch": torch.__version__},
-        "protocol": {
-            "latency": f"batch 1, {ev.latency_examples} dev inputs, 1 warm-up + {ev.repeats} timed calls each, p50/p90",
-            "throughput": f"batch {ev.batch_size}, {ev.speed_examples} dev inputs, length-grouped, dynamic padding,"
-                          f" best of {ev.repeats} passes after 1 warm-up",
-            "flops": "matmul convention at the dev inputs' mean length (greenlm.measure.count_flops)",
-        },
+        "machine": {"cpu": cpu_model(), "threads": threads, "torch": torch.__version__, "load": load},
+        "protocol": protocol_of(ev),
         "models": models,
     }
     atomic_write_json(cache, result)
     return result
 
 
-def _measure_one(recipe, task: Task, folder: Path, threads: int) -> dict:
+def load_summary(load: dict) -> str:
+    """One line for run.log: the load average and what other processes took while timing."""
+    share = load.get("other_processes_cpu_share")
+    other = "n/a" if share is None else f"{100 * share:.0f}% of the CPU"
+    state = "shared (busy)" if load.get("busy") else "not busy"
+    return (f"machine {state}: load {load.get('loadavg_1m_before')} before, {load.get('loadavg_1m_after')} after,"
+            f" other processes {other}")
+
+
+def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
     from greenlm.measure import PriceTag, count_flops, count_params
 
     ev = recipe.evaluation
-    loaded = load_classifier(str(folder))
-    model, tokenizer = loaded.model, loaded.tokenizer
-    saved = getattr(model.config, "greenlm", None) or {}
-    max_length = saved.get("max_length") or 128
-    dev = align_labels(task.split("dev"), task, loaded.labels, str(folder))
-    encoded = encode_split(dev, tokenizer, max_length)
-    forward = _forward_of(model)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        predictions = _predict(forward, encoded, tokenizer.pad_token_id, ev.batch_size)
-        dev_metrics = classification_metrics(encoded.labels, predictions, len(loaded.labels))
-        inputs = speed_inputs(encoded, ev.speed_examples)
-        speed = measure_speed(forward, inputs, pad_token_id=tokenizer.pad_token_id, batch_size=ev.batch_size,
-                              latency_examples=ev.latency_examples, repeats=ev.repeats, threads=threads)
-        energy = _inference_energy(recipe, forward, inputs, tokenizer.pad_token_id, ev.batch_size, PriceTag)
+        predictions = _predict(m.forward, m.encoded, m.pad_token_id, ev.batch_size)
+        dev_metrics = classification_metrics(m.encoded.labels, predictions, m.num_labels)
+        energy = _inference_energy(recipe, m.forward, m.inputs, m.pad_token_id, ev.batch_size, PriceTag)
     finally:
         torch.set_num_threads(previous)
-    mean_length = max(1, round(sum(encoded.lengths()) / len(encoded)))
-    metrics_file = folder / "metrics.json"
+    mean_length = max(1, round(sum(m.encoded.lengths()) / len(m.encoded)))
+    metrics_file = m.folder / "metrics.json"
     stage_metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    flops = count_flops(model.config, mean_length).infer_flops
+    flops = count_flops(m.model.config, mean_length).infer_flops
     # Methods whose cost depends on the input (early exit) report their own expected FLOPs.
     flops = stage_metrics.get("expected_flops_per_example", flops)
-    params = count_params(model) if isinstance(model, torch.nn.Module) else {"total": 0}
-    if not params.get("total"):  # runtimes without torch parameters (ONNX int8): count from the config
-        params = count_params(str(folder / "config.json"))
+    counted = isinstance(m.model, torch.nn.Module) and not is_torch_int8(m.model)  # int8 linears hold no parameters
+    params = count_params(m.model) if counted else {"total": 0}
+    if not params.get("total"):  # runtimes without torch parameters (ONNX or PyTorch int8): count from the config
+        params = count_params(str(m.folder / "config.json"))
     return {
-        "folder": str(folder),
+        "folder": str(m.folder),
         "dev": dev_metrics,
         "params": params,
         "flops_per_example": flops,
         "mean_dev_length_tokens": mean_length,
-        "size_on_disk_bytes": size_on_disk_bytes(folder),
-        "speed": speed.to_dict(),
+        "size_on_disk_bytes": size_on_disk_bytes(m.folder),
+        "speed": speed,
         "inference_energy": energy,
     }
 

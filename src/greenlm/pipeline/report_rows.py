@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 from greenlm.common import atomic_write_json, atomic_write_text
+from greenlm.report.rundata import checks, read_json_dict
 from greenlm.report.tables import comparison_markdown
 
 
@@ -72,8 +74,16 @@ def build_rows(recipe, stages, measurements: dict) -> list[dict]:
 
 
 def write_report(recipe, task, stages, measurements: dict, run_dir: Path) -> dict:
+    """report.json and a first report.md, then every other format (``greenlm report``'s code, from the folder).
+
+    Rows get ``on_front`` and ``meets_target``, the report ``target`` (the recipe's ``target:``) and
+    ``selection`` (which split each stage chose on), computed as ``greenlm report RUN_DIR`` computes them.
+    """
     rows = build_rows(recipe, stages, measurements)
     sources = sorted({r["energy_source"] for r in rows if r["energy_source"]})
+    target = getattr(recipe, "target", None)
+    added = checks({"target": dataclasses.asdict(target) if target is not None else None}, rows,
+                   {s.name: read_json_dict(Path(s.folder) / "metrics.json") for s in stages})
     report = {
         "run": recipe.name,
         "task": task.name,
@@ -82,6 +92,7 @@ def write_report(recipe, task, stages, measurements: dict, run_dir: Path) -> dic
         "machine": measurements["machine"],
         "protocol": measurements["protocol"],
         "energy_sources": sources,
+        **added,
         "rows": rows,
     }
     atomic_write_json(run_dir / "report.json", report)

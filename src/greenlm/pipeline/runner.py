@@ -20,7 +20,7 @@ import yaml
 
 import greenlm
 from greenlm.common import GreenlmError
-from greenlm.data import Task, load_task
+from greenlm.data import Task, carve_validation, load_task
 from greenlm.pipeline.rundir import (RECIPE_FILE, STAGE_FILE, WORK, RunLog, copy_stage, find_cached, identity_key,
                                      read_finished, write_recipe)
 from greenlm.pipeline.schema import Recipe
@@ -77,11 +77,25 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool =
     started = time.perf_counter()
     runs_root = Path(runs_root)
     _check_price_settings(recipe)  # a bad region, PUE or intensity file fails here, before any work
-    task = load_task(recipe.task)  # so do a bad task and a teacher that cannot be found
+    task = recipe_task(recipe)  # so do a bad task and a teacher that cannot be found
     teacher = model_spec_identity(recipe.teacher)
+    if recipe.target.speedup is not None or recipe.target.max_latency_ms is not None:
+        from greenlm.pipeline.preflight import check_target, estimate_speeds
+
+        estimates = estimate_speeds(recipe, task, runs_root, echo)  # before any training: is the target reachable?
+        for stage, e in estimates.items():
+            if e["speedup"] is not None:
+                echo(f"  {stage}: about {e['speedup']:.1f}x the teacher's throughput ({e['how']})")
+        check_target(recipe, estimates, echo)
     with folder_lock(runs_root / recipe.name, holder=f"greenlm run ({recipe.name})"):
         return _run_locked(recipe, runs_root, task, teacher, started, resume=resume, force=force, progress=progress,
                            echo=echo, measure=measure)
+
+
+def recipe_task(recipe: Recipe) -> Task:
+    """The recipe's task with its validation split carved from train (every stage chooses on it)."""
+    v = recipe.validation
+    return carve_validation(load_task(recipe.task), fraction=v.fraction, max_examples=v.max_examples, seed=v.seed)
 
 
 def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, started: float, *, resume: bool,

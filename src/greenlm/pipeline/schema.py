@@ -7,6 +7,8 @@ A recipe is YAML:
     teacher: minilm             # what the finetune stage starts from
     measure: {region: USA, pue: 1.0, usd_per_hour: null, intensity_csv: null}
     evaluation: {speed_examples: 256, batch_size: 32, latency_examples: 64}
+    validation: {fraction: 0.1, max_examples: 1000, seed: 0}   # carved from train: every choice is made on it
+    target: {speedup: 10, min_retained_pct: 97}                # optional: what the report checks models against
     stages:
       finetune: {epochs: 1, train_subset: 4000}
       distill: {from: finetune, student: 4x312}
@@ -52,6 +54,46 @@ class EvaluationSettings:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    fraction: float = 0.1  # share of train carved off as 'validation' (0: choices fall back to dev, and say so)
+    max_examples: int = 1000  # at most this many rows (greenlm.data.validation)
+    seed: int = 0  # the stratified draw
+
+    def __post_init__(self):
+        if not 0 <= self.fraction < 1:
+            raise GreenlmError(f"fraction must be in [0, 1), got {self.fraction}")
+        if self.max_examples < 1:
+            raise GreenlmError(f"max_examples must be >= 1, got {self.max_examples}")
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    speedup: float | None = None  # throughput at batch 32 vs the teacher's, as measured by the run (e.g. 10)
+    min_retained_pct: float | None = None  # dev accuracy as a % of the teacher's (e.g. 97)
+    max_latency_ms: float | None = None  # p50 latency at batch 1
+    max_flops: float | None = None  # forward FLOPs per example at the dev median length
+
+    def __post_init__(self):
+        for name in ("speedup", "min_retained_pct", "max_latency_ms", "max_flops"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise GreenlmError(f"{name} must be > 0, got {value}")
+        if self.speedup is not None and self.speedup <= 1:
+            raise GreenlmError(f"speedup must be > 1, got {self.speedup}")
+        if self.min_retained_pct is not None and self.min_retained_pct > 100:
+            raise GreenlmError(f"min_retained_pct must be <= 100, got {self.min_retained_pct}")
+
+    @property
+    def is_set(self) -> bool:
+        return any(v is not None for v in dataclasses.astuple(self))
+
+    def describe(self) -> str:
+        from greenlm.report.target import describe_target
+
+        return describe_target(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
 class StageSpec:
     name: str
     method: str
@@ -67,6 +109,8 @@ class Recipe:
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     stages: tuple[StageSpec, ...] = ()
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+    target: TargetSettings = field(default_factory=TargetSettings)
 
     def stage(self, name: str) -> StageSpec:
         return next(s for s in self.stages if s.name == name)
@@ -79,6 +123,8 @@ class Recipe:
             "teacher": self.teacher,
             "measure": dataclasses.asdict(self.measure),
             "evaluation": dataclasses.asdict(self.evaluation),
+            "validation": dataclasses.asdict(self.validation),
+            "target": dataclasses.asdict(self.target),
             "stages": {},
         }
         for stage in self.stages:
@@ -186,7 +232,7 @@ def build_dataclass(cls, data: dict | None, where: str):
         raise GreenlmError(f"{where}: {err}") from None
 
 
-RECIPE_KEYS = ("name", "task", "teacher", "measure", "evaluation", "stages")
+RECIPE_KEYS = ("name", "task", "teacher", "measure", "evaluation", "validation", "target", "stages")
 
 
 def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
@@ -246,6 +292,8 @@ def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
         measure=build_dataclass(MeasureSettings, data.get("measure"), f"{source}: measure"),
         evaluation=build_dataclass(EvaluationSettings, data.get("evaluation"), f"{source}: evaluation"),
         stages=tuple(stages),
+        validation=build_dataclass(ValidationSettings, data.get("validation"), f"{source}: validation"),
+        target=build_dataclass(TargetSettings, data.get("target"), f"{source}: target"),
     )
 
 

@@ -72,8 +72,30 @@ def _accuracy_limits(ax, values_pct: list[float]) -> None:
     ax.set_ylim(max(0.0, low - pad), min(high + pad, 100.0 + 0.25 * pad))
 
 
-def tradeoff_figure(rows: list[dict], axis: Axis, *, teacher: str | None = None) -> FigureData | None:
-    """Accuracy (y) against ``axis`` (x), one point per measured model, the Pareto front drawn and named."""
+def _draw_target(ax, region: dict, factor: float) -> None:
+    """Shade where the target lies: throughput at least ``region["throughput"]`` and accuracy at least
+    ``region["accuracy"]`` (either may be None: no bound on that axis), widening the x axis to show it."""
+    from matplotlib.patches import Rectangle
+
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    tx = None if region.get("throughput") is None else region["throughput"] * factor
+    ty = None if region.get("accuracy") is None else 100 * region["accuracy"]
+    if tx is not None and tx >= x1 * 0.97:
+        x1 = tx * 1.3 if ax.get_xscale() == "log" else tx + 0.15 * (tx - x0)
+    left, bottom = (x0 if tx is None else tx), (y0 if ty is None else ty)
+    ax.add_patch(Rectangle((left, bottom), x1 - left, y1 - bottom, facecolor="#009E73", alpha=0.12,
+                           edgecolor="#009E73", linewidth=0.9, zorder=0, label="target region"))
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+
+
+def tradeoff_figure(rows: list[dict], axis: Axis, *, teacher: str | None = None,
+                    target: dict | None = None) -> FigureData | None:
+    """Accuracy (y) against ``axis`` (x), one point per measured model, the Pareto front drawn and named.
+
+    ``target``: ``{"throughput": x or None, "accuracy": y or None}`` (``greenlm.report.target.target_region``),
+    shaded on the throughput figure: the models inside it meet the target's speedup and retained criteria."""
     points = [r for r in rows if r.get(axis.key) is not None and r.get("accuracy") is not None
               and r[axis.key] > 0]
     if not points:
@@ -120,23 +142,42 @@ def tradeoff_figure(rows: list[dict], axis: Axis, *, teacher: str | None = None)
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_ylabel("dev accuracy (%)")
-        _accuracy_limits(ax, [100 * r["accuracy"] for r in points])
+        target = target if axis.key == "throughput_examples_per_s" and target else None
+        bound = [100 * target["accuracy"]] if target and target.get("accuracy") is not None else []
+        _accuracy_limits(ax, [100 * r["accuracy"] for r in points] + bound)
         better = "higher" if axis.higher_is_better else "lower"
         ax.set_title(f"Accuracy vs {axis.title}")
         ax.margins(x=0.12)
+        if target:
+            _draw_target(ax, target, factor)
         ax.legend(loc="best")
         names = [(r[axis.key] * factor, 100 * r["accuracy"], r["model"], r["model"] in front) for r in points]
         _place_labels(ax, fig, names)
     caption = (f"Dev accuracy against {axis.title} ({better} is better), one point per model; the dashed staircase"
                f" is the Pareto front: {', '.join(front)} (no other model is both more accurate and"
                f" {'faster' if axis.key == 'throughput_examples_per_s' else 'cheaper'}).")
-    table = _csv(["model", "method", axis.key, "accuracy", "on_pareto_front"],
-                 [[r["model"], r["method"], r[axis.key], r["accuracy"], int(r["model"] in front)] for r in points])
+    header = ["model", "method", axis.key, "accuracy", "on_pareto_front"]
+    data = [[r["model"], r["method"], r[axis.key], r["accuracy"], int(r["model"] in front)] for r in points]
+    if target:
+        parts = []
+        if target.get("throughput") is not None:
+            parts.append(f"throughput >= {target['throughput']:.4g} examples/s")
+        if target.get("accuracy") is not None:
+            parts.append(f"accuracy >= {100 * target['accuracy']:.2f}%")
+        caption += f" The shaded region is the target ({', '.join(parts)})."
+        header.append("meets_target")
+        data = [row + [_flag(r.get("meets_target"))] for row, r in zip(data, points)]
+    table = _csv(header, data)
     return FigureData(f"accuracy_vs_{axis.stem}", f"Accuracy vs {axis.title}", caption, fig, table)
 
 
-def tradeoff_figures(rows: list[dict], *, teacher: str | None = None) -> list[FigureData]:
-    out = [tradeoff_figure(rows, axis, teacher=teacher) for axis in TRADEOFF_AXES]
+def _flag(value) -> str:
+    return "" if value is None else str(int(bool(value)))
+
+
+def tradeoff_figures(rows: list[dict], *, teacher: str | None = None, target: dict | None = None) -> list[FigureData]:
+    """Accuracy against every trade-off axis; ``target`` (a region) is shaded on the throughput figure."""
+    out = [tradeoff_figure(rows, axis, teacher=teacher, target=target) for axis in TRADEOFF_AXES]
     return [f for f in out if f is not None]
 
 

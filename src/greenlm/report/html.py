@@ -14,9 +14,11 @@ import struct
 import time
 
 import greenlm
-from greenlm.report.markdown import _sci, run_totals
+from greenlm.report.markdown import PROTOCOL_KEYS, _sci, run_totals
 from greenlm.report.pareto import TRADEOFF_AXES
+from greenlm.report.provenance import load_sentence, selection_html
 from greenlm.report.tables import COLUMNS
+from greenlm.report.target import COST_HEADER, cost_cells, cost_rows
 
 _CSS = """
 :root { --fg:#1b1f24; --muted:#57606a; --bg:#ffffff; --panel:#f6f8fa; --line:#d0d7de; --accent:#0072B2;
@@ -58,6 +60,7 @@ tr.front td:first-child { box-shadow: inset 4px 0 0 #009E73; }
 tr.incomplete td { color: var(--muted); font-style: italic; }
 .badge { display: inline-block; font-size: .72rem; font-style: normal; padding: 0 6px; border-radius: 8px;
   border: 1px solid var(--warn-line); margin-left: 4px; }
+.badge.target { border-color: #009E73; }
 .note { color: var(--muted); font-size: .85rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 520px), 1fr)); gap: 16px; }
 figure { margin: 0; background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 10px; }
@@ -175,6 +178,8 @@ def _table(report: dict, fronts: dict[str, list[str]]) -> str:
         for key, _, fmt in COLUMNS:
             if key == "model":
                 badge = f'<span class="badge">{_e(status)}</span>' if status != "measured" else ""
+                if row.get("meets_target") is True:
+                    badge += '<span class="badge target">meets target</span>'
                 text = _e(row["model"]) + badge
             elif row.get(key) is None and key != "method":
                 text = "n/a"
@@ -254,6 +259,33 @@ def _pricetag(report: dict) -> str:
             " cost; it was not paid again in this run.</p></section>")
 
 
+def _load_note(machine: dict) -> str:
+    """Beside the speed columns: the machine's load while timing (a warning box when it was shared)."""
+    load = load_sentence(machine)
+    if not load:
+        return ""
+    if (machine.get("load") or {}).get("busy"):
+        return f'<p class="warn" role="note" id="load-note"><strong>Speed and speedup:</strong> {_e(load)}.</p>'
+    return f'<p class="note" id="load-note">Speed and speedup: {_e(load)}.</p>'
+
+
+def _target(record: dict | None) -> str:
+    if not record:
+        return ""
+    met = ", ".join(record["met_by"]) or "no model"
+    closest = f" The closest is chosen thus: {record['closest_rule']}." if record.get("closest_rule") else ""
+    rows = "".join(f"<tr><td>{_e(label)}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cost_cells(values)) + "</tr>"
+                   for label, values in cost_rows(record))
+    table = ""
+    if rows:
+        head = "<th></th>" + "".join(f"<th>{_e(h)}</th>" for h in COST_HEADER)
+        table = (f'<p class="note">What producing it cost:</p><div class="table-wrap"><table><thead><tr>{head}</tr>'
+                 f"</thead><tbody>{rows}</tbody></table></div>")
+    return (f'<section id="target"><h2>Target</h2><p>The recipe\'s target: {_e(record["describe"])}.</p>'
+            f'<p><strong>{_e(record["summary"])}</strong></p><p class="note">Met by: {_e(met)}.{_e(closest)}</p>'
+            f"{table}</section>")
+
+
 def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, notes: list[str],
                 figure_note: str | None = None) -> str:
     machine = report.get("machine") or {}
@@ -270,8 +302,10 @@ def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, no
     fronts_html = ('<p class="note">Pareto front (no other model is both more accurate and better on the axis;'
                    f' marked with a green bar in the table):</p><ul class="fronts">{front_items}</ul>'
                    if front_items else "")
-    method_items = [f"<li>{_e(k)}: {_e(protocol[k])}</li>"
-                    for k in ("latency", "throughput", "flops") if protocol.get(k)]
+    method_items = [f"<li>{_e(k.replace('_', ' '))}: {_e(protocol[k])}</li>" for k in PROTOCOL_KEYS if protocol.get(k)]
+    load = load_sentence(machine)
+    if load:
+        method_items.insert(0, f"<li>{_e(load)}</li>")
     method_items.append(f"<li>energy sources: {_e(', '.join(report.get('energy_sources') or []) or 'n/a')}"
                         " (an <code>estimate:</code> source is a model of power, not a meter reading)</li>")
     method_items.append("<li>speed figures come from one measuring pass in one process on the same inputs</li>")
@@ -279,10 +313,13 @@ def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, no
 {warn}
 <section id="models"><h2>Models</h2>
 {_table(report, fronts)}
+{_load_note(machine)}
 <p class="note">Accuracy on the {_e(report['task'])} dev set. Retained, compression and speedup are relative to the
 fine-tuned teacher. Click a column title to sort.</p>
 {fronts_html}
 </section>
+{_target(report.get("target"))}
+{selection_html(report.get("selection") or [])}
 {_figures(figures, figure_note)}
 {_pricetag(report)}
 <section id="method"><h2>How the figures were measured</h2><ul>{''.join(method_items)}</ul>

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from greenlm.report.pareto import TRADEOFF_AXES
+from greenlm.report.provenance import load_sentence, selection_markdown
 from greenlm.report.tables import COLUMNS
+from greenlm.report.target import target_markdown
+
+
+PROTOCOL_KEYS = ("latency", "throughput", "rounds", "best_or_median", "flops")  # measurements.json's protocol
 
 
 def cell(row: dict, key: str, fmt) -> str:
@@ -72,12 +77,17 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
         " report.json also has the cumulative cost along each model's chain of stages.",
         "",
     ]
+    load = load_sentence(report.get("machine"))
+    if load:
+        lines[-1:-1] = ["", f"**Speed and speedup:** {load}."]
     if any(fronts.values()):
         lines += ["**Pareto front** (no other model is both more accurate and better on the axis):", ""]
         for axis in TRADEOFF_AXES:
             if fronts.get(axis.key):
                 lines.append(f"- accuracy vs {axis.title}: {', '.join(f'`{m}`' for m in fronts[axis.key])}")
         lines.append("")
+    lines += target_markdown(report.get("target"))
+    lines += selection_markdown(report.get("selection") or [])
     if figure_note:
         lines += ["## Figures", "", figure_note, ""]
     elif figures:
@@ -113,9 +123,9 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
     if machine:
         lines.append(f"- machine: {machine.get('cpu') or 'n/a'}, {machine.get('threads') or '?'} thread(s),"
                      f" torch {machine.get('torch') or 'n/a'}")
-    for key in ("latency", "throughput", "flops"):
+    for key in PROTOCOL_KEYS:
         if protocol.get(key):
-            lines.append(f"- {key}: {protocol[key]}")
+            lines.append(f"- {key.replace('_', ' ')}: {protocol[key]}")
     lines.append(f"- energy sources: {', '.join(report.get('energy_sources') or []) or 'n/a'}"
                  " (an `estimate:` source is a model of power, not a meter reading)")
     lines.append("- speed figures come from one measuring pass in one process on the same inputs")

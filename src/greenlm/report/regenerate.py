@@ -22,6 +22,7 @@ from greenlm.report.markdown import report_markdown
 from greenlm.report.model_card import model_card
 from greenlm.report.pareto import fronts as pareto_fronts
 from greenlm.report.rundata import MEASURED, NOT_MEASURED, RunData, load_run
+from greenlm.report.target import target_region, target_settings
 
 FORMATS = ("md", "html", "json", "tex", "figures", "cards")
 FIGURE_DIR = "figures"
@@ -94,7 +95,8 @@ def build_figures(run: RunData) -> list:
     """Every figure the run's data allows (raises ``FiguresUnavailable`` without matplotlib)."""
     if not figs.available():
         raise figs.FiguresUnavailable(figs.MISSING_MATPLOTLIB)
-    out = figs.tradeoff_figures(run.measured_rows(), teacher=run.teacher_stage)
+    region = target_region(run.measured_rows(), target_settings(run.recipe))
+    out = figs.tradeoff_figures(run.measured_rows(), teacher=run.teacher_stage, target=region)
     for row in run.rows:
         curve = run.stage_file(row["model"], "curve.json") if row["report_status"] in (MEASURED, NOT_MEASURED) else None
         if curve:

@@ -20,6 +20,8 @@ from pathlib import Path
 import yaml
 
 from greenlm.common import GreenlmError
+from greenlm.report.provenance import selections
+from greenlm.report.target import mark_rows, target_record, target_settings
 
 RECIPE_FILE = "recipe.yaml"
 RUN_LOG = "run.log"
@@ -194,8 +196,18 @@ def load_run(run_dir: str | Path) -> RunData:
     header.setdefault("machine", (measurements or {}).get("machine") or _machine_from_tags(data, rows))
     header.setdefault("protocol", (measurements or {}).get("protocol") or {})
     header["energy_sources"] = sorted({r["energy_source"] for r in rows if r.get("energy_source")})
-    data.report = {**header, "rows": rows}
+    data.report = {**header, **checks(recipe, rows, {r["model"]: data.stage_file(r["model"], "metrics.json")
+                                                     for r in rows if r["report_status"] in (MEASURED, NOT_MEASURED)}),
+                   "rows": rows}
     return data
+
+
+def checks(recipe: dict, rows: list[dict], metrics_by_stage: dict[str, dict | None]) -> dict:
+    """What report.json adds to the rows, the same for ``greenlm run`` and ``greenlm report``: each row's
+    ``on_front`` and ``meets_target`` (set in place), ``target`` (None without one) and ``selection``."""
+    settings = target_settings(recipe)
+    mark_rows(rows, settings)
+    return {"target": target_record(rows, settings), "selection": selections(metrics_by_stage)}
 
 
 def _machine_from_tags(data: RunData, rows: list[dict]) -> dict:
@@ -216,7 +228,7 @@ def _empty_row(name: str, body: dict, status: str) -> dict:
         "size_mb": None, "size_compression_x": None, "stage_energy_kwh": None, "stage_co2e_kg": None,
         "stage_cost_usd": None, "stage_wall_s": None, "cumulative_energy_kwh": None, "cumulative_co2e_kg": None,
         "cumulative_cost_usd": None, "energy_source": None, "inference_energy_kwh_per_1000": None,
-        "inference_co2e_kg_per_1000": None, "folder": None,
+        "inference_co2e_kg_per_1000": None, "folder": None, "on_front": False, "meets_target": None,
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from greenlm.report.provenance import load_sentence
+
 
 def _num(value, digits: int = 2, suffix: str = "") -> str:
     if value is None:
@@ -58,8 +60,13 @@ def comparison_markdown(report: dict) -> str:
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     machine = report["machine"]
+    lines.append("")
+    load = load_sentence(machine)
+    if load:
+        lines += [f"Speed: {load}.", ""]
+    if report.get("target"):
+        lines += [f"Target: {report['target']['summary']}", ""]
     lines += [
-        "",
         f"Accuracy on the {report['task']} dev set. Retained, compression and speedup are relative to the first row"
         " (the fine-tuned teacher). Speed figures come from one measuring pass in one process on the same inputs:",
         f"- machine: {machine['cpu']}, {machine['threads']} thread(s), torch {machine['torch']}",

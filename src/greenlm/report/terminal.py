@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from greenlm.report.provenance import load_sentence
 from greenlm.report.tables import COLUMNS
 
 _TERMINAL_COLUMNS = ("model", "method", "accuracy", "performance_retained_pct", "params", "compression_x",
@@ -26,3 +27,9 @@ def print_report(report: dict) -> None:
     if not console.is_terminal:  # a pipe or a log file: no width to respect, keep rows on one line
         console = Console(width=200)
     console.print(table)
+    load = load_sentence(report.get("machine"))
+    if load:
+        console.print(f"Speed: {load}.", markup=False, highlight=False)
+    target = report.get("target")
+    if target:
+        console.print(f"Target: {target['summary']}", markup=False, highlight=False)

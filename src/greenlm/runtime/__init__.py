@@ -9,7 +9,8 @@ from greenlm.common.lazy import by_module, lazy_names
 
 _LAZY = by_module({
     "greenlm.runtime.inference": "predict_logits predict_outputs predict_records",
-    "greenlm.runtime.speed": "SpeedReport measure_speed run_batches side_by_side speed_inputs torch_forward with_stream",
+    "greenlm.runtime.speed": "SpeedReport interleaved_speed measure_speed run_batches side_by_side speed_inputs"
+                             " torch_forward with_stream",
 })
 
 __all__ = sorted(_LAZY)

@@ -11,7 +11,8 @@ Runtimes (one row each per model, all on the same dev inputs, in one process):
   greenlm (its engine: batches of similar length, dynamic padding, a fixed thread count)
     torch-fp32, torch-bf16, onnx-fp32 (offline fusions kept where measured faster), onnx-int8 (that graph,
     int8 per-channel weights),
-    saved (a folder greenlm exported or quantized: ONNX Runtime for ONNX folders, PyTorch bf16 for bf16 ones)
+    saved (a folder greenlm exported or quantized: ONNX Runtime for ONNX folders, PyTorch bf16 for bf16 ones,
+    PyTorch int8 for PyTorch int8 ones, with or without early exits; such a folder has no other row)
 
 Per row: latency p50/p90 at batch 1, throughput at each batch size > 1 (``measure_speed``), peak
 resident memory, bytes on disk, accuracy on the split, energy per 1,000 examples (``PriceTag``), the

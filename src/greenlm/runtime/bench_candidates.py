@@ -15,6 +15,7 @@ import numpy as np
 from greenlm.common import GreenlmError
 from greenlm.data import UNLABELED, EncodedSplit, Task, align_labels, encode_split
 from greenlm.models.loading import LoadedModel, load_classifier, model_max_length
+from greenlm.models.quantized import torch_int8_settings
 from greenlm.runtime import onnx as gx
 from greenlm.runtime.bench_config import BenchConfig
 from greenlm.runtime.bench_measure import _Flops, _PeakRss
@@ -64,10 +65,13 @@ def _build(name: str, loaded: LoadedModel, threads: int, work: Path, check_batch
     model = loaded.model
     saved_onnx = isinstance(model, OnnxClassifier)
     quantized_torch = (getattr(model.config, "greenlm", None) or {}).get("quantization") is not None
+    torch_int8 = torch_int8_settings(model.config) is not None
     weights = weight_files(loaded)
     if name == "saved":
         if saved_onnx:
             rt = OrtRuntime(model.runtime.files[0], precision=model.runtime.precision, threads=threads)
+        elif torch_int8:  # PyTorch int8 (with or without exits), quantized when it was loaded; fp32 on disk
+            rt = TorchRuntime(copy.deepcopy(model), precision="int8-dynamic", threads=threads, files=weights)
         elif quantized_torch:  # a bf16 folder from greenlm quantize: PyTorch in the dtype it was saved in
             rt = TorchRuntime(copy.deepcopy(model), precision=_params_dtype(model), threads=threads, files=weights)
         else:
@@ -76,6 +80,9 @@ def _build(name: str, loaded: LoadedModel, threads: int, work: Path, check_batch
         return _Candidate(name, rt, disk_bytes=rt.disk_bytes(), precision=rt.precision)
     if saved_onnx:
         return _Candidate(name, None, skipped="the model is a saved ONNX folder: only 'saved' applies")
+    if torch_int8:
+        return _Candidate(name, None, skipped="the model is saved as PyTorch int8: only 'saved' applies (bench its"
+                                              " fp32 input folder for the other runtimes)")
     if name == "hf-eager-pad128":
         rt = _ForwardOnly(copy.deepcopy(model), threads, weights)
         return _Candidate(name, rt, order="given", pad_to=config.naive_pad_to, disk_bytes=rt.disk_bytes(),

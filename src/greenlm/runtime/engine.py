@@ -32,6 +32,7 @@ from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.data import UNLABELED, EncodedSplit, TaskSplit, encode_split
 from greenlm.models.early_exit import FORMAT as EARLY_EXIT_FORMAT
 from greenlm.models.loading import LoadedModel, load_classifier
+from greenlm.models.quantized import torch_int8_settings
 from greenlm.runtime.folders import (ONNX_FILE, ONNX_FORMAT, export_folder,  # noqa: F401 (re-exported)
                                      load_onnx_folder, onnx_settings, require_classifier, saved_max_length,
                                      weight_files, write_onnx_folder)
@@ -40,7 +41,7 @@ from greenlm.runtime.packing import Packed, pack, run_engine, sorted_batches  # 
 from greenlm.runtime.runtimes import (OnnxClassifier, OrtRuntime, Runtime,  # noqa: F401 (re-exported)
                                       TorchRuntime, default_threads)
 
-RUNTIMES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
+RUNTIMES = ("torch-fp32", "torch-bf16", "torch-int8", "onnx-fp32", "onnx-int8")
 CHUNK_EXAMPLES = 16384  # the engine tokenizes, sorts and pads this many inputs at a time (bounded memory)
 
 
@@ -114,6 +115,8 @@ def folder_fingerprint(folder: Path) -> str:
 def runtime_candidates(config, torch_dtype) -> list[str]:
     """Runtimes that compute the model as saved (no silent precision change)."""
     saved_format = (getattr(config, "greenlm", None) or {}).get("format")
+    if torch_int8_settings(config) is not None:  # PyTorch int8 (with or without exits): quantized at load
+        return ["torch-int8"]
     if saved_format == ONNX_FORMAT:
         return ["onnx-int8" if onnx_settings(config).get("precision", "fp32").startswith("int8") else "onnx-fp32"]
     if saved_format == EARLY_EXIT_FORMAT:  # exits are data-dependent control flow: eager torch only
@@ -134,10 +137,13 @@ def build_runtime(name: str, loaded: LoadedModel, *, threads: int | None, work_d
             raise GreenlmError(f"model '{loaded.source.display_name}' is an ONNX model saved for runtime '{own}' only")
         return OrtRuntime(model.runtime.files[0], precision=model.runtime.precision, threads=threads)
     files = weight_files(loaded)
+    if torch_int8_settings(model.config) is not None and name != "torch-int8":
+        raise GreenlmError(f"model '{loaded.source.display_name}' is saved as PyTorch int8: it runs on torch-int8 only")
     if name.startswith("torch-"):
         import copy
 
-        return TorchRuntime(copy.deepcopy(model), precision=name.split("-")[1], threads=threads, files=files)
+        precision = {"int8": "int8-dynamic"}.get(name.split("-")[1], name.split("-")[1])
+        return TorchRuntime(copy.deepcopy(model), precision=precision, threads=threads, files=files)
     if name == "onnx-int8":
         raise GreenlmError("int8 needs quantizing first: run `greenlm quantize` and load its output folder")
     require_onnxruntime()
@@ -163,9 +169,9 @@ def load(path: str | os.PathLike, *, runtime: str = "auto", threads: int | None 
     """Load a saved classifier for fast prediction: ``greenlm.load(folder).predict(texts)``.
 
     ``runtime="auto"`` times every runtime that computes the model as saved (fp32 folder: PyTorch and an
-    exported ONNX graph; bf16 folder: PyTorch bf16; ONNX folder: ONNX Runtime), with the physical cores
-    and with 1 thread (on a busy machine fewer threads can win) unless ``threads`` is given, then batch
-    sizes 8/32/128 for the fastest, on sentence-length inputs. The choice is cached per model folder,
+    exported ONNX graph; bf16 folder: PyTorch bf16; PyTorch int8 folder: torch-int8; ONNX folder: ONNX
+    Runtime), with the physical cores and with 1 thread (on a busy machine fewer threads can win) unless
+    ``threads`` is given, then batch sizes 8/32/128 for the fastest, on sentence-length inputs. The choice is cached per model folder,
     machine and setting (``$GREENLM_CACHE_DIR``, default ``~/.cache/greenlm``): seconds, once.
     ``measure=False`` skips the timing: the first candidate, ``threads`` or the physical cores, batch 32.
     """

@@ -3,8 +3,9 @@
 A runtime maps padded int64 arrays (``input_ids``, ``attention_mask``, maybe ``token_type_ids``,
 each [B, T]) to fp32 logits [B, num_labels]:
 
-- ``torch-fp32`` / ``torch-bf16`` (``TorchRuntime``): the PyTorch module (bf16: weights and activations in
-  bfloat16, matrix products on AVX512-BF16 / AMX where the CPU has them);
+- ``torch-fp32`` / ``torch-bf16`` / ``torch-int8`` (``TorchRuntime``): the PyTorch module (bf16: weights and
+  activations in bfloat16, matrix products on AVX512-BF16 / AMX where the CPU has them; int8: a module whose
+  linear layers ``greenlm.models.quantized`` made dynamic int8, the only way a model with early exits runs in int8);
 - ``onnx-fp32`` / ``onnx-int8`` (``OrtRuntime``): an ONNX Runtime session over an exported graph
   (``greenlm.runtime.onnx``).
 
@@ -54,15 +55,27 @@ class Runtime:
         return sum(p.stat().st_size for p in self.files) if self.files else None
 
 
+TORCH_PRECISIONS = {"fp32": "torch-fp32", "bf16": "torch-bf16", "int8-dynamic": "torch-int8"}
+
+
 class TorchRuntime(Runtime):
+    """A PyTorch module. ``int8-dynamic`` takes a module already quantized (``greenlm.models.quantized``), and
+    fp32 / bf16 refuse one: a runtime's name always says what it computes."""
+
     def __init__(self, model, *, precision: str = "fp32", threads: int | None = None, files=()):
         import torch
 
-        if precision not in ("fp32", "bf16"):
-            raise GreenlmError(f"torch runtime precision must be fp32 or bf16, got {precision!r}")
-        self.dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        from greenlm.models.quantized import is_torch_int8
+
+        if precision not in TORCH_PRECISIONS:
+            raise GreenlmError(f"torch runtime precision must be one of {', '.join(TORCH_PRECISIONS)}, got {precision!r}")
+        if (precision == "int8-dynamic") != is_torch_int8(model):
+            raise GreenlmError("int8 needs quantizing first: run `greenlm quantize` and load its output folder"
+                               if precision == "int8-dynamic" else
+                               f"this model is PyTorch int8: run it as torch-int8, not torch-{precision}")
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self.model = model.to(self.dtype).eval()
-        self.name, self.precision = f"torch-{precision}", precision
+        self.name, self.precision = TORCH_PRECISIONS[precision], precision
         self.threads = threads or default_threads()
         self.files = list(files)
         self.input_names = _forward_inputs(model)

@@ -167,13 +167,7 @@ def side_by_side(forwards: dict, inputs: EncodedSplit, *, pad_token_id: int, bat
         for name in (names if round_index % 2 == 0 else names[::-1]):
             report = measure_speed(forwards[name], inputs, pad_token_id=pad_token_id, batch_size=batch_size,
                                    latency_examples=latency_examples, repeats=repeats, threads=threads).to_dict()
-            if name not in best:
-                best[name] = report
-                continue
-            if report["latency_ms_p50"] < best[name]["latency_ms_p50"]:
-                best[name].update(latency_ms_p50=report["latency_ms_p50"], latency_ms_p90=report["latency_ms_p90"])
-            best[name]["throughput_examples_per_s"] = max(best[name]["throughput_examples_per_s"],
-                                                          report["throughput_examples_per_s"])
+            _keep_best(best, name, report)
     if reference is not None:
         base = best[reference]
         for name, report in best.items():
@@ -182,3 +176,57 @@ def side_by_side(forwards: dict, inputs: EncodedSplit, *, pad_token_id: int, bat
                                                      / base["throughput_examples_per_s"], 4)
                 report["latency_p50_speedup"] = round(base["latency_ms_p50"] / report["latency_ms_p50"], 4)
     return {**best, "protocol": f"{SIDE_BY_SIDE_PROTOCOL}; {rounds} rounds"}
+
+
+def _keep_best(best: dict[str, dict], name: str, report: dict) -> None:
+    """Fold one timing of ``name`` into ``best``: the lowest latency p50 (with its p90), the highest throughput."""
+    if name not in best:
+        best[name] = dict(report)
+        return
+    kept = best[name]
+    if report["latency_ms_p50"] is not None and (kept["latency_ms_p50"] is None
+                                                 or report["latency_ms_p50"] < kept["latency_ms_p50"]):
+        kept.update(latency_ms_p50=report["latency_ms_p50"], latency_ms_p90=report["latency_ms_p90"])
+    kept["throughput_examples_per_s"] = max(kept["throughput_examples_per_s"], report["throughput_examples_per_s"])
+
+
+def rotated(names: list, round_index: int) -> list:
+    """The order of round ``round_index``: ``names`` rotated left by that many places (A B C, B C A, C A B, ...)."""
+    if not names:
+        return []
+    shift = round_index % len(names)
+    return list(names[shift:]) + list(names[:shift])
+
+
+INTERLEAVED_PROTOCOL = ("interleaved rounds in one process: each round times every model once (1 warm-up pass, then"
+                        " 1 timed pass), the order rotated by one model each round; each model keeps its best round")
+
+
+def interleaved_speed(models: dict[str, tuple], *, batch_size: int = 32, latency_examples: int = 64, rounds: int = 3,
+                      threads: int | None = None) -> dict[str, dict]:
+    """Latency (batch 1) and throughput (batch ``batch_size``) of every model, in ``rounds`` interleaved rounds.
+
+    ``models``: name -> ``(forward, inputs, pad_token_id)``; each model may have its own encoding of the same
+    rows (its own tokenizer). Round r times every model once through ``measure_speed`` (``repeats=1``: one
+    warm-up and one timed pass), in the order rotated by r; a load change on a shared machine then falls on
+    every model alike instead of on whichever was timed last. Each model keeps its best figures (lowest p50
+    latency with its p90, highest throughput: interference only ever slows a pass down, so the fastest round
+    is the least disturbed one), and ``rounds``: each round's throughput and p50 latency, in round order.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    names = list(models)
+    best: dict[str, dict] = {}
+    history: dict[str, dict[str, list]] = {name: {"throughput_examples_per_s": [], "latency_ms_p50": []}
+                                           for name in names}
+    for round_index in range(rounds):
+        for name in rotated(names, round_index):
+            forward, inputs, pad_token_id = models[name]
+            report = measure_speed(forward, inputs, pad_token_id=pad_token_id, batch_size=batch_size,
+                                   latency_examples=latency_examples, repeats=1, threads=threads).to_dict()
+            history[name]["throughput_examples_per_s"].append(report["throughput_examples_per_s"])
+            history[name]["latency_ms_p50"].append(report["latency_ms_p50"])
+            _keep_best(best, name, report)
+    for name in names:
+        best[name]["rounds"] = history[name]
+    return best

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from greenlm.common import GreenlmError
-from greenlm.data import UNLABELED, Task, TaskSplit, align_labels
+from greenlm.data import UNLABELED, Task, TaskSplit, align_labels, selection_record, selection_split_name
 from greenlm.stage.costs import PhaseCosts
 
 DEFAULT_MAX_LENGTH = 128
@@ -94,3 +94,17 @@ class StageContext:
         """Every split with labels (bar ``exclude``), renumbered to the model's labels, in the task's order."""
         return {name: self.align(split, labels, who) for name, split in self.task.splits.items()
                 if name not in exclude and split.labels and min(split.labels) != UNLABELED}
+
+    # ---- honest selection (greenlm.data.validation) ----
+    def selection(self, labels: list[str], who: str = "the input model", *,
+                  chose: str) -> tuple[str | None, TaskSplit | None, dict]:
+        """The split choices are made on (``validation`` carved from train, else ``dev``), in the model's labels,
+        and the record saying so for ``metrics.json`` (``chose``: what it decides, e.g. "best epoch")."""
+        name = selection_split_name(self.task)
+        record = selection_record(self.task, chose)
+        if name is None:
+            return None, None, record
+        if "warning" in record:
+            self.note(f"{self.method}: the {chose} is chosen on '{name}', which is also reported: set a validation"
+                      " fraction above 0 to choose on rows carved from train")
+        return name, self.align(self.task.splits[name], labels, who), record

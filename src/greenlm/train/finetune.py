@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from greenlm.common import GreenlmError
-from greenlm.data import Task, encode_split
+from greenlm.data import Task, encode_split, selection_record, selection_split_name
 from greenlm.models import load_classifier, model_max_length
 from greenlm.train.config import TrainConfig
 from greenlm.train.loop import Callback, evaluate, train
@@ -31,7 +31,8 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
              callbacks: tuple[Callback, ...] = (), progress: bool = True, on_note=print) -> FinetuneResult:
     """Fine-tune ``model_spec`` on ``task``; checkpoints in ``work_dir`` (running again resumes).
 
-    The best epoch is chosen on the task's ``dev`` split when it has one (``config.select_metric``).
+    The best epoch is chosen on the task's ``validation`` split (carved from train: greenlm.data.validation) when
+    it has one, else on ``dev`` (``config.select_metric``); ``metrics["selection"]`` says which.
     ``train_rows``: train on these rows of the train split only (a data-map selection; not with ``train_subset``).
     ``record_dynamics_to``: a folder where ``greenlm.train.dynamics.DynamicsRecorder`` writes every training row's
     logits at each record point (resumable; ``metrics["dynamics"]`` says what was recorded and what it cost).
@@ -49,7 +50,8 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
         train_split = full_train.subset(train_subset, seed=config.seed)
         if record_dynamics_to is not None:
             guids = _subset_rows(full_train, train_split, train_subset, config.seed)
-    dev_split = task.splits.get("dev")
+    select_name = selection_split_name(task)
+    dev_split = task.splits[select_name] if select_name is not None else None
     torch.manual_seed(config.seed)  # the new classifier head's initialisation
     loaded = load_classifier(
         model_spec, labels=list(task.labels), train_texts=_texts(train_split),
@@ -70,7 +72,8 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
         recorder = DynamicsRecorder(
             model, train_data, guids if guids is not None else range(len(train_split)), config,
             pad_token_id=tokenizer.pad_token_id, folder=record_dynamics_to,
-            meta={"task": task.name, "task_source": task.source, "labels": list(task.labels),
+            meta={"task": task.name, "task_source": task.source, "validation_carve": task.validation_carve,
+                  "labels": list(task.labels),
                   "train_fingerprint": full_train.fingerprint()},
         )
         callbacks = (*callbacks, recorder)
@@ -78,9 +81,9 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
         model, train_data, dev_data, config, pad_token_id=tokenizer.pad_token_id, work_dir=Path(work_dir),
         callbacks=callbacks, progress=progress, description=f"fine-tune {task.name}",
     )
-    splits = {"dev": result.best_metrics} if result.best_metrics else {}
+    splits = {select_name: result.best_metrics} if result.best_metrics else {}
     for name, split in task.splits.items():
-        if name not in ("train", "dev"):
+        if name != "train" and name not in splits:
             encoded = encode_split(split, tokenizer, max_length)
             splits[name] = evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=len(task.labels))
     model.config.greenlm = {"task": task.name, "labels": list(task.labels), "max_length": max_length}
@@ -98,6 +101,7 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
             "best_step": result.state.best_step,
             "history": result.state.history,
         },
+        "selection": selection_record(task, "best epoch" if config.select_metric else "nothing (last epoch kept)"),
         **extra,
     })
 
