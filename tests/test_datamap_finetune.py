@@ -125,7 +125,8 @@ def test_training_on_a_selection_records_its_rows(toy, recorded):
     root, task = toy
     chosen = finetune(task, root / "ambiguous", train_selection="ambiguous:0.25+random:0.25",
                       selection_map=str(recorded.folder), record_dynamics=True)
-    selection = chosen.metrics["selection"]
+    selection = chosen.metrics["train_selection"]
+    assert chosen.metrics["selection"]["chose"] == "best epoch"  # which split chose it: a separate record
     assert selection["rows_used"] == 64 and selection["rows_available"] == N_TRAIN and selection["map_points"] == 4
     assert [p["rows"] for p in selection["parts"]] == [32, 32]
     rows = json.loads((chosen.folder / "selection.json").read_text())["rows"]

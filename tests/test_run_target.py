@@ -302,7 +302,7 @@ def test_selections_are_found_wherever_a_stage_records_them():
         ("finetune", "finetune", "best epoch", "validation"), ("distill", None, "best epoch", "validation"),
         ("early_exit", "early_exit", "exit threshold", "dev"), ("early_exit", "early_exit", "layers", "validation")]
     assert [r["on_reported_split"] for r in rows] == [False, False, True, False]
-    assert selection_warning(rows).startswith("early_exit made its choice on `dev`, the split this report's figures")
+    assert selection_warning(rows).startswith("early_exit made its choice on `dev`, a split that is also reported")
     assert selection_warning(rows[:2]) is None
     lines = selection_markdown(rows)
     assert lines[0] == "## Which split chose what"

@@ -194,10 +194,11 @@ def test_real_tiny_sweep_through_the_cli(tmp_path):
         assert resolved["stages"]["distill"]["learning_rate"] == pytest.approx(
             t["params"]["stages.distill.learning_rate"])
         assert resolved["stages"]["distill"]["temperature"] == t["params"]["stages.distill.temperature"]
-        dev = json.loads((tmp_path / t["run_dir"] / "distill" / "metrics.json").read_text())["splits"]["dev"]
-        assert t["value"] == pytest.approx(dev["accuracy"])
+        splits = json.loads((tmp_path / t["run_dir"] / "distill" / "metrics.json").read_text())["splits"]
+        assert t["value"] == pytest.approx(splits["validation"]["accuracy"])  # compared on validation, not dev
+        assert t["objective_split"] == "validation" and "dev" in splits
     assert len(record["curve"]) == 3 and (sweep / "figures" / "budget_curve.svg").is_file()
-    assert "expected best dev accuracy of 3 trials" in result.stdout
+    assert "expected best validation accuracy of 3 trials" in result.stdout
     # the same command again has nothing to run; `greenlm report` rewrites the sweep's report
     again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert again.returncode == 0 and len(json.loads((sweep / "sweep.json").read_text())["trials"]) == 3

@@ -26,12 +26,14 @@ def sweep_command(
 ) -> None:
     """Search hyperparameters of a recipe (Optuna); each trial is a normal run sharing cached stages.
 
-    Writes runs/NAME/sweep.md, sweep.html, sweep.json and the budget/performance curve (expected best dev
+    Trials are compared on the validation split carved from train (dev only for a task too small to carve one).
+    Writes runs/NAME/sweep.md, sweep.html, sweep.json and the budget/performance curve (expected best validation
     score vs number of trials and vs energy spent; Dodge et al. 2019). Running the same command again
     continues the sweep to --trials.
     """
     from greenlm.cli._common import err
     from greenlm.pipeline.sweep import best_trial, run_sweep
+    from greenlm.pipeline.sweep_report import objective_split
 
     outcome = run_sweep(recipe, search or [], trials, overrides=set_ or [], name=name, runs_root=runs_dir,
                         metric=metric, stage=stage, sampler=sampler, prune=prune, seed=seed, measure=measure,
@@ -39,10 +41,10 @@ def sweep_command(
     best = best_trial(outcome.record)
     if best is not None:
         params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
-        print(f"best trial: {best['name']}, dev {metric} {best['value']:.4f} ({params}); run folder {best['run_dir']}")
+        print(f"best trial: {best['name']}, {objective_split(outcome.record)} {metric} {best['value']:.4f} ({params}); run folder {best['run_dir']}")
     if outcome.curve:
         last = outcome.curve[-1]
-        print(f"expected best dev {metric} of {last['n']} trials: {last['expected_max']:.4f} ± {last['std']:.4f}")
+        print(f"expected best {objective_split(outcome.record)} {metric} of {last['n']} trials: {last['expected_max']:.4f} ± {last['std']:.4f}")
     print(f"sweep folder: {outcome.sweep_dir}  (sweep.md, sweep.html, sweep.json, figures/budget_curve.png)")
 
 

@@ -12,7 +12,8 @@ from greenlm.cli._common import err, metrics_table
 from greenlm.cli._method_command import method_command
 
 HELP = """Fine-tune a sequence classifier on a task; save model, metrics.json, pricetag.json and a model card
-(README.md). The best epoch is chosen on the task's dev split. Re-running the same command resumes."""
+(README.md). The best epoch is chosen on a validation split carved from train (--validation-fraction); dev is
+only reported. Re-running the same command resumes."""
 
 
 def show(result, config, task) -> None:

@@ -384,6 +384,8 @@ def run(ctx: StageContext, config: EarlyExitConfig) -> StageOutput:
         "goal": {"kind": goal, "value": value, "note": selection_note},
         "heldout": {"examples": len(heldout_data), "from": "train", "fraction": config.heldout_fraction,
                     "chosen_point": chosen},
+        "selection": {"split": "heldout", "examples": len(heldout_data), "from": "train",
+                      "chose": "exit threshold and calibration temperatures"},
         "splits": details_by_split,
         "upstream": {"model": name, "splits": upstream_splits},
         "calibration": calibration,

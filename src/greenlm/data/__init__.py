@@ -15,11 +15,13 @@ from greenlm.data.load import load_task
 from greenlm.data.readers import read_prediction_file, read_prediction_lines
 from greenlm.data.tasks import UNLABELED, Task, TaskInfo, TaskSplit, align_labels
 from greenlm.data.validation import DEFAULT_FRACTION as DEFAULT_VALIDATION_FRACTION
-from greenlm.data.validation import VALIDATION, carve_validation, selection_record, selection_split_name
+from greenlm.data.validation import (SELECTION_SPLITS, VALIDATION, carve_validation, selection_record,
+                                     selection_split_name)
 
 __all__ = [
     "DEFAULT_TASK",
     "DEFAULT_VALIDATION_FRACTION",
+    "SELECTION_SPLITS",
     "UNLABELED",
     "VALIDATION",
     "EncodedSplit",

@@ -11,8 +11,9 @@ and removed from it, so ``dev`` (and ``test``) stay untouched until they are rep
 
 A task that already has a ``validation`` split keeps it. ``fraction=0`` carves nothing: choices then
 fall back to ``dev`` and every stage that chose something says so (``metrics.json``, ``selection``).
-The draw is stratified by label (each label gives its share, rounded, at least one row where it can)
-and fixed by ``seed``; the rows stay in their original order in both splits.
+The draw is stratified by label (each label gives its share, rounded, and at least one row when the split
+is large enough for every label to have one), fixed by ``seed``; the rows stay in their original order in
+both splits. A training split too small to spare a row is left whole (choices on dev, and the records say so).
 """
 
 from __future__ import annotations
@@ -41,9 +42,7 @@ def carve_validation(task: Task, *, fraction: float = DEFAULT_FRACTION, max_exam
     train = task.splits["train"]
     wanted = min(max_examples, int(fraction * len(train)))
     if wanted < 1 or len(train) - wanted < 1:
-        raise GreenlmError(f"task '{task.name}' has {len(train)} training rows: too few to carve a validation split"
-                           f" of {fraction:.0%}; use a larger training set or set the validation fraction to 0"
-                           " (choices are then made on dev)")
+        return task  # too few rows to spare any: choices fall back to dev, and each stage's record says so
     if train.labels and min(train.labels) == UNLABELED:
         raise GreenlmError(f"task '{task.name}': the training split has unlabelled rows; it cannot give a validation"
                            " split")
@@ -67,6 +66,12 @@ def _stratified_rows(labels: list[int], wanted: int, seed: int) -> list[int]:
     leftover = wanted - sum(counts.values())
     for label in sorted(quotas, key=lambda lb: (counts[lb] - quotas[lb], lb))[:leftover]:
         counts[label] += 1
+    if wanted >= len(by_label):  # every label at least one row, taken from the label with the most
+        for label in sorted(by_label):
+            if counts[label] == 0:
+                richest = max(counts, key=lambda lb: (counts[lb], -lb))
+                counts[richest] -= 1
+                counts[label] = 1
     rng = random.Random(seed)
     chosen: list[int] = []
     for label in sorted(by_label):

@@ -41,7 +41,7 @@ def run(ctx: StageContext, config: FinetuneStageConfig) -> StageOutput:
                       progress=ctx.progress, on_note=ctx.note)
     metrics = dict(result.metrics)
     if selection is not None:
-        metrics["selection"] = selection
+        metrics["train_selection"] = selection  # "selection" says which split chose the best epoch
 
     def write(folder):
         save_classifier(result.model, result.tokenizer, folder)

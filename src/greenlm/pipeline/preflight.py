@@ -11,11 +11,13 @@ Stages whose speed depends on training are bounded from above instead, and marke
   - structured pruning: the input's speed divided by the share of the model kept (heads, FFN and layers);
   - unstructured pruning: the input's speed (dense kernels do not skip zeros);
   - early exit: the input's speed times its number of layers (every input leaving at the first exit);
-  - a student given by a folder, or picked by a budget (``target_speedup``): not estimated.
+  - a quantized model: its input's stand-in quantized and timed, times the input's own bound, if any;
+  - a student given by a folder, or picked by a budget (``target_speedup``): not estimated, nor is anything
+    built on it.
 
-When the best figure misses the target by more than ``MARGIN`` (timing noise; the quantize stage's graph
-fusions, which this estimate skips), the run stops with one line naming the best reachable model; within
-the margin it goes on and says the target may be missed. Estimates are cached in the runs folder by machine,
+When the best figure misses the target by more than ``MARGIN`` (timing noise between runs), the run stops with
+one line naming the best reachable model; within the margin, or when some stage cannot be estimated (it might
+reach anything), it goes on and says the target may be missed. Estimates are cached in the runs folder by machine,
 recipe shapes and evaluation settings.
 """
 
@@ -34,33 +36,26 @@ CACHE_FILE = ".preflight.json"
 
 
 def _stage_plan(recipe) -> list[dict]:
-    """What stands in for each stage: {stage, kind, upstream, ...} in recipe order."""
+    """What stands in for each stage: {stage, method, upstream, kind, ...} in recipe order."""
+    from greenlm.models.students import is_shape_spec
+
     plan = []
     for stage in recipe.stages:
         s = stage.settings
-        entry = {"stage": stage.name, "method": stage.method, "upstream": stage.upstream}
+        entry = {"stage": stage.name, "method": stage.method, "upstream": stage.upstream, "kind": "unknown"}
         if stage.method == "finetune":
             entry["kind"] = "teacher"
-        elif stage.method == "distill":
-            spec = s.student_spec
-            from greenlm.models.students import is_shape_spec
-
-            entry.update(kind="student", shape=spec) if spec and is_shape_spec(spec) else entry.update(kind="unknown")
+        elif stage.method == "distill" and s.student_spec and is_shape_spec(s.student_spec):
+            entry.update(kind="student", shape=s.student_spec)
         elif stage.method == "quantize":
-            entry.update(kind="int8" if s.scheme.startswith("int8") else "bf16")
-            upstream = next((e for e in plan if e["stage"] == stage.upstream), {})
-            if upstream.get("kind") == "exit_bound" or upstream.get("after_exits"):
-                entry["after_exits"] = True  # timed without its exits, then bounded as early exit is
+            entry["kind"] = "int8" if s.scheme.startswith("int8") else "bf16"
+        elif stage.method == "prune" and s.method == "structured":
+            entry.update(kind="bound", kept_share=1 - max(s.head_sparsity, s.ffn_sparsity), drop_layers=s.drop_layers,
+                         why="structured pruning, by the share of heads, FFN and layers kept")
         elif stage.method == "prune":
-            if s.method == "structured":
-                kept = (1 - max(s.head_sparsity, s.ffn_sparsity))
-                entry.update(kind="bound", factor=1 / max(kept, 1e-3), why="structured pruning, by the share kept")
-            else:
-                entry.update(kind="bound", factor=1.0, why="unstructured pruning: dense kernels")
+            entry.update(kind="bound", kept_share=1.0, drop_layers=0, why="unstructured pruning: dense kernels")
         elif stage.method == "early_exit":
-            entry.update(kind="exit_bound", why="early exit: every input leaving at the first exit")
-        else:
-            entry.update(kind="unknown")
+            entry.update(kind="exit_bound", why="early exit, every input leaving at the first exit")
         plan.append(entry)
     return plan
 
@@ -115,26 +110,34 @@ def _measure(recipe, task, plan: list[dict], work: Path) -> dict[str, dict]:
     max_length = getattr(finetune.settings, "max_length", None) or 128
     split = task.splits.get("dev") or task.split("train")
     inputs = speed_inputs(encode_split(split, tokenizer, max_length), ev.speed_examples)
-    models: dict[str, torch.nn.Module] = {}
-    forwards: dict[str, object] = {}
+    models: dict[str, torch.nn.Module] = {}  # stage -> the module its stand-in is (or is built on)
+    forwards: dict[str, object] = {}  # the stand-ins that are timed
+    timed_as: dict[str, str] = {}  # stage -> the timed stand-in its figure comes from
+    factor: dict[str, float] = {}  # stage -> upper-bound multiplier on that figure (1: measured as is)
+    why: dict[str, list[str]] = {}
     for entry in plan:
-        name, kind = entry["stage"], entry["kind"]
-        upstream = models.get(entry["upstream"]) if entry["upstream"] else None
+        name, kind, up = entry["stage"], entry["kind"], entry["upstream"]
         if kind == "teacher":
             models[name] = teacher
         elif kind == "student":
             shape = parse_student_shape(entry["shape"], teacher.config)
             models[name] = build_student(teacher, shape, init="random", layer_map=[1] * shape.layers).eval()
-        elif kind in ("int8", "bf16") and upstream is not None:
-            models[name] = upstream
-            forwards[name] = _quantized_forward(upstream, kind, work / name, ev.threads)
+        elif up not in timed_as or kind == "unknown":
+            continue  # unknown until trained, and so is everything built on it
+        elif kind in ("int8", "bf16"):
+            models[name] = models[up]
+            forwards[name] = _quantized_forward(models[up], kind, work / name, ev.threads)
+            timed_as[name], factor[name], why[name] = name, factor[up], list(why[up])
             continue
-        elif upstream is not None:
-            models[name] = upstream  # bounds are computed from the upstream's timing below
-            continue
-        else:
+        else:  # bounded from the upstream's stand-in
+            layers = max(1, getattr(models[up].config, "num_hidden_layers", 1))
+            own = (layers if kind == "exit_bound" else
+                   layers / max(1, layers - entry["drop_layers"]) / max(entry["kept_share"], 1e-3))
+            models[name] = models[up]
+            timed_as[name], factor[name], why[name] = timed_as[up], factor[up] * own, [*why[up], entry["why"]]
             continue
         forwards[name] = torch_forward(models[name])
+        timed_as[name], factor[name], why[name] = name, 1.0, []
     teacher_name = next(e["stage"] for e in plan if e["kind"] == "teacher")
     timed = side_by_side(forwards, inputs, pad_token_id=tokenizer.pad_token_id, batch_size=ev.batch_size,
                          latency_examples=min(ev.latency_examples, 32), repeats=2, threads=ev.threads, rounds=2)
@@ -142,24 +145,16 @@ def _measure(recipe, task, plan: list[dict], work: Path) -> dict[str, dict]:
     estimates: dict[str, dict] = {}
     for entry in plan:
         name = entry["stage"]
-        if name in timed and name != "protocol" and entry.get("after_exits"):
-            t, layers = timed[name], max(1, getattr(models[name].config, "num_hidden_layers", 1))
-            estimates[name] = {"speedup": round(layers * t["throughput_examples_per_s"] / base, 3),
-                               "latency_ms_p50": t["latency_ms_p50"] / layers,
-                               "how": "upper bound: quantized, every input leaving at the first exit"}
-        elif name in timed and name != "protocol":
-            t = timed[name]
-            estimates[name] = {"speedup": round(t["throughput_examples_per_s"] / base, 3),
-                               "latency_ms_p50": t["latency_ms_p50"], "how": "measured (same shape, random weights)"}
-        elif entry["kind"] in ("bound", "exit_bound") and entry["upstream"] in estimates:
-            up = estimates[entry["upstream"]]
-            factor = entry.get("factor") or max(1, getattr(models[name].config, "num_hidden_layers", 1))
-            latency = None if up["latency_ms_p50"] is None else up["latency_ms_p50"] / factor
-            estimates[name] = {"speedup": round(up["speedup"] * factor, 3), "latency_ms_p50": latency,
-                               "how": f"upper bound: {entry['why']}"}
-        else:
+        if name not in timed_as:
             estimates[name] = {"speedup": None, "latency_ms_p50": None,
-                               "how": "not estimated (shape known after training)"}
+                               "how": "not estimated (its model is known only after training)"}
+            continue
+        t, k = timed[timed_as[name]], factor[name]
+        latency = None if t["latency_ms_p50"] is None else t["latency_ms_p50"] / k
+        how = ("measured (same shape, random weights)" if not why[name]
+               else "upper bound: " + "; ".join(why[name]))
+        estimates[name] = {"speedup": round(k * t["throughput_examples_per_s"] / base, 3), "latency_ms_p50": latency,
+                           "how": how}
     return estimates
 
 
@@ -180,26 +175,29 @@ def _quantized_forward(model, kind: str, work: Path, threads: int | None):
 
 
 def check_target(recipe, estimates: dict[str, dict], log) -> None:
-    """Refuse (one line) a speed target no stage can reach; note one that is within the margin."""
+    """Refuse (one line) a speed target no stage can reach; note one that is within the margin. A stage that
+    cannot be estimated (a student picked by a budget, a folder) may reach anything: then only a note."""
     target = recipe.target
     known = {name: e for name, e in estimates.items() if e.get("speedup") is not None}
+    unknown = [name for name, e in estimates.items() if e.get("speedup") is None]
     if not known:
         return
     if target.speedup is not None:
         best_name, best = max(known.items(), key=lambda kv: kv[1]["speedup"])
-        if best["speedup"] * MARGIN < target.speedup:
+        if best["speedup"] * MARGIN < target.speedup and not unknown:
             raise GreenlmError(
                 f"target speedup {target.speedup:g}x is out of reach on this machine: the best this recipe can reach"
                 f" is about {best['speedup']:.1f}x ({best_name}, {best['how']}); lower the target or add a smaller"
-                " student (e.g. --set stages.distill_3x256.student=2x192)")
+                " student (e.g. --set stages.distill_2x256.student=2x192)")
         if best["speedup"] < target.speedup:
-            log(f"note: the target {target.speedup:g}x is just above the best estimate ({best['speedup']:.1f}x,"
-                f" {best_name}): it may be missed")
+            unknowable = f" and {', '.join(unknown)} cannot be estimated before training" if unknown else ""
+            log(f"note: the target {target.speedup:g}x is above the best estimate ({best['speedup']:.1f}x,"
+                f" {best_name}){unknowable}: it may be missed")
     if target.max_latency_ms is not None:
         timed = {n: e for n, e in known.items() if e.get("latency_ms_p50") is not None}
         if timed:
             best_name, best = min(timed.items(), key=lambda kv: kv[1]["latency_ms_p50"])
-            if best["latency_ms_p50"] > target.max_latency_ms * MARGIN:
+            if best["latency_ms_p50"] > target.max_latency_ms * MARGIN and not unknown:
                 raise GreenlmError(
                     f"target latency {target.max_latency_ms:g} ms is out of reach on this machine: the fastest this"
                     f" recipe can reach is about {best['latency_ms_p50']:.2f} ms at batch 1 ({best_name},"

@@ -278,6 +278,7 @@ def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
         settings = build_dataclass(get_method(method).config_type(), body, f"{source}: stages.{stage_name}")
         stages.append(StageSpec(stage_name, method, upstream, settings))
         seen.append(stage_name)
+    _check_chains(stages, source)
     if not any(s.method == "finetune" for s in stages):
         raise GreenlmError(f"{source}: the recipe needs a 'finetune' stage (the teacher every other stage starts from)")
     task = data.get("task", Recipe.task)
@@ -295,6 +296,35 @@ def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
         validation=build_dataclass(ValidationSettings, data.get("validation"), f"{source}: validation"),
         target=build_dataclass(TargetSettings, data.get("target"), f"{source}: target"),
     )
+
+
+def _composition_problem(stage: StageSpec, upstream: StageSpec) -> str | None:
+    """Why ``stage`` cannot start from ``upstream``'s model, or None when the two compose."""
+    if upstream.method == "quantize" and stage.method in ("prune", "early_exit", "quantize"):
+        return ("a quantized model is final (its weights are int8 or bf16): put quantize last, after"
+                f" {stage.method}")
+    if upstream.method == "early_exit":
+        if stage.method == "early_exit":
+            return "the model already has exits"
+        if stage.method == "prune":
+            return "pruning does not know the exit heads: prune first, then add exits"
+        if stage.method == "quantize":
+            settings = stage.settings
+            if settings.scheme == "int8-static" or settings.runtime == "onnx":
+                return ("exits are data-dependent control flow, which an ONNX graph cannot hold: quantize a model"
+                        " with exits with scheme int8-dynamic and runtime null or torch")
+    return None
+
+
+def _check_chains(stages: list[StageSpec], source: str) -> None:
+    """Refuse, before any work, a stage that starts from a model it cannot take (naming both stages)."""
+    by_name = {s.name: s for s in stages}
+    for stage in stages:
+        upstream = by_name.get(stage.upstream) if stage.upstream else None
+        problem = _composition_problem(stage, upstream) if upstream is not None else None
+        if problem:
+            raise GreenlmError(f"{source}: stage '{stage.name}' ({stage.method}) cannot start from '{upstream.name}'"
+                               f" ({upstream.method}): {problem}")
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -7,10 +7,10 @@ Each trial is a normal ``greenlm run`` of the recipe with the sampled values set
 ``runs/<sweep>/trials/trial-NNN``. Trials share cached stages with each other (a teacher fine-tuned
 once serves every trial that does not change it), so a sweep over a compression stage pays for the
 teacher once. Sampling is Optuna's TPE (or random search); with pruning, a trial runs stage by stage
-and reports each stage's dev score to Optuna, and a median rule stops a trial whose score at some
+and reports each stage's validation score (dev when the task has no validation split) to Optuna, and a median rule stops a trial whose score at some
 stage is below the median of the finished trials at that stage (its later stages are not run).
 
-The result is Dodge et al.'s (2019) expected best dev score as a function of the number of trials,
+The result is Dodge et al.'s (2019) expected best validation score as a function of the number of trials,
 and of the energy the sweep had spent: the budget/performance curve Green AI asks for (Schwartz et
 al. 2020). Only finished trials are scores; pruned and failed trials count in the energy spent.
 
@@ -29,6 +29,7 @@ from pathlib import Path
 
 from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.common.optional import require
+from greenlm.data import SELECTION_SPLITS
 from greenlm.pipeline.schema import Recipe
 from greenlm.pipeline.sweep_report import (SWEEP_FILE, TRIALS, _write_outputs,  # noqa: F401 (re-exported)
                                            best_trial, budget_curve, is_sweep_dir, sweep_markdown,
@@ -131,7 +132,7 @@ def run_sweep(recipe_spec: str | None, search: list[str], trials: int, *, overri
         return sum(1 for r in record["trials"] if r["state"] in ("complete", "pruned"))
 
     echo(f"sweep '{sweep_name}' in {sweep_dir}: {trials} trials of {base.name}, {sampler} sampling"
-         f"{', median pruning' if prune else ''}, objective: dev {metric} of stage '{stage}'")
+         f"{', median pruning' if prune else ''}, objective: validation (else dev) {metric} of stage '{stage}'")
     while finished() < trials:
         trial = study.ask(distributions)
         entry = _new_entry(trial, params, trials_root)
@@ -179,7 +180,7 @@ def _check_settings(trials, metric: str, sampler: str, search: list[str]) -> Non
 
 
 def _objective_stage(base: Recipe, stage: str | None) -> str:
-    """The stage whose dev score is the objective: ``stage``, by default the recipe's last."""
+    """The stage whose validation score is the objective: ``stage``, by default the recipe's last."""
     from greenlm.pipeline.schema import suggest
 
     stage_names = [s.name for s in base.stages]
@@ -236,7 +237,7 @@ def _tell(optuna, study, trial, entry: dict, state: str, value: float | None, me
              f" ({metric} below the median of earlier trials there)")
     else:
         study.tell(trial, value)
-        echo(f"trial {trial.number}: dev {metric} {value:.4f} ({entry['seconds']:.0f} s,"
+        echo(f"trial {trial.number}: {entry.get('objective_split', 'dev')} {metric} {value:.4f} ({entry['seconds']:.0f} s,"
              f" reused {len(entry['stages_reused'])} stage(s))")
     entry["state"] = state
     entry["value"] = value if state == "complete" else None
@@ -273,17 +274,20 @@ def _save(sweep_dir: Path, record: dict) -> None:
     atomic_write_json(sweep_dir / SWEEP_FILE, record)
 
 
-def _stage_score(outcome, stage: str, metric: str):
-    """The dev score of ``stage``: its row of the run's report when measured, else the stage's own metrics.json."""
-    if outcome.report is not None:
-        row = next((r for r in outcome.report["rows"] if r["model"] == stage), None)
-        if row is not None and row.get(metric) is not None:
-            return float(row[metric])
+def _stage_score(outcome, stage: str, metric: str, entry: dict | None = None):
+    """The score trials are compared on: ``stage``'s ``metric`` on its selection split, from its metrics.json
+    (``validation``, carved from train; ``dev`` only when the task has none, which the sweep's record then says).
+    Dev is reported, never chosen on, when a validation split exists."""
     done = next((s for s in outcome.stages if s.name == stage), None)
-    value = ((done.metrics if done else {}).get("splits") or {}).get("dev", {}).get(metric)
-    if value is None:
-        raise GreenlmError(f"stage '{stage}' reported no dev {metric}; choose --metric accuracy, macro_f1 or mcc")
-    return float(value)
+    splits = (done.metrics if done else {}).get("splits") or {}
+    for split in SELECTION_SPLITS:
+        value = (splits.get(split) or {}).get(metric)
+        if value is not None:
+            if entry is not None:
+                entry["objective_split"] = split
+            return float(value)
+    raise GreenlmError(f"stage '{stage}' reported no validation or dev {metric}; choose --metric accuracy, macro_f1"
+                       " or mcc")
 
 
 def _add_cost(entry: dict, outcome) -> None:
@@ -312,7 +316,7 @@ def _run_trial(run, recipe: Recipe, trial, entry: dict, trials_root: Path, stage
             prefix = dataclasses.replace(recipe, stages=stages[: k + 1])
             outcome = run(prefix, trials_root, resume=True, progress=progress, echo=echo, measure=False)
             _add_cost(entry, outcome)
-            value = _stage_score(outcome, stages[k].name, metric)
+            value = _stage_score(outcome, stages[k].name, metric, entry)
             entry["intermediate"][stages[k].name] = value
             trial.report(value, step=k)
             if trial.should_prune():
@@ -320,7 +324,7 @@ def _run_trial(run, recipe: Recipe, trial, entry: dict, trials_root: Path, stage
     outcome = run(recipe, trials_root, resume=True, progress=progress, echo=echo, measure=measure)
     _add_cost(entry, outcome)
     for s in stages[: target + 1]:
-        entry["intermediate"][s.name] = _stage_score(outcome, s.name, metric)
+        entry["intermediate"][s.name] = _stage_score(outcome, s.name, metric, entry)
     value = entry["intermediate"][stage]
     if prune:
         trial.report(value, step=target)

@@ -58,7 +58,8 @@ def _write_outputs(sweep_dir: Path, record: dict, out_dir: Path | None, formats,
         if figs.available():
             spec = record["spec"]
             figure = figs.budget_figure(curve, metric=spec["metric"],
-                                        title=f"Sweep {record['name']}: dev {spec['metric']} of '{spec['stage']}'")
+                                        title=f"Sweep {record['name']}: {objective_split(record)} {spec['metric']} of"
+                                              f" '{spec['stage']}'")
         else:
             notes.append(figs.MISSING_MATPLOTLIB)
     for note in notes:
@@ -118,11 +119,17 @@ def _caveat(spec: dict) -> str:
     return ("Caveats: " + "; ".join(parts) + ".") if parts else ""
 
 
+def objective_split(record: dict) -> str:
+    """The split trials were compared on (validation carved from train; dev for a task without one)."""
+    return next((t["objective_split"] for t in record.get("trials", []) if t.get("objective_split")), "validation")
+
+
 def sweep_markdown(record: dict, curve: list[dict] | None, counts: dict, figure, notes: list[str]) -> str:
     spec = record["spec"]
     metric = spec["metric"]
+    split = objective_split(record)
     lines = [f"# greenlm sweep `{record['name']}`", "",
-             f"Recipe `{spec['recipe']['name']}` ({spec.get('recipe_source') or 'default'}), objective: dev {metric} of"
+             f"Recipe `{spec['recipe']['name']}` ({spec.get('recipe_source') or 'default'}), objective: {split} {metric} of"
              f" stage `{spec['stage']}`, {spec['sampler']} sampling{', median pruning' if spec['prune'] else ''},"
              f" seed {spec['seed']}.", "", "Search space:", "", *[f"- `{s}`" for s in spec["search"]], "",
              f"Trials: {counts['complete']} finished, {counts['pruned']} pruned, {counts['failed']} failed"
@@ -130,13 +137,13 @@ def sweep_markdown(record: dict, curve: list[dict] | None, counts: dict, figure,
     best = best_trial(record)
     if best is not None:
         shown = ", ".join(f"`{k}={v:.4g}`" if isinstance(v, float) else f"`{k}={v}`" for k, v in best["params"].items())
-        lines += [f"**Best trial**: {best['name']}, dev {metric} {best['value']:.4f} with {shown}"
+        lines += [f"**Best trial**: {best['name']}, {split} {metric} {best['value']:.4f} with {shown}"
                   f" (run folder `{best['run_dir']}`).", ""]
     for note in notes:
         lines += [f"> {note}", ""]
     if curve is not None:
         lines += ["## Budget/performance curve", "",
-                  f"Expected best dev {metric} among n trials (Dodge et al. 2019, sampling the finished trials with"
+                  f"Expected best {split} {metric} among n trials (Dodge et al. 2019, sampling the finished trials with"
                   " replacement), ± one standard deviation, and the energy the sweep had spent when its n-th trial"
                   " finished (pruned and failed trials included; stages reused from earlier trials cost nothing"
                   " again).",
@@ -151,7 +158,7 @@ def sweep_markdown(record: dict, curve: list[dict] | None, counts: dict, figure,
             lines.append(f"| {c['n']} | {c['expected_max']:.4f} | {c['std']:.4f} | {c['best_so_far']:.4f} | {energy} |")
         lines.append("")
     searched = " | ".join(f"`{p.split('=')[0]}`" for p in spec["search"])
-    lines += ["## Trials", "", f"| trial | state | dev {metric} | {searched} | energy kWh | stages run | seconds |",
+    lines += ["## Trials", "", f"| trial | state | {split} {metric} | {searched} | energy kWh | stages run | seconds |",
               "|---|---|---:|" + "---:|" * len(spec["search"]) + "---:|---|---:|"]
     paths = [s.split("=")[0].strip() for s in spec["search"]]
     for r in record["trials"]:

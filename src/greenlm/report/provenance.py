@@ -74,12 +74,14 @@ def selections(metrics_by_stage: dict[str, dict | None]) -> list[dict]:
 
 def selection_warning(rows: list[dict]) -> str | None:
     """A warning when any choice was made on the reported split, naming the stages; None when none was."""
-    stages = list(dict.fromkeys(r["stage"] for r in rows if r["on_reported_split"]))
+    flagged = [r for r in rows if r["on_reported_split"]]
+    stages = list(dict.fromkeys(r["stage"] for r in flagged))
     if not stages:
         return None
-    return (f"{', '.join(stages)} made {'its choice' if len(stages) == 1 else 'their choices'} on"
-            f" `{REPORTED_SPLIT}`, the split this report's figures are taken on: those figures are optimistic."
-            " Set the recipe's validation fraction above 0 to choose on rows carved from train.")
+    splits = ", ".join(f"`{s}`" for s in dict.fromkeys(r.get("split") or REPORTED_SPLIT for r in flagged))
+    return (f"{', '.join(stages)} made {'its choice' if len(stages) == 1 else 'their choices'} on {splits}, a split"
+            " that is also reported (this report's figures are on `dev`): those figures are optimistic. Set the"
+            " recipe's validation fraction above 0 to choose on rows carved from train.")
 
 
 def _split_text(row: dict) -> str:
