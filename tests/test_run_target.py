@@ -443,3 +443,23 @@ def test_end_of_run_and_greenlm_report_agree(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Speed: the machine was shared while timing" in out
     assert "Target: distill meets the target" in out
+
+
+def test_expected_flops_of_models_with_exits():
+    """The measuring pass charges a model with exits what it runs on dev: the early-exit stage's own figure, or,
+    for an int8 model with exits, the depth each dev input ran to, weighted by the share leaving there."""
+    from transformers import BertConfig
+
+    from greenlm.measure import count_flops
+    from greenlm.pipeline.measure_pass import _expected_flops
+
+    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=37)
+    full = count_flops(config, 10).infer_flops
+    assert _expected_flops({}, config, 10, count_flops) == full
+    assert _expected_flops({"early_exit": {"splits": {"dev": {"flops_per_example": 123.0}}}}, config, 10,
+                           count_flops) == 123.0
+    one = count_flops(BertConfig(**{**config.to_dict(), "num_hidden_layers": 1}), 10).infer_flops
+    quantized = {"quantize": {"exits": {"splits": {"dev": {"exit_share": {"1": 0.75, "3": 0.25}}}}}}
+    assert _expected_flops(quantized, config, 10, count_flops) == pytest.approx(0.75 * one + 0.25 * full)
+    assert one < 0.75 * one + 0.25 * full < full

@@ -187,9 +187,7 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
     mean_length = max(1, round(sum(m.encoded.lengths()) / len(m.encoded)))
     metrics_file = m.folder / "metrics.json"
     stage_metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    flops = count_flops(m.model.config, mean_length).infer_flops
-    # Methods whose cost depends on the input (early exit) report their own expected FLOPs.
-    flops = stage_metrics.get("expected_flops_per_example", flops)
+    flops = _expected_flops(stage_metrics, m.model.config, mean_length, count_flops)
     counted = isinstance(m.model, torch.nn.Module) and not is_torch_int8(m.model)  # int8 linears hold no parameters
     params = count_params(m.model) if counted else {"total": 0}
     if not params.get("total"):  # runtimes without torch parameters (ONNX or PyTorch int8): count from the config
@@ -204,6 +202,28 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
         "speed": speed,
         "inference_energy": energy,
     }
+
+
+def _expected_flops(stage_metrics: dict, config, mean_length: int, count_flops) -> float:
+    """FLOPs per example at the dev mean length; for a model with exits, what it is expected to run on dev: the
+    early-exit stage's own figure, or (a quantized model with exits) the layers run, weighted by the dev share of
+    inputs leaving at each exit (exit heads not counted)."""
+    full = count_flops(config, mean_length).infer_flops
+    own = (((stage_metrics.get("early_exit") or {}).get("splits") or {}).get("dev") or {}).get("flops_per_example")
+    if own is not None:
+        return float(own)
+    share = (((((stage_metrics.get("quantize") or {}).get("exits") or {}).get("splits") or {}).get("dev") or {})
+             .get("exit_share"))
+    if not share:
+        return full
+    import copy
+
+    expected = 0.0
+    for layer, fraction in share.items():
+        shallow = copy.deepcopy(config)
+        shallow.num_hidden_layers = int(layer)
+        expected += float(fraction) * count_flops(shallow, mean_length).infer_flops
+    return expected
 
 
 def _inference_energy(recipe, forward, inputs: EncodedSplit, pad_token_id: int, batch_size: int, PriceTag) -> dict:
