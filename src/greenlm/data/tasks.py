@@ -38,6 +38,12 @@ class TaskSplit:
     def is_pair(self) -> bool:
         return self.text_b is not None
 
+    def joined_texts(self) -> list[str]:
+        """One string per row: its text, or both texts joined by a space (what a vocabulary is built from)."""
+        if self.text_b is None:
+            return list(self.text_a)
+        return [f"{a} {b}" for a, b in zip(self.text_a, self.text_b)]
+
     def select(self, indices) -> TaskSplit:
         """The rows at ``indices``, in that order."""
         return TaskSplit(

@@ -173,7 +173,7 @@ def load_summary(load: dict) -> str:
 
 
 def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
-    from greenlm.measure import PriceTag, count_flops, count_params
+    from greenlm.measure import PriceTag, count_params
 
     ev = recipe.evaluation
     previous = torch.get_num_threads()
@@ -187,7 +187,7 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
     mean_length = max(1, round(sum(m.encoded.lengths()) / len(m.encoded)))
     metrics_file = m.folder / "metrics.json"
     stage_metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    flops = _expected_flops(stage_metrics, m.model.config, mean_length, count_flops)
+    flops = _expected_flops(stage_metrics, m.model.config, mean_length)
     counted = isinstance(m.model, torch.nn.Module) and not is_torch_int8(m.model)  # int8 linears hold no parameters
     params = count_params(m.model) if counted else {"total": 0}
     if not params.get("total"):  # runtimes without torch parameters (ONNX or PyTorch int8): count from the config
@@ -204,10 +204,12 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
     }
 
 
-def _expected_flops(stage_metrics: dict, config, mean_length: int, count_flops) -> float:
+def _expected_flops(stage_metrics: dict, config, mean_length: int) -> float:
     """FLOPs per example at the dev mean length; for a model with exits, what it is expected to run on dev: the
     early-exit stage's own figure, or (a quantized model with exits) the layers run, weighted by the dev share of
     inputs leaving at each exit (exit heads not counted)."""
+    from greenlm.measure import count_flops
+
     full = count_flops(config, mean_length).infer_flops
     own = (((stage_metrics.get("early_exit") or {}).get("splits") or {}).get("dev") or {}).get("flops_per_example")
     if own is not None:

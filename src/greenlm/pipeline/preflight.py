@@ -102,9 +102,9 @@ def _measure(recipe, task, plan: list[dict], work: Path) -> dict[str, dict]:
 
     ev = recipe.evaluation
     torch.manual_seed(0)
-    train = task.split("train")  # a tiny: model builds its vocabulary from it, as fine-tuning does
-    texts = [t if train.text_b is None else f"{t} {train.text_b[i]}" for i, t in enumerate(train.text_a)]
-    loaded = load_classifier(recipe.teacher, labels=list(task.labels), train_texts=texts, seed=0)
+    # a tiny: model builds its vocabulary from the training text, as fine-tuning does
+    loaded = load_classifier(recipe.teacher, labels=list(task.labels), train_texts=task.split("train").joined_texts(),
+                             seed=0)
     teacher, tokenizer = loaded.model.eval(), loaded.tokenizer
     finetune = next(s for s in recipe.stages if s.method == "finetune")
     max_length = getattr(finetune.settings, "max_length", None) or 128

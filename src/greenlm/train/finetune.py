@@ -54,7 +54,7 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
     dev_split = task.splits[select_name] if select_name is not None else None
     torch.manual_seed(config.seed)  # the new classifier head's initialisation
     loaded = load_classifier(
-        model_spec, labels=list(task.labels), train_texts=_texts(train_split),
+        model_spec, labels=list(task.labels), train_texts=train_split.joined_texts(),
         allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, seed=config.seed,
     )
     for note in loaded.notes:
@@ -116,6 +116,3 @@ def _subset_rows(full, subset, n: int, seed: int) -> list[int]:
     return rows
 
 
-def _texts(split):
-    for i, text in enumerate(split.text_a):
-        yield text if split.text_b is None else f"{text} {split.text_b[i]}"
