@@ -107,6 +107,26 @@ def test_second_identical_run_trains_nothing(first_run):
     assert "measurements: reused" in result.stderr
 
 
+def test_start_within_waits_for_the_cleanest_hour_then_runs(first_run, tmp_path):
+    """--start-within plans the run's start on the grid series (the job's length from the run's earlier report) and
+    waits for it on a clock sped up a million times; then the run goes on (here: all stages reused)."""
+    root, recipe, _, _ = first_run
+    grid = tmp_path / "grid.csv"
+    t0 = 1654041600  # 2022-06-01T00:00Z; cleanest at 05:00
+    grid.write_text("timestamp_utc,region,gco2_per_kwh\n" + "".join(
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0 + 3600 * h))},X,{50 if h % 24 == 5 else 400}\n"
+        for h in range(-24 * 8, 48)))
+    result = greenlm(root, "run", str(recipe), "--no-progress", "--start-within", "12h", "--grid", str(grid),
+                     "--now", "2022-06-01T00:00Z", "--clock-speed", "1e6")
+    assert result.returncode == 0, result.stderr
+    assert "start at 2022-06-01T05:00Z (in 5.00 h)" in result.stderr and "starting run tiny" in result.stderr
+    assert "runs/tiny/report.json: its stages took" in result.stderr
+    assert "reused" in result.stderr
+    bad = greenlm(root, "run", str(recipe), "--no-progress", "--start-within", "12h")
+    assert bad.returncode == 2 and "needs both --start-within" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_same_stage_in_another_run_is_reused_from_it(first_run):
     root, recipe, _, _ = first_run
     result = greenlm(root, "run", str(recipe), "--name", "other", "--no-progress")

@@ -21,7 +21,7 @@ SIMULATE_HELP = """Replay every start hour of the series: mean, median, p10/p90 
 Example: greenlm schedule simulate --series eia930.csv --regions CISO,BPAT --durations 1,6,24 --out sim
 """
 
-SeriesOpt = Annotated[Optional[Path], typer.Option("--series", help="Grid-intensity file: greenlm CSV, Electricity Maps export or WattTime MOER (CSV/JSON).")]
+SeriesOpt = Annotated[Optional[Path], typer.Option("--series", help="Grid-intensity file: greenlm CSV, Electricity Maps export or WattTime MOER (CSV/JSON); or live: electricitymaps:ZONE, watttime:REGION (docs/scheduling.md).")]
 ScopeOpt = Annotated[Optional[str], typer.Option("--scope", help="lifecycle or direct: the Electricity Maps column to read (default lifecycle), or what a greenlm CSV holds.")]
 KindOpt = Annotated[Optional[str], typer.Option("--kind", help="average or marginal: what a greenlm CSV holds (its README says; shown beside every figure).")]
 TimezoneOpt = Annotated[Optional[str], typer.Option("--timezone", help="IANA zone of times written without an offset in a column not marked UTC (ambiguous daylight-saving hours are refused).")]

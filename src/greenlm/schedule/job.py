@@ -103,6 +103,25 @@ def job_from_options(duration: str | None, energy_kwh: float | None, pricetag: s
                pause_h)
 
 
+def job_from_earlier_run(report_path: str | Path, pause_cost: str | None = None) -> Job:
+    """The Job of a greenlm run done before: the sum of its stages' wall time and energy from its report.json (a run
+    of the same recipe costs about what it cost last time; reused stages count what they cost when they ran)."""
+    path = Path(report_path)
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8")).get("rows") or []
+    except FileNotFoundError:
+        raise GreenlmError(f"no earlier run at {path.parent} to estimate the job from: give its length "
+                           "(--job-duration, e.g. 2h)") from None
+    except (OSError, ValueError, AttributeError) as err:
+        raise GreenlmError(f"cannot read {path}: {err}") from None
+    wall_s = sum(float(r.get("stage_wall_s") or 0.0) for r in rows if isinstance(r, dict))
+    kwh = sum(float(r.get("stage_energy_kwh") or 0.0) for r in rows if isinstance(r, dict))
+    if not wall_s > 0:
+        raise GreenlmError(f"{path} records no stage time: give the job's length (--job-duration, e.g. 2h)")
+    return Job(wall_s / 3600.0, kwh if kwh > 0 else None,
+               f"{path}: its stages took {wall_s:.0f} s and {kwh:.4g} kWh", parse_pause_h(pause_cost))
+
+
 def parse_pause_h(pause_cost: str | None) -> float:
     if pause_cost in (None, "", "0"):
         return 0.0
