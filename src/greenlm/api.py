@@ -14,7 +14,8 @@
 Each method function is ``run_stage`` (greenlm.stage.shell) with the CLI's defaults: settings are the
 fields of the method's config dataclass, checked as a recipe's are; ``run`` is ``greenlm run``. Like the CLI,
 each carves a validation split from train (``validation_fraction=0.1``, at most 1,000 rows) and makes every
-choice on it; ``validation_fraction=0`` chooses on dev instead (and the metrics say so).
+choice on it; ``validation_fraction=0`` chooses on dev instead (and the metrics say so). ``drop=["duplicates",
+"conflicting"]`` removes the train rows the data audit finds first (greenlm.data.filters; dev and test untouched).
 """
 
 from __future__ import annotations
@@ -74,11 +75,13 @@ def _stage(method: str, source, task, out, *, teacher_dir=None, region=None, pue
     """What all five method functions do: settings -> config, task, output folder, price settings, run_stage."""
     from greenlm.stage import PriceSettings, run_stage
 
-    from greenlm.data import DEFAULT_VALIDATION_FRACTION, carve_validation
+    from greenlm.data import DEFAULT_VALIDATION_FRACTION, carve_validation, filter_train
 
     fraction = settings.pop("validation_fraction", DEFAULT_VALIDATION_FRACTION)  # as the CLI's --validation-fraction
+    drop = settings.pop("drop", None)  # as the CLI's --drop: train rows the audit finds, dropped first
     cfg = _config(method, config, settings)
-    loaded = carve_validation(_task(task), fraction=fraction) if fraction else _task(task)
+    loaded = filter_train(_task(task), drop)
+    loaded = carve_validation(loaded, fraction=fraction) if fraction else loaded
     source = _folder(source)
     if out is None:
         if method == "finetune":

@@ -21,9 +21,15 @@ ValidationOpt = Annotated[float, typer.Option(
          " epoch, thresholds, fallbacks), so dev stays unseen until it is reported; 0: choose on dev (and say so).")]
 
 
+DropOpt = Annotated[Optional[str], typer.Option(
+    "--drop",
+    help="Drop train rows the data audit finds, before training (dev/test untouched), comma-separated: non_text,"
+         " other_script, eval_overlap, conflicting, duplicates, near_duplicates (docs/data.md).")]
+
+
 def load_task_from_options(task: str, text_fields: str | None, label_field: str | None, labels: str | None,
-                           on_empty: str = "skip", *, validation_fraction: float = 0.0):
-    from greenlm.data import carve_validation, load_task
+                           on_empty: str = "skip", *, validation_fraction: float = 0.0, drop: str | None = None):
+    from greenlm.data import carve_validation, describe_filter, filter_train, load_task
 
     loaded = load_task(
         task,
@@ -35,6 +41,9 @@ def load_task_from_options(task: str, text_fields: str | None, label_field: str 
     for split, count in sorted(loaded.skipped_rows.items()):
         if count:
             err(f"note: skipped {count} row(s) with empty text in {loaded.name}/{split}")
+    loaded = filter_train(loaded, drop)
+    if loaded.train_filter:
+        err(f"note: {describe_filter(loaded.train_filter)}")
     return carve_validation(loaded, fraction=validation_fraction) if validation_fraction else loaded
 
 

@@ -15,13 +15,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, PueOpt, RegionOpt, TaskOpt, TextFieldsOpt,
-                                 ValidationOpt, err, load_task_from_options, print_json)
+from greenlm.cli._common import (DropOpt, LabelFieldOpt, LabelsOpt, OnEmptyOpt, PueOpt, RegionOpt, TaskOpt,
+                                 TextFieldsOpt, ValidationOpt, err, load_task_from_options, print_json)
 from greenlm.cli._config_options import config_from_options, config_parameters
 
 # Options every method command has besides its settings (names that are not config fields).
-COMMON_OPTIONS = ("out", "task", "text_fields", "label_field", "labels", "on_empty", "validation_fraction", "region",
-                  "pue", "progress", "json_out")
+COMMON_OPTIONS = ("out", "task", "text_fields", "label_field", "labels", "on_empty", "validation_fraction", "drop",
+                  "region", "pue", "progress", "json_out")
 
 
 def _common_parameters(out_help: str) -> list[inspect.Parameter]:
@@ -34,6 +34,7 @@ def _common_parameters(out_help: str) -> list[inspect.Parameter]:
         inspect.Parameter("labels", kw, default=None, annotation=LabelsOpt),
         inspect.Parameter("on_empty", kw, default="skip", annotation=OnEmptyOpt),
         inspect.Parameter("validation_fraction", kw, default=0.1, annotation=ValidationOpt),
+        inspect.Parameter("drop", kw, default=None, annotation=DropOpt),
         inspect.Parameter("region", kw, default=None, annotation=RegionOpt),
         inspect.Parameter("pue", kw, default=None, annotation=PueOpt),
         inspect.Parameter("progress", kw, default=True,
@@ -64,7 +65,8 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
 
         config = config_from_options(config_class, {k: values[k] for k in setting_names})
         task = load_task_from_options(values["task"], values["text_fields"], values["label_field"], values["labels"],
-                                      values["on_empty"], validation_fraction=values["validation_fraction"])
+                                      values["on_empty"], validation_fraction=values["validation_fraction"],
+                                      drop=values["drop"])
         price = PriceSettings(region=values["region"], pue=values["pue"])
         price.price_tag("check", ledger=False)  # a bad region or PUE fails here, before any work
         teacher = values.get(teacher_option) if teacher_option else None

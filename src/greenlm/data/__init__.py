@@ -11,6 +11,7 @@ Imports nothing of greenlm but ``greenlm.common``; torch is imported only where 
 from greenlm.data.batching import collate, length_grouped_batches, padding_fraction
 from greenlm.data.bundled import DEFAULT_TASK, bundled_task_names, describe_bundled_tasks
 from greenlm.data.encode import EncodedSplit, encode_split
+from greenlm.data.filters import DROP_RULES, describe_filter, filter_train
 from greenlm.data.load import load_task
 from greenlm.data.readers import read_prediction_file, read_prediction_lines
 from greenlm.data.tasks import UNLABELED, Task, TaskInfo, TaskSplit, align_labels
@@ -21,6 +22,7 @@ from greenlm.data.validation import (SELECTION_SPLITS, VALIDATION, carve_validat
 __all__ = [
     "DEFAULT_TASK",
     "DEFAULT_VALIDATION_FRACTION",
+    "DROP_RULES",
     "SELECTION_SPLITS",
     "UNLABELED",
     "VALIDATION",
@@ -33,7 +35,9 @@ __all__ = [
     "carve_validation",
     "collate",
     "describe_bundled_tasks",
+    "describe_filter",
     "encode_split",
+    "filter_train",
     "length_grouped_batches",
     "load_task",
     "padding_fraction",

@@ -18,7 +18,7 @@ Per split:
 Across splits, contamination: rows of each evaluation split (dev, test) whose text occurs in train, exactly or
 after normalisation, and how many of them carry another label there.
 
-The audit reports; it changes nothing (filters such as dropping duplicates are not part of it).
+The audit reports; it changes nothing. ``greenlm.data.filters`` (``--drop``) removes what it finds from train.
 """
 
 from __future__ import annotations
@@ -264,8 +264,7 @@ def audit_task(task: Task, *, tokenizer=None, max_length: int = DEFAULT_AUDIT_MA
         "rules": RULES,
         "splits": splits,
         "contamination": contamination,
-        "not_done": ["filters (dropping duplicates, contaminated or other-script rows) are not part of the audit;"
-                     " it reports and changes nothing"],
+        "filters": "the audit changes nothing; --drop (greenlm.data.filters) removes what it finds from train",
     }
 
 

@@ -87,6 +87,7 @@ class Task:
     description: str = ""
     source: str = ""  # where it was loaded from: "bundled:sst2", a path, or "hf:<name>"
     validation_carve: dict | None = None  # {fraction, max_examples, seed} when greenlm.data.validation carved it
+    train_filter: dict | None = None  # {drop, removed, rows_before, rows_after} when greenlm.data.filters filtered train
 
     def __post_init__(self):
         if len(self.labels) < 2:

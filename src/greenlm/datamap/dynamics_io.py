@@ -190,6 +190,11 @@ def check_against_task(dynamics: Dynamics, task: Task) -> None:
     fix = "were they recorded on another task, or on another version of this one?"
     recorded = (dynamics.meta or {}).get("train_fingerprint")
     if recorded and recorded != train.fingerprint():
+        filtered_then, filtered_now = (dynamics.meta or {}).get("train_filter"), task.train_filter
+        if (filtered_then or {}).get("drop") != (filtered_now or {}).get("drop"):
+            raise GreenlmError(f"{where} were recorded on train rows filtered by {(filtered_then or {}).get('drop') or 'nothing'}"
+                               f" and task '{task.name}' is now filtered by {(filtered_now or {}).get('drop') or 'nothing'};"
+                               " use the same data filters (--drop) as the recording")
         then, now = (dynamics.meta or {}).get("validation_carve"), task.validation_carve
         if then != now:  # the same task, another validation split carved from train: other row numbers
             raise GreenlmError(f"{where} were recorded with {_carve_text(then)} carved from train, and task"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import greenlm
 from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_write_text
-from greenlm.data import Task, carve_validation, load_task
+from greenlm.data import Task, carve_validation, filter_train, load_task
 from greenlm.datamap.cartography import REGION_LABELS, REGION_SHARE, compute_map, region_labels, region_thresholds
 from greenlm.datamap.dynamics_io import DYNAMICS_DIR, check_against_task, read_dynamics
 
@@ -44,10 +44,13 @@ def task_of(dynamics_meta: dict | None) -> Task:
 
 
 def with_recorded_carve(task: Task, dynamics_meta: dict | None) -> Task:
-    """``task`` with the validation split carved as it was when the dynamics were recorded (their row ids are
-    rows of that train split)."""
-    carve = (dynamics_meta or {}).get("validation_carve")
-    return carve_validation(task, **carve) if carve else task
+    """``task`` with its train rows filtered and its validation split carved as they were when the dynamics were
+    recorded (their row ids are rows of that train split)."""
+    meta = dynamics_meta or {}
+    if task.validation_carve is None and task.train_filter is None:
+        task = filter_train(task, (meta.get("train_filter") or {}).get("drop"))
+    carve = meta.get("validation_carve")
+    return carve_validation(task, **carve) if carve and task.validation_carve is None else task
 
 
 def _csv(header: list[str], rows: list[list]) -> str:

@@ -20,7 +20,7 @@ import yaml
 
 import greenlm
 from greenlm.common import GreenlmError
-from greenlm.data import Task, carve_validation, load_task
+from greenlm.data import Task, carve_validation, describe_filter, filter_train, load_task
 from greenlm.pipeline.rundir import (RECIPE_FILE, STAGE_FILE, WORK, RunLog, copy_stage, find_cached, identity_key,
                                      read_finished, write_recipe)
 from greenlm.pipeline.schema import Recipe
@@ -93,9 +93,11 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool =
 
 
 def recipe_task(recipe: Recipe) -> Task:
-    """The recipe's task with its validation split carved from train (every stage chooses on it)."""
+    """The recipe's task, its train rows filtered (``data.drop``), then its validation split carved from train
+    (every stage chooses on it)."""
     v = recipe.validation
-    return carve_validation(load_task(recipe.task), fraction=v.fraction, max_examples=v.max_examples, seed=v.seed)
+    task = filter_train(load_task(recipe.task), recipe.data.drop)
+    return carve_validation(task, fraction=v.fraction, max_examples=v.max_examples, seed=v.seed)
 
 
 def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, started: float, *, resume: bool,
@@ -106,6 +108,8 @@ def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, star
     for split, count in sorted(task.skipped_rows.items()):
         if count:
             log(f"note: skipped {count} row(s) with empty text in {task.name}/{split}")
+    if task.train_filter:
+        log(f"note: {describe_filter(task.train_filter)}")
     finished: dict[str, StageResult] = {}
     for stage in recipe.stages:
         upstream = finished.get(stage.upstream) if stage.upstream else None

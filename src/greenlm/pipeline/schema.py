@@ -9,6 +9,7 @@ A recipe is YAML:
     evaluation: {speed_examples: 256, batch_size: 32, latency_examples: 64}
     validation: {fraction: 0.1, max_examples: 1000, seed: 0}   # carved from train: every choice is made on it
     target: {speedup: 10, min_retained_pct: 97}                # optional: what the report checks models against
+    data: {drop: [duplicates, conflicting]}                    # optional: train rows dropped first (data/filters.py)
     stages:
       finetune: {epochs: 1, train_subset: 4000}
       distill: {from: finetune, student: 4x312}
@@ -67,6 +68,18 @@ class ValidationSettings:
 
 
 @dataclass(frozen=True)
+class DataSettings:
+    # train rows to drop before any stage (greenlm.data.filters; dev/test untouched): non_text, other_script,
+    # eval_overlap, conflicting, duplicates, near_duplicates
+    drop: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        from greenlm.data import filters
+
+        object.__setattr__(self, "drop", filters.parse_drop(self.drop))
+
+
+@dataclass(frozen=True)
 class TargetSettings:
     speedup: float | None = None  # throughput at batch 32 vs the teacher's, as measured by the run (e.g. 10)
     min_retained_pct: float | None = None  # dev accuracy as a % of the teacher's (e.g. 97)
@@ -111,6 +124,7 @@ class Recipe:
     stages: tuple[StageSpec, ...] = ()
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     target: TargetSettings = field(default_factory=TargetSettings)
+    data: DataSettings = field(default_factory=DataSettings)
 
     def stage(self, name: str) -> StageSpec:
         return next(s for s in self.stages if s.name == name)
@@ -127,6 +141,8 @@ class Recipe:
             "target": dataclasses.asdict(self.target),
             "stages": {},
         }
+        if self.data.drop:  # written only when set, so runs recorded before data filters existed still match
+            out["data"] = {"drop": list(self.data.drop)}
         for stage in self.stages:
             body = {"type": stage.method}
             if stage.upstream is not None:
@@ -232,7 +248,7 @@ def build_dataclass(cls, data: dict | None, where: str):
         raise GreenlmError(f"{where}: {err}") from None
 
 
-RECIPE_KEYS = ("name", "task", "teacher", "measure", "evaluation", "validation", "target", "stages")
+RECIPE_KEYS = ("name", "task", "teacher", "measure", "evaluation", "validation", "target", "data", "stages")
 
 
 def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
@@ -295,6 +311,7 @@ def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
         stages=tuple(stages),
         validation=build_dataclass(ValidationSettings, data.get("validation"), f"{source}: validation"),
         target=build_dataclass(TargetSettings, data.get("target"), f"{source}: target"),
+        data=build_dataclass(DataSettings, data.get("data"), f"{source}: data"),
     )
 
 

@@ -309,6 +309,8 @@ def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, no
     method_items.append(f"<li>energy sources: {_e(', '.join(report.get('energy_sources') or []) or 'n/a')}"
                         " (an <code>estimate:</code> source is a model of power, not a meter reading)</li>")
     method_items.append("<li>speed figures come from one measuring pass in one process on the same inputs</li>")
+    if (report.get("train_filter") or {}).get("summary"):
+        method_items.append(f"<li>training data: {_e(report['train_filter']['summary'])} (dev and test untouched)</li>")
     body = f"""{_cards(report, fronts)}
 {warn}
 <section id="models"><h2>Models</h2>

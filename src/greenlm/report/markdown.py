@@ -88,6 +88,8 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
         lines.append("")
     lines += target_markdown(report.get("target"))
     lines += selection_markdown(report.get("selection") or [])
+    if (report.get("train_filter") or {}).get("summary"):
+        lines += [f"**Training data:** {report['train_filter']['summary']} (dev and test untouched).", ""]
     if figure_note:
         lines += ["## Figures", "", figure_note, ""]
     elif figures:

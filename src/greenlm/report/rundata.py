@@ -204,10 +204,13 @@ def load_run(run_dir: str | Path) -> RunData:
 
 def checks(recipe: dict, rows: list[dict], metrics_by_stage: dict[str, dict | None]) -> dict:
     """What report.json adds to the rows, the same for ``greenlm run`` and ``greenlm report``: each row's
-    ``on_front`` and ``meets_target`` (set in place), ``target`` (None without one) and ``selection``."""
+    ``on_front`` and ``meets_target`` (set in place), ``target`` (None without one), ``selection`` and
+    ``train_filter`` (the data filters' record, None without)."""
     settings = target_settings(recipe)
     mark_rows(rows, settings)
-    return {"target": target_record(rows, settings), "selection": selections(metrics_by_stage)}
+    filters = [m["train_filter"] for m in metrics_by_stage.values() if isinstance(m, dict) and m.get("train_filter")]
+    return {"target": target_record(rows, settings), "selection": selections(metrics_by_stage),
+            "train_filter": filters[0] if filters else None}
 
 
 def _machine_from_tags(data: RunData, rows: list[dict]) -> dict:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import greenlm
 from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text, recover_dir
-from greenlm.data import Task
+from greenlm.data import Task, describe_filter
 from greenlm.measure import PriceTagWarning
 from greenlm.stage.context import StageContext
 from greenlm.stage.folders import (METRICS_FILE, PRICETAG_FILE, STAGE_FILE, artifact_hash, identity_differences,
@@ -249,6 +249,8 @@ def _write_output(method, name, ctx, output, tag, attempts, identity, key, secon
     output.write(built)
     metrics = {"task": ctx.task.name, "model": output.model_name or ctx.source, "method": method,
                **output.metrics}
+    if ctx.task.train_filter:  # train rows dropped by data filters before this stage saw the task
+        metrics["train_filter"] = {**ctx.task.train_filter, "summary": describe_filter(ctx.task.train_filter)}
     details = metrics.get(method)
     if isinstance(details, dict):
         if ctx.costs.phases:

@@ -73,6 +73,7 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
             model, train_data, guids if guids is not None else range(len(train_split)), config,
             pad_token_id=tokenizer.pad_token_id, folder=record_dynamics_to,
             meta={"task": task.name, "task_source": task.source, "validation_carve": task.validation_carve,
+                  "train_filter": task.train_filter,
                   "labels": list(task.labels),
                   "train_fingerprint": full_train.fingerprint()},
         )
