@@ -27,6 +27,40 @@ DropOpt = Annotated[Optional[str], typer.Option(
          " other_script, eval_overlap, conflicting, duplicates, near_duplicates (docs/data.md).")]
 
 
+# Carbon-aware options (greenlm run, and every method command for pausing): docs/scheduling.md
+_CARBON = "Carbon-aware start and pauses"
+GridOpt = Annotated[Optional[str], typer.Option(
+    "--grid", rich_help_panel=_CARBON,
+    help="Grid-intensity series for --pause-above / --start-within: a file (greenlm CSV, Electricity Maps, WattTime)"
+         " or electricitymaps:ZONE / watttime:REGION (live).")]
+GridRegionOpt = Annotated[Optional[str], typer.Option(
+    "--grid-region", rich_help_panel=_CARBON, help="The region in --grid (needed when it holds several).")]
+PauseAboveOpt = Annotated[Optional[float], typer.Option(
+    "--pause-above", rich_help_panel=_CARBON,
+    help="Pause training (checkpoint, sleep) while the hour's intensity in --grid is above this many gCO2e/kWh;"
+         " resume at the next hour at or below it.")]
+MaxPauseOpt = Annotated[Optional[str], typer.Option(
+    "--max-pause", rich_help_panel=_CARBON, help="Longest single pause (e.g. 12h; default 24h): then run anyway.")]
+NowOpt = Annotated[Optional[str], typer.Option(hidden=True, help="With --clock-speed: the simulated clock's start.")]
+ClockSpeedOpt = Annotated[Optional[float], typer.Option(
+    "--clock-speed", hidden=True, help="Waits and pauses pass this many times faster than real time (demos, tests).")]
+
+
+def carbon_clock(now: str | None, clock_speed: float | None):
+    """The clock waits and pauses run on (real, or sped up with the hidden --clock-speed)."""
+    from greenlm.schedule.wait import clock_from_options
+
+    return clock_from_options(now, clock_speed)
+
+
+def pause_policy(pause_above, grid, grid_region, max_pause, clock):
+    """The training pause policy of the options above (None without --pause-above)."""
+    from greenlm.schedule.pause import pause_policy_from_options
+
+    return pause_policy_from_options(pause_above=pause_above, grid=grid, region=grid_region, max_pause=max_pause,
+                                     clock=clock)
+
+
 def load_task_from_options(task: str, text_fields: str | None, label_field: str | None, labels: str | None,
                            on_empty: str = "skip", *, validation_fraction: float = 0.0, drop: str | None = None):
     from greenlm.data import carve_validation, describe_filter, filter_train, load_task

@@ -15,13 +15,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import (DropOpt, LabelFieldOpt, LabelsOpt, OnEmptyOpt, PueOpt, RegionOpt, TaskOpt,
-                                 TextFieldsOpt, ValidationOpt, err, load_task_from_options, print_json)
+from greenlm.cli._common import (ClockSpeedOpt, DropOpt, GridOpt, GridRegionOpt, LabelFieldOpt, LabelsOpt, MaxPauseOpt,
+                                 NowOpt, OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt, TaskOpt, TextFieldsOpt,
+                                 ValidationOpt, carbon_clock, err, load_task_from_options, pause_policy,
+                                 print_json)
 from greenlm.cli._config_options import config_from_options, config_parameters
 
 # Options every method command has besides its settings (names that are not config fields).
+PAUSE_OPTIONS = ("pause_above", "grid", "grid_region", "max_pause", "now", "clock_speed")
 COMMON_OPTIONS = ("out", "task", "text_fields", "label_field", "labels", "on_empty", "validation_fraction", "drop",
-                  "region", "pue", "progress", "json_out")
+                  "region", "pue", "progress", "json_out", *PAUSE_OPTIONS)
 
 
 def _common_parameters(out_help: str) -> list[inspect.Parameter]:
@@ -41,6 +44,12 @@ def _common_parameters(out_help: str) -> list[inspect.Parameter]:
                           annotation=Annotated[bool, typer.Option(help="Show progress bars.")]),
         inspect.Parameter("json_out", kw, default=False,
                           annotation=Annotated[bool, typer.Option("--json", help="Print the full metrics as JSON.")]),
+        inspect.Parameter("pause_above", kw, default=None, annotation=PauseAboveOpt),
+        inspect.Parameter("grid", kw, default=None, annotation=GridOpt),
+        inspect.Parameter("grid_region", kw, default=None, annotation=GridRegionOpt),
+        inspect.Parameter("max_pause", kw, default=None, annotation=MaxPauseOpt),
+        inspect.Parameter("now", kw, default=None, annotation=NowOpt),
+        inspect.Parameter("clock_speed", kw, default=None, annotation=ClockSpeedOpt),
     ]
 
 
@@ -62,6 +71,7 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
     def command(**values) -> None:
         from greenlm.stage import PriceSettings, run_stage
         from greenlm.stage.shell import is_main_process
+        from greenlm.train.pause import pausing
 
         config = config_from_options(config_class, {k: values[k] for k in setting_names})
         task = load_task_from_options(values["task"], values["text_fields"], values["label_field"], values["labels"],
@@ -70,9 +80,12 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
         price = PriceSettings(region=values["region"], pue=values["pue"])
         price.price_tag("check", ledger=False)  # a bad region or PUE fails here, before any work
         teacher = values.get(teacher_option) if teacher_option else None
-        result = run_stage(method, values[source.name], task, config, values["out"], teacher_dir=teacher, name=method,
-                           price=price, progress=values["progress"], on_note=lambda note: err(f"note: {note}"),
-                           command=" ".join(["greenlm", *sys.argv[1:]]))
+        policy = pause_policy(values["pause_above"], values["grid"], values["grid_region"], values["max_pause"],
+                              carbon_clock(values["now"], values["clock_speed"]))
+        with pausing(policy):
+            result = run_stage(method, values[source.name], task, config, values["out"], teacher_dir=teacher,
+                               name=method, price=price, progress=values["progress"],
+                               on_note=lambda note: err(f"note: {note}"), command=" ".join(["greenlm", *sys.argv[1:]]))
         if not is_main_process():
             return  # the other processes of a launched group stay quiet
         if result.reused:

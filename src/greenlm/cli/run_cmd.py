@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from greenlm.cli._common import ClockSpeedOpt, GridOpt, GridRegionOpt, MaxPauseOpt, NowOpt, PauseAboveOpt
+
 
 def run_command(
     recipe: Annotated[Optional[str], typer.Argument(help="A bundled recipe (quick, full, frontier) or a recipe YAML file. Default: quick.")] = None,
@@ -19,30 +21,36 @@ def run_command(
     target_speedup: Annotated[Optional[float], typer.Option(help="Target: this many times the teacher's throughput (batch 32). Checked before training (a speed no stage can reach stops the run); the report says which model meets it.")] = None,
     target_retained: Annotated[Optional[float], typer.Option(help="Target: at least this % of the teacher's dev accuracy (e.g. 97).")] = None,
     target_latency_ms: Annotated[Optional[float], typer.Option(help="Target: p50 latency at batch 1 at most this many ms.")] = None,
-    start_within: Annotated[Optional[str], typer.Option("--start-within", rich_help_panel="Carbon-aware start", help="Wait for the cleanest start before this deadline (e.g. 12h; Flexible Start on the grid forecast, docs/scheduling.md). Needs --grid.")] = None,
-    grid: Annotated[Optional[str], typer.Option("--grid", rich_help_panel="Carbon-aware start", help="Grid-intensity series for --start-within: a file (greenlm CSV, Electricity Maps, WattTime) or electricitymaps:ZONE / watttime:REGION (live).")] = None,
-    grid_region: Annotated[Optional[str], typer.Option("--grid-region", rich_help_panel="Carbon-aware start", help="The region in --grid (needed when the file holds several).")] = None,
-    grid_forecast: Annotated[Optional[str], typer.Option("--grid-forecast", rich_help_panel="Carbon-aware start", help="Decide on this forecast (file or live source) instead of greenlm's forecaster.")] = None,
-    job_duration: Annotated[Optional[str], typer.Option("--job-duration", rich_help_panel="Carbon-aware start", help="The run's expected length (e.g. 90m). Default: what this run's stages took last time (its report.json).")] = None,
-    now: Annotated[Optional[str], typer.Option(hidden=True, help="With --clock-speed: the simulated clock's start.")] = None,
-    clock_speed: Annotated[Optional[float], typer.Option("--clock-speed", hidden=True, help="Wait this many times faster than real time (demos, tests).")] = None,
+    start_within: Annotated[Optional[str], typer.Option("--start-within", rich_help_panel="Carbon-aware start and pauses", help="Wait for the cleanest start before this deadline (e.g. 12h; Flexible Start on the grid forecast, docs/scheduling.md). Needs --grid.")] = None,
+    grid: GridOpt = None,
+    grid_region: GridRegionOpt = None,
+    grid_forecast: Annotated[Optional[str], typer.Option("--grid-forecast", rich_help_panel="Carbon-aware start and pauses", help="For --start-within: decide on this forecast (file or live source) instead of greenlm's forecaster.")] = None,
+    job_duration: Annotated[Optional[str], typer.Option("--job-duration", rich_help_panel="Carbon-aware start and pauses", help="For --start-within: the run's expected length (e.g. 90m). Default: what this run's stages took last time (its report.json).")] = None,
+    pause_above: PauseAboveOpt = None,
+    max_pause: MaxPauseOpt = None,
+    now: NowOpt = None,
+    clock_speed: ClockSpeedOpt = None,
 ) -> None:
     """Run a recipe: every stage, one measuring pass, one report (runs/NAME/report.md).
 
     Unchanged stages are reused (here or from another run); an interrupted run resumes where it stopped.
     """
-    from greenlm.cli._common import err
+    from greenlm.cli._common import carbon_clock, err, pause_policy
     from greenlm.pipeline.recipes import load_recipe
     from greenlm.pipeline.runner import run_recipe
     from greenlm.report.terminal import print_report
+    from greenlm.train.pause import pausing
 
     targets = {"speedup": target_speedup, "min_retained_pct": target_retained, "max_latency_ms": target_latency_ms}
     overrides = [*(set_ or []), *(f"target.{key}={value!r}" for key, value in targets.items() if value is not None)]
     loaded = load_recipe(recipe, overrides, name)
-    if start_within is not None or grid is not None:
-        _wait_for_clean_start(loaded, runs_dir, start_within=start_within, grid=grid, region=grid_region,
-                              forecast=grid_forecast, job_duration=job_duration, now=now, clock_speed=clock_speed)
-    outcome = run_recipe(loaded, runs_dir, resume=resume, force=force, progress=progress, echo=err)
+    clock = carbon_clock(now, clock_speed)
+    policy = pause_policy(pause_above, grid, grid_region, max_pause, clock)  # checked before any wait
+    if start_within is not None or (grid is not None and pause_above is None):
+        _wait_for_clean_start(loaded, runs_dir, clock, start_within=start_within, grid=grid, region=grid_region,
+                              forecast=grid_forecast, job_duration=job_duration)
+    with pausing(policy):
+        outcome = run_recipe(loaded, runs_dir, resume=resume, force=force, progress=progress, echo=err)
     reused = [s.name for s in outcome.stages if s.status != "ran"]
     if reused:
         err(f"reused {len(reused)} stage(s) without training: {', '.join(reused)}")
@@ -50,28 +58,18 @@ def run_command(
     print(f"run folder: {outcome.run_dir}  (report.md, report.json, one folder per model)")
 
 
-def _wait_for_clean_start(recipe, runs_dir: Path, *, start_within, grid, region, forecast, job_duration, now,
-                          clock_speed) -> None:
+def _wait_for_clean_start(recipe, runs_dir: Path, clock, *, start_within, grid, region, forecast, job_duration) -> None:
     """--start-within: plan the run's start on the grid forecast (Flexible Start) and sleep until it."""
-    import time
-
     from greenlm.cli._common import err
     from greenlm.common import GreenlmError
-    from greenlm.schedule.job import job_from_earlier_run, job_from_options, parse_time_s
+    from greenlm.schedule.job import job_from_earlier_run, job_from_options
     from greenlm.schedule.request import wait_for_best_start
-    from greenlm.schedule.wait import ScaledClock, SystemClock
 
     if start_within is None or grid is None:
         raise GreenlmError("a carbon-aware start needs both --start-within (the deadline, e.g. 12h) and --grid "
                            "(a grid-intensity file or electricitymaps:ZONE / watttime:REGION)")
-    if clock_speed is not None and not clock_speed > 0:
-        raise GreenlmError(f"--clock-speed must be greater than 0, got {clock_speed}")
-    if now is not None and clock_speed is None:
-        raise GreenlmError("a run starts from the real clock: --now needs --clock-speed")
     job = (job_from_options(job_duration, None, None) if job_duration is not None
            else job_from_earlier_run(Path(runs_dir) / recipe.name / "report.json"))
-    clock = (ScaledClock(parse_time_s(now) if now else time.time(), clock_speed) if clock_speed is not None
-             else SystemClock())
     wait_for_best_start(clock=clock, log=err, job=job, series=grid, duration=None, within=start_within,
                         region=region, forecast=forecast)
     err(f"starting run {recipe.name}")

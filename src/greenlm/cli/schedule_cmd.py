@@ -120,17 +120,10 @@ def exec_command(
 ) -> None:
     import sys
 
-    from greenlm.common import GreenlmError
-    from greenlm.schedule.job import parse_time_s
     from greenlm.schedule.request import exec_request
-    from greenlm.schedule.wait import ScaledClock, SystemClock
+    from greenlm.schedule.wait import clock_from_options
 
-    if clock_speed is not None and not clock_speed > 0:
-        raise GreenlmError(f"--clock-speed must be greater than 0, got {clock_speed}")
-    if now is not None and clock_speed is None:
-        raise GreenlmError("exec runs from the real clock: --now needs --clock-speed")
-    clock = (ScaledClock(parse_time_s(now) if now else __import__("time").time(), clock_speed)
-             if clock_speed is not None else SystemClock())
+    clock = clock_from_options(now, clock_speed)
     code = exec_request(command=list(command or []), clock=clock, log=lambda m: print(f"greenlm: {m}", file=sys.stderr),
                         series=series, duration=duration, within=within, region=region,
                         pricetag=None if pricetag is None else str(pricetag),

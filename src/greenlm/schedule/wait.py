@@ -53,6 +53,20 @@ class ScaledClock:
         self.skipped += seconds - seconds / self.speed
 
 
+def clock_from_options(now: str | None, clock_speed: float | None):
+    """The real clock, or (``--clock-speed N [--now TIME]``, demos and tests) a ScaledClock starting at ``now``."""
+    from greenlm.common import GreenlmError
+    from greenlm.schedule.job import parse_time_s
+
+    if clock_speed is not None and not clock_speed > 0:
+        raise GreenlmError(f"--clock-speed must be greater than 0, got {clock_speed}")
+    if now is not None and clock_speed is None:
+        raise GreenlmError("greenlm waits on the real clock: --now needs --clock-speed")
+    if clock_speed is None:
+        return SystemClock()
+    return ScaledClock(parse_time_s(now) if now else time.time(), clock_speed)
+
+
 def wait_until(start_s: float, clock, step_s: float = 60.0, on_wait=None) -> int:
     """Sleep in steps of at most ``step_s`` (clock time) until ``start_s``; returns the number of steps. Short steps
     keep the wait right after a laptop's suspend or a clock change."""

@@ -101,6 +101,7 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
             "train_examples_per_s": round(result.train_examples_per_s, 2),
             "best_step": result.state.best_step,
             "history": result.state.history,
+            **({"pauses": result.state.pauses} if result.state.pauses else {}),
         },
         "selection": selection_record(task, "best epoch" if config.select_metric else "nothing (last epoch kept)"),
         **extra,

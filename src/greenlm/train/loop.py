@@ -29,10 +29,15 @@ from greenlm.common.progress import ProgressBar
 from greenlm.train.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from greenlm.train.config import TrainConfig
 from greenlm.train.metrics import classification_metrics
+from greenlm.train.pause import pause_point
 from greenlm.train.precision import resolve_precision
 
 
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
+# collate_fn(indices, epoch, batch_index) -> batch: replaces padding + labels (pretraining masks here; a pure
+# function of its arguments keeps resume exact). eval_fn(model) -> metrics: replaces classification metrics.
+CollateFn = Callable[[list, int, int], dict]
+EvalFn = Callable[[torch.nn.Module], dict]
 
 
 class Callback:
@@ -59,6 +64,7 @@ class TrainState:
     best_metric: float | None = None
     best_step: int | None = None
     history: list[dict] = field(default_factory=list)  # one entry per evaluation
+    pauses: list[dict] = field(default_factory=list)  # carbon-aware pauses taken (greenlm.train.pause)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -137,6 +143,8 @@ def train(
     progress: bool = True,
     description: str = "train",
     lr_scale: dict[str, float] | None = None,
+    collate_fn: CollateFn | None = None,
+    eval_fn: EvalFn | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return what happened; the kept weights are left in ``model``.
 
@@ -146,6 +154,9 @@ def train(
     ``extra_module`` holds extra trainable parameters (e.g. projections) that are optimised and
     checkpointed with the model. ``lr_scale`` maps parameter-name prefixes (names in ``model``) to
     learning-rate multipliers, e.g. ``{"exits.": 50.0}`` for new heads on a pre-trained encoder.
+    ``collate_fn(indices, epoch, batch_index) -> batch`` builds each micro-batch instead of ``collate`` (pretraining
+    masks tokens there); ``eval_fn(model) -> metrics`` is run instead of classification metrics on ``eval_data``
+    (at the end of each epoch and of training; pass ``eval_data=None`` with it).
     """
     from accelerate import Accelerator
     from accelerate.utils import gather_object
@@ -206,12 +217,15 @@ def train(
         accelerator.wait_for_everyone()
 
     def run_eval() -> None:
-        if eval_data is None:
+        if eval_data is None and eval_fn is None:
             return
         raw = accelerator.unwrap_model(ddp_model)
         with _autocast(accelerator.device, precision):
-            metrics = evaluate(raw, eval_data, pad_token_id=pad_token_id, num_labels=raw.config.num_labels,
-                               batch_size=config.eval_batch_size)
+            if eval_fn is not None:
+                metrics = eval_fn(raw)
+            else:
+                metrics = evaluate(raw, eval_data, pad_token_id=pad_token_id, num_labels=raw.config.num_labels,
+                                   batch_size=config.eval_batch_size)
         entry = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 3), **metrics}
         state.history.append(entry)
         value = metrics.get(config.select_metric) if config.select_metric else None
@@ -233,11 +247,15 @@ def train(
         while state.step < total_steps:
             batches = epoch_batches(state.epoch)
             while state.batch_in_epoch < len(batches) and state.step < total_steps:
+                pause_point(state, checkpoint, world=world)  # a carbon-aware pause saves the checkpoint first
                 started = time.perf_counter()
                 group = batches[state.batch_in_epoch : state.batch_in_epoch + config.grad_accum_steps]
                 examples = sum(len(b) for b in group)
                 for i, indices in enumerate(group):
-                    batch = collate(train_data, indices, pad_token_id)
+                    if collate_fn is not None:
+                        batch = collate_fn(indices, state.epoch, state.batch_in_epoch + i)
+                    else:
+                        batch = collate(train_data, indices, pad_token_id)
                     batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                     # Micro-batches are weighted by size so accumulation equals one big batch.
                     weight = len(indices) / examples
