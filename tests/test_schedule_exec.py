@@ -66,3 +66,29 @@ def test_exec_cli_passes_the_exit_code_on(grid, tmp_path):
                          cwd=tmp_path, timeout=120)
     assert run.returncode == 5, run.stderr
     assert "start at 2022-01-09T13:00Z" in run.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP/SIGCONT are POSIX")
+def test_exec_stops_the_command_while_the_grid_is_dirty(tmp_path):
+    """A real child process, a clock 3,600 times faster than real time (an hour per second): the command is stopped
+    by signal through the dirty hour (its own timestamps show the gap) and continued after; its exit code passes."""
+    from greenlm.schedule.wait import ScaledClock
+
+    values = [100] * (24 * 8) + [100, 500] + [100] * 30  # a week of history for the forecaster; day 9 01:00 dirty
+    lines = ["timestamp_utc,region,gco2_per_kwh"] + [
+        f"{np.datetime64(T0 + 3600 * h, 's')}Z,CISO,{v}" for h, v in enumerate(values)]
+    grid = tmp_path / "grid.csv"
+    grid.write_text("\n".join(lines) + "\n")
+    ticks = tmp_path / "ticks.txt"
+    child = ("import time,sys\nfor _ in range(40):\n    open(sys.argv[1], 'a').write(f'{time.time()}\\n')\n"
+             "    time.sleep(0.05)\nsys.exit(3)")
+    logs = []
+    clock = ScaledClock(T0 + 8 * 86400 + 3000, 3600.0)  # 00:50; dirty from 01:00, i.e. ~0.17 s from now
+    code = exec_request(command=[sys.executable, "-c", child, str(ticks)], clock=clock, log=logs.append,
+                        series=str(grid), region="CISO", duration="1h", within="1h", pause_above=300)
+    assert code == 3
+    stamps = [float(x) for x in ticks.read_text().split()]
+    assert len(stamps) == 40
+    assert max(b - a for a, b in zip(stamps, stamps[1:])) > 0.6  # stopped for most of a (1 s) dirty hour
+    assert any("paused the command (SIGSTOP)" in m for m in logs) and any("resumed" in m for m in logs)
+    assert any("MB held while stopped" in m for m in logs)

@@ -97,7 +97,7 @@ def simulate_command(
     _print_simulation(result, written)
 
 
-EXEC_HELP = """Wait until the best start before the deadline (Flexible Start, decided on the forecast), then run the command; greenlm exits with its exit code. A command cannot be paused from outside, so exec never splits it.
+EXEC_HELP = """Wait until the best start before the deadline (Flexible Start, decided on the forecast), then run the command; greenlm exits with its exit code. With --pause-above G the command is also stopped by signal (SIGSTOP/SIGCONT, its memory held) while the series' hour is above G.
 
 Example: greenlm schedule exec --series grid.csv --region CISO --duration 2h --within 12h -- python train.py
 """
@@ -117,6 +117,8 @@ def exec_command(
     timezone: TimezoneOpt = None,
     now: Annotated[Optional[str], typer.Option(hidden=True, help="With --clock-speed: the simulated clock's start.")] = None,
     clock_speed: Annotated[Optional[float], typer.Option("--clock-speed", hidden=True, help="Wait this many times faster than real time (demos, tests).")] = None,
+    pause_above: Annotated[Optional[float], typer.Option("--pause-above", help="Also stop the command (SIGSTOP, its memory held) while the series' hour is above this many gCO2e/kWh; continue it (SIGCONT) after.")] = None,
+    max_pause: Annotated[Optional[str], typer.Option("--max-pause", help="Longest single pause (default 24h).")] = None,
 ) -> None:
     import sys
 
@@ -128,7 +130,7 @@ def exec_command(
                         series=series, duration=duration, within=within, region=region,
                         pricetag=None if pricetag is None else str(pricetag),
                         forecast=None if forecast is None else str(forecast), forecaster=forecaster, scope=scope,
-                        kind=kind, timezone_name=timezone)
+                        kind=kind, timezone_name=timezone, pause_above=pause_above, max_pause=max_pause)
     raise typer.Exit(code)
 
 

@@ -79,18 +79,31 @@ def simulate_request(*, series: str, regions: str | None = None, durations: str 
                     forecaster=get_forecaster(forecaster), pause_h=parse_pause_h(pause_cost))
 
 
-def exec_request(*, command: list[str], clock, run=None, log=None, **plan_options) -> int:
+def exec_request(*, command: list[str], clock, run=None, log=None, pause_above: float | None = None,
+                 max_pause: str | None = None, **plan_options) -> int:
     """``greenlm schedule exec``: plan the job (Flexible Start, decided on the forecast; the window may lie beyond
-    the series), wait on ``clock`` until its start, run ``command``; returns the command's exit code."""
-    from greenlm.schedule.wait import run_command
+    the series), wait on ``clock`` until its start, run ``command``; returns the command's exit code. With
+    ``pause_above``, the command is stopped by signal while the series' hour is above it (greenlm.schedule.wait)."""
+    from greenlm.schedule.pause import pause_policy_from_options
+    from greenlm.schedule.wait import run_command, run_command_with_pauses
 
     if not command:
         raise GreenlmError("give the command after --: greenlm schedule exec --series F --region R --duration 2h "
                            "--within 12h -- python train.py")
+    policy = pause_policy_from_options(pause_above=pause_above, grid=plan_options.get("series"),
+                                       region=plan_options.get("region"), clock=clock, max_pause=max_pause,
+                                       scope=plan_options.get("scope"), kind=plan_options.get("kind"))
     wait_for_best_start(clock=clock, log=log, **plan_options)
     if log is not None:
         log(f"starting: {' '.join(command)}")
-    return (run or run_command)(list(command))
+    if policy is None:
+        return (run or run_command)(list(command))
+    code, pauses = run_command_with_pauses(list(command), policy, log=log)
+    if log is not None and pauses:
+        held = max(p["held_rss_mb"] for p in pauses)
+        log(f"{len(pauses)} pause(s), {sum(p.get('resumed_s', p['until_s']) - p['from_s'] for p in pauses) / 3600:.2f} h"
+            f" in all; at most {held:.0f} MB held while stopped")
+    return code
 
 
 def wait_for_best_start(*, clock, log=None, **plan_options) -> dict:

@@ -2,8 +2,13 @@
 
 Waiting goes through a Clock, so tests never sleep for real: ``FakeClock`` jumps ahead when asked to sleep,
 ``ScaledClock`` sleeps ``speed`` times faster than the wall clock (``--clock-speed``, for demos and subprocess
-tests), ``SystemClock`` is the real one. A command cannot be paused from outside, so exec runs the Flexible Start
-plan (one contiguous run); Pause & Resume needs the job's own checkpoints.
+tests), ``SystemClock`` is the real one.
+
+With a pause policy (``greenlm schedule exec --pause-above G``), ``run_command_with_pauses`` also pauses the running
+command from outside, by signal: SIGSTOP to its whole process group while the policy says "paused", SIGCONT after.
+A stopped process keeps its memory (resident set measured at each pause and reported: the idle cost of pausing
+this way) and its open connections may time out; a job with checkpoints pauses better from inside (``greenlm train
+--pause-above``). POSIX only.
 """
 
 from __future__ import annotations
@@ -88,3 +93,56 @@ def run_command(argv: list[str]) -> int:
     except PermissionError:
         return EXIT_NOT_EXECUTABLE
     return 128 - code if code < 0 else code
+
+
+def run_command_with_pauses(argv: list[str], policy, *, poll_s: float = 5.0, log=None) -> tuple[int, list[dict]]:
+    """Run ``argv`` in its own process group; stop it (SIGSTOP) while ``policy.paused_until(now)`` says so and
+    continue it (SIGCONT) after, on ``policy.clock``. Returns (exit code as ``run_command``, the pauses taken)."""
+    import os
+    import signal
+
+    clock = policy.clock
+    try:
+        proc = subprocess.Popen(argv, start_new_session=True)
+    except FileNotFoundError:
+        return EXIT_NOT_FOUND, []
+    except PermissionError:
+        return EXIT_NOT_EXECUTABLE, []
+    pauses: list[dict] = []
+    paused_until = None
+    try:
+        while proc.poll() is None:
+            now = clock.now()
+            if paused_until is None:
+                until = policy.paused_until(now)
+                if until is not None and until > now:
+                    os.killpg(proc.pid, signal.SIGSTOP)
+                    rss = _group_rss_bytes(proc.pid)
+                    pauses.append({"from_s": now, "until_s": until, "held_rss_mb": round(rss / 2**20, 1)})
+                    paused_until = until
+                    if log is not None:
+                        log(f"paused the command (SIGSTOP) for {(until - now) / 3600:.2f} h, holding "
+                            f"{rss / 2**20:.0f} MB of memory: {policy.describe(now) if hasattr(policy, 'describe') else ''}")
+            elif now >= paused_until:
+                os.killpg(proc.pid, signal.SIGCONT)
+                pauses[-1]["resumed_s"] = now
+                paused_until = None
+                if log is not None:
+                    log("resumed the command (SIGCONT)")
+            clock.sleep(poll_s if paused_until is None else min(poll_s * 12, max(1e-3, paused_until - now)))
+    finally:
+        if paused_until is not None and proc.poll() is None:  # never leave a stopped process behind
+            os.killpg(proc.pid, signal.SIGCONT)
+    code = proc.wait()
+    return (128 - code if code < 0 else code), pauses
+
+
+def _group_rss_bytes(pid: int) -> int:
+    """Resident memory of the process and its children (what a stopped job keeps holding)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+    except psutil.Error:
+        return 0
