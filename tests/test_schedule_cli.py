@@ -105,3 +105,20 @@ def test_simulate_bad_input_writes_nothing(grid, tmp_path):
                   cwd=tmp_path)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "unknown region 'NOPE'" in run.stderr
     assert not (tmp_path / "sim").exists()
+
+
+def test_schedule_a_run_again_from_its_report(grid, tmp_path):
+    run_dir = tmp_path / "runs" / "quick"
+    run_dir.mkdir(parents=True)
+    rows = [{"model": "finetune", "stage_wall_s": 5400.0, "stage_energy_kwh": 0.3},
+            {"model": "distill", "stage_wall_s": 1800.0, "stage_energy_kwh": 0.1}]
+    (run_dir / "report.json").write_text(json.dumps({"rows": rows}))
+    run = greenlm("schedule", "--series", str(grid), "--region", "CISO", "--run", str(run_dir), "--within", "24h",
+                  "--now", "2022-01-09T00:00Z", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    job = json.loads(run.stdout)["plan"]["job"]
+    assert job["duration_h"] == 2.0 and job["energy_kwh"] == pytest.approx(0.4)
+    assert "its stages took 7200 s" in job["energy_source"]
+    bad = greenlm("schedule", "--series", str(grid), "--region", "CISO", "--run", str(tmp_path / "none"), "--within",
+                  "24h", "--now", "2022-01-09T00:00Z", cwd=tmp_path)
+    assert bad.returncode == 2 and "no earlier run at" in bad.stderr

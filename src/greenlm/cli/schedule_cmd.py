@@ -44,6 +44,7 @@ def schedule_command(
     energy_kwh: Annotated[Optional[float], typer.Option("--energy-kwh", help="The job's energy (kWh). Without it (or --pricetag) figures are per kWh and in %.")] = None,
     pricetag: Annotated[Optional[Path], typer.Option("--pricetag", help="pricetag.json of an earlier run (or its folder): its energy_kwh and wall_s give the power.")] = None,
     pause_cost: PauseCostOpt = None,
+    run: Annotated[Optional[Path], typer.Option("--run", help="A greenlm run folder (runs/NAME): the job is that run again, as long and as energy-hungry as its stages were (report.json).")] = None,
     forecast: Annotated[Optional[Path], typer.Option("--forecast", help="A forecast file (any series format) to decide on instead of greenlm's forecaster; it must cover the window.")] = None,
     forecaster: ForecasterOpt = None,
     live: Annotated[bool, typer.Option("--live", help="The window may lie beyond the series: plan from the forecast alone (no realised figures yet).")] = False,
@@ -54,9 +55,14 @@ def schedule_command(
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
+    from greenlm.common import GreenlmError
+    from greenlm.schedule.job import job_from_earlier_run
     from greenlm.schedule.request import plan_request
 
-    result = plan_request(series=series, duration=duration, within=within, region=region, regions=regions, now=now,
+    if run is not None and (duration or energy_kwh is not None or pricetag is not None):
+        raise GreenlmError("--run gives the job's length and energy: drop --duration, --energy-kwh and --pricetag")
+    job = job_from_earlier_run(run / "report.json", pause_cost) if run is not None else None
+    result = plan_request(series=series, duration=duration, within=within, region=region, regions=regions, now=now, job=job,
                           energy_kwh=energy_kwh, pricetag=None if pricetag is None else str(pricetag),
                           pause_cost=pause_cost, forecast=None if forecast is None else str(forecast),
                           forecaster=forecaster, scope=scope, kind=kind, timezone_name=timezone, live=live)
