@@ -18,7 +18,8 @@ COMMANDS = {"finetune": ("greenlm.cli.train_cmd", "train_command", "train"),
             "distill": ("greenlm.cli.distill_cmd", "distill_command", "distill"),
             "prune": ("greenlm.cli.prune_cmd", "prune_command", "prune"),
             "quantize": ("greenlm.cli.quantize_cmd", "quantize_command", "quantize"),
-            "early_exit": ("greenlm.cli.early_exit_cmd", "early_exit_command", "early-exit")}
+            "early_exit": ("greenlm.cli.early_exit_cmd", "early_exit_command", "early-exit"),
+            "convert_attention": ("greenlm.cli.convert_attention_cmd", "convert_attention_command", "convert-attention")}
 
 
 def _command(method):

@@ -25,6 +25,7 @@ _LAZY = {
     "prune": "greenlm.api:prune",
     "quantize": "greenlm.api:quantize",
     "early_exit": "greenlm.api:early_exit",
+    "convert_attention": "greenlm.api:convert_attention",
     "run": "greenlm.api:run",
     "apply": "greenlm.stage.inmemory:apply",
     "RunResult": "greenlm.api:RunResult",

@@ -130,6 +130,14 @@ def early_exit(model, *, task="sst2", out=None, region=None, pue=None, progress=
                   settings=settings)
 
 
+def convert_attention(model, *, task="sst2", out=None, region=None, pue=None, progress=False, config=None,
+                      **settings):
+    """Swap a fine-tuned model's attention for a linear one (rfa, performer, abc) and recover it by distillation;
+    settings: ConvertAttentionConfig (docs/attention.md)."""
+    return _stage("convert_attention", model, task, out, region=region, pue=pue, progress=progress, config=config,
+                  settings=settings)
+
+
 # ---- the whole pipeline -------------------------------------------------------------------------------
 
 

@@ -25,13 +25,23 @@ Per model and runtime: latency p50/p90 at batch 1, throughput at each batch size
 
 Example:  greenlm bench runs/teacher runs/teacher-int8 --task sst2 --batch-sizes 1,32 --json bench.json
 On a machine shared with other work, timings are noisy; --threads 1 avoids thread oversubscription.
+
+Lengths:  greenlm bench --seq-lens 128,512,2048,8192 [--attention softmax,rfa,performer,abc:k=32] [--batch-sizes 1,8]
+times a random-weight encoder (--bench-shape, default MiniLM's 6x384) with each attention at each length: latency,
+tokens/s, peak memory of the forward (a fresh process per configuration) and the length where linear attention starts
+to win (docs/attention.md). No MODEL is given in this mode.
 """
 
 
 def bench_command(
-    models: Annotated[list[str], typer.Argument(help="Model folders (greenlm outputs or HF classifiers), or 'minilm'.")],
+    models: Annotated[Optional[list[str]], typer.Argument(help="Model folders (greenlm outputs or HF classifiers), or 'minilm'.")] = None,
     task: TaskOpt = "sst2",
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated: 1 gives latency, each size > 1 a throughput.")] = "1,32",
+    batch_sizes: Annotated[Optional[str], typer.Option(help="Comma-separated: 1 gives latency, each size > 1 a throughput (default 1,32; with --seq-lens 1,8).")] = None,
+    seq_lens: Annotated[Optional[str], typer.Option(help="Comma-separated input lengths: time softmax against linear attention at each (no MODEL).")] = None,
+    attention: Annotated[str, typer.Option(help="With --seq-lens: attentions to compare, e.g. softmax,rfa,performer,abc:k=32.")] = "softmax,rfa,performer,abc:k=32",
+    bench_shape: Annotated[str, typer.Option(help="With --seq-lens: encoder LAYERSxHIDDEN[xHEADS[xFFN]] (MiniLM: 6x384).")] = "6x384",
+    scope: Annotated[str, typer.Option(help="With --seq-lens: 'model' (the encoder) or 'attention' (one self-attention layer).")] = "model",
+    memory: Annotated[bool, typer.Option(help="With --seq-lens: peak memory of each configuration in a fresh process.")] = True,
     runtimes: Annotated[str, typer.Option(help="Comma-separated runtimes or groups (peers, torch, onnx, greenlm, all).")] = "all",
     split: Annotated[str, typer.Option(help="Split to predict and time.")] = "dev",
     max_examples: Annotated[Optional[int], typer.Option(help="Time on a seeded sample of N rows (accuracy always uses the whole split).")] = None,
@@ -56,10 +66,18 @@ def bench_command(
     from greenlm.runtime.bench import BenchConfig, bench
     from greenlm.report.bench import bench_markdown, print_bench
 
+    batch_sizes = batch_sizes or ("1,8" if seq_lens else "1,32")
     try:
         sizes = tuple(int(b) for b in batch_sizes.split(",") if b.strip())
     except ValueError:
         raise GreenlmError(f"--batch-sizes must be whole numbers separated by commas, e.g. 1,32; got {batch_sizes!r}") from None
+    if seq_lens is not None:
+        if models:
+            raise GreenlmError("--seq-lens times random-weight encoders of --bench-shape; give no MODEL with it")
+        _length_bench(seq_lens, sizes, attention, bench_shape, scope, memory, repeats, rounds, threads, json_path, markdown)
+        return
+    if not models:
+        raise GreenlmError("give at least one MODEL to benchmark (or --seq-lens to compare attentions by length)")
     config = BenchConfig(runtimes=tuple(runtimes.split(",")), batch_sizes=sizes, split=split, max_examples=max_examples,
                          latency_examples=latency_examples, repeats=repeats, rounds=rounds, threads=threads,
                          naive_pad_to=naive_pad_to, max_length=max_length, energy=energy, pue=pue)
@@ -81,6 +99,33 @@ def bench_command(
         from greenlm.common import atomic_write_text
 
         atomic_write_text(markdown, bench_markdown(result, skipped=show_skipped))
+        err(f"wrote {markdown}")
+
+
+def _length_bench(seq_lens, sizes, attention, shape, scope, memory, repeats, rounds, threads, json_path, markdown) -> None:
+    from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text
+    from greenlm.runtime.attention_bench import LengthBenchConfig, length_bench, length_table
+
+    try:
+        lengths = tuple(int(n) for n in seq_lens.split(",") if n.strip())
+    except ValueError:
+        raise GreenlmError(f"--seq-lens must be whole numbers separated by commas, e.g. 128,512; got {seq_lens!r}") from None
+    config = LengthBenchConfig(seq_lens=lengths, attentions=attention, batch_sizes=sizes, shape=shape, scope=scope,
+                               runs=repeats, rounds=rounds, threads=threads, memory=memory)
+    result = length_bench(config, on_note=lambda note: err(f"bench: {note}"))
+    result["command"] = "greenlm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    table = length_table(result)
+    if json_path is not None and str(json_path) == "-":
+        import json
+
+        print(json.dumps(result, indent=2))
+    else:
+        print(table)
+        if json_path is not None:
+            atomic_write_json(json_path, result)
+            err(f"wrote {json_path}")
+    if markdown is not None:
+        atomic_write_text(markdown, table + "\n")
         err(f"wrote {markdown}")
 
 

@@ -36,12 +36,14 @@ _COMMAND_MODULES = [
     "prune_cmd",
     "distill_cmd",
     "early_exit_cmd",
+    "convert_attention_cmd",
     "quantize_cmd",
     "export_cmd",
     "bench_cmd",
     "schedule_cmd",
     "datamap_cmd",
     "data_cmd",
+    "pretrain_cmd",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -42,6 +42,7 @@ from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.data import EncodedSplit, TaskSplit, collate, encode_split, length_grouped_batches
 from greenlm.models import save_classifier
 from greenlm.models import students as st
+from greenlm.models.linear_attention import kept_metadata, swap_attention
 from greenlm.measure import count_params
 from greenlm.runtime import predict_logits
 from greenlm.stage import StageContext, StageOutput
@@ -318,6 +319,8 @@ def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
         train_split, augment_stats = _augmented_train(train_split, teacher, tokenizer, config, work_dir, note)
 
     made = _make_student(ctx, config, loaded, train_split, dev_split, max_length)
+    if config.attention != "softmax":  # linear attention in the student (greenlm.models.linear_attention)
+        swap_attention(made.model, config.attention)
     student, student_tokenizer, shape, t_shape = made.model, made.tokenizer, made.shape, made.teacher_shape
     train_data, layer_map, kept_ids = made.train_data, made.layer_map, made.kept_ids
     dev_data = encode_split(dev_split, student_tokenizer, max_length) if dev_split is not None else None
@@ -352,8 +355,8 @@ def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
         "selection": selection,
         "config": config.to_dict(),
     }
-    student.config.greenlm = {"task": task.name, "labels": labels, "max_length": max_length,
-                              "distilled_from": str(teacher_path)}
+    student.config.greenlm = {**kept_metadata(student.config), "task": task.name, "labels": labels,
+                              "max_length": max_length, "distilled_from": str(teacher_path)}
     return StageOutput(metrics={"splits": splits, METHOD: details},
                        model_name=f"{shape.describe()} student of {teacher_path.name}",
                        write=lambda folder: save_classifier(student, student_tokenizer, folder))

@@ -24,6 +24,7 @@ class DistillConfig:
     init: str = "teacher"  # "teacher": copy the mapped teacher layers (selecting coordinates if narrower); "random"
     layer_map: str = "uniform"  # teacher layer per student layer: uniform | bottom | top | "2,4,6" (1-based)
     trim_vocab: bool = False  # keep only the vocabulary rows the training text uses (smaller embedding matrix)
+    attention: str = "softmax"  # the student's attention: softmax | rfa | performer | abc, with options (abc:k=32)
     # --- phase 1: intermediate layers (TinyBERT) ---
     intermediate_epochs: float = 0.0  # 0 skips the phase
     intermediate_learning_rate: float = 1e-4  # peak learning rate of the intermediate phase
@@ -85,6 +86,11 @@ class DistillConfig:
         for ok, message in checks:
             if not ok:
                 raise GreenlmError(f"distill setting: {message}")
+        from greenlm.models.attention_spec import AttentionSpec
+
+        if AttentionSpec.parse(self.attention).linear and self.intermediate_epochs > 0 and self.attention_weight > 0:
+            raise GreenlmError("distill setting: a student with linear attention has no attention scores to imitate;"
+                               " set attention_weight to 0 or intermediate_epochs to 0")
         self.train_config(phase="prediction")  # validates warmup, weight decay, precision
 
     def to_dict(self) -> dict:

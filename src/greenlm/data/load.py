@@ -46,6 +46,10 @@ def load_task(
     options = dict(text_fields=text_fields, label_field=label_field, labels=labels, on_empty=on_empty)
     if spec in bundled_task_names():
         return load_bundled(spec, **options)
+    if spec == "listops" or spec.startswith("listops:"):  # generated from a seed (greenlm.data.listops)
+        from greenlm.data.listops import listops_task
+
+        return listops_task(spec)
     if spec.startswith(HUB_PREFIX):
         return load_hub(spec, **options)
     path = Path(spec).expanduser()

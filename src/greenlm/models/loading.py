@@ -26,6 +26,7 @@ _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
 _FORMAT_LOADERS: dict[str, str] = {
     "pruned": "greenlm.models.pruned:load_pruned",
     "early_exit": "greenlm.models.early_exit:load_early_exit",
+    "linear_attention": "greenlm.models.linear_attention:load_linear_attention",
     "onnx": "greenlm.runtime.engine:load_onnx_folder",
 }
 

@@ -1,7 +1,9 @@
 """Tiny BERT classifiers built in code, with a WordPiece vocabulary learned from the task's text.
 
 Used by tests and smoke runs (``--model tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99``): real
-architecture, real tokenizer, seconds to train on a CPU.
+architecture, real tokenizer, seconds to train on a CPU. ``attention=rfa`` (or ``performer``, ``abc``, with their
+options after it: ``attention=rfa,features=16``, ``attention=abc:k=8``) builds it with linear attention
+(``greenlm.models.attention_spec``, ``greenlm.models.linear_attention``).
 """
 
 from __future__ import annotations
@@ -22,15 +24,24 @@ class TinySpec:
     ffn: int = 37
     vocab: int = 99
     positions: int = 128
+    attention: str = "softmax"  # an attention spec (greenlm.models.attention_spec), e.g. "rfa:features=16"
 
     @classmethod
     def parse(cls, spec: str) -> "TinySpec":
-        """``tiny`` or ``tiny:layers=2,hidden=32,...``."""
+        """``tiny`` or ``tiny:layers=2,hidden=32,...,attention=rfa,features=16``: the attention's options follow it."""
+        from greenlm.models.attention_spec import OPTION_NAMES, AttentionSpec
+
         _, _, body = spec.partition(":")
         known = {f.name for f in fields(cls)}
-        values: dict[str, int] = {}
+        values: dict = {}
         for item in filter(None, (part.strip() for part in body.split(","))):
             key, eq, value = item.partition("=")
+            if key == "attention" and eq:
+                values["attention"] = value.strip()
+                continue
+            if "attention" in values and eq and key in OPTION_NAMES:  # an option of the attention named before it
+                values["attention"] += ("," if ":" in values["attention"] else ":") + item
+                continue
             if not eq or key not in known:
                 raise GreenlmError(f"tiny model setting '{item}' is not one of {sorted(known)} as key=value")
             try:
@@ -39,6 +50,8 @@ class TinySpec:
                 raise GreenlmError(f"tiny model setting '{key}' must be a whole number, got '{value}'") from None
             if values[key] <= 0:
                 raise GreenlmError(f"tiny model setting '{key}' must be positive, got {values[key]}")
+        if "attention" in values:
+            values["attention"] = AttentionSpec.parse(values["attention"]).describe()  # checked, in its full form
         tiny = cls(**values)
         if tiny.hidden % tiny.heads:
             raise GreenlmError(f"tiny model: hidden ({tiny.hidden}) must be divisible by heads ({tiny.heads})")
@@ -119,4 +132,8 @@ def build_tiny_classifier(spec: TinySpec, labels: list[str], texts: Iterable[str
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = BertForSequenceClassification(config)
+    if spec.attention != "softmax":
+        from greenlm.models.linear_attention import swap_attention
+
+        swap_attention(model, spec.attention)
     return model, tokenizer

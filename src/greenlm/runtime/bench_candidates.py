@@ -83,6 +83,9 @@ def _build(name: str, loaded: LoadedModel, threads: int, work: Path, check_batch
     if torch_int8:
         return _Candidate(name, None, skipped="the model is saved as PyTorch int8: only 'saved' applies (bench its"
                                               " fp32 input folder for the other runtimes)")
+    if ((getattr(model.config, "greenlm", None) or {}).get("format") == "linear_attention"
+            and name not in ("hf-eager-pad128", "torch-fp32", "torch-bf16")):
+        return _Candidate(name, None, skipped="linear attention runs on torch only (greenlm.models.linear_attention)")
     if name == "hf-eager-pad128":
         rt = _ForwardOnly(copy.deepcopy(model), threads, weights)
         return _Candidate(name, rt, order="given", pad_to=config.naive_pad_to, disk_bytes=rt.disk_bytes(),

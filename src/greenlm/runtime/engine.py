@@ -121,6 +121,8 @@ def runtime_candidates(config, torch_dtype) -> list[str]:
         return ["onnx-int8" if onnx_settings(config).get("precision", "fp32").startswith("int8") else "onnx-fp32"]
     if saved_format == EARLY_EXIT_FORMAT:  # exits are data-dependent control flow: eager torch only
         return ["torch-fp32"]
+    if saved_format == "linear_attention":  # greenlm.models.linear_attention: its masks are not exported; torch only
+        return ["torch-bf16"] if str(torch_dtype).endswith("bfloat16") else ["torch-fp32"]
     if str(torch_dtype).endswith("bfloat16"):
         return ["torch-bf16"]
     return ["torch-fp32", "onnx-fp32"]

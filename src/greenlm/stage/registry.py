@@ -62,6 +62,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "int8 (ONNX Runtime, dynamic or static) or bf16 weights"),
     Method("early_exit", "greenlm.compress.early_exit", "greenlm.compress.early_exit_config:EarlyExitConfig",
            "exit heads after intermediate layers, a threshold chosen on held-out training data"),
+    Method("convert_attention", "greenlm.compress.convert_attention",
+           "greenlm.compress.convert_attention_config:ConvertAttentionConfig",
+           "swap softmax attention for a linear one (RFA, Performer, ABC), recover by distillation"),
 )}
 
 

@@ -87,7 +87,10 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
         if name != "train" and name not in splits:
             encoded = encode_split(split, tokenizer, max_length)
             splits[name] = evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=len(task.labels))
-    model.config.greenlm = {"task": task.name, "labels": list(task.labels), "max_length": max_length}
+    from greenlm.models.linear_attention import kept_metadata  # linear attention and extended positions stay
+
+    model.config.greenlm = {**kept_metadata(model.config), "task": task.name, "labels": list(task.labels),
+                            "max_length": max_length}
     extra = {"dynamics": recorder.summary(result.state.train_seconds)} if recorder is not None else {}
     return FinetuneResult(model, tokenizer, {
         "splits": splits,
