@@ -49,7 +49,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mlm_run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("mlm") / "out"
-    config = small_config(corpus, masking="whole-word", vocab_size=150, snapshot_fractions=(0.5, 1.0))
+    config = small_config(corpus, masking="whole-word", vocab_size=150, snapshot_fractions=(0.0, 0.5, 1.0))
     return config, run_pretraining(config, out, progress=False, on_note=lambda m: None)
 
 
@@ -102,8 +102,9 @@ def test_mlm_metrics_flops_and_pricetag(mlm_run):
     masking = metrics["masking"]
     assert masking["strategy"] == "whole-word" and 0.10 < masking["masked_share"] <= 0.16
     snapshots = metrics["snapshots"]
-    assert [s["step"] for s in snapshots] == [3, 6]
-    assert snapshots[0]["train_flops_electra"] == pytest.approx(report.train_flops / 2)
+    assert [s["step"] for s in snapshots] == [0, 3, 6]  # step 0: the untrained encoder, the compare's baseline
+    assert snapshots[0]["train_flops_electra"] == 0
+    assert snapshots[1]["train_flops_electra"] == pytest.approx(report.train_flops / 2)
     assert (result.folder / "snapshots" / "step-3" / "config.json").is_file()
 
 

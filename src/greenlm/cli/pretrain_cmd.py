@@ -70,13 +70,14 @@ def compare_command(
     corpus: Annotated[str, typer.Option(help="A UTF-8 text file or 'wikitext2'.")] = "wikitext2",
     model: Annotated[str, typer.Option("--model", "-m", help="The encoder every arm pre-trains (a tiny spec).")] = DEFAULT_MODEL,
     arms: Annotated[str, typer.Option(help="Comma-separated OBJECTIVE/MASKING pairs.")] = "mlm/random,mlm/whole-word,mlm/content-words,electra/random",
-    fractions: Annotated[str, typer.Option(help="Points of the budget where a snapshot is fine-tuned, comma-separated.")] = "0.25,0.5,1.0",
+    fractions: Annotated[str, typer.Option(help="Points of the budget where a snapshot is fine-tuned, comma-separated (0: the untrained encoder, the baseline).")] = "0,0.25,0.5,1.0",
     tasks: Annotated[str, typer.Option(help="Fine-tuning tasks, comma-separated (bundled names or folders).")] = "sst2,rte",
     vocab_size: Annotated[Optional[int], typer.Option("--vocab-size", help="WordPiece vocabulary size (default: the tiny spec's).")] = None,
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per pre-training block.")] = 128,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Blocks per pre-training step.")] = 32,
     finetune_rows: Annotated[int, typer.Option("--finetune-rows", help="Training rows per task for each fine-tuning (0: all).")] = 2000,
     finetune_epochs: Annotated[float, typer.Option("--finetune-epochs", help="Fine-tuning epochs.")] = 3.0,
+    finetune_lr: Annotated[float, typer.Option("--finetune-lr", help="Fine-tuning learning rate (small encoders from little pre-training want a high one).")] = 1e-4,
     seed: Annotated[int, typer.Option(help="Seed of every arm.")] = 42,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
 ) -> None:
@@ -85,7 +86,8 @@ def compare_command(
     config = CompareConfig(corpus=corpus, model=model, flops_budget=flops_budget, arms=_split(arms),
                            fractions=_floats(fractions), tasks=_split(tasks),
                            vocab_size=vocab_size, max_length=max_length, batch_size=batch_size,
-                           finetune_rows=finetune_rows or None, finetune_epochs=finetune_epochs, seed=seed)
+                           finetune_rows=finetune_rows or None, finetune_epochs=finetune_epochs,
+                           finetune_lr=finetune_lr, seed=seed)
     results = run_compare(config, out, progress=not no_progress, on_note=lambda m: err(f"note: {m}"))
     err(f"wrote {results['results_file']}" + (f" and {results['figure']}" if results.get("figure") else ""))
 

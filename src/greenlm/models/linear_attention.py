@@ -293,7 +293,7 @@ def load_linear_attention(source, *, labels=None):
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from greenlm.models.loading import LoadedModel, _quiet_transformers, load_tokenizer
+    from greenlm.models.loading import _quiet_transformers, load_rebuilt_weights, relabel_config
     from greenlm.models.pruned import _read_weights
 
     folder = Path(source.location)
@@ -304,37 +304,15 @@ def load_linear_attention(source, *, labels=None):
         spec = AttentionSpec.from_dict(_meta(config)["attention"])
     except (KeyError, TypeError):
         raise GreenlmError(f"model folder '{folder}': config.json names no attention settings") from None
-    notes: list[str] = []
-    own = [config.id2label[i] for i in sorted(config.id2label)]
-    if labels is not None and list(labels) != own:
-        labels = list(labels)
-        config.num_labels = len(labels)
-        config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
-        notes.append(f"new classification head for labels {labels} (initialised randomly)")
+    notes = relabel_config(config, labels)
     meta = _meta(config)
     meta.pop("format", None)
     config.greenlm = meta  # swap_attention writes the format back
     with _quiet_transformers():
         model = AutoModelForSequenceClassification.from_config(config)
     swap_attention(model, spec)
-    state = _read_weights(folder, load_file)
-    expected = model.state_dict()
-    prefix = model.base_model_prefix + "."
-    if notes:  # a new head keeps its initialisation
-        state = {k: v for k, v in state.items() if k.startswith(prefix)}
-    may_miss = {k for k in expected if not k.startswith(prefix)} if notes else set()
-    missing = sorted(set(expected) - set(state) - may_miss)
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        what = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                else f"shapes of {wrong[:3]}")
-        raise GreenlmError(f"linear-attention model folder '{folder}': weights do not match its config.json ({what})")
-    model.load_state_dict(state, strict=not notes)
-    model.eval()
-    tokenizer = load_tokenizer(str(folder))
-    model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)]
-    return LoadedModel(model, tokenizer, source, model_labels, notes)
+    return load_rebuilt_weights(model, _read_weights(folder, load_file), folder=folder, what="linear-attention model",
+                                notes=notes, source=source)
 
 
 def describe_folder(folder: str | Path) -> dict | None:

@@ -164,6 +164,44 @@ def load_classifier(
     return apply_saved_quantization(LoadedModel(model, tokenizer, source, model_labels, notes))
 
 
+def relabel_config(config, labels: Sequence[str] | None) -> list[str]:
+    """Give ``config`` the head for ``labels`` when they differ from its own; returns the notes (a new head)."""
+    own = [config.id2label[i] for i in sorted(config.id2label)]
+    if labels is None or list(labels) == own:
+        return []
+    labels = list(labels)
+    config.num_labels = len(labels)
+    config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
+    return [f"new classification head for labels {labels} (initialised randomly)"]
+
+
+def load_rebuilt_weights(model, state: dict, *, folder, what: str, notes: list[str], source) -> LoadedModel:
+    """Load a greenlm-rebuilt folder's ``state`` into ``model`` (built from its config.json) and return it loaded:
+    every tensor must match, except a classifier head being replaced (``notes`` from ``relabel_config``: the new
+    head keeps its initialisation)."""
+    new_head = bool(notes)
+    expected = model.state_dict()
+    may_miss: set[str] = set()
+    if new_head:
+        prefix = model.base_model_prefix + "."
+        may_miss = {k for k in expected if not k.startswith(prefix)}
+        state = {k: v for k, v in state.items()
+                 if k.startswith(prefix) or (k in expected and v.shape == expected[k].shape)}
+    missing = sorted(set(expected) - set(state) - may_miss)
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        found = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                 else f"shapes of {wrong[:3]}")
+        raise GreenlmError(f"{what} folder '{folder}': weights do not match its config.json ({found});"
+                           " was it saved completely?")
+    model.load_state_dict(state, strict=not new_head)
+    model.eval()
+    tokenizer = load_tokenizer(str(folder))
+    model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)]
+    return LoadedModel(model, tokenizer, source, model_labels, notes)
+
+
 def _is_classifier(config) -> bool:
     archs = getattr(config, "architectures", None) or []
     return any(a.endswith("ForSequenceClassification") for a in archs)

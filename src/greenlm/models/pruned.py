@@ -410,44 +410,18 @@ def load_pruned(source, *, labels=None):
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from greenlm.models.loading import LoadedModel, _quiet_transformers, load_tokenizer
+    from greenlm.models.loading import _quiet_transformers, load_rebuilt_weights, relabel_config
 
     folder = Path(source.location)
     with _quiet_transformers():
         config = AutoConfig.from_pretrained(str(folder))
     layout_of(config)
-    notes: list[str] = []
-    own = [config.id2label[i] for i in sorted(config.id2label)]
-    if labels is not None and list(labels) != own:
-        labels = list(labels)
-        config.num_labels = len(labels)
-        config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
-        notes.append(f"new classification head for labels {labels} (initialised randomly)")
+    notes = relabel_config(config, labels)
     with _quiet_transformers():
         model = AutoModelForSequenceClassification.from_config(config)
     reshape_to_config(model)
-    state = _read_weights(folder, load_file)
-    expected = model.state_dict()
-    may_miss: set[str] = set()
-    if notes:  # a new head: the saved head's tensors of other shapes are left out, the new head keeps its init
-        prefix = model.base_model_prefix + "."
-        may_miss = {k for k in expected if not k.startswith(prefix)}
-        state = {k: v for k, v in state.items()
-                 if k.startswith(prefix) or (k in expected and v.shape == expected[k].shape)}
-    missing = sorted(set(expected) - set(state) - may_miss)
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        what = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                else f"shapes of {wrong[:3]}")
-        raise GreenlmError(
-            f"pruned model folder '{folder}': weights do not match its config.json ({what}); was it saved completely?"
-        )
-    model.load_state_dict(state, strict=not notes)
-    model.eval()
-    tokenizer = load_tokenizer(str(folder))
-    model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)]
-    return LoadedModel(model, tokenizer, source, model_labels, notes)
+    return load_rebuilt_weights(model, _read_weights(folder, load_file), folder=folder, what="pruned model",
+                                notes=notes, source=source)
 
 
 def _read_weights(folder: Path, load_file) -> dict[str, torch.Tensor]:

@@ -28,7 +28,7 @@ class CompareConfig:
     corpus: str = "wikitext2"  # the pre-training corpus
     model: str = DEFAULT_MODEL  # the encoder every arm trains
     arms: tuple[str, ...] = ("mlm/random", "mlm/whole-word", "mlm/content-words", "electra/random")  # OBJECTIVE/MASKING
-    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)  # shares of the budget where a snapshot is fine-tuned
+    fractions: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)  # shares of the budget where a snapshot is fine-tuned (0: untrained)
     tasks: tuple[str, ...] = ("sst2", "rte")  # fine-tuning tasks
     vocab_size: int | None = None  # WordPiece vocabulary (default: the tiny spec's)
     max_length: int = 128  # tokens per pre-training block
@@ -48,8 +48,10 @@ class CompareConfig:
             if objective not in OBJECTIVES or masking not in MASKINGS:
                 raise GreenlmError(f"arm '{arm}' is not OBJECTIVE/MASKING with OBJECTIVE in {', '.join(OBJECTIVES)}"
                                    f" and MASKING in {', '.join(MASKINGS)}")
-        if not self.fractions or not all(0 < f <= 1 for f in self.fractions):
-            raise GreenlmError("compare: fractions of the budget must be in (0, 1]")
+        if not self.fractions or not all(0 <= f <= 1 for f in self.fractions):
+            raise GreenlmError("compare: fractions of the budget must be in [0, 1] (0: the untrained encoder)")
+        if not self.finetune_lr > 0:
+            raise GreenlmError(f"compare: the fine-tuning learning rate must be > 0, got {self.finetune_lr}")
         if not self.tasks:
             raise GreenlmError("compare needs at least one fine-tuning task")
 

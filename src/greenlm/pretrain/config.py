@@ -40,7 +40,7 @@ class PretrainConfig:
     checkpoint_every_steps: int = 200  # checkpoint every N steps (a killed run resumes from the last one)
     eval_blocks: int = 256  # validation blocks scored (masked-LM loss) at the end of each epoch and of training
     valid_fraction: float = 0.05  # share of a FILE corpus's blocks held out for validation (wikitext2 has its own)
-    snapshot_fractions: tuple[float, ...] = ()  # also save the encoder at these shares of the steps (snapshots/step-N)
+    snapshot_fractions: tuple[float, ...] = ()  # also save the encoder at these shares of the steps (snapshots/step-N; 0: untrained)
 
     def __post_init__(self):
         checks = [
@@ -70,7 +70,7 @@ class PretrainConfig:
             (_whole(self.checkpoint_every_steps) and self.checkpoint_every_steps >= 1, "checkpoint_every_steps must be >= 1"),
             (_whole(self.eval_blocks) and self.eval_blocks >= 1, "eval_blocks must be >= 1"),
             (_number(self.valid_fraction) and 0 < self.valid_fraction < 1, "valid_fraction must be in (0, 1)"),
-            (all(_number(f) and 0 < f <= 1 for f in self.snapshot_fractions), "snapshot fractions must be in (0, 1]"),
+            (all(_number(f) and 0 <= f <= 1 for f in self.snapshot_fractions), "snapshot fractions must be in [0, 1]"),
         ]
         for ok, message in checks:
             if not ok:

@@ -171,7 +171,7 @@ def _pretrain(config, files, train_lines, valid_lines, old_tokenizer, work_dir: 
                                checkpoint_every_steps=config.checkpoint_every_steps, length_group_factor=1)
     per_step = {name: report.train_flops_per_example * config.batch_size for name, report in per_example.items()}
     watch = _Watch(tag, attempts, tag_file, per_step["electra"], config.checkpoint_every_steps)
-    snapshot_steps = {max(1, round(f * steps)) for f in config.snapshot_fractions}
+    snapshot_steps = {0 if f == 0 else max(1, round(f * steps)) for f in config.snapshot_fractions}  # 0: before training
     snapshots = _Snapshots(config, snapshot_steps, models.encoder, tokenizer, work_dir / "output" / "snapshots", watch,
                            per_step, evaluate=lambda: eval_fn(models.model))
     description = f"pretrain {config.objective}/{config.masking}"
