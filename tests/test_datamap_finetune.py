@@ -134,6 +134,25 @@ def test_training_on_a_selection_records_its_rows(toy, recorded):
     assert read_dynamics(chosen.folder).guids == rows  # dynamics of a selection keep the task's row numbers
 
 
+def test_distillation_on_the_teachers_own_map(toy, recorded):
+    """The distill stage takes a selection too; selection_map "teacher" reads the map the teacher recorded."""
+    from greenlm.common import GreenlmError
+    from greenlm.compress.distill_config import DistillConfig
+
+    root, task = toy
+    config = DistillConfig(student="1x16x2x32", epochs=1, batch_size=16, max_length=32, train_selection="hard:0.5",
+                           selection_map="teacher", precision="fp32")
+    result = run_stage("distill", str(recorded.folder), task, config, root / "student", teacher_dir=str(recorded.folder),
+                       progress=False, on_note=lambda _: None, ledger=False)
+    details = result.metrics["distill"]
+    assert details["train_selection"]["rows_used"] == 64 and details["data"]["train_rows"] == 64
+    assert details["train_selection"]["map"] == str(recorded.folder)
+    with pytest.raises(GreenlmError, match="distill setting: train_subset and train_selection cannot be combined"):
+        DistillConfig(train_selection="random:0.5", train_subset=10)
+    with pytest.raises(GreenlmError, match="ranks rows by a data map"):
+        DistillConfig(train_selection="ambiguous:0.5")
+
+
 # ---- the command line: in this process, as `greenlm` runs (errors: one line, exit code 2) ----------------------------
 
 

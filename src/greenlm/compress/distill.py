@@ -311,7 +311,16 @@ def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
     labels = list(loaded.labels)
 
     train_split = ctx.align(task.split("train"), labels, "the teacher")
-    if config.train_subset is not None:
+    train_selection = None
+    if config.train_selection is not None:  # rows chosen from a data map (greenlm.datamap), before augmentation
+        from greenlm.datamap.selection import selection_for_task
+
+        map_path = teacher_path if config.selection_map == "teacher" else config.selection_map  # the teacher's own map
+        chosen, train_selection = selection_for_task(config.train_selection, map_path, task, seed=config.seed,
+                                                     min_rows=config.batch_size)
+        train_split = train_split.select(list(chosen.rows))
+        note(f"distilling on {len(chosen.rows)} of {chosen.available} rows chosen by {config.train_selection}")
+    elif config.train_subset is not None:
         train_split = train_split.subset(config.train_subset, seed=config.seed)
     _, dev_split, selection = ctx.selection(labels, "the teacher", chose="best prediction epoch")
 
@@ -353,6 +362,7 @@ def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
                  "augmentation": augment_stats},
         "phases": result.phases,
         "selection": selection,
+        **({"train_selection": train_selection} if train_selection is not None else {}),
         "config": config.to_dict(),
     }
     student.config.greenlm = {**kept_metadata(student.config), "task": task.name, "labels": labels,

@@ -44,6 +44,8 @@ class DistillConfig:
     augment_candidates: int = 15  # candidate words per word (TinyBERT's K)
     augment_mlm_model: str | None = None  # masked LM sharing the teacher's vocabulary, for augment="mlm"
     train_subset: int | None = None  # distil on a random subset of this many training rows (before augmentation)
+    train_selection: str | None = None  # rows from a data map (before augmentation): ambiguous:0.33, easy:0.5, random:0.33, ...
+    selection_map: str | None = None  # folder whose data map train_selection uses ("teacher": the teacher's, trained with record_dynamics)
     max_length: int | None = None  # tokens per input; None: the teacher's fine-tuning max_length (or 128)
     # --- training ---
     batch_size: int = 32  # examples per step per process
@@ -86,6 +88,12 @@ class DistillConfig:
         for ok, message in checks:
             if not ok:
                 raise GreenlmError(f"distill setting: {message}")
+        from greenlm.datamap.spec import check_selection_settings  # plain Python, no numpy
+
+        try:
+            check_selection_settings(self.train_selection, self.selection_map, self.train_subset)
+        except GreenlmError as err:
+            raise GreenlmError(f"distill setting: {err}") from None
         from greenlm.models.attention_spec import AttentionSpec
 
         if AttentionSpec.parse(self.attention).linear and self.intermediate_epochs > 0 and self.attention_weight > 0:

@@ -62,3 +62,20 @@ def parse_selection(spec: str) -> tuple[SelectionPart, ...]:
 def selection_needs_map(parts: tuple[SelectionPart, ...]) -> bool:
     """Whether any part ranks rows by a data map (only ``random`` does not)."""
     return any(p.region != "random" for p in parts)
+
+
+def check_selection_settings(train_selection: str | None, selection_map: str | None,
+                             train_subset: int | None) -> None:
+    """The checks every stage that trains on a selection makes of its settings (finetune, distill): a valid spec,
+    not with ``train_subset``, a map when the spec ranks by one, and no map without a spec."""
+    if train_selection is not None:
+        parts = parse_selection(train_selection)
+        if train_subset is not None:
+            raise GreenlmError("train_subset and train_selection cannot be combined; use random:FRACTION for a"
+                               " random share")
+        if selection_needs_map(parts) and not selection_map:
+            raise GreenlmError(f"train_selection '{train_selection}' ranks rows by a data map: set"
+                               " selection_map to a model folder trained with --record-dynamics")
+    elif selection_map is not None:
+        raise GreenlmError("selection_map is set but train_selection is not; give train_selection too"
+                           " (e.g. ambiguous:0.33)")

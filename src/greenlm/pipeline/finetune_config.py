@@ -26,19 +26,9 @@ class FinetuneStageConfig(TrainConfig):
             raise GreenlmError("max_length must be >= 8")
         if self.train_subset is not None and self.train_subset < 1:
             raise GreenlmError("train_subset must be >= 1 or null")
-        if self.train_selection is not None:
-            from greenlm.datamap.spec import parse_selection, selection_needs_map  # plain Python, no numpy
+        from greenlm.datamap.spec import check_selection_settings  # plain Python, no numpy
 
-            parts = parse_selection(self.train_selection)
-            if self.train_subset is not None:
-                raise GreenlmError("train_subset and train_selection cannot be combined; use random:FRACTION for a"
-                                   " random share")
-            if selection_needs_map(parts) and not self.selection_map:
-                raise GreenlmError(f"train_selection '{self.train_selection}' ranks rows by a data map: set"
-                                   " selection_map to a model folder trained with --record-dynamics")
-        elif self.selection_map is not None:
-            raise GreenlmError("selection_map is set but train_selection is not; give train_selection too"
-                               " (e.g. ambiguous:0.33)")
+        check_selection_settings(self.train_selection, self.selection_map, self.train_subset)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
