@@ -52,7 +52,7 @@ def run_hf(args, greenlm_folder: Path, work: Path) -> float:
     torch.manual_seed(args.seed)
     model = BertForMaskedLM(BertConfig.from_pretrained(greenlm_folder))
     training = TrainingArguments(output_dir=str(work), per_device_train_batch_size=args.batch_size,
-                                 max_steps=args.steps, learning_rate=5e-4, warmup_ratio=0.1, weight_decay=0.01,
+                                 max_steps=args.steps, learning_rate=5e-4, warmup_steps=max(1, args.steps // 10), weight_decay=0.01,
                                  lr_scheduler_type="linear", save_strategy="no", eval_strategy="no",
                                  logging_steps=10**6, report_to=[], use_cpu=True, seed=args.seed,
                                  dataloader_num_workers=0, disable_tqdm=True)
