@@ -57,6 +57,11 @@ def main() -> None:
                      f" {sst2['dev_accuracy']:.4f} | {rte['dev_accuracy']:.4f} |")
     final = {arm: by_key.get((arm, max(s for a, s in points if a == arm), "sst2")) for arm in config.arms}
     summary = ", ".join(f"{arm} {r['dev_accuracy']:.4f}" for arm, r in final.items() if r)
+    untrained = [by_key[(arm, 0, "sst2")]["dev_accuracy"] for arm in config.arms if (arm, 0, "sst2") in by_key]
+    if untrained:
+        summary += (f"; the untrained encoder (step 0) gets {min(untrained):.4f}-{max(untrained):.4f}, and "
+                    f"{sum(1 for r in final.values() if r and r['dev_accuracy'] > max(untrained))} of {len(final)} arms "
+                    "beat it")
     command = "python benchmarks/pretrain_compare.py " + " ".join(sys.argv[1:])
     body = "\n".join([
         f"Command: `{command.strip()}` ({datetime.date.today().isoformat()}).", f"Machine: {machine_line()}.", "",
