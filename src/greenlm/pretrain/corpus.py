@@ -11,12 +11,12 @@ Blocks (as BERT's and ELECTRA's pre-training data): the corpus's tokens in order
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from greenlm.common import GreenlmError, sha256_file
+from greenlm.models.loading import _quiet_transformers as quiet_transformers
 
 WIKITEXT2 = "wikitext2"
 WIKITEXT2_ENV = "GREENLM_WIKITEXT2"
@@ -105,19 +105,6 @@ def read_lines(path: Path) -> list[str]:
     return lines
 
 
-@contextlib.contextmanager
-def _quiet_tokenizer():
-    """transformers warns that a long line exceeds the model's length; blocks are cut afterwards, so it does not."""
-    from transformers.utils import logging as hf_logging
-
-    before = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(before)
-
-
 def encode_blocks(lines: list[str], tokenizer, max_length: int, *, chunk_lines: int = 2000) -> tuple[Blocks, dict]:
     """Tokenize ``lines`` and cut them into blocks of ``max_length`` tokens; returns (blocks, statistics).
 
@@ -135,7 +122,7 @@ def encode_blocks(lines: list[str], tokenizer, max_length: int, *, chunk_lines: 
     content: list[bool] = []
     next_word = 0
     fast = bool(getattr(tokenizer, "is_fast", False))
-    with _quiet_tokenizer():
+    with quiet_transformers():  # transformers warns of lines longer than the model; blocks are cut after
         for start in range(0, len(lines), chunk_lines):
             chunk = lines[start : start + chunk_lines]
             if not fast:

@@ -25,6 +25,7 @@ import torch
 
 from greenlm.common import GreenlmError
 from greenlm.models import TinySpec, load_tokenizer, resolve_model_source
+from greenlm.models.loading import _quiet_transformers as quiet_transformers
 from greenlm.pretrain.masking import IGNORE
 
 
@@ -70,24 +71,6 @@ class ElectraPretrainer(torch.nn.Module):
                                   labels=replaced.long())
         loss = gen.loss + self.disc_weight * disc.loss
         return ElectraOutput(loss, gen.loss.detach(), disc.loss.detach(), disc.logits.detach(), replaced)
-
-
-def quiet_transformers():
-    """transformers' load reports and "writing shards" bars, off for the block (greenlm reports what matters)."""
-    from transformers.utils import logging as hf_logging
-
-    class Quiet:
-        def __enter__(self):
-            self.before, self.bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-
-        def __exit__(self, *exc):
-            hf_logging.set_verbosity(self.before)
-            if self.bars:
-                hf_logging.enable_progress_bar()
-
-    return Quiet()
 
 
 def source_tokenizer(model_spec: str):

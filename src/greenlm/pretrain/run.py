@@ -36,7 +36,8 @@ from greenlm.measure import PriceTag, PriceTagRecord, PriceTagWarning, combine_r
 from greenlm.pretrain.config import PretrainConfig
 from greenlm.pretrain.corpus import Blocks, encode_blocks, locate, read_lines
 from greenlm.pretrain.masking import IGNORE, batch_generator, replace, select, select_random
-from greenlm.pretrain.models import build_models, quiet_transformers, source_tokenizer
+from greenlm.models.loading import _quiet_transformers as quiet_transformers
+from greenlm.pretrain.models import build_models, source_tokenizer
 from greenlm.train.config import TrainConfig
 from greenlm.train.loop import Callback, train
 

@@ -92,6 +92,11 @@ def run_command(argv: list[str]) -> int:
         return EXIT_NOT_FOUND
     except PermissionError:
         return EXIT_NOT_EXECUTABLE
+    return _shell_code(code)
+
+
+def _shell_code(code: int) -> int:
+    """A child's return code as a shell reports it: 128 + N when signal N ended it."""
     return 128 - code if code < 0 else code
 
 
@@ -133,8 +138,7 @@ def run_command_with_pauses(argv: list[str], policy, *, poll_s: float = 5.0, log
     finally:
         if paused_until is not None and proc.poll() is None:  # never leave a stopped process behind
             os.killpg(proc.pid, signal.SIGCONT)
-    code = proc.wait()
-    return (128 - code if code < 0 else code), pauses
+    return _shell_code(proc.wait()), pauses
 
 
 def _group_rss_bytes(pid: int) -> int:
