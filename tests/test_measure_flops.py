@@ -213,3 +213,27 @@ def _write(folder, text):
     path = folder / "config.json"
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize("attention", ["rfa:features=8", "performer:features=12", "abc:k=5"])
+@pytest.mark.parametrize("head", ["ForSequenceClassification", "ForMaskedLM"])
+def test_linear_attention_matmul_equals_flop_counter_mode_and_grows_linearly(attention, head):
+    """A model with linear attention (greenlm.models.linear_attention) is counted from its own kernels' products."""
+    from greenlm.models.linear_attention import swap_attention
+
+    torch.manual_seed(0)
+    model = getattr(transformers, "Bert" + head)(_config("Bert")).eval()
+    swap_attention(model, attention)
+    for seq_len in (9, 40):
+        ids = torch.randint(3, 99, (1, seq_len))
+        with torch.no_grad():
+            assert count_flops(model, seq_len).infer_flops == _counted(model, ids), seq_len
+    model.config.architectures = [type(model).__name__]
+    assert count_flops(model.config, 40).infer_flops == count_flops(model, 40).infer_flops  # config alone: the same
+    # the token mixing is linear in s: twice the tokens, twice the attention FLOPs (softmax: more than twice)
+    linear = [count_flops(model, s).infer_flops_by_module["attention"] for s in (256, 512)]
+    softmax = transformers.BertModel(_config("Bert", max_position_embeddings=512)).eval()
+    quadratic = [count_flops(softmax, s).infer_flops_by_module["attention"] for s in (256, 512)]
+    assert linear[1] == 2 * linear[0] and quadratic[1] > 2.2 * quadratic[0]
+    electra = [count_flops(model, s, convention="electra").infer_flops_by_module["attention"] for s in (256, 512)]
+    assert electra[1] == 2 * electra[0]

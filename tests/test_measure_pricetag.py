@@ -54,7 +54,7 @@ def fake(clock, **options):
         meters=[ConstantPower("cpu", 10.0, "estimate:tdp-utilisation"), ConstantPower("gpu", 200.0, "nvml"),
                 ConstantPower("ram", 2.0, "estimate:ram-per-gb")]
     )
-    return dict(_setup=setup, _clock=clock, _process_tree=Tree(clock), sample_interval_s=3600, **options)
+    return dict(_setup=setup, clock=clock, _process_tree=Tree(clock), sample_interval_s=3600, **options)
 
 
 def test_formula_parity_energy_pue_co2e_cost():
@@ -157,6 +157,45 @@ def test_hourly_intensity_series_weights_each_hour(tmp_path):
     assert rec.intensity_g_per_kwh == pytest.approx(expected_g / (kwh * 1.75))
     assert rec.intensity_kind == "time-series" and "ci.csv" in rec.intensity_source and "CISO" in rec.intensity_source
     assert rec.intensity_missing_hours_utc == []
+    # hour by hour: where the energy fell, at which intensity; the rows add up to the totals
+    assert [(r["hour_utc"][11:], r["intensity_g_per_kwh"]) for r in rec.by_hour] == [
+        ("09:00Z", 100.0), ("10:00Z", 200.0), ("11:00Z", 400.0)]
+    assert [r["energy_kwh"] for r in rec.by_hour] == pytest.approx([0.5 * kwh, kwh, 0.25 * kwh])
+    assert sum(r["co2e_kg"] for r in rec.by_hour) == pytest.approx(rec.co2e_kg)
+    assert "by hour  2022-03-01T10:00Z" in rec.summary()
+
+
+def test_a_loaded_grid_series_prices_like_its_file(tmp_path):
+    from greenlm.measure.grid_series import GridSeries
+
+    csv = tmp_path / "ci.csv"
+    csv.write_text(SERIES)
+    records = []
+    for source in (csv, GridSeries.load(csv)):
+        clock = Clock(_t("09:30"))
+        with PriceTag("run", intensity_csv=source, region="ciso" if source is not csv else "CISO", pue=1.0,
+                      **fake(clock)) as tag:
+            for _ in range(7):
+                clock.t += 900
+                tag._session._read(keep=False)
+        records.append(tag.record)
+    by_file, by_object = records
+    assert by_object.co2e_kg == pytest.approx(by_file.co2e_kg)
+    assert [r["co2e_kg"] for r in by_object.by_hour] == pytest.approx([r["co2e_kg"] for r in by_file.by_hour])
+    assert "greenlm-csv" in by_object.intensity_source and by_object.intensity_region == "CISO"
+
+
+def test_constant_intensity_is_split_by_hour_too():
+    clock = Clock(_t("09:30"))
+    with PriceTag("run", intensity_g_per_kwh=300.0, pue=1.0, **fake(clock)) as tag:
+        for _ in range(4):  # 09:45 .. 10:30
+            clock.t += 900
+            tag._session._read(keep=False)
+    rows = tag.record.by_hour
+    assert [r["hour_utc"][11:] for r in rows] == ["09:00Z", "10:00Z"]
+    assert [r["energy_kwh"] for r in rows] == pytest.approx([0.212 * 0.5, 0.212 * 0.5])
+    assert all(r["intensity_g_per_kwh"] == 300.0 for r in rows)
+    assert sum(r["co2e_kg"] for r in rows) == pytest.approx(tag.record.co2e_kg)
 
 
 def test_series_that_does_not_cover_the_run_says_which_hours(tmp_path):
@@ -328,6 +367,10 @@ def test_peek_then_combine_adds_interrupted_attempts_up():
     assert whole.cost_usd == pytest.approx(3.6 * 130 / 3600)
     assert whole.started_at_utc == snapshot.started_at_utc and whole.status == "ok"
     assert whole.meta["attempts"] == 2 and "2 attempts" in whole.warnings[-1]
+    # attempts in the same clock hour add up there; the sum of the hours is the sum of the attempts
+    assert [r["hour_utc"] for r in whole.by_hour] == ["1970-01-01T00:00Z"]
+    assert whole.by_hour[0]["energy_kwh"] == pytest.approx(whole.energy_kwh)
+    assert whole.by_hour[0]["co2e_kg"] == pytest.approx(whole.co2e_kg)
     first.stop()  # the "killed" attempt: stop it, or it stays the active tag of every later test
     # A figure one attempt lacks is missing in the sum, with the reason.
     partial = combine_records([PriceTagRecord.from_dict({**snapshot.to_dict(), "cost_usd": None}), second.record])

@@ -266,3 +266,87 @@ def test_whole_word_masking_refuses_a_slow_tokenizer(monkeypatch, corpus, tmp_pa
     with pytest.raises(GreenlmError, match="fast tokenizer"):
         run_pretraining(small_config(corpus, masking="whole-word"), tmp_path / "o", progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_kill_9_during_pretraining_then_the_same_command_equals_an_uninterrupted_run(corpus, tmp_path):
+    """A real process killed with SIGKILL (no clean-up runs) resumes from its last checkpoint when the same command
+    is run again, and ends with the weights of a run never interrupted."""
+    import signal
+    import subprocess
+    import time
+
+    from safetensors.torch import load_file
+
+    def args(out):
+        return [sys.executable, "-m", "greenlm", "pretrain", "--corpus", str(corpus), "--model", TINY,
+                "--objective", "electra", "--masking", "content-words", "--generator-fraction", "0.5",
+                "--max-length", "32", "--batch-size", "8", "--steps", "120", "--lr", "1e-3", "--checkpoint-every", "10",
+                "--eval-blocks", "4", "--out", str(out), "--no-progress"]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(args(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / ".killed.work" / "state" / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["step"] >= 20:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "pre-training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not killed.exists()  # nothing that looks finished
+    resumed = subprocess.run(args(killed), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    straight = tmp_path / "straight"
+    assert subprocess.run(args(straight), capture_output=True, text=True, timeout=300).returncode == 0
+    a, b = load_file(killed / "model.safetensors"), load_file(straight / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert json.loads((killed / "metrics.json").read_text())["validation"] == \
+        json.loads((straight / "metrics.json").read_text())["validation"]
+
+
+def test_linear_attention_pretraining_loads_for_fine_tuning_and_extends_positions(corpus, tmp_path):
+    """--attention builds the encoder (and ELECTRA's generator) with linear attention; the folder fine-tunes in
+    greenlm with it; continuing from that folder with longer blocks extends the position table by copying."""
+    from greenlm.models import load_classifier
+    from greenlm.models.linear_attention import LinearSelfAttention
+
+    first = run_pretraining(small_config(corpus, attention="performer:features=8", objective="electra",
+                                         generator_fraction=0.5), tmp_path / "perf", progress=False,
+                            on_note=lambda m: None)
+    saved = json.loads((first.folder / "config.json").read_text())["greenlm"]
+    assert saved["format"] == "linear_attention" and saved["attention"]["kind"] == "performer"
+    assert saved["attention"]["features"] == 8
+    loaded = load_classifier(str(first.folder), labels=["neg", "pos"])
+    layers = loaded.model.electra.encoder.layer
+    assert all(isinstance(layer.attention.self, LinearSelfAttention) for layer in layers)
+    from safetensors.torch import load_file
+
+    weights = load_file(first.folder / "model.safetensors")
+    assert torch.equal(layers[1].attention.self.projection, weights["electra.encoder.layer.1.attention.self.projection"])
+    # FLOPs of the run are the linear kind's, counted from the model (not a softmax model of the same shape)
+    softmax = run_pretraining(small_config(corpus, objective="electra", generator_fraction=0.5), tmp_path / "soft",
+                              progress=False, on_note=lambda m: None)
+    assert first.metrics["flops"]["matmul"]["train_flops"] != softmax.metrics["flops"]["matmul"]["train_flops"]
+
+    notes: list[str] = []
+    longer = run_pretraining(small_config(corpus, model=str(first.folder), objective="mlm", max_length=48,
+                                          attention="softmax", steps=2), tmp_path / "long", progress=False,
+                             on_note=notes.append)
+    assert any("positions extended from 32 to 48" in n for n in notes)
+    config = json.loads((longer.folder / "config.json").read_text())
+    assert config["max_position_embeddings"] == 48 and config["greenlm"]["positions"]["extended_from"] == 32
+    # the continued model kept the trained Performer (its projection travelled) and says so
+    assert config["greenlm"]["format"] == "linear_attention" and config["greenlm"]["attention"]["kind"] == "performer"
+    assert any("continued with its own performer" in n for n in notes)
+    continued = load_file(longer.folder / "model.safetensors")
+    assert torch.equal(continued["electra.encoder.layer.1.attention.self.projection"],
+                       weights["electra.encoder.layer.1.attention.self.projection"])
+    with pytest.raises(GreenlmError, match="already runs performer"):
+        run_pretraining(small_config(corpus, model=str(first.folder), attention="abc:k=4", steps=1), tmp_path / "x",
+                        progress=False, on_note=lambda m: None)
+    with pytest.raises(GreenlmError, match="unknown attention 'rfb'"):
+        small_config(corpus, attention="rfb")

@@ -126,6 +126,18 @@ def test_greenlm_train_pauses_on_a_sped_up_clock(toy_task_dir, tmp_path):
     assert "pausing at step 0 until 2022-06-01T02:00:00Z (1.50 h)" in run.stderr
     pauses = json.loads((out / "metrics.json").read_text())["train"]["pauses"]
     assert len(pauses) == 1 and pauses[0]["from_utc"].startswith("2022-06-01T00:30")
+    # priced on the grid it paused on, hour by hour, on the simulated clock: the paused hour holds only the memory
+    # the sleeping process keeps; what ran in the dirty first hour and the clean third is priced at their intensities
+    tag = json.loads((out / "pricetag.json").read_text())
+    assert tag["meta"]["clock"].startswith("simulated: started at 2022-06-01T00:30:00Z")
+    assert tag["intensity_kind"] == "time-series" and "grid.csv" in tag["intensity_source"]
+    hours = {r["hour_utc"]: r for r in tag["by_hour"]}
+    assert list(hours)[:3] == ["2022-06-01T00:00Z", "2022-06-01T01:00Z", "2022-06-01T02:00Z"]
+    assert [hours[h]["intensity_g_per_kwh"] for h in list(hours)[:3]] == [500, 500, 100]
+    assert sum(r["energy_kwh"] for r in tag["by_hour"]) == pytest.approx(tag["energy_kwh"], rel=1e-6)
+    assert sum(r["co2e_kg"] for r in tag["by_hour"]) == pytest.approx(tag["co2e_kg"], rel=1e-6)
+    assert "ram" in tag["energy_source"] and hours["2022-06-01T01:00Z"]["energy_kwh"] > 0
+    assert tag["wall_s"] > 3600  # the simulated span, pause included
     bad = subprocess.run(args[:-6] + ["--pause-above", "300"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--pause-above needs --grid" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

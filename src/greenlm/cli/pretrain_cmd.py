@@ -33,8 +33,9 @@ def pretrain_command(
     masking: Annotated[str, typer.Option(help="random, whole-word or content-words.")] = "random",
     mask_rate: Annotated[float, typer.Option("--mask-rate", help="Masked tokens / non-special tokens per block, in (0, 1).")] = 0.15,
     generator_fraction: Annotated[float, typer.Option("--generator-fraction", help="ELECTRA: generator width as a share of the discriminator's, in (0, 1].")] = 0.25,
+    attention: Annotated[str, typer.Option("--attention", help="Self-attention: softmax, rfa, performer or abc, with options (rfa:features=64, abc:k=32); linear in length (docs/attention.md).")] = "softmax",
     vocab_size: Annotated[Optional[int], typer.Option("--vocab-size", help="Train a WordPiece vocabulary of this size on the corpus (default: the model's own; a tiny model's 'vocab=').")] = None,
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per block, [CLS] and [SEP] included.")] = 128,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per block, [CLS] and [SEP] included (above a pre-trained model's positions: the table is extended by copying).")] = 128,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Blocks per optimizer step.")] = 32,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (default 1000 unless --flops-budget).")] = None,
     flops_budget: Annotated[Optional[float], typer.Option("--flops-budget", help="Training FLOPs to spend (ELECTRA's convention), e.g. 1e15; sets the steps.")] = None,
@@ -51,8 +52,8 @@ def pretrain_command(
     from greenlm.pretrain.run import run_pretraining
 
     config = PretrainConfig(corpus=corpus, model=model, objective=objective, masking=masking, mask_rate=mask_rate,
-                            generator_fraction=generator_fraction, vocab_size=vocab_size, max_length=max_length,
-                            batch_size=batch_size, steps=steps, flops_budget=flops_budget, learning_rate=lr,
+                            generator_fraction=generator_fraction, attention=attention, vocab_size=vocab_size,
+                            max_length=max_length, batch_size=batch_size, steps=steps, flops_budget=flops_budget, learning_rate=lr,
                             warmup_ratio=warmup_ratio, seed=seed, precision=precision,
                             checkpoint_every_steps=checkpoint_every, eval_blocks=eval_blocks)
     result = run_pretraining(config, out, progress=not no_progress, on_note=lambda m: err(f"note: {m}"),

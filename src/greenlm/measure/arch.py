@@ -70,6 +70,12 @@ class EncoderSpec:
     tied_embeddings: bool
     described_as: str  # what was read, for reports: "config.json at ...", "BertModel instance"
     notes: tuple[str, ...] = field(default=())
+    attention: tuple = ()  # linear self-attention (greenlm.models.linear_attention): sorted (key, value) pairs
+    # of config.greenlm["attention"], e.g. (("features", 64), ("kind", "rfa"), ...); () = softmax
+
+    @property
+    def attention_settings(self) -> dict:
+        return dict(self.attention) or {"kind": "softmax"}
 
     @property
     def num_layers(self) -> int:
@@ -229,7 +235,17 @@ def _spec_from_config(config, head: str, num_labels, described_as: str, model) -
         tied_embeddings=tied,
         described_as=described_as,
         notes=tuple(notes),
+        attention=_linear_attention(config),
     )
+
+
+def _linear_attention(config) -> tuple:
+    """The settings of a greenlm linear-attention model (its config's greenlm metadata), as sorted pairs."""
+    meta = getattr(config, "greenlm", None)
+    if not isinstance(meta, dict) or meta.get("format") != "linear_attention":
+        return ()
+    settings = meta.get("attention") or {}
+    return tuple(sorted(settings.items())) if settings.get("kind", "softmax") != "softmax" else ()
 
 
 def _per_layer(config, name: str, default: list[int], layers: int, where: str) -> list[int]:

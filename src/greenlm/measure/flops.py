@@ -180,7 +180,7 @@ def _forward_matmul(spec: EncoderSpec, s: int, head: str) -> dict:
     for heads, f in zip(spec.heads_per_layer, spec.intermediate_per_layer):
         k = heads * spec.head_dim
         attention += 3 * 2 * s * h * k  # q, k, v: [s, h] @ [h, k]
-        attention += 2 * 2 * s * s * k  # scores [s, d] @ [d, s] and weighted sum [s, s] @ [s, d], per head
+        attention += _mixing_matmul(spec, s, heads)  # scores and weighted sum (softmax: [s, s] per head)
         attention += 2 * s * k * h  # output dense [s, k] @ [k, h]
         ffn += 2 * 2 * s * h * f  # up [s, h] @ [h, f], down [s, f] @ [f, h]
     pooler = 2 * h * h if spec.pooler else 0  # dense on token 0
@@ -201,6 +201,53 @@ def _forward_matmul(spec: EncoderSpec, s: int, head: str) -> dict:
     else:
         raise AssertionError(head)
     return {"embeddings": embeddings, "attention": attention, "ffn": ffn, "head": head_flops}
+
+
+# ---- token mixing: softmax attention or a linear one ----------------------------------------------
+# Per layer, after q, k, v and before the output dense. d = head_dim; m = feature count (RFA: 2 x features, sin and
+# cos; Performer: features); S = ABC's memory slots. Softmax: O(s^2 d) per head; the linear kinds O(s m d) or
+# O(s S d) (greenlm.models.attention_kernels; Peng et al. 2021, Choromanski et al. 2021, Peng et al. 2022).
+
+
+def _feature_count(settings: dict) -> int:
+    return 2 * int(settings["features"]) if settings["kind"] == "rfa" else int(settings["features"])
+
+
+def _mixing_matmul(spec: EncoderSpec, s: int, heads: int) -> int:
+    """Matrix products of one layer's token mixing over a sequence of s tokens (what FlopCounterMode counts)."""
+    d, settings = spec.head_dim, spec.attention_settings
+    kind = settings["kind"]
+    if kind == "softmax":
+        return heads * 2 * 2 * s * s * d  # scores [s, d] @ [d, s], weighted sum [s, s] @ [s, d]
+    if kind in ("rfa", "performer"):
+        m = _feature_count(settings)
+        per_head = 2 * 2 * s * d * m  # feature maps of q and k: [s, d] @ [d, m]
+        per_head += 2 * s * m * d  # state sum_i phi(k_i) v_i^T: [m, s] @ [s, d]
+        per_head += 2 * s * m * d + 2 * s * m  # numerator phi(q) @ state, denominator phi(q) . sum_i phi(k_i)
+        return heads * per_head
+    slots = int(settings["k"])  # abc
+    control = 2 * s * spec.hidden_size * heads * slots  # control: Linear(hidden, heads x S) on every token
+    return control + heads * 4 * 2 * s * slots * d  # K~ = phi^T K, V~ = phi^T V, scores q K~^T, weights @ V~
+
+
+def _mixing_electra(spec: EncoderSpec, s: int, heads: int) -> float:
+    """ELECTRA's convention, per token: products x 2, and the per-element costs around them (an element-wise
+    feature function, sin or exp, counted 1 FLOP like a scale; the memory's softmax over S as softmax)."""
+    d, settings = spec.head_dim, spec.attention_settings
+    kind = settings["kind"]
+    if kind == "softmax":
+        # scores against s keys, softmax + dropout + 1/sqrt(d) scale, weighted sum (the script writes 2*h*s for the
+        # sum: equal unless pruned)
+        return 2 * heads * d * s + (SOFTMAX_FLOPS + DROPOUT_FLOPS + 1) * s * heads + 2 * heads * d * s
+    if kind in ("rfa", "performer"):
+        m = _feature_count(settings)
+        per_head = 2 * (2 * d * m + m)  # q and k feature maps, their element-wise function
+        per_head += 2 * m * d + m  # this token's share of the state and of the normaliser
+        per_head += 2 * m * d + 2 * m + d  # numerator, denominator, the division
+        return heads * per_head
+    slots = int(settings["k"])
+    control = 2 * spec.hidden_size * heads * slots + heads * slots * (SOFTMAX_FLOPS + 1)  # control, normalised
+    return control + heads * (4 * 2 * slots * d + SOFTMAX_FLOPS * slots)
 
 
 def _mlm_matmul(spec: EncoderSpec, s: int) -> int:
@@ -227,9 +274,7 @@ def _forward_electra(spec: EncoderSpec, s: int, head: str) -> dict:
     for heads, f in zip(spec.heads_per_layer, spec.intermediate_per_layer):
         k = heads * spec.head_dim
         attn = 3 * 2 * h * k + 3 * k  # q, k, v kernels and biases
-        attn += 2 * k * s  # scores against s keys
-        attn += (SOFTMAX_FLOPS + DROPOUT_FLOPS + 1) * s * heads  # softmax, dropout, 1/sqrt(d) scale
-        attn += 2 * k * s  # weighted sum of s values (the script writes 2*h*s: equal unless pruned)
+        attn += _mixing_electra(spec, s, heads)  # scores, softmax, weighted sum (or their linear counterparts)
         attn += 2 * k * h + h  # output kernel and bias
         attn += (DROPOUT_FLOPS + 1 + LAYER_NORM_FLOPS) * h  # dropout, residual, layer norm (per element)
         mlp = 2 * h * f + f + GELU_FLOPS * f  # up kernel, bias, GELU

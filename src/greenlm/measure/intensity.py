@@ -185,6 +185,7 @@ class SeriesCo2e:
     missing_hours_utc: list
     fill_g_per_kwh: float | None
     source: str
+    by_hour: tuple = ()  # (hour start Unix s, kWh, g/kWh used) of each clock hour of the window, in order
 
 
 @dataclass
@@ -193,6 +194,17 @@ class IntensitySeries:
 
     path: Path
     by_region: dict = field(default_factory=dict)
+    label: str | None = None  # where the figures came from, when not greenlm's CSV at ``path``
+
+    @classmethod
+    def from_grid(cls, grid, region: str) -> "IntensitySeries":
+        """One region of a ``grid_series.GridSeries`` (any file format greenlm reads: Electricity Maps, WattTime...),
+        its gaps left out (an hour it lacks gets the mean, as in a CSV)."""
+        name = grid.region_name(region)
+        hours = {int(t): float(g) for t, g in zip(grid.hours_s, grid.values(name)) if g == g}  # g == g: not NaN
+        if not hours:
+            raise GreenlmError(f"{Path(grid.source.path).name} has no {name} value at all")
+        return cls(Path(grid.source.path), {name: hours}, label=grid.source.label)
 
     @property
     def regions(self) -> list[str]:
@@ -220,7 +232,7 @@ class IntensitySeries:
         hours = self.region(region)
         mean = sum(hours.values()) / len(hours)
         co2e_g = energy = 0.0
-        missing = []
+        missing, by_hour = [], []
         for hour, kwh in sorted(kwh_by_hour.items()):
             g = hours.get(int(hour))
             if g is None:
@@ -228,13 +240,15 @@ class IntensitySeries:
                 g = mean
             co2e_g += kwh * g
             energy += kwh
+            by_hour.append((float(hour), kwh, g))
         effective = co2e_g / energy if energy > 0 else _mean_of(hours, kwh_by_hour, mean)
         return SeriesCo2e(
             co2e_kg=co2e_g / 1000.0,
             intensity_g_per_kwh=effective,
             missing_hours_utc=missing,
             fill_g_per_kwh=mean if missing else None,
-            source=f"hourly series {self.path} (region {region})",
+            source=f"hourly series {self.label or self.path} (region {region})",
+            by_hour=tuple(by_hour),
         )
 
 

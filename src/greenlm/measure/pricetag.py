@@ -82,6 +82,7 @@ class PriceTagRecord:
     cost_source: str | None
     flops: float | None  # FLOPs added with add_flops / add_model_flops, phases included
     phases: list = field(default_factory=list)  # PriceTagRecord of each phase, in order
+    by_hour: list = field(default_factory=list)  # per clock hour (UTC): hour_utc, energy_kwh, intensity_g_per_kwh, co2e_kg
     unphased_wall_s: float | None = None
     unphased_energy_kwh: float | None = None
     unphased_co2e_kg: float | None = None
@@ -131,7 +132,8 @@ class PriceTag:
         region: carbon-intensity region (``USA``, ``USA/CA``, ``FRA``, ``SE3``, ``gcp:us-central1``...),
             or with ``intensity_csv`` a region of that hourly series (e.g. ``CISO``).
         intensity_g_per_kwh: a fixed intensity instead of a region.
-        intensity_csv: hourly series ``timestamp_utc,region,gco2_per_kwh``; needs ``region``.
+        intensity_csv: hourly series ``timestamp_utc,region,gco2_per_kwh`` (a path), or a loaded series (an
+            ``IntensitySeries``, or a ``grid_series.GridSeries`` of any format greenlm reads); needs ``region``.
         pue: data-centre PUE (>= 1). Default 1.0, with a warning.
         usd_per_hour / instance: price of the hardware per hour, or an instance of ``cost.INSTANCE_USD_PER_HOUR``.
         project, stage, meta: labels kept in the record (and the ledger).
@@ -140,6 +142,10 @@ class PriceTag:
         backend: "auto" (NVML / RAPL / estimates), "estimate" (no counters), "codecarbon".
         cpu_tdp_w: TDP for the CPU estimate, overriding CodeCarbon's table.
         sample_interval_s: sampling period of the polled figures (RAM, GPU power without counters).
+        clock: a zero-argument callable giving Unix seconds, read for wall time and clock hours instead of the
+            system clock: a simulated clock (``greenlm.schedule.wait.ScaledClock.now``) prices a time-compressed
+            demonstration on the hours it simulates. CPU time and energy meters stay real.
+    The record's ``by_hour`` splits energy (and, with an intensity, CO2e) by UTC clock hour.
     A phase inherits region, intensity, PUE, price and labels from its parent unless given.
     """
 
@@ -161,11 +167,11 @@ class PriceTag:
         sample_interval_s: float = energy_mod.DEFAULT_INTERVAL_S,
         gpu_indices: list[int] | None = None,
         meta: dict | None = None,
+        clock=None,
         _process_tree=None,
         _nvml=None,
         _powercap_root=None,
         _setup=None,
-        _clock=None,
     ):
         if not isinstance(name, str) or not name.strip():
             raise GreenlmError("a price tag needs a non-empty name, e.g. PriceTag('finetune')")
@@ -188,9 +194,12 @@ class PriceTag:
         self._interval_s = check_positive(sample_interval_s, "sample interval (s)")
         self._gpu_indices = gpu_indices
         self._meta = dict(meta or {})
-        # test seams: a process tree, an NVML module, a powercap folder, ready meters, a clock
+        if clock is not None and not callable(clock):
+            raise GreenlmError("a price tag's clock is a callable giving Unix seconds (e.g. time.time)")
+        self._clock = clock
+        # test seams: a process tree, an NVML module, a powercap folder, ready meters
         self._tree, self._nvml, self._powercap_root = _process_tree, _nvml, _powercap_root
-        self._setup, self._clock = _setup, _clock
+        self._setup = _setup
         # validate what can be validated before any work starts
         self._pue = check_pue(pue) if pue is not None else None
         self._pue_from_parent = False
@@ -384,13 +393,17 @@ class PriceTag:
 
         co2e = intensity = source = region = year = kind = None
         missing: list[str] = []
+        by_hour: list[dict] = []
+        if energy_kwh is not None:
+            kwh_by_hour = {h: kwh * pue for h, kwh in self._kwh_by_hour(start, end, hardware_kwh, cc).items()}
+            by_hour = [_hour_row(h, kwh, None) for h, kwh in sorted(kwh_by_hour.items())]
         if energy_kwh is None:
             reasons["co2e_kg"] = "no energy figure"
         elif self._series is not None:
             series, region = self._series
-            kwh_by_hour = self._kwh_by_hour(start, end, hardware_kwh, cc)
-            result = series.co2e(region, {h: kwh * pue for h, kwh in kwh_by_hour.items()})
+            result = series.co2e(region, kwh_by_hour)
             co2e, intensity, source, kind = result.co2e_kg, result.intensity_g_per_kwh, result.source, "time-series"
+            by_hour = [_hour_row(h, kwh, g) for h, kwh, g in result.by_hour]
             missing = result.missing_hours_utc
             if missing:
                 message = (
@@ -403,6 +416,7 @@ class PriceTag:
             i = self._intensity
             co2e = energy_kwh * i.g_per_kwh / 1000.0
             intensity, source, year, kind = i.g_per_kwh, i.source, i.year, i.kind
+            by_hour = [_hour_row(None, row["energy_kwh"], i.g_per_kwh, row["hour_utc"]) for row in by_hour]
             region = i.region if i.kind != "user" else None
         else:
             reasons["co2e_kg"] = "no region or intensity given (pass region= or intensity_g_per_kwh=)"
@@ -457,6 +471,7 @@ class PriceTag:
             cost_source=self._price.source if self._price else None,
             flops=flops if flops_known else None,
             phases=list(self._phases),
+            by_hour=by_hour,
             unphased_wall_s=unphased.get("wall_s"),
             unphased_energy_kwh=unphased.get("energy_kwh"),
             unphased_co2e_kg=unphased.get("co2e_kg"),
@@ -533,6 +548,7 @@ def combine_records(records: list[PriceTagRecord], note: str | None = None) -> P
         cost_usd=total("cost_usd", [r.cost_usd for r in records]),
         flops=float(sum(known_flops)) if known_flops else None,
         phases=[p for r in records for p in r.phases],
+        by_hour=_merge_hours([row for r in records for row in r.by_hour]),
         unphased_wall_s=None,
         unphased_energy_kwh=None,
         unphased_co2e_kg=None,
@@ -547,7 +563,15 @@ def _resolve_intensity(region, intensity_g_per_kwh, intensity_csv):
     if intensity_csv is not None:
         if intensity_g_per_kwh is not None:
             raise GreenlmError("give an intensity CSV or a fixed intensity, not both")
-        series = IntensitySeries.load(intensity_csv)
+        if isinstance(intensity_csv, IntensitySeries):
+            series = intensity_csv
+        elif hasattr(intensity_csv, "hours_s"):  # a grid_series.GridSeries (not imported here: it needs numpy)
+            if region is None:
+                raise GreenlmError(f"a grid series needs a region: one of {', '.join(intensity_csv.regions[:12])}")
+            series = IntensitySeries.from_grid(intensity_csv, region)
+            region = series.regions[0]
+        else:
+            series = IntensitySeries.load(intensity_csv)
         if region is None:
             raise GreenlmError(
                 f"an intensity CSV needs a region: one of {', '.join(series.regions[:12])}"
@@ -561,6 +585,25 @@ def _resolve_intensity(region, intensity_g_per_kwh, intensity_csv):
     if region is not None:
         return lookup_intensity(region), None
     return None, None
+
+
+def _hour_row(hour_s: float | None, kwh: float, g_per_kwh: float | None, hour_utc: str | None = None) -> dict:
+    return {"hour_utc": hour_utc or datetime.fromtimestamp(hour_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:00Z"),
+            "energy_kwh": kwh, "intensity_g_per_kwh": g_per_kwh,
+            "co2e_kg": None if g_per_kwh is None else kwh * g_per_kwh / 1000.0}
+
+
+def _merge_hours(rows: list[dict]) -> list[dict]:
+    """Attempts that ran in the same clock hour add up (their intensity is the hour's, the same in each)."""
+    merged: dict[str, dict] = {}
+    for row in rows:
+        seen = merged.get(row["hour_utc"])
+        if seen is None:
+            merged[row["hour_utc"]] = dict(row)
+            continue
+        seen["energy_kwh"] += row["energy_kwh"]
+        seen["co2e_kg"] = None if seen["co2e_kg"] is None or row["co2e_kg"] is None else seen["co2e_kg"] + row["co2e_kg"]
+    return [merged[h] for h in sorted(merged)]
 
 
 def _iso(t_unix: float) -> str:
@@ -596,6 +639,13 @@ def format_record(rec: PriceTagRecord, indent: str = "") -> str:
     ]
     if rec.flops is not None:
         lines.append(f"{indent}  FLOPs    {rec.flops:.3e}")
+    if not indent and len(rec.by_hour) > 1:  # a run over several clock hours: where its energy and CO2e fell
+        shown = rec.by_hour if len(rec.by_hour) <= 12 else rec.by_hour[:6] + [None] + rec.by_hour[-5:]
+        for row in shown:
+            lines.append("  by hour  ..." if row is None else
+                         f"  by hour  {row['hour_utc']}  {_fmt(row['energy_kwh'], 'kWh')}"
+                         + ("" if row["co2e_kg"] is None else
+                            f"  {_fmt(row['co2e_kg'], 'kg')} at {row['intensity_g_per_kwh']:.1f} g/kWh"))
     for phase in rec.phases:
         lines.append(format_record(phase, indent + "  "))
     if not indent:

@@ -88,11 +88,18 @@ def source_tokenizer(model_spec: str):
 
 
 def build_models(model_spec: str, tokenizer, *, objective: str, generator_fraction: float, disc_weight: float,
-                 max_length: int, seed: int, new_vocab: bool, old_tokenizer=None) -> PretrainModels:
+                 max_length: int, seed: int, new_vocab: bool, old_tokenizer=None,
+                 attention: str = "softmax") -> PretrainModels:
     """The models for ``objective``, sized for ``tokenizer`` (a new vocabulary resizes a pre-trained model's
-    embeddings, each new token starting as the mean of its pieces under the old tokenizer)."""
+    embeddings, each new token starting as the mean of its pieces under the old tokenizer), with ``attention``
+    (greenlm.models.attention_spec; for ELECTRA the generator gets the same kind). A pre-trained model whose
+    position table is shorter than ``max_length`` gets it extended by copying (Longformer's initialisation)."""
+    from greenlm.models.attention_spec import AttentionSpec
+    from greenlm.models.linear_attention import attention_of, extend_positions, position_limit, swap_attention
+
     source = resolve_model_source(model_spec)
     notes: list[str] = []
+    wanted = AttentionSpec.parse(attention)
     with torch.random.fork_rng(), quiet_transformers():
         torch.manual_seed(seed)
         if source.kind == "tiny":
@@ -100,21 +107,39 @@ def build_models(model_spec: str, tokenizer, *, objective: str, generator_fracti
             if max_length > spec.positions:
                 raise GreenlmError(f"--max-length {max_length} is longer than the tiny model's positions"
                                    f" ({spec.positions}); add positions={max_length} to the spec")
+            own = AttentionSpec.parse(spec.attention)
+            if own.linear and wanted.linear and own != wanted:
+                raise GreenlmError(f"the tiny spec asks for {own.describe()} attention and --attention for"
+                                   f" {wanted.describe()}; give one")
+            wanted = wanted if wanted.linear else own
             encoder = _tiny_encoder(spec, tokenizer, objective)
             notes.append(f"built from scratch: {source.location}")
         else:
             encoder = _pretrained_encoder(source.location, objective, notes)
-            limit = encoder.config.max_position_embeddings - (2 if encoder.config.model_type == "roberta" else 0)
+            own = _saved_attention(encoder.config)
+            if own.linear and wanted.linear and own != wanted:
+                raise GreenlmError(f"'{source.location}' already runs {own.describe()} attention; --attention"
+                                   f" {wanted.describe()} would replace trained weights: leave --attention out")
+            wanted = own if own.linear else wanted
+            limit = position_limit(encoder.config)
             if max_length > limit:
-                raise GreenlmError(f"--max-length {max_length} is above what the model's positions allow ({limit})")
+                extend_positions(encoder, max_length)
+                notes.append(f"positions extended from {limit} to {max_length} tokens by copying the learned table"
+                             " (Longformer's initialisation); pre-training adapts the copies")
             if new_vocab:
                 _transfer_vocabulary(encoder, old_tokenizer, tokenizer)
                 notes.append(f"new vocabulary of {len(tokenizer)} tokens: embeddings of each new token start as the"
                              " mean of its pieces under the old vocabulary")
         encoder.config.pad_token_id = tokenizer.pad_token_id
+        if not attention_of(encoder).linear:  # a continued linear-attention folder runs its own already
+            swap_attention(encoder, wanted)  # softmax: nothing changes
+        if wanted.linear:
+            notes.append(f"self-attention: {wanted.describe()} (linear in length; greenlm loads the folder, plain"
+                         " transformers would run it as softmax attention)")
         if objective == "mlm":
             return PretrainModels(encoder, encoder, None, notes)
         generator = _generator_for(encoder, generator_fraction)
+        swap_attention(generator, wanted)
         notes.append(f"ELECTRA generator: {generator.config.num_attention_heads} heads, hidden"
                      f" {generator.config.hidden_size}, FFN {generator.config.intermediate_size}"
                      f" ({generator_fraction:g} of the discriminator); embeddings shared")
@@ -141,6 +166,8 @@ def _pretrained_encoder(folder: str, objective: str, notes: list[str]):
         raise GreenlmError(f"model folder '{folder}' has no model.safetensors (greenlm loads safetensors weights only)")
     config = AutoConfig.from_pretrained(folder)
     archs = getattr(config, "architectures", None) or []
+    if _saved_attention(config).linear:
+        return _linear_attention_encoder(folder, config, objective, notes)
     if objective == "mlm":
         if not any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in archs):
             notes.append("the model had no masked-LM head: a new one is initialised (decoder tied to the embeddings)")
@@ -166,6 +193,51 @@ def _pretrained_encoder(folder: str, objective: str, notes: list[str]):
     notes.append("BERT encoder carried into an ELECTRA discriminator (same layers; pooler dropped, new"
                  " replaced-token head)")
     return disc
+
+
+def _saved_attention(config):
+    from greenlm.models.attention_spec import AttentionSpec
+
+    meta = getattr(config, "greenlm", None)
+    if isinstance(meta, dict) and meta.get("format") == "linear_attention":
+        return AttentionSpec.from_dict(meta.get("attention") or {})
+    return AttentionSpec()
+
+
+def _linear_attention_encoder(folder: str, config, objective: str, notes: list[str]):
+    """A folder saved with linear attention (its own modules and weights: projections, 1/sigma, ABC's control):
+    rebuilt from its config, attention swapped back in, then every encoder tensor loaded (a head the objective needs
+    and the folder lacks starts new)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    from transformers import AutoModelForMaskedLM, ElectraForPreTraining
+
+    from greenlm.models.linear_attention import swap_attention
+
+    spec = _saved_attention(config)
+    if objective == "electra" and config.model_type != "electra":
+        raise GreenlmError(f"'{folder}' is a {config.model_type} model with {spec.describe()} attention: continue it"
+                           " with --objective mlm (ELECTRA continues ELECTRA folders with linear attention)")
+    meta = dict(config.greenlm)
+    meta.pop("format", None)
+    config.greenlm = meta  # swap_attention writes it back
+    model = ElectraForPreTraining(config) if objective == "electra" else AutoModelForMaskedLM.from_config(config)
+    swap_attention(model, spec)
+    state = load_file(str(Path(folder) / "model.safetensors"))
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    prefix = model.base_model_prefix + "."
+    lacking = [k for k in own if k.startswith(prefix) and k not in usable and not k.endswith("position_ids")]
+    if lacking:
+        raise GreenlmError(f"model folder '{folder}': its weights do not fit its config.json with {spec.describe()}"
+                           f" attention (missing {lacking[:3]}); was it saved completely?")
+    model.load_state_dict(usable, strict=False)
+    if any(not k.startswith(prefix) for k in own if k not in usable):
+        notes.append(f"the model had no {'replaced-token' if objective == 'electra' else 'masked-LM'} head: a new"
+                     " one is initialised")
+    notes.append(f"continued with its own {spec.describe()} attention")
+    return model
 
 
 def generator_config(disc_config, fraction: float):

@@ -145,7 +145,7 @@ def _pretrain(config, files, train_lines, valid_lines, old_tokenizer, work_dir: 
     models = build_models(config.model, tokenizer, objective=config.objective,
                           generator_fraction=config.generator_fraction, disc_weight=config.disc_weight,
                           max_length=config.max_length, seed=config.seed, new_vocab=new_vocab,
-                          old_tokenizer=old_tokenizer)
+                          old_tokenizer=old_tokenizer, attention=config.attention)
     for note in models.notes:
         on_note(note)
     train_blocks, valid_blocks, corpus_stats = _blocks(config, files, train_lines, valid_lines, tokenizer)

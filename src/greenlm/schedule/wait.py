@@ -16,11 +16,14 @@ from __future__ import annotations
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = 127, 126  # the shells' codes, as `greenlm measure` uses them
 
 
 class SystemClock:
+    simulated = False
+
     def now(self) -> float:
         return time.time()
 
@@ -34,6 +37,10 @@ class FakeClock:
 
     t: float
     slept: list = field(default_factory=list)
+    simulated = True  # class attribute, not a field
+
+    def describe(self) -> str:
+        return "simulated: a fake clock that moves only when slept on (tests)"
 
     def now(self) -> float:
         return self.t
@@ -47,8 +54,15 @@ class ScaledClock:
     """Starts at ``start_s`` and runs at the wall clock's pace, except that its sleeps pass ``speed`` times faster:
     a wait of an hour takes 3600 / speed real seconds."""
 
+    simulated = True
+
     def __init__(self, start_s: float, speed: float):
         self.start_s, self.speed, self.t0, self.skipped = start_s, speed, time.monotonic(), 0.0
+
+    def describe(self) -> str:
+        start = datetime.fromtimestamp(self.start_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (f"simulated: started at {start}, runs at the wall clock's pace, and its waits pass {self.speed:g}x "
+                "faster (--now / --clock-speed)")
 
     def now(self) -> float:
         return self.start_s + (time.monotonic() - self.t0) + self.skipped

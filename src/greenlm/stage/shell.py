@@ -59,10 +59,29 @@ class PriceSettings:
 
     def price_tag(self, name: str, *, stage: str | None = None, ledger=True):
         from greenlm.measure import PriceTag
+        from greenlm.train.pause import active_policy
 
-        return PriceTag(name, region=self.region, pue=self.pue, usd_per_hour=self.usd_per_hour,
-                        intensity_csv=self.intensity_csv, intensity_g_per_kwh=self.intensity_g_per_kwh,
-                        project=self.project, stage=stage or name, ledger=ledger)
+        intensity = dict(region=self.region, intensity_csv=self.intensity_csv,
+                         intensity_g_per_kwh=self.intensity_g_per_kwh)
+        clock, meta = _pause_pricing(active_policy(), intensity)
+        return PriceTag(name, pue=self.pue, usd_per_hour=self.usd_per_hour, project=self.project, stage=stage or name,
+                        ledger=ledger, clock=clock, meta=meta, **intensity)
+
+
+def _pause_pricing(policy, intensity: dict) -> tuple:
+    """A stage that pauses on a grid series (``--pause-above``) is priced on that series, hour by hour (the hours
+    its pauses chose), unless an intensity series or a fixed intensity was given; and on the policy's clock when
+    that clock is simulated (``--clock-speed``: a time-compressed demonstration priced on the hours it simulates).
+    Returns (clock or None, meta for the record); ``intensity`` is updated in place."""
+    if policy is None:
+        return None, {}
+    series = getattr(policy, "series", None)
+    if series is not None and intensity["intensity_csv"] is None and intensity["intensity_g_per_kwh"] is None:
+        intensity.update(region=policy.region, intensity_csv=series)
+    clock = getattr(policy, "clock", None)
+    if getattr(clock, "simulated", False):
+        return clock.now, {"clock": clock.describe()}
+    return None, {}
 
 
 @dataclass
