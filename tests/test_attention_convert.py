@@ -64,7 +64,7 @@ def test_convert_recovers_accuracy_and_reloads(finetuned, toy, tmp_path, attenti
 
 
 def test_config_refuses_bad_settings():
-    with pytest.raises(GreenlmError, match="known: softmax, rfa, performer, abc"):
+    with pytest.raises(GreenlmError, match="known: softmax, rfa, performer, t2r, abc"):
         ConvertAttentionConfig(attention="linformer")
     with pytest.raises(GreenlmError, match="linear kind"):
         ConvertAttentionConfig(attention="softmax")
@@ -101,7 +101,7 @@ def _one_line_error(result, message):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--attention", "linformer"], "known: softmax, rfa, performer, abc"),
+    (["--attention", "linformer"], "known: softmax, rfa, performer, t2r, abc"),
     (["--attention", "rfa:features=0"], "features must be a whole number >= 1"),
     (["--attention", "abc:k=0"], "memory size k must be a whole number >= 1"),
     (["--max-length", "100"], "above what the model's positions allow (32)"),
@@ -188,7 +188,7 @@ def test_crossover_is_the_shortest_length_from_which_it_always_wins():
 
 @pytest.mark.parametrize("args,message", [
     (["--seq-lens", "16,x"], "--seq-lens must be whole numbers"),
-    (["--seq-lens", "16", "--attention", "softmax,linformer"], "known: softmax, rfa, performer, abc"),
+    (["--seq-lens", "16", "--attention", "softmax,linformer"], "known: softmax, rfa, performer, t2r, abc"),
 ])
 def test_bench_seq_lens_bad_input(args, message):
     _one_line_error(greenlm("bench", *args), message)
@@ -238,3 +238,18 @@ def test_convert_attention_stage_in_greenlm_run(tmp_path):
     assert json.loads((stage / "config.json").read_text())["greenlm"]["format"] == "linear_attention"
     report = (tmp_path / "runs" / "linear" / "report.md").read_text()
     assert "convert_attention" in report
+
+
+def test_t2r_conversion_trains_its_feature_map_and_recovers(finetuned, toy, tmp_path):
+    """T2R (Kasai et al. 2021): the learned feature map is trained by the conversion, and the toy task recovers."""
+    out = tmp_path / "t2r"
+    metrics = run(finetuned, toy, ConvertAttentionConfig(attention="t2r:features=8", **FAST), out,
+                  work_dir=tmp_path / "work")
+    original = metrics["convert_attention"]["original"]["splits"]["dev"]["accuracy"]
+    assert metrics["splits"]["dev"]["accuracy"] >= original - 0.1
+    loaded = load_classifier(str(out))
+    attn = loaded.model.bert.encoder.layer[0].attention.self
+    start = LinearSelfAttention(attn, attn.spec, 0, loaded.model.config.hidden_size)  # the map's initial values
+    assert not torch.equal(attn.feature_weight, start.feature_weight)  # trained, saved and reloaded
+    assert "rfa_inv_sigma_start" not in metrics["convert_attention"] or \
+        metrics["convert_attention"]["rfa_inv_sigma_start"] is None

@@ -36,9 +36,17 @@ KERNELS = {
                                                            inv_sigma=torch.tensor([1.0, 1.7], dtype=torch.float64))),
     "performer": (lambda q, k, v, m: ak.performer_attention(q, k, v, _projection(16).double(), m),
                   lambda q, k, v, m: ak.quadratic_reference_performer(q, k, v, _projection(16).double(), m)),
+    "t2r": (lambda q, k, v, m: ak.t2r_attention(q, k, v, *_t2r_map(), m),
+            lambda q, k, v, m: ak.quadratic_reference_t2r(q, k, v, *_t2r_map(), m)),
     "abc": (lambda q, k, v, m: ak.abc_attention(q, k, v, _control(), m),
             lambda q, k, v, m: ak.quadratic_reference_abc(q, k, v, _control(), m)),
 }
+
+
+def _t2r_map(features=6):
+    g = torch.Generator().manual_seed(5)
+    return (torch.randn(H, features, D, generator=g, dtype=torch.float64),
+            torch.randn(H, features, generator=g, dtype=torch.float64) * 0.1 + 0.5)
 
 
 def _control(slots=4):
@@ -98,6 +106,8 @@ def test_batched_equals_one_by_one(kind):
         part = [t[b:b + 1, :, :length] for t in (q, k, v)]
         if kind == "abc":  # the control belongs to the row too
             alone = ak.abc_attention(*part, _control()[b:b + 1, :, :length])
+        elif kind == "t2r":
+            alone = ak.t2r_attention(*part, *_t2r_map())
         else:
             proj = _projection(16).double()
             alone = (ak.rfa_attention(*part, proj, inv_sigma=torch.tensor([1.0, 1.7], dtype=torch.float64))
@@ -166,7 +176,7 @@ def test_spec_parse_defaults_and_round_trip():
 
 
 @pytest.mark.parametrize("text,message", [
-    ("linformer", "known: softmax, rfa, performer, abc"),
+    ("linformer", "known: softmax, rfa, performer, t2r, abc"),
     ("perfomer", "did you mean 'performer'"),
     ("rfa:features=0", "features must be a whole number >= 1"),
     ("abc:k=0", "memory size k must be a whole number >= 1"),
@@ -192,4 +202,17 @@ def test_chunked_evaluation_equals_the_single_pass(kind):
         else:
             whole = ak.performer_attention(q, k, v, proj, mask, chunk=10_000)
             parts = ak.performer_attention(q, k, v, proj, mask, chunk=2)
+    torch.testing.assert_close(parts, whole, rtol=1e-10, atol=1e-12)
+
+
+def test_t2r_features_are_non_negative_and_learnable():
+    """T2R's map is relu(W x + b): never negative, and its weights get gradients through the attention."""
+    q, k, v = _qkv()
+    weight, bias = (t.clone().requires_grad_() for t in _t2r_map())
+    assert float(ak.t2r_features(q, weight, bias).detach().min()) >= 0.0
+    ak.t2r_attention(q, k, v, weight, bias, _mask()).sum().backward()
+    assert weight.grad is not None and float(weight.grad.abs().sum()) > 0 and float(bias.grad.abs().sum()) > 0
+    with torch.no_grad():
+        whole = ak.t2r_attention(q, k, v, weight, bias, _mask(), chunk=10_000)
+        parts = ak.t2r_attention(q, k, v, weight, bias, _mask(), chunk=2)
     torch.testing.assert_close(parts, whole, rtol=1e-10, atol=1e-12)

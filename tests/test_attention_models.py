@@ -14,7 +14,7 @@ from greenlm.models import linear_attention as la
 from greenlm.models.tiny import TinySpec, build_tiny_classifier
 
 TEXTS = ["the film was good", "awful plot and a dull actor", "it was fine", "boring story"]
-SPECS = ["rfa:features=8", "performer:features=8", "abc:k=4"]
+SPECS = ["rfa:features=8", "performer:features=8", "t2r:features=8", "abc:k=4"]
 
 
 def _tiny(positions=64):
@@ -164,7 +164,7 @@ def test_tiny_spec_takes_an_attention():
                                      ["a", "b"], TEXTS)
     assert isinstance(model.bert.encoder.layer[0].attention.self, la.LinearSelfAttention)
     assert model.bert.encoder.layer[0].attention.self.projection.shape == (4, 8)
-    with pytest.raises(GreenlmError, match="known: softmax, rfa, performer, abc"):
+    with pytest.raises(GreenlmError, match="known: softmax, rfa, performer, t2r, abc"):
         TinySpec.parse("tiny:attention=linformer")
 
 

@@ -215,7 +215,7 @@ def _write(folder, text):
     return path
 
 
-@pytest.mark.parametrize("attention", ["rfa:features=8", "performer:features=12", "abc:k=5"])
+@pytest.mark.parametrize("attention", ["rfa:features=8", "performer:features=12", "t2r:features=6", "abc:k=5"])
 @pytest.mark.parametrize("head", ["ForSequenceClassification", "ForMaskedLM"])
 def test_linear_attention_matmul_equals_flop_counter_mode_and_grows_linearly(attention, head):
     """A model with linear attention (greenlm.models.linear_attention) is counted from its own kernels' products."""

@@ -7,8 +7,9 @@ import typer
 from greenlm.cli._common import err, metrics_table
 from greenlm.cli._method_command import method_command, model_argument
 
-HELP = """Swap MODEL's softmax self-attention for RFA, Performer or ABC (cost linear in length) and fine-tune it with the
-original model as teacher (Kasai et al. 2021). --attention rfa:features=64 | performer:features=128 | abc:k=32;
+HELP = """Swap MODEL's softmax self-attention for RFA, Performer, T2R or ABC (cost linear in length) and fine-tune it with
+the original model as teacher (Kasai et al. 2021). --attention rfa:features=64 | performer:features=128 |
+t2r:features=32 (a learned feature map, the paper's own) | abc:k=32;
 --max-positions N extends the position table for longer inputs. BERT-family encoders (BERT, MiniLM, RoBERTa,
 XLM-RoBERTa, ELECTRA) convert. The folder loads in greenlm eval / predict / bench (torch runtime). Formulas: docs/attention.md.
 """

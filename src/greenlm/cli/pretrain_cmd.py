@@ -33,7 +33,7 @@ def pretrain_command(
     masking: Annotated[str, typer.Option(help="random, whole-word or content-words.")] = "random",
     mask_rate: Annotated[float, typer.Option("--mask-rate", help="Masked tokens / non-special tokens per block, in (0, 1).")] = 0.15,
     generator_fraction: Annotated[float, typer.Option("--generator-fraction", help="ELECTRA: generator width as a share of the discriminator's, in (0, 1].")] = 0.25,
-    attention: Annotated[str, typer.Option("--attention", help="Self-attention: softmax, rfa, performer or abc, with options (rfa:features=64, abc:k=32); linear in length (docs/attention.md).")] = "softmax",
+    attention: Annotated[str, typer.Option("--attention", help="Self-attention: softmax, rfa, performer, t2r or abc, with options (rfa:features=64, abc:k=32); linear in length (docs/attention.md).")] = "softmax",
     vocab_size: Annotated[Optional[int], typer.Option("--vocab-size", help="Train a WordPiece vocabulary of this size on the corpus (default: the model's own; a tiny model's 'vocab=').")] = None,
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per block, [CLS] and [SEP] included (above a pre-trained model's positions: the table is extended by copying).")] = 128,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Blocks per optimizer step.")] = 32,

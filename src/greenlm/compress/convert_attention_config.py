@@ -17,7 +17,7 @@ from greenlm.train.config import TrainConfig
 @dataclass(frozen=True)
 class ConvertAttentionConfig:
     # -- the new attention
-    attention: str = "rfa"  # rfa | performer | abc, with options: rfa:features=64,redraw=fixed | abc:k=32
+    attention: str = "rfa"  # rfa | performer | t2r | abc, with options: rfa:features=64,redraw=fixed | abc:k=32
     max_positions: int | None = None  # extend the position table to this many tokens (copies of the learned one)
     # -- recovery: fine-tuning with distillation from the original model (Kasai et al. 2021)
     epochs: float = 3.0  # fine-tuning epochs after the swap
@@ -42,7 +42,7 @@ class ConvertAttentionConfig:
 
         spec = AttentionSpec.parse(self.attention)
         if not spec.linear:
-            fail("attention must be a linear kind (rfa, performer, abc); softmax is what the model has")
+            fail("attention must be a linear kind (rfa, performer, t2r, abc); softmax is what the model has")
         checks = [
             (self.max_positions is None or _count(self.max_positions), "max_positions must be a whole number >= 1"),
             (_number(self.epochs) and self.epochs > 0, "epochs must be > 0"),

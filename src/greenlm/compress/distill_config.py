@@ -24,7 +24,7 @@ class DistillConfig:
     init: str = "teacher"  # "teacher": copy the mapped teacher layers (selecting coordinates if narrower); "random"
     layer_map: str = "uniform"  # teacher layer per student layer: uniform | bottom | top | "2,4,6" (1-based)
     trim_vocab: bool = False  # keep only the vocabulary rows the training text uses (smaller embedding matrix)
-    attention: str = "softmax"  # the student's attention: softmax | rfa | performer | abc, with options (abc:k=32)
+    attention: str = "softmax"  # the student's attention: softmax | rfa | performer | t2r | abc, with options (abc:k=32)
     # --- phase 1: intermediate layers (TinyBERT) ---
     intermediate_epochs: float = 0.0  # 0 skips the phase
     intermediate_learning_rate: float = 1e-4  # peak learning rate of the intermediate phase

@@ -180,7 +180,7 @@ def _forward_matmul(spec: EncoderSpec, s: int, head: str) -> dict:
     for heads, f in zip(spec.heads_per_layer, spec.intermediate_per_layer):
         k = heads * spec.head_dim
         attention += 3 * 2 * s * h * k  # q, k, v: [s, h] @ [h, k]
-        attention += _mixing_matmul(spec, s, heads)  # scores and weighted sum (softmax: [s, s] per head)
+        attention += token_mixing_flops(spec.attention_settings, s, heads, spec.head_dim, h)  # scores, weighted sum
         attention += 2 * s * k * h  # output dense [s, k] @ [k, h]
         ffn += 2 * 2 * s * h * f  # up [s, h] @ [h, f], down [s, f] @ [f, h]
     pooler = 2 * h * h if spec.pooler else 0  # dense on token 0
@@ -209,24 +209,30 @@ def _forward_matmul(spec: EncoderSpec, s: int, head: str) -> dict:
 # O(s S d) (greenlm.models.attention_kernels; Peng et al. 2021, Choromanski et al. 2021, Peng et al. 2022).
 
 
+FEATURE_KINDS = ("rfa", "performer", "t2r")  # kernelised attention: phi(q) (sum phi(k) v^T) / phi(q) . sum phi(k)
+
+
 def _feature_count(settings: dict) -> int:
     return 2 * int(settings["features"]) if settings["kind"] == "rfa" else int(settings["features"])
 
 
-def _mixing_matmul(spec: EncoderSpec, s: int, heads: int) -> int:
-    """Matrix products of one layer's token mixing over a sequence of s tokens (what FlopCounterMode counts)."""
-    d, settings = spec.head_dim, spec.attention_settings
-    kind = settings["kind"]
+def token_mixing_flops(settings: dict, s: int, heads: int, head_dim: int, hidden: int) -> int:
+    """Matrix-product FLOPs (multiply-add = 2) of one layer's token mixing over a sequence of s tokens, what
+    FlopCounterMode counts: ``settings`` is an attention's dict (``{"kind": "softmax"}``, ``{"kind": "rfa",
+    "features": 64, ...}``, greenlm.models.attention_spec's to_dict)."""
+    d, kind = head_dim, settings["kind"]
     if kind == "softmax":
         return heads * 2 * 2 * s * s * d  # scores [s, d] @ [d, s], weighted sum [s, s] @ [s, d]
-    if kind in ("rfa", "performer"):
+    if kind in FEATURE_KINDS:
         m = _feature_count(settings)
         per_head = 2 * 2 * s * d * m  # feature maps of q and k: [s, d] @ [d, m]
         per_head += 2 * s * m * d  # state sum_i phi(k_i) v_i^T: [m, s] @ [s, d]
         per_head += 2 * s * m * d + 2 * s * m  # numerator phi(q) @ state, denominator phi(q) . sum_i phi(k_i)
         return heads * per_head
-    slots = int(settings["k"])  # abc
-    control = 2 * s * spec.hidden_size * heads * slots  # control: Linear(hidden, heads x S) on every token
+    if kind != "abc":
+        raise GreenlmError(f"no FLOP formula for attention '{kind}'")
+    slots = int(settings["k"])
+    control = 2 * s * hidden * heads * slots  # control: Linear(hidden, heads x S) on every token
     return control + heads * 4 * 2 * s * slots * d  # K~ = phi^T K, V~ = phi^T V, scores q K~^T, weights @ V~
 
 
@@ -239,7 +245,7 @@ def _mixing_electra(spec: EncoderSpec, s: int, heads: int) -> float:
         # scores against s keys, softmax + dropout + 1/sqrt(d) scale, weighted sum (the script writes 2*h*s for the
         # sum: equal unless pruned)
         return 2 * heads * d * s + (SOFTMAX_FLOPS + DROPOUT_FLOPS + 1) * s * heads + 2 * heads * d * s
-    if kind in ("rfa", "performer"):
+    if kind in FEATURE_KINDS:
         m = _feature_count(settings)
         per_head = 2 * (2 * d * m + m)  # q and k feature maps, their element-wise function
         per_head += 2 * m * d + m  # this token's share of the state and of the normaliser

@@ -43,6 +43,13 @@ Feature maps (w_1..w_D are rows of a [D, d] random matrix drawn by ``random_proj
   key's by exp of the maximum over all real keys of the (batch, head) (a constant per row of (*), so it
   cancels in the ratio); no exp overflows.
 
+- T2R, Kasai et al. 2021, "Finetuning Pretrained Transformers into RNNs" (EMNLP), eq. 4: a learned feature map,
+  one small MLP per head, trained with the rest of the model after the swap (no kernel is approximated):
+
+      phi(x) = relu(W x + b)        W [m, d], b [m] per head and layer                   (m = features)
+
+  phi >= 0, so (*) has no negative weights; a query whose features are all zero gets the eps floor.
+
 - ABC, Peng et al. 2022, "ABC: Attention with Bounded-memory Control" (ACL), sec. 3 and ABC_MLP (sec. 4).
   S memory slots written by a learned control phi_i in R^S per token, normalised over the sequence:
 
@@ -155,6 +162,12 @@ def performer_features(x: torch.Tensor, projection: torch.Tensor, *, is_query: b
     return torch.exp(logits - shift.detach()) * projection.shape[0] ** -0.5
 
 
+def t2r_features(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """T2R's phi: x [B, H, N, d], weight [H, m, d], bias [H, m] -> relu(W x + b) [B, H, N, m]."""
+    logits = torch.einsum("bhnd,hmd->bhnm", x, weight.to(x.dtype))
+    return torch.relu(logits + bias.to(x.dtype)[None, :, None, :])
+
+
 # ---- kernelised attention: linear and the quadratic reference --------------------------------------
 
 
@@ -231,6 +244,19 @@ def rfa_target(q, k, v, key_mask=None, *, inv_sigma=None) -> torch.Tensor:
     if inv_sigma is not None:
         q = q * (inv_sigma ** 2).to(q.dtype)[None, :, None, None]
     return softmax_reference(q, k, v, key_mask, scaling=1.0)
+
+
+def t2r_attention(q, k, v, weight, bias, key_mask=None, *, chunk: int | None = None) -> torch.Tensor:
+    """T2R through (*); ``chunk`` as in ``rfa_attention``."""
+    chunk = _use_chunks(max(q.shape[-2], k.shape[-2]), chunk)
+    if chunk is not None:
+        return chunked_linear_attention(lambda x: t2r_features(x, weight, bias),
+                                        lambda x, _mask: t2r_features(x, weight, bias), q, k, v, key_mask, chunk=chunk)
+    return linear_attention(t2r_features(q, weight, bias), t2r_features(k, weight, bias), v, key_mask)
+
+
+def quadratic_reference_t2r(q, k, v, weight, bias, key_mask=None) -> torch.Tensor:
+    return quadratic_reference(t2r_features(q, weight, bias), t2r_features(k, weight, bias), v, key_mask)
 
 
 def performer_attention(q, k, v, projection, key_mask=None, *, scaling=None, chunk: int | None = None) -> torch.Tensor:

@@ -1,15 +1,17 @@
-"""Which attention a model runs, as text: ``softmax``, ``rfa``, ``performer`` or ``abc``, with options.
+"""Which attention a model runs, as text: ``softmax``, ``rfa``, ``performer``, ``t2r`` or ``abc``, with options.
 
     softmax                                   the model's own (exact) attention
     rfa:features=64,redraw=fixed,seed=0       Random Feature Attention (Peng et al. 2021), 2 x 64 features
     performer:features=128                    FAVOR+ (Choromanski et al. 2021), 128 positive features
+    t2r:features=32                           T2R (Kasai et al. 2021), a learned ReLU feature map of 32 features
     abc:k=32                                  ABC with 32 memory slots (Peng et al. 2022)
 
 Options (key=value, separated by commas):
-    features     random projections per layer (rfa: phi has 2x this many entries; performer: this many), >= 1
+    features     feature-map size per head (rfa: random projections, phi has 2x this many entries; performer: random
+                 features; t2r: learned features), >= 1
     redraw       fixed (drawn once from ``seed``, saved with the model) | per_forward (a fresh draw at every
                  training forward, Performer's redrawing; evaluation always uses the saved draw)
-    seed         seed of the first draw (layer i draws from seed + i)
+    seed         seed of the first draw (layer i draws from seed + i; t2r: of the learned map's initialisation)
     orthogonal   1 (orthogonal random features, the default) | 0 (independent Gaussian rows)
     k            abc's memory slots, >= 1
 
@@ -24,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 from greenlm.common import GreenlmError
 
-KINDS = ("softmax", "rfa", "performer", "abc")
+KINDS = ("softmax", "rfa", "performer", "t2r", "abc")
 LINEAR_KINDS = KINDS[1:]
 REDRAW = ("fixed", "per_forward")
 # kind -> options it takes (with defaults in AttentionSpec)
@@ -32,16 +34,17 @@ OPTIONS = {
     "softmax": (),
     "rfa": ("features", "redraw", "seed", "orthogonal"),
     "performer": ("features", "redraw", "seed", "orthogonal"),
+    "t2r": ("features", "seed"),
     "abc": ("k",),
 }
 OPTION_NAMES = ("features", "redraw", "seed", "orthogonal", "k")
-DEFAULT_FEATURES = {"rfa": 64, "performer": 128}
+DEFAULT_FEATURES = {"rfa": 64, "performer": 128, "t2r": 32}
 
 
 @dataclass(frozen=True)
 class AttentionSpec:
     kind: str = "softmax"
-    features: int | None = None  # rfa / performer: random projections (None: the kind's default)
+    features: int | None = None  # rfa / performer / t2r: feature-map size (None: the kind's default)
     redraw: str = "fixed"
     seed: int = 0
     orthogonal: bool = True

@@ -12,6 +12,8 @@ weights (Kasai et al. 2021, "Finetuning Pretrained Transformers into RNNs": swap
 - rfa: ``projection`` [D, d] (a persistent buffer: saved, so a reloaded model predicts identically) and
   ``inv_sigma`` [H] (learned 1/sigma per head, RFA's learned variance; initialised to 1);
 - performer: ``projection`` [m, d] (persistent buffer);
+- t2r: ``feature_weight`` [H, m, d] and ``feature_bias`` [H, m] (learned; the weight starts as orthogonal random
+  rows of unit length from ``seed``, the bias at 0);
 - abc: ``control`` = Linear(hidden, H·S): the control c_i = W_phi x_i of ABC_MLP from the layer's input.
 
 Attention-probability dropout has no counterpart (no probabilities are formed) and is not applied. With
@@ -71,12 +73,12 @@ def key_padding_mask(attention_mask, batch: int, length: int) -> torch.Tensor | 
 
 
 class LinearSelfAttention(nn.Module):
-    """Self-attention of one layer through an RFA, Performer or ABC kernel ([B, N, hidden] -> [B, N, H·d])."""
+    """Self-attention of one layer through an RFA, Performer, T2R or ABC kernel ([B, N, hidden] -> [B, N, H·d])."""
 
     def __init__(self, original: nn.Module, spec: AttentionSpec, layer_index: int, hidden_size: int):
         super().__init__()
         if not spec.linear:
-            raise GreenlmError("LinearSelfAttention needs a linear attention kind (rfa, performer, abc)")
+            raise GreenlmError("LinearSelfAttention needs a linear attention kind (rfa, performer, t2r, abc)")
         self.spec, self.layer_index = spec, layer_index
         self.query, self.key, self.value = original.query, original.key, original.value  # trained weights, kept
         self.attention_head_size = original.attention_head_size
@@ -91,6 +93,12 @@ class LinearSelfAttention(nn.Module):
             self.register_buffer("projection", projection.to(weight.device, weight.dtype), persistent=True)
         if spec.kind == "rfa":
             self.inv_sigma = nn.Parameter(torch.ones(heads, device=weight.device, dtype=weight.dtype))
+        if spec.kind == "t2r":
+            generator = torch.Generator().manual_seed(spec.seed + layer_index)
+            rows = torch.stack([ak.random_projection(spec.features, d, generator=generator) for _ in range(heads)])
+            rows = torch.nn.functional.normalize(rows, dim=-1)  # [H, m, d] unit rows: phi's scale cancels in (*)
+            self.feature_weight = nn.Parameter(rows.to(weight.device, weight.dtype))
+            self.feature_bias = nn.Parameter(torch.zeros(heads, spec.features, device=weight.device, dtype=weight.dtype))
         if spec.kind == "abc":
             self.control = nn.Linear(hidden_size, heads * spec.k, device=weight.device, dtype=weight.dtype)
             with torch.random.fork_rng():
@@ -122,6 +130,8 @@ class LinearSelfAttention(nn.Module):
             out = ak.rfa_attention(q, k, v, self.projection, key_mask, inv_sigma=self.inv_sigma)
         elif kind == "performer":
             out = ak.performer_attention(q, k, v, self.projection, key_mask, scaling=self.scaling)
+        elif kind == "t2r":
+            out = ak.t2r_attention(q, k, v, self.feature_weight, self.feature_bias, key_mask)
         else:
             control = self.control(hidden_states).view(batch, length, heads, self.spec.k).transpose(1, 2)
             out = ak.abc_attention(q, k, v, control, key_mask, scaling=self.scaling)  # control: [B, H, N, S]

@@ -1,7 +1,7 @@
 """Tiny BERT classifiers built in code, with a WordPiece vocabulary learned from the task's text.
 
 Used by tests and smoke runs (``--model tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99``): real
-architecture, real tokenizer, seconds to train on a CPU. ``attention=rfa`` (or ``performer``, ``abc``, with their
+architecture, real tokenizer, seconds to train on a CPU. ``attention=rfa`` (or ``performer``, ``t2r``, ``abc``, with their
 options after it: ``attention=rfa,features=16``, ``attention=abc:k=8``) builds it with linear attention
 (``greenlm.models.attention_spec``, ``greenlm.models.linear_attention``).
 """

@@ -27,7 +27,7 @@ class PretrainConfig:
     mask_rate: float = 0.15  # masked tokens / non-special tokens of each block, the same for every masking
     generator_fraction: float = 0.25  # ELECTRA: generator width (hidden, heads, FFN) as a share of the discriminator's
     disc_weight: float = ELECTRA_DISC_WEIGHT  # ELECTRA: weight of the discriminator loss (the paper's lambda = 50)
-    attention: str = "softmax"  # the encoder's self-attention: softmax | rfa | performer | abc, with options (abc:k=32)
+    attention: str = "softmax"  # the encoder's self-attention: softmax | rfa | performer | t2r | abc, with options (abc:k=32)
     vocab_size: int | None = None  # train a WordPiece vocabulary of this size on the corpus (None: the model's own)
     max_length: int = 128  # tokens per block, [CLS] and [SEP] included; every block is full
     batch_size: int = 32  # blocks per optimizer step

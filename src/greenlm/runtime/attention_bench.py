@@ -203,15 +203,11 @@ def _status_kb(field_name: str) -> int:
 
 def layer_flops_per_token(spec: AttentionSpec, n: int, dims: dict) -> dict:
     """Forward FLOPs per token of one layer (2 per multiply-add): the attention mixing and everything else."""
+    from greenlm.measure.flops import token_mixing_flops
+
     h, heads, ffn = dims["hidden"], dims["heads"], dims["ffn"]
     dense = 2 * (4 * h * h + 2 * h * ffn)  # q, k, v, output projections and the two FFN matrices
-    if spec.kind == "softmax":
-        mixing = 2 * 2 * n * h  # Q K^T and A V: n·d per head per token each
-    elif spec.kind in ("rfa", "performer"):
-        m = 2 * spec.features if spec.kind == "rfa" else spec.features
-        mixing = 2 * (2 * spec.features * h + 2 * m * h)  # features of q and k, then phi(K)^T V and phi(q)^T (KV)
-    else:
-        mixing = 2 * (h * heads * spec.k + 2 * spec.k * h + 2 * spec.k * h)  # control, memory K~ V~, q K~^T and A V~
+    mixing = token_mixing_flops(spec.to_dict(), n, heads, h // heads, h) / n  # scores and sum, or the linear kind's
     return {"attention_flops_per_token": mixing, "layer_flops_per_token": mixing + dense,
             "attention_share_of_flops": round(mixing / (mixing + dense), 4)}
 
