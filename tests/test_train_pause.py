@@ -141,3 +141,47 @@ def test_greenlm_train_pauses_on_a_sped_up_clock(toy_task_dir, tmp_path):
     bad = subprocess.run(args[:-6] + ["--pause-above", "300"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--pause-above needs --grid" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_plan_policy_runs_only_in_the_planned_hours(tmp_path):
+    """--run-within: the Pause & Resume plan (the cleanest whole hours before the deadline) is made once, on the
+    --grid series, and the policy pauses outside its hours; past them, the job runs on."""
+    from greenlm.schedule.job import Job
+    from greenlm.schedule.pause import plan_pause_policy
+
+    grid = _series(tmp_path, [500, 100, 600, 150, 400, 120, 800, 900])
+    notes = []
+    policy = plan_pause_policy(grid=str(grid), region="X", clock=FakeClock(T0 + 600), run_within="6h",
+                               job=Job(2.5, None, "test"), log_plan=notes.append)
+    # 3 hours needed before 06:00: the cleanest are 01:00 (100), 05:00 (120) and 03:00 (150)
+    assert policy.blocks_s == [(T0 + 3600, T0 + 7200), (T0 + 3 * 3600, T0 + 4 * 3600), (T0 + 5 * 3600, T0 + 6 * 3600)]
+    assert policy.paused_until(T0 + 600) == T0 + 3600  # 00:10 is not planned: wait for 01:00
+    assert policy.paused_until(T0 + 3600 + 5) is None
+    assert policy.paused_until(T0 + 2 * 3600) == T0 + 3 * 3600
+    assert policy.paused_until(T0 + 6 * 3600 + 1) is None  # the plan is used up: run on
+    assert "outside the Pause & Resume plan" in policy.describe(T0 + 2 * 3600)
+    assert "2 pause(s)" in notes[0] and "2022-06-01T01:00Z..2022-06-01T02:00Z" in notes[0]
+
+
+def test_greenlm_train_runs_a_pause_and_resume_plan(toy_task_dir, tmp_path):
+    grid = _series(tmp_path, [500, 500, 100] + [700] * 30)
+    out = tmp_path / "m"
+    args = [sys.executable, "-m", "greenlm", "train", "--task", str(toy_task_dir), "--model",
+            "tiny:layers=1,hidden=16,heads=2,ffn=16,vocab=60", "--epochs", "1", "--max-length", "32", "--out", str(out),
+            "--no-progress", "--grid", str(grid), "--now", "2022-06-01T00:30Z", "--clock-speed", "1e6"]
+    run = subprocess.run(args + ["--run-within", "5h", "--job-duration", "30m"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "Pause & Resume plan for X before 2022-06-01T05:00Z: run in 2022-06-01T02:00Z..2022-06-01T03:00Z" in run.stderr
+    pauses = json.loads((out / "metrics.json").read_text())["train"]["pauses"]
+    assert len(pauses) == 1 and pauses[0]["to_utc"] == "2022-06-01T02:00:00Z"
+    tag = json.loads((out / "pricetag.json").read_text())
+    trained = [r for r in tag["by_hour"] if r["hour_utc"] == "2022-06-01T02:00Z"]
+    assert trained and trained[0]["intensity_g_per_kwh"] == 100
+    for bad, needle in ((["--run-within", "5h"], "--run-within needs --job-duration"),
+                        (["--run-within", "5h", "--job-duration", "1h", "--pause-above", "300"], "not both"),
+                        (["--job-duration", "1h"], "--job-duration plans --run-within")):
+        result = subprocess.run(args[:-4] + ["--out", str(tmp_path / "bad")] + bad + args[-4:], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2 and needle in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

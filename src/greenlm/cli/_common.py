@@ -39,6 +39,13 @@ PauseAboveOpt = Annotated[Optional[float], typer.Option(
     "--pause-above", rich_help_panel=_CARBON,
     help="Pause training (checkpoint, sleep) while the hour's intensity in --grid is above this many gCO2e/kWh;"
          " resume at the next hour at or below it.")]
+RunWithinOpt = Annotated[Optional[str], typer.Option(
+    "--run-within", rich_help_panel=_CARBON,
+    help="Pause & Resume by plan: run only in the cleanest hours before this deadline (e.g. 24h), chosen on the grid"
+         " forecast at the start (greenlm schedule's planner); pause (checkpoint, sleep) between them. Needs --grid"
+         " and --job-duration.")]
+JobDurationOpt = Annotated[Optional[str], typer.Option(
+    "--job-duration", rich_help_panel=_CARBON, help="For --run-within: how long the training takes (e.g. 3h, 90m).")]
 MaxPauseOpt = Annotated[Optional[str], typer.Option(
     "--max-pause", rich_help_panel=_CARBON, help="Longest single pause (e.g. 12h; default 24h): then run anyway.")]
 NowOpt = Annotated[Optional[str], typer.Option(hidden=True, help="With --clock-speed: the simulated clock's start.")]
@@ -53,12 +60,13 @@ def carbon_clock(now: str | None, clock_speed: float | None):
     return clock_from_options(now, clock_speed)
 
 
-def pause_policy(pause_above, grid, grid_region, max_pause, clock):
-    """The training pause policy of the options above (None without --pause-above)."""
+def pause_policy(pause_above, grid, grid_region, max_pause, clock, *, run_within=None, job_duration=None, job=None):
+    """The training pause policy of the options above (None without --pause-above or --run-within)."""
     from greenlm.schedule.pause import pause_policy_from_options
 
     return pause_policy_from_options(pause_above=pause_above, grid=grid, region=grid_region, max_pause=max_pause,
-                                     clock=clock)
+                                     clock=clock, run_within=run_within, job_duration=job_duration, job=job,
+                                     log_plan=err)
 
 
 def load_task_from_options(task: str, text_fields: str | None, label_field: str | None, labels: str | None,

@@ -15,14 +15,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import (ClockSpeedOpt, DropOpt, GridOpt, GridRegionOpt, LabelFieldOpt, LabelsOpt, MaxPauseOpt,
-                                 NowOpt, OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt, TaskOpt, TextFieldsOpt,
+from greenlm.cli._common import (ClockSpeedOpt, DropOpt, GridOpt, GridRegionOpt, JobDurationOpt, LabelFieldOpt,
+                                 LabelsOpt, MaxPauseOpt, NowOpt, OnEmptyOpt, PauseAboveOpt, RunWithinOpt, PueOpt, RegionOpt, TaskOpt, TextFieldsOpt,
                                  ValidationOpt, carbon_clock, err, load_task_from_options, pause_policy,
                                  print_json)
 from greenlm.cli._config_options import config_from_options, config_parameters
 
 # Options every method command has besides its settings (names that are not config fields).
-PAUSE_OPTIONS = ("pause_above", "grid", "grid_region", "max_pause", "now", "clock_speed")
+PAUSE_OPTIONS = ("pause_above", "run_within", "job_duration", "grid", "grid_region", "max_pause", "now", "clock_speed")
 COMMON_OPTIONS = ("out", "task", "text_fields", "label_field", "labels", "on_empty", "validation_fraction", "drop",
                   "region", "pue", "progress", "json_out", *PAUSE_OPTIONS)
 
@@ -45,6 +45,8 @@ def _common_parameters(out_help: str) -> list[inspect.Parameter]:
         inspect.Parameter("json_out", kw, default=False,
                           annotation=Annotated[bool, typer.Option("--json", help="Print the full metrics as JSON.")]),
         inspect.Parameter("pause_above", kw, default=None, annotation=PauseAboveOpt),
+        inspect.Parameter("run_within", kw, default=None, annotation=RunWithinOpt),
+        inspect.Parameter("job_duration", kw, default=None, annotation=JobDurationOpt),
         inspect.Parameter("grid", kw, default=None, annotation=GridOpt),
         inspect.Parameter("grid_region", kw, default=None, annotation=GridRegionOpt),
         inspect.Parameter("max_pause", kw, default=None, annotation=MaxPauseOpt),
@@ -81,7 +83,8 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
         price.price_tag("check", ledger=False)  # a bad region or PUE fails here, before any work
         teacher = values.get(teacher_option) if teacher_option else None
         policy = pause_policy(values["pause_above"], values["grid"], values["grid_region"], values["max_pause"],
-                              carbon_clock(values["now"], values["clock_speed"]))
+                              carbon_clock(values["now"], values["clock_speed"]), run_within=values["run_within"],
+                              job_duration=values["job_duration"])
         with pausing(policy):
             result = run_stage(method, values[source.name], task, config, values["out"], teacher_dir=teacher,
                                name=method, price=price, progress=values["progress"],

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import ClockSpeedOpt, GridOpt, GridRegionOpt, MaxPauseOpt, NowOpt, PauseAboveOpt
+from greenlm.cli._common import ClockSpeedOpt, GridOpt, GridRegionOpt, MaxPauseOpt, NowOpt, PauseAboveOpt, RunWithinOpt
 
 
 def run_command(
@@ -25,8 +25,9 @@ def run_command(
     grid: GridOpt = None,
     grid_region: GridRegionOpt = None,
     grid_forecast: Annotated[Optional[str], typer.Option("--grid-forecast", rich_help_panel="Carbon-aware start and pauses", help="For --start-within: decide on this forecast (file or live source) instead of greenlm's forecaster.")] = None,
-    job_duration: Annotated[Optional[str], typer.Option("--job-duration", rich_help_panel="Carbon-aware start and pauses", help="For --start-within: the run's expected length (e.g. 90m). Default: what this run's stages took last time (its report.json).")] = None,
+    job_duration: Annotated[Optional[str], typer.Option("--job-duration", rich_help_panel="Carbon-aware start and pauses", help="For --start-within / --run-within: the run's expected length (e.g. 90m). Default: what this run's stages took last time (its report.json).")] = None,
     pause_above: PauseAboveOpt = None,
+    run_within: RunWithinOpt = None,
     max_pause: MaxPauseOpt = None,
     now: NowOpt = None,
     clock_speed: ClockSpeedOpt = None,
@@ -45,8 +46,14 @@ def run_command(
     overrides = [*(set_ or []), *(f"target.{key}={value!r}" for key, value in targets.items() if value is not None)]
     loaded = load_recipe(recipe, overrides, name)
     clock = carbon_clock(now, clock_speed)
-    policy = pause_policy(pause_above, grid, grid_region, max_pause, clock)  # checked before any wait
-    if start_within is not None or (grid is not None and pause_above is None):
+    if run_within is not None and start_within is not None:
+        from greenlm.common import GreenlmError
+
+        raise GreenlmError("give --start-within (one clean start) or --run-within (a Pause & Resume plan), not both")
+    planned = _job(loaded, runs_dir, job_duration) if run_within is not None else None
+    policy = pause_policy(pause_above, grid, grid_region, max_pause, clock, run_within=run_within,
+                          job=planned)  # checked before any wait
+    if start_within is not None or (grid is not None and pause_above is None and run_within is None):
         _wait_for_clean_start(loaded, runs_dir, clock, start_within=start_within, grid=grid, region=grid_region,
                               forecast=grid_forecast, job_duration=job_duration)
     with pausing(policy):
@@ -62,17 +69,23 @@ def _wait_for_clean_start(recipe, runs_dir: Path, clock, *, start_within, grid, 
     """--start-within: plan the run's start on the grid forecast (Flexible Start) and sleep until it."""
     from greenlm.cli._common import err
     from greenlm.common import GreenlmError
-    from greenlm.schedule.job import job_from_earlier_run, job_from_options
     from greenlm.schedule.request import wait_for_best_start
 
     if start_within is None or grid is None:
         raise GreenlmError("a carbon-aware start needs both --start-within (the deadline, e.g. 12h) and --grid "
                            "(a grid-intensity file or electricitymaps:ZONE / watttime:REGION)")
-    job = (job_from_options(job_duration, None, None) if job_duration is not None
-           else job_from_earlier_run(Path(runs_dir) / recipe.name / "report.json"))
+    job = _job(recipe, runs_dir, job_duration)
     wait_for_best_start(clock=clock, log=err, job=job, series=grid, duration=None, within=start_within,
                         region=region, forecast=forecast)
     err(f"starting run {recipe.name}")
+
+
+def _job(recipe, runs_dir: Path, job_duration: str | None):
+    """The run as a job to plan: --job-duration, or what its stages took last time (its report.json)."""
+    from greenlm.schedule.job import job_from_earlier_run, job_from_options
+
+    return (job_from_options(job_duration, None, None) if job_duration is not None
+            else job_from_earlier_run(Path(runs_dir) / recipe.name / "report.json"))
 
 
 def register(app: typer.Typer) -> None:

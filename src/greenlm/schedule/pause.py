@@ -1,4 +1,5 @@
-"""The pause policy greenlm builds from a grid series: pause while the hour's intensity is above a threshold.
+"""The pause policies greenlm builds from a grid series: pause while the hour's intensity is above a threshold, or
+run only in the hours of a Pause & Resume plan.
 
 ``ThresholdPause(series, region, threshold_g_per_kwh, clock)`` answers the training loop's question "may I run
 now?" (``greenlm.train.pause``): the clock hour holding ``now`` is looked up in the series (a file that covers the
@@ -8,6 +9,12 @@ run pauses until the start of the next hour that would not pause (at or below it
 not stop a job for ever: at the bound it runs, and says so). An hour the series lacks never pauses the run (the
 first such hour is noted). Pausing costs a checkpoint and a restart's warm-up; the plan of ``greenlm schedule``
 (``--pause-cost``) is where that cost is weighed before choosing a threshold.
+
+``PlanPause`` executes Dodge et al.'s Pause & Resume itself (``--run-within 24h --job-duration 6h``): ``greenlm
+schedule``'s plan (the set of whole hours before the deadline with the least forecast emissions, each resumption
+charged its pause cost: schedule/plan.py) is made once, at the start, on the forecast; the training then runs in
+those hours and pauses between them. A job that outlasts its planned hours runs on (said once); one that finishes
+early simply leaves the rest unused.
 """
 
 from __future__ import annotations
@@ -73,12 +80,78 @@ class ThresholdPause:
                 f"{self.threshold_g_per_kwh:g} ({self.series.source.label})")
 
 
+class PlanPause:
+    """Run only inside ``blocks_s`` ([(start, end)] Unix s, sorted, disjoint): the hours of a Pause & Resume plan."""
+
+    def __init__(self, series: GridSeries, region: str, blocks_s: list[tuple[float, float]], clock, plan: dict):
+        if not blocks_s:
+            raise GreenlmError("the Pause & Resume plan holds no hours to run in")
+        self.series, self.region, self.clock, self.plan = series, series.region_name(region), clock, plan
+        self.blocks_s = [(float(a), float(b)) for a, b in blocks_s]
+        self._noted_end = False
+
+    def paused_until(self, now_s: float) -> float | None:
+        for start_s, end_s in self.blocks_s:
+            if start_s <= now_s < end_s:
+                return None
+            if now_s < start_s:
+                return start_s
+        if not self._noted_end:
+            log.info("the plan's hours are used up (the job took longer than --job-duration): running on")
+            self._noted_end = True
+        return None
+
+    def describe(self, now_s: float) -> str:
+        hours = ", ".join(f"{iso_hour(a)[11:]}-{iso_hour(b)[11:]}" for a, b in self.blocks_s)
+        return (f"{iso_hour(now_s)} is outside the Pause & Resume plan for {self.region} (run in {hours}, decided on"
+                f" the forecast at the start; {self.series.source.label})")
+
+
+def plan_pause_policy(*, grid: str, region: str | None, clock, run_within: str, job, scope: str | None = None,
+                      kind: str | None = None, log_plan=None) -> PlanPause:
+    """Plan Pause & Resume now, on the forecast (``greenlm schedule``'s planner), and return the policy that runs it."""
+    from greenlm.schedule.job import parse_time_s
+    from greenlm.schedule.request import load_series, plan_request
+
+    # --grid is what the run's hours will be (a forecast file, a replayed year, or a live source's forecast), as for
+    # the threshold rule: the plan is decided on it
+    result = plan_request(series=grid, forecast=grid, duration=None, within=run_within, region=region, scope=scope,
+                          kind=kind, live=True, clock=clock.now, job=job)["plan"]
+    choice = result["pause_resume"]["forecast"]
+    blocks = [(parse_time_s(a), parse_time_s(b)) for a, b in choice["hours_utc"]]
+    if log_plan is not None:
+        now_g, plan_g = result["now"]["expected"]["gco2_per_job_kwh"], choice["expected"]["gco2_per_job_kwh"]
+        saving = 100.0 * (now_g - plan_g) / now_g if now_g > 0 else 0.0
+        log_plan(f"Pause & Resume plan for {result['region']} before {result['deadline_utc']}: run in "
+                 f"{', '.join(f'{a}..{b}' for a, b in choice['hours_utc'])} ({choice['pauses']} pause(s)); forecast "
+                 f"{plan_g:.4g} g/kWh vs {now_g:.4g} running now ({saving:.1f}% less); {result['forecast']}")
+    series = load_series(grid, scope=scope, kind=kind, region=region, now_s=clock.now(), what="forecast")
+    return PlanPause(series, result["region"], blocks, clock, result)
+
+
 def pause_policy_from_options(*, pause_above: float | None, grid: str | None, region: str | None, clock,
-                              max_pause: str | None = None, scope: str | None = None, kind: str | None = None):
-    """The policy of the command-line options (None when --pause-above is not given); every check before any work."""
-    from greenlm.schedule.job import parse_duration_h
+                              max_pause: str | None = None, scope: str | None = None, kind: str | None = None,
+                              run_within: str | None = None, job_duration: str | None = None, job=None,
+                              log_plan=None):
+    """The policy of the command-line options (None without --pause-above or --run-within); every check before any
+    work. ``job``: the job to plan when --job-duration is not given (``greenlm run``: its earlier report)."""
+    from greenlm.schedule.job import job_from_options, parse_duration_h
     from greenlm.schedule.request import load_series
 
+    if run_within is not None:
+        if pause_above is not None:
+            raise GreenlmError("give --pause-above (a threshold) or --run-within (a Pause & Resume plan), not both")
+        if grid is None:
+            raise GreenlmError("--run-within needs --grid: the grid-intensity series (file, or electricitymaps:ZONE / "
+                               "watttime:REGION) the plan is made on")
+        if job_duration is not None:
+            job = job_from_options(job_duration, None, None)
+        if job is None:
+            raise GreenlmError("--run-within needs --job-duration: how long the training takes (e.g. 3h)")
+        return plan_pause_policy(grid=grid, region=region, clock=clock, run_within=run_within, job=job, scope=scope,
+                                 kind=kind, log_plan=log_plan)
+    if job_duration is not None:
+        raise GreenlmError("--job-duration plans --run-within (or --start-within); give one of them too")
     if pause_above is None:
         return None
     if grid is None:
