@@ -2,6 +2,7 @@
 own report, with what the whole run cost.
 
     python benchmarks/frontier_sst2.py [--task sst2] [--runs-dir runs/frontier-bench] [--set KEY=VALUE ...]
+    python benchmarks/frontier_sst2.py --recipe benchmarks/recipes/frontier_students.yaml   # another recipe, its section
 
 Runs the bundled ``frontier`` recipe through the Python API (``greenlm.run``: the same code as the command),
 so a killed run resumes when the script is started again. Every figure below is read from the run's
@@ -62,21 +63,26 @@ def main() -> None:
     parser.add_argument("--task", default="sst2")
     parser.add_argument("--runs-dir", default="runs/frontier-bench")
     parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--recipe", default="frontier", help="the bundled frontier recipe, or a recipe file")
     args = parser.parse_args()
     import greenlm
+    from greenlm.pipeline.recipes import load_recipe
 
     overrides = [f"task={args.task}", *args.overrides]
-    name = f"frontier-{args.task}"
+    bundled = args.recipe == "frontier"
+    name = f"frontier-{args.task}" if bundled else f"{load_recipe(args.recipe, overrides, None).name}-{args.task}"
     started = time.perf_counter()
-    greenlm.run("frontier", set=overrides, name=name, runs_dir=args.runs_dir, resume=True)
+    greenlm.run(args.recipe, set=overrides, name=name, runs_dir=args.runs_dir, resume=True)
     wall_s = time.perf_counter() - started
     run_dir = Path(args.runs_dir) / name
     report = json.loads((run_dir / "report.json").read_text())
     load = (report.get("machine") or {}).get("load") or {}
     target = report.get("target") or {}
     shown = " ".join(f"--set {o}" for o in args.overrides)
-    body = f"""Command: `python benchmarks/frontier_sst2.py --task {args.task} --runs-dir {args.runs_dir}{(' ' + shown) if shown else ''}`
-(the bundled `frontier` recipe through `greenlm.run`; run folder `{run_dir}`; this invocation took {wall_s / 60:.1f} min,
+    recipe_arg = "" if bundled else f" --recipe {args.recipe}"
+    what = "the bundled `frontier` recipe" if bundled else f"the recipe `{args.recipe}`"
+    body = f"""Command: `python benchmarks/frontier_sst2.py --task {args.task} --runs-dir {args.runs_dir}{recipe_arg}{(' ' + shown) if shown else ''}`
+({what} through `greenlm.run`; run folder `{run_dir}`; this invocation took {wall_s / 60:.1f} min,
 stages reused from an earlier invocation count 0 here but keep their own price tags below).
 Machine: {machine_line()}. Date: {datetime.date.today().isoformat()}.
 Selection: every choice (best epoch, int8 fallback, exit threshold) was made on a validation split carved from
@@ -90,7 +96,8 @@ Target ({target.get('describe', 'none')}): {target.get('summary', 'no target set
 
 {totals(report)}
 """
-    write_section(f"Frontier: greenlm run frontier on {args.task} (issue 14)", body)
+    title = "frontier" if bundled else name.removesuffix(f"-{args.task}")
+    write_section(f"Frontier: greenlm run {title} on {args.task} (issue 14)", body)
     print(body)
 
 

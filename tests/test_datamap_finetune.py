@@ -245,3 +245,24 @@ def test_dynamics_of_a_train_subset_keep_the_rows_numbers():
     rows = _subset_rows(train, subset, 50, 3)
     assert len(rows) == 50 and rows == sorted(rows) and train.select(rows).text_a == subset.text_a
     assert _subset_rows(train, train, 500, 3) == list(range(200))  # a subset as large as the split is the split
+
+
+def test_the_stage_key_follows_the_map_content_not_its_folder_name(toy, recorded, tmp_path):
+    """Two folders holding the same map give one key; the same folder with another map gives another."""
+    import shutil
+
+    from greenlm.stage.shell import stage_identity
+
+    _, task = toy
+    copy = tmp_path / "copy"
+    shutil.copytree(recorded.folder, copy)
+
+    def key(folder):
+        config = FinetuneStageConfig(train_selection="ambiguous:0.25", selection_map=str(folder))
+        identity = stage_identity("finetune", config, task, "tiny", spec_identity={"teacher": "tiny"})
+        return identity["selection_map_sha256"]
+
+    assert key(recorded.folder) == key(copy)
+    dynamics = sorted((copy / "training_dynamics").glob("dynamics_epoch_*.jsonl"))[-1]
+    dynamics.write_text(dynamics.read_text().replace('"gold":1', '"gold":0', 1))
+    assert key(recorded.folder) != key(copy)

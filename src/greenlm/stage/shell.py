@@ -159,7 +159,22 @@ def stage_identity(method: str, config, task: Task, source: str | Path, *, teach
         identity["upstream_artifact_sha256"] = source_sha256 or artifact_hash(Path(source))
     if teacher_dir is not None and registration.uses_teacher(config):
         identity["teacher_artifact_sha256"] = teacher_sha256 or artifact_hash(Path(teacher_dir))
+    selection_map = getattr(config, "selection_map", None)
+    if selection_map and selection_map != "teacher":  # the map's content decides the rows, not its folder's name
+        from greenlm.datamap.dynamics_io import find_dynamics_dir
+
+        identity["selection_map_sha256"] = _dynamics_sha256(find_dynamics_dir(selection_map))
     return identity
+
+
+def _dynamics_sha256(folder: Path) -> str:
+    """sha256 over the names and bytes of a training_dynamics folder's files (a stage's selection depends on them)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+        digest.update(path.name.encode() + b"\x00" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def model_spec_identity(spec: str) -> dict:
