@@ -257,10 +257,11 @@ def test_the_stage_key_follows_the_map_content_not_its_folder_name(toy, recorded
     copy = tmp_path / "copy"
     shutil.copytree(recorded.folder, copy)
 
+    from greenlm.stage.folders import identity_key
+
     def key(folder):
         config = FinetuneStageConfig(train_selection="ambiguous:0.25", selection_map=str(folder))
-        identity = stage_identity("finetune", config, task, "tiny", spec_identity={"teacher": "tiny"})
-        return identity["selection_map_sha256"]
+        return identity_key(stage_identity("finetune", config, task, "tiny", spec_identity={"teacher": "tiny"}))
 
     assert key(recorded.folder) == key(copy)
     dynamics = sorted((copy / "training_dynamics").glob("dynamics_epoch_*.jsonl"))[-1]

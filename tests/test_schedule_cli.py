@@ -111,14 +111,14 @@ def test_schedule_a_run_again_from_its_report(grid, tmp_path):
     run_dir = tmp_path / "runs" / "quick"
     run_dir.mkdir(parents=True)
     rows = [{"model": "finetune", "stage_wall_s": 5400.0, "stage_energy_kwh": 0.3},
-            {"model": "distill", "stage_wall_s": 1800.0, "stage_energy_kwh": 0.1}]
+            {"model": "distill", "stage_wall_s": 5400.0, "stage_paused_s": 3600.0, "stage_energy_kwh": 0.1}]  # paused 1 h
     (run_dir / "report.json").write_text(json.dumps({"rows": rows}))
     run = greenlm("schedule", "--series", str(grid), "--region", "CISO", "--run", str(run_dir), "--within", "24h",
                   "--now", "2022-01-09T00:00Z", "--json", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     job = json.loads(run.stdout)["plan"]["job"]
     assert job["duration_h"] == 2.0 and job["energy_kwh"] == pytest.approx(0.4)
-    assert "its stages took 7200 s" in job["energy_source"]
+    assert "its stages took 7200 s" in job["energy_source"]  # the hour spent paused is not the job's
     bad = greenlm("schedule", "--series", str(grid), "--region", "CISO", "--run", str(tmp_path / "none"), "--within",
                   "24h", "--now", "2022-01-09T00:00Z", cwd=tmp_path)
     assert bad.returncode == 2 and "no earlier run at" in bad.stderr

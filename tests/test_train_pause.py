@@ -169,7 +169,7 @@ def test_greenlm_train_runs_a_pause_and_resume_plan(toy_task_dir, tmp_path):
     args = [sys.executable, "-m", "greenlm", "train", "--task", str(toy_task_dir), "--model",
             "tiny:layers=1,hidden=16,heads=2,ffn=16,vocab=60", "--epochs", "1", "--max-length", "32", "--out", str(out),
             "--no-progress", "--grid", str(grid), "--now", "2022-06-01T00:30Z", "--clock-speed", "1e6"]
-    run = subprocess.run(args + ["--run-within", "5h", "--job-duration", "30m"], capture_output=True, text=True,
+    run = subprocess.run(args + ["--run-within", "5h", "--job-duration", "20m"], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr
     assert "Pause & Resume plan for X before 2022-06-01T05:00Z: run in 2022-06-01T02:00Z..2022-06-01T03:00Z" in run.stderr
@@ -180,7 +180,7 @@ def test_greenlm_train_runs_a_pause_and_resume_plan(toy_task_dir, tmp_path):
     assert trained and trained[0]["intensity_g_per_kwh"] == 100
     for bad, needle in ((["--run-within", "5h"], "--run-within needs --job-duration"),
                         (["--run-within", "5h", "--job-duration", "1h", "--pause-above", "300"], "not both"),
-                        (["--job-duration", "1h"], "--job-duration plans --run-within")):
+                        (["--job-duration", "1h"], "give --run-within too")):
         result = subprocess.run(args[:-4] + ["--out", str(tmp_path / "bad")] + bad + args[-4:], capture_output=True,
                                 text=True, timeout=120)
         assert result.returncode == 2 and needle in result.stderr, result.stderr

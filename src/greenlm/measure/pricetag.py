@@ -144,7 +144,9 @@ class PriceTag:
         sample_interval_s: sampling period of the polled figures (RAM, GPU power without counters).
         clock: a zero-argument callable giving Unix seconds, read for wall time and clock hours instead of the
             system clock: a simulated clock (``greenlm.schedule.wait.ScaledClock.now``) prices a time-compressed
-            demonstration on the hours it simulates. CPU time and energy meters stay real.
+            demonstration on the hours it simulates. Estimates that integrate a power over time (the RAM model,
+            GPU power polling) integrate over the clock's time, so a simulated pause is charged the hours it
+            simulates; energy counters (RAPL, NVML totals) and the CPU estimate (CPU seconds) read what really ran.
     The record's ``by_hour`` splits energy (and, with an intensity, CO2e) by UTC clock hour.
     A phase inherits region, intensity, PUE, price and labels from its parent unless given.
     """
@@ -548,7 +550,8 @@ def combine_records(records: list[PriceTagRecord], note: str | None = None) -> P
         cost_usd=total("cost_usd", [r.cost_usd for r in records]),
         flops=float(sum(known_flops)) if known_flops else None,
         phases=[p for r in records for p in r.phases],
-        by_hour=_merge_hours([row for r in records for row in r.by_hour]),
+        by_hour=(_merge_hours([row for r in records for row in r.by_hour])
+                 if all(r.by_hour or r.energy_kwh is None for r in records) else []),  # rows must add up
         unphased_wall_s=None,
         unphased_energy_kwh=None,
         unphased_co2e_kg=None,
@@ -603,6 +606,8 @@ def _merge_hours(rows: list[dict]) -> list[dict]:
             continue
         seen["energy_kwh"] += row["energy_kwh"]
         seen["co2e_kg"] = None if seen["co2e_kg"] is None or row["co2e_kg"] is None else seen["co2e_kg"] + row["co2e_kg"]
+        if seen["co2e_kg"] is not None and seen["energy_kwh"] > 0:  # energy-weighted, if attempts used other figures
+            seen["intensity_g_per_kwh"] = 1000.0 * seen["co2e_kg"] / seen["energy_kwh"]
     return [merged[h] for h in sorted(merged)]
 
 

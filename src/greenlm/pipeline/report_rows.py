@@ -20,6 +20,16 @@ def _chain(stage_name: str, upstream_of: dict[str, str | None]) -> list[str]:
     return chain
 
 
+def _paused_s(metrics) -> float:
+    """Seconds a stage spent in carbon-aware pauses: every ``pauses`` list its metrics hold (train.pauses, phases)."""
+    if isinstance(metrics, dict):
+        own = sum(float(p.get("paused_s") or 0.0) for p in metrics.get("pauses") or () if isinstance(p, dict))
+        return own + sum(_paused_s(v) for k, v in metrics.items() if k != "pauses")
+    if isinstance(metrics, list):
+        return sum(_paused_s(v) for v in metrics)
+    return 0.0
+
+
 def _sum(values):
     present = [v for v in values if v is not None]
     return sum(present) if len(present) == len(values) else None
@@ -62,6 +72,7 @@ def build_rows(recipe, stages, measurements: dict) -> list[dict]:
             "stage_co2e_kg": tag.get("co2e_kg"),
             "stage_cost_usd": tag.get("cost_usd"),
             "stage_wall_s": tag.get("wall_s"),
+            "stage_paused_s": _paused_s(stage.metrics),
             "cumulative_energy_kwh": _sum([t.get("energy_kwh") for t in chain_tags]),
             "cumulative_co2e_kg": _sum([t.get("co2e_kg") for t in chain_tags]),
             "cumulative_cost_usd": _sum([t.get("cost_usd") for t in chain_tags]),

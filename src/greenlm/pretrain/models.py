@@ -95,7 +95,7 @@ def build_models(model_spec: str, tokenizer, *, objective: str, generator_fracti
     (greenlm.models.attention_spec; for ELECTRA the generator gets the same kind). A pre-trained model whose
     position table is shorter than ``max_length`` gets it extended by copying (Longformer's initialisation)."""
     from greenlm.models.attention_spec import AttentionSpec
-    from greenlm.models.linear_attention import attention_of, extend_positions, position_limit, swap_attention
+    from greenlm.models.linear_attention import SUPPORTED, SUPPORTED_TYPES, extend_positions, position_limit, swap_attention
 
     source = resolve_model_source(model_spec)
     notes: list[str] = []
@@ -123,6 +123,9 @@ def build_models(model_spec: str, tokenizer, *, objective: str, generator_fracti
             wanted = own if own.linear else wanted
             limit = position_limit(encoder.config)
             if max_length > limit:
+                if encoder.config.model_type not in SUPPORTED_TYPES:
+                    raise GreenlmError(f"--max-length {max_length} is above what the model's positions allow ({limit});"
+                                       f" greenlm extends the position tables of {SUPPORTED} only")
                 extend_positions(encoder, max_length)
                 notes.append(f"positions extended from {limit} to {max_length} tokens by copying the learned table"
                              " (Longformer's initialisation); pre-training adapts the copies")
@@ -131,15 +134,16 @@ def build_models(model_spec: str, tokenizer, *, objective: str, generator_fracti
                 notes.append(f"new vocabulary of {len(tokenizer)} tokens: embeddings of each new token start as the"
                              " mean of its pieces under the old vocabulary")
         encoder.config.pad_token_id = tokenizer.pad_token_id
-        if not attention_of(encoder).linear:  # a continued linear-attention folder runs its own already
-            swap_attention(encoder, wanted)  # softmax: nothing changes
+        if wanted.linear and not _saved_attention(encoder.config).linear:  # a continued folder runs its own already
+            swap_attention(encoder, wanted)  # (softmax: the model is left as it is, whatever its type)
         if wanted.linear:
             notes.append(f"self-attention: {wanted.describe()} (linear in length; greenlm loads the folder, plain"
                          " transformers would run it as softmax attention)")
         if objective == "mlm":
             return PretrainModels(encoder, encoder, None, notes)
         generator = _generator_for(encoder, generator_fraction)
-        swap_attention(generator, wanted)
+        if wanted.linear:
+            swap_attention(generator, wanted)
         notes.append(f"ELECTRA generator: {generator.config.num_attention_heads} heads, hidden"
                      f" {generator.config.hidden_size}, FFN {generator.config.intermediate_size}"
                      f" ({generator_fraction:g} of the discriminator); embeddings shared")
@@ -233,7 +237,9 @@ def _linear_attention_encoder(folder: str, config, objective: str, notes: list[s
         raise GreenlmError(f"model folder '{folder}': its weights do not fit its config.json with {spec.describe()}"
                            f" attention (missing {lacking[:3]}); was it saved completely?")
     model.load_state_dict(usable, strict=False)
-    if any(not k.startswith(prefix) for k in own if k not in usable):
+    tied = getattr(model, "_tied_weights_keys", None) or ()
+    tied = set(tied.keys() if isinstance(tied, dict) else tied)  # saved once, under the embeddings' name
+    if any(not k.startswith(prefix) and k not in tied for k in own if k not in usable):
         notes.append(f"the model had no {'replaced-token' if objective == 'electra' else 'masked-LM'} head: a new"
                      " one is initialised")
     notes.append(f"continued with its own {spec.describe()} attention")

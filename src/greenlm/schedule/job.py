@@ -114,7 +114,9 @@ def job_from_earlier_run(report_path: str | Path, pause_cost: str | None = None)
                            "(--job-duration, e.g. 2h)") from None
     except (OSError, ValueError, AttributeError) as err:
         raise GreenlmError(f"cannot read {path}: {err}") from None
-    wall_s = sum(float(r.get("stage_wall_s") or 0.0) for r in rows if isinstance(r, dict))
+    # time spent paused (carbon-aware pauses of an earlier run) is not part of the job's length
+    wall_s = sum(float(r.get("stage_wall_s") or 0.0) - float(r.get("stage_paused_s") or 0.0)
+                 for r in rows if isinstance(r, dict))
     kwh = sum(float(r.get("stage_energy_kwh") or 0.0) for r in rows if isinstance(r, dict))
     if not wall_s > 0:
         raise GreenlmError(f"{path} records no stage time: give the job's length (--job-duration, e.g. 2h)")

@@ -11,8 +11,8 @@ first such hour is noted). Pausing costs a checkpoint and a restart's warm-up; t
 (``--pause-cost``) is where that cost is weighed before choosing a threshold.
 
 ``PlanPause`` executes Dodge et al.'s Pause & Resume itself (``--run-within 24h --job-duration 6h``): ``greenlm
-schedule``'s plan (the set of whole hours before the deadline with the least forecast emissions, each resumption
-charged its pause cost: schedule/plan.py) is made once, at the start, on the forecast; the training then runs in
+schedule``'s plan (the set of whole hours before the deadline with the least forecast emissions: schedule/plan.py,
+here with a pause cost of 0, i.e. the cleanest hours) is made once, at the start, on the forecast; the training then runs in
 those hours and pauses between them. A job that outlasts its planned hours runs on (said once); one that finishes
 early simply leaves the rest unused.
 """
@@ -102,7 +102,7 @@ class PlanPause:
         return None
 
     def describe(self, now_s: float) -> str:
-        hours = ", ".join(f"{iso_hour(a)[11:]}-{iso_hour(b)[11:]}" for a, b in self.blocks_s)
+        hours = ", ".join(f"{iso_hour(a)}..{iso_hour(b)}" for a, b in self.blocks_s)
         return (f"{iso_hour(now_s)} is outside the Pause & Resume plan for {self.region} (run in {hours}, decided on"
                 f" the forecast at the start; {self.series.source.label})")
 
@@ -113,6 +113,14 @@ def plan_pause_policy(*, grid: str, region: str | None, clock, run_within: str, 
     from greenlm.schedule.job import parse_time_s
     from greenlm.schedule.request import load_series, plan_request
 
+    from dataclasses import replace
+
+    # The planner counts whole clock hours from the one holding now; if now is past the hour's start, that hour has
+    # less left than a slot: the job is planned a slot's worth longer by what has elapsed, so its hours suffice even
+    # when the current hour is among them (a job that ends early leaves the rest unused).
+    elapsed_h = (clock.now() % S_PER_HOUR) / S_PER_HOUR
+    if elapsed_h > 0:
+        job = replace(job, duration_h=job.duration_h + elapsed_h)
     # --grid is what the run's hours will be (a forecast file, a replayed year, or a live source's forecast), as for
     # the threshold rule: the plan is decided on it
     result = plan_request(series=grid, forecast=grid, duration=None, within=run_within, region=region, scope=scope,
@@ -151,7 +159,7 @@ def pause_policy_from_options(*, pause_above: float | None, grid: str | None, re
         return plan_pause_policy(grid=grid, region=region, clock=clock, run_within=run_within, job=job, scope=scope,
                                  kind=kind, log_plan=log_plan)
     if job_duration is not None:
-        raise GreenlmError("--job-duration plans --run-within (or --start-within); give one of them too")
+        raise GreenlmError("--job-duration is the length --run-within plans for; give --run-within too")
     if pause_above is None:
         return None
     if grid is None:

@@ -75,13 +75,18 @@ def _pause_pricing(policy, intensity: dict) -> tuple:
     Returns (clock or None, meta for the record); ``intensity`` is updated in place."""
     if policy is None:
         return None, {}
-    series = getattr(policy, "series", None)
-    if series is not None and intensity["intensity_csv"] is None and intensity["intensity_g_per_kwh"] is None:
-        intensity.update(region=policy.region, intensity_csv=series)
+    meta = {}
+    series, region = getattr(policy, "series", None), getattr(policy, "region", None)
+    if series is not None and region is not None and intensity["intensity_csv"] is None \
+            and intensity["intensity_g_per_kwh"] is None:
+        if intensity["region"] is not None:
+            meta["intensity_note"] = (f"priced hour by hour on the grid series the training paused on ({region}),"
+                                      f" not on --region {intensity['region']}'s annual figure")
+        intensity.update(region=region, intensity_csv=series)
     clock = getattr(policy, "clock", None)
     if getattr(clock, "simulated", False):
-        return clock.now, {"clock": clock.describe()}
-    return None, {}
+        return clock.now, {**meta, "clock": clock.describe()}
+    return None, meta
 
 
 @dataclass
@@ -163,7 +168,8 @@ def stage_identity(method: str, config, task: Task, source: str | Path, *, teach
     if selection_map and selection_map != "teacher":  # the map's content decides the rows, not its folder's name
         from greenlm.datamap.dynamics_io import find_dynamics_dir
 
-        identity["selection_map_sha256"] = _dynamics_sha256(find_dynamics_dir(selection_map))
+        identity["settings"] = {**identity["settings"],
+                                "selection_map": "sha256:" + _dynamics_sha256(find_dynamics_dir(selection_map))}
     return identity
 
 
