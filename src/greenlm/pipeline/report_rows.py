@@ -20,6 +20,12 @@ def _chain(stage_name: str, upstream_of: dict[str, str | None]) -> list[str]:
     return chain
 
 
+def _stage_metrics(stage) -> dict:
+    """A stage's metrics: those it carries (a stage just run), else its folder's metrics.json (a report rebuilt)."""
+    metrics = getattr(stage, "metrics", None)
+    return metrics if isinstance(metrics, dict) else (read_json_dict(Path(stage.folder) / "metrics.json") or {})
+
+
 def _paused_s(metrics) -> float:
     """Seconds a stage spent in carbon-aware pauses: every ``pauses`` list its metrics hold (train.pauses, phases)."""
     if isinstance(metrics, dict):
@@ -72,7 +78,7 @@ def build_rows(recipe, stages, measurements: dict) -> list[dict]:
             "stage_co2e_kg": tag.get("co2e_kg"),
             "stage_cost_usd": tag.get("cost_usd"),
             "stage_wall_s": tag.get("wall_s"),
-            "stage_paused_s": _paused_s(stage.metrics),
+            "stage_paused_s": _paused_s(_stage_metrics(stage)),
             "cumulative_energy_kwh": _sum([t.get("energy_kwh") for t in chain_tags]),
             "cumulative_co2e_kg": _sum([t.get("co2e_kg") for t in chain_tags]),
             "cumulative_cost_usd": _sum([t.get("cost_usd") for t in chain_tags]),
