@@ -127,6 +127,27 @@ def test_start_within_waits_for_the_cleanest_hour_then_runs(first_run, tmp_path)
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_run_within_plans_pause_and_resume_from_the_earlier_report(first_run, tmp_path):
+    """greenlm run --run-within: the Pause & Resume plan is made for the run's length from its earlier report (pauses
+    excluded) and said before the stages run; conflicting or incomplete carbon options: one line, exit code 2."""
+    root, recipe, _, _ = first_run
+    grid = tmp_path / "grid.csv"
+    t0 = 1654041600  # 2022-06-01T00:00Z; cleanest at 03:00
+    grid.write_text("timestamp_utc,region,gco2_per_kwh\n" + "".join(
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0 + 3600 * h))},X,{50 if h == 3 else 400}\n"
+        for h in range(0, 48)))
+    result = greenlm(root, "run", str(recipe), "--no-progress", "--run-within", "12h", "--grid", str(grid),
+                     "--now", "2022-06-01T00:00Z", "--clock-speed", "1e6")
+    assert result.returncode == 0, result.stderr
+    assert "Pause & Resume plan for X before 2022-06-01T12:00Z: run in 2022-06-01T03:00Z..2022-06-01T04:00Z" \
+        in result.stderr
+    for bad, needle in ((["--job-duration", "1h"], "give one of them"),
+                        (["--run-within", "12h", "--start-within", "6h", "--grid", str(grid)], "not both")):
+        run = greenlm(root, "run", str(recipe), "--no-progress", *bad)
+        assert run.returncode == 2 and needle in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1
+
+
 def test_same_stage_in_another_run_is_reused_from_it(first_run):
     root, recipe, _, _ = first_run
     result = greenlm(root, "run", str(recipe), "--name", "other", "--no-progress")

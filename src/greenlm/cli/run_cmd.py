@@ -46,10 +46,12 @@ def run_command(
     overrides = [*(set_ or []), *(f"target.{key}={value!r}" for key, value in targets.items() if value is not None)]
     loaded = load_recipe(recipe, overrides, name)
     clock = carbon_clock(now, clock_speed)
-    if run_within is not None and start_within is not None:
-        from greenlm.common import GreenlmError
+    from greenlm.common import GreenlmError
 
+    if run_within is not None and start_within is not None:
         raise GreenlmError("give --start-within (one clean start) or --run-within (a Pause & Resume plan), not both")
+    if job_duration is not None and start_within is None and run_within is None:
+        raise GreenlmError("--job-duration is the length --start-within or --run-within plans for; give one of them")
     planned = _job(loaded, runs_dir, job_duration) if run_within is not None else None
     policy = pause_policy(pause_above, grid, grid_region, max_pause, clock, run_within=run_within,
                           job=planned)  # checked before any wait
