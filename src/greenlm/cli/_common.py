@@ -31,7 +31,8 @@ DropOpt = Annotated[Optional[str], typer.Option(
 _CARBON = "Carbon-aware start and pauses"
 GridOpt = Annotated[Optional[str], typer.Option(
     "--grid", rich_help_panel=_CARBON,
-    help="Grid-intensity series for --pause-above / --start-within: a file (greenlm CSV, Electricity Maps, WattTime)"
+    help="Grid-intensity series for --pause-above / --run-within / --start-within: a file (greenlm CSV, Electricity"
+         " Maps, WattTime)"
          " or electricitymaps:ZONE / watttime:REGION (live).")]
 GridRegionOpt = Annotated[Optional[str], typer.Option(
     "--grid-region", rich_help_panel=_CARBON, help="The region in --grid (needed when it holds several).")]
