@@ -16,7 +16,8 @@ from typing import Annotated, Optional
 import typer
 
 from greenlm.cli._common import (ClockSpeedOpt, DropOpt, GridOpt, GridRegionOpt, JobDurationOpt, LabelFieldOpt,
-                                 LabelsOpt, MaxPauseOpt, NowOpt, OnEmptyOpt, PauseAboveOpt, RunWithinOpt, PueOpt, RegionOpt, TaskOpt, TextFieldsOpt,
+                                 LabelsOpt, MaxPauseOpt, NowOpt, OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt,
+                                 RunWithinOpt, TaskOpt, TextFieldsOpt,
                                  ValidationOpt, carbon_clock, err, load_task_from_options, pause_policy,
                                  print_json)
 from greenlm.cli._config_options import config_from_options, config_parameters

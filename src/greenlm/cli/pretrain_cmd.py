@@ -53,8 +53,8 @@ def pretrain_command(
 
     config = PretrainConfig(corpus=corpus, model=model, objective=objective, masking=masking, mask_rate=mask_rate,
                             generator_fraction=generator_fraction, attention=attention, vocab_size=vocab_size,
-                            max_length=max_length, batch_size=batch_size, steps=steps, flops_budget=flops_budget, learning_rate=lr,
-                            warmup_ratio=warmup_ratio, seed=seed, precision=precision,
+                            max_length=max_length, batch_size=batch_size, steps=steps, flops_budget=flops_budget,
+                            learning_rate=lr, warmup_ratio=warmup_ratio, seed=seed, precision=precision,
                             checkpoint_every_steps=checkpoint_every, eval_blocks=eval_blocks)
     result = run_pretraining(config, out, progress=not no_progress, on_note=lambda m: err(f"note: {m}"),
                              region=region, pue=pue, command=" ".join(["greenlm", *sys.argv[1:]]))

@@ -395,17 +395,16 @@ class PriceTag:
 
         co2e = intensity = source = region = year = kind = None
         missing: list[str] = []
-        by_hour: list[dict] = []
-        if energy_kwh is not None:
-            kwh_by_hour = {h: kwh * pue for h, kwh in self._kwh_by_hour(start, end, hardware_kwh, cc).items()}
-            by_hour = [_hour_row(h, kwh, None) for h, kwh in sorted(kwh_by_hour.items())]
+        kwh_by_hour = ({} if energy_kwh is None else
+                       {h: kwh * pue for h, kwh in self._kwh_by_hour(start, end, hardware_kwh, cc).items()})
+        hours = [(h, kwh, None) for h, kwh in sorted(kwh_by_hour.items())]  # (hour, kWh, g/kWh of the hour)
         if energy_kwh is None:
             reasons["co2e_kg"] = "no energy figure"
         elif self._series is not None:
             series, region = self._series
             result = series.co2e(region, kwh_by_hour)
             co2e, intensity, source, kind = result.co2e_kg, result.intensity_g_per_kwh, result.source, "time-series"
-            by_hour = [_hour_row(h, kwh, g) for h, kwh, g in result.by_hour]
+            hours = list(result.by_hour)
             missing = result.missing_hours_utc
             if missing:
                 message = (
@@ -418,7 +417,7 @@ class PriceTag:
             i = self._intensity
             co2e = energy_kwh * i.g_per_kwh / 1000.0
             intensity, source, year, kind = i.g_per_kwh, i.source, i.year, i.kind
-            by_hour = [_hour_row(None, row["energy_kwh"], i.g_per_kwh, row["hour_utc"]) for row in by_hour]
+            hours = [(h, kwh, i.g_per_kwh) for h, kwh, _ in hours]
             region = i.region if i.kind != "user" else None
         else:
             reasons["co2e_kg"] = "no region or intensity given (pass region= or intensity_g_per_kwh=)"
@@ -473,7 +472,7 @@ class PriceTag:
             cost_source=self._price.source if self._price else None,
             flops=flops if flops_known else None,
             phases=list(self._phases),
-            by_hour=by_hour,
+            by_hour=[_hour_row(h, kwh, g) for h, kwh, g in hours],
             unphased_wall_s=unphased.get("wall_s"),
             unphased_energy_kwh=unphased.get("energy_kwh"),
             unphased_co2e_kg=unphased.get("co2e_kg"),
@@ -590,8 +589,8 @@ def _resolve_intensity(region, intensity_g_per_kwh, intensity_csv):
     return None, None
 
 
-def _hour_row(hour_s: float | None, kwh: float, g_per_kwh: float | None, hour_utc: str | None = None) -> dict:
-    return {"hour_utc": hour_utc or datetime.fromtimestamp(hour_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:00Z"),
+def _hour_row(hour_s: float, kwh: float, g_per_kwh: float | None) -> dict:
+    return {"hour_utc": datetime.fromtimestamp(hour_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:00Z"),
             "energy_kwh": kwh, "intensity_g_per_kwh": g_per_kwh,
             "co2e_kg": None if g_per_kwh is None else kwh * g_per_kwh / 1000.0}
 

@@ -95,7 +95,8 @@ def build_models(model_spec: str, tokenizer, *, objective: str, generator_fracti
     (greenlm.models.attention_spec; for ELECTRA the generator gets the same kind). A pre-trained model whose
     position table is shorter than ``max_length`` gets it extended by copying (Longformer's initialisation)."""
     from greenlm.models.attention_spec import AttentionSpec
-    from greenlm.models.linear_attention import SUPPORTED, SUPPORTED_TYPES, extend_positions, position_limit, swap_attention
+    from greenlm.models.linear_attention import (SUPPORTED, SUPPORTED_TYPES, extend_positions, position_limit,
+                                                 swap_attention)
 
     source = resolve_model_source(model_spec)
     notes: list[str] = []

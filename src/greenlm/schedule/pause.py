@@ -12,8 +12,8 @@ first such hour is noted). Pausing costs a checkpoint and a restart's warm-up; t
 
 ``PlanPause`` executes Dodge et al.'s Pause & Resume itself (``--run-within 24h --job-duration 6h``): ``greenlm
 schedule``'s plan (the set of whole hours before the deadline with the least forecast emissions: schedule/plan.py,
-here with a pause cost of 0, i.e. the cleanest hours) is made once, at the start, on the forecast; the training then runs in
-those hours and pauses between them. A job that outlasts its planned hours runs on (said once); one that finishes
+here with a pause cost of 0, i.e. the cleanest hours) is made once, at the start, on the forecast; the training then
+runs in those hours and pauses between them. A job that outlasts its planned hours runs on (said once); one that finishes
 early simply leaves the rest unused.
 """
 
@@ -36,12 +36,7 @@ class ThresholdPause:
             raise GreenlmError(f"--pause-above must be a number of g/kWh >= 0, got {threshold_g_per_kwh!r}")
         if not max_pause_h > 0:
             raise GreenlmError(f"--max-pause must be greater than 0, got {max_pause_h!r} h")
-        if region is None:
-            if len(series.regions) != 1:
-                raise GreenlmError(f"name the region of the grid series (--grid-region): it holds "
-                                   f"{', '.join(series.regions[:12])}")
-            region = series.regions[0]
-        self.series, self.region = series, series.region_name(region)
+        self.series, self.region = series, _region(series, region)
         self.threshold_g_per_kwh, self.clock, self.max_pause_h = float(threshold_g_per_kwh), clock, float(max_pause_h)
         self._values = series.values(self.region)
         self._noted_gap = False
@@ -80,6 +75,16 @@ class ThresholdPause:
                 f"{self.threshold_g_per_kwh:g} ({self.series.source.label})")
 
 
+def _region(series: GridSeries, region: str | None) -> str:
+    """The series' region the policy follows: the one named (as the file spells it), or its only one."""
+    if region is None:
+        if len(series.regions) != 1:
+            raise GreenlmError(f"name the region of the grid series (--grid-region): it holds "
+                               f"{', '.join(series.regions[:12])}")
+        return series.regions[0]
+    return series.region_name(region)
+
+
 class PlanPause:
     """Run only inside ``blocks_s`` ([(start, end)] Unix s, sorted, disjoint): the hours of a Pause & Resume plan."""
 
@@ -110,21 +115,24 @@ class PlanPause:
 def plan_pause_policy(*, grid: str, region: str | None, clock, run_within: str, job, scope: str | None = None,
                       kind: str | None = None, log_plan=None) -> PlanPause:
     """Plan Pause & Resume now, on the forecast (``greenlm schedule``'s planner), and return the policy that runs it."""
-    from greenlm.schedule.job import parse_time_s
-    from greenlm.schedule.request import load_series, plan_request
-
     from dataclasses import replace
 
+    from greenlm.schedule.job import parse_duration_h, parse_time_s
+    from greenlm.schedule.plan import plan_job
+    from greenlm.schedule.request import load_series
+
+    within_h = parse_duration_h(run_within, "--run-within")
+    # --grid is what the run's hours will be (a forecast file, a replayed year, or a live source's forecast, fetched
+    # once), as for the threshold rule: the plan is decided on it
+    series = load_series(grid, scope=scope, kind=kind, region=region, now_s=clock.now(), what="forecast")
+    region = _region(series, region)
     # The planner counts whole clock hours from the one holding now; if now is past the hour's start, that hour has
     # less left than a slot: the job is planned a slot's worth longer by what has elapsed, so its hours suffice even
     # when the current hour is among them (a job that ends early leaves the rest unused).
     elapsed_h = (clock.now() % S_PER_HOUR) / S_PER_HOUR
     if elapsed_h > 0:
         job = replace(job, duration_h=job.duration_h + elapsed_h)
-    # --grid is what the run's hours will be (a forecast file, a replayed year, or a live source's forecast), as for
-    # the threshold rule: the plan is decided on it
-    result = plan_request(series=grid, forecast=grid, duration=None, within=run_within, region=region, scope=scope,
-                          kind=kind, live=True, clock=clock.now, job=job)["plan"]
+    result = plan_job(series, region, job, clock.now(), within_h, forecast=series, live=True)
     choice = result["pause_resume"]["forecast"]
     blocks = [(parse_time_s(a), parse_time_s(b)) for a, b in choice["hours_utc"]]
     if log_plan is not None:
@@ -133,8 +141,7 @@ def plan_pause_policy(*, grid: str, region: str | None, clock, run_within: str, 
         log_plan(f"Pause & Resume plan for {result['region']} before {result['deadline_utc']}: run in "
                  f"{', '.join(f'{a}..{b}' for a, b in choice['hours_utc'])} ({choice['pauses']} pause(s)); forecast "
                  f"{plan_g:.4g} g/kWh vs {now_g:.4g} running now ({saving:.1f}% less); {result['forecast']}")
-    series = load_series(grid, scope=scope, kind=kind, region=region, now_s=clock.now(), what="forecast")
-    return PlanPause(series, result["region"], blocks, clock, result)
+    return PlanPause(series, region, blocks, clock, result)
 
 
 def pause_policy_from_options(*, pause_above: float | None, grid: str | None, region: str | None, clock,

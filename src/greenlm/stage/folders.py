@@ -26,12 +26,13 @@ _ARTIFACT_SUFFIXES = (".safetensors", ".onnx", ".json", ".txt", ".model", ".data
 _NOT_ARTIFACT = {METRICS_FILE, PRICETAG_FILE, STAGE_FILE, "greenlm_run.json", CARD_FILE}
 
 
-def artifact_hash(folder: Path) -> str:
-    """sha256 over the names and contents of a model folder's weight, config and tokenizer files."""
+def artifact_hash(folder: Path, suffixes: tuple[str, ...] = _ARTIFACT_SUFFIXES) -> str:
+    """sha256 over the names and contents of a model folder's weight, config and tokenizer files (or of the files
+    with other ``suffixes``: a training_dynamics folder's ``.jsonl``)."""
     digest = hashlib.sha256()
     folder = Path(folder)
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix in _ARTIFACT_SUFFIXES and path.name not in _NOT_ARTIFACT \
+        if path.is_file() and path.suffix in suffixes and path.name not in _NOT_ARTIFACT \
                 and not any(part.startswith(".") for part in path.relative_to(folder).parts):
             digest.update(str(path.relative_to(folder)).encode() + b"\x00")
             with open(path, "rb") as f:

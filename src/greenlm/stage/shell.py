@@ -168,19 +168,9 @@ def stage_identity(method: str, config, task: Task, source: str | Path, *, teach
     if selection_map and selection_map != "teacher":  # the map's content decides the rows, not its folder's name
         from greenlm.datamap.dynamics_io import find_dynamics_dir
 
-        identity["settings"] = {**identity["settings"],
-                                "selection_map": "sha256:" + _dynamics_sha256(find_dynamics_dir(selection_map))}
+        dynamics = artifact_hash(find_dynamics_dir(selection_map), suffixes=(".jsonl",))
+        identity["settings"] = {**identity["settings"], "selection_map": "sha256:" + dynamics}
     return identity
-
-
-def _dynamics_sha256(folder: Path) -> str:
-    """sha256 over the names and bytes of a training_dynamics folder's files (a stage's selection depends on them)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
-        digest.update(path.name.encode() + b"\x00" + path.read_bytes())
-    return digest.hexdigest()
 
 
 def model_spec_identity(spec: str) -> dict:
