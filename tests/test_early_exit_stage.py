@@ -285,7 +285,7 @@ def test_stage_refuses_what_it_cannot_do(teacher_dir, toy, tmp_path):
 @pytest.mark.parametrize("settings,message", [
     ({"threshold": 0.0}, r"outside \(0, 1\]"),
     ({"threshold": 1.01}, r"outside \(0, 1\]"),
-    ({"threshold": math.nan}, r"outside \(0, 1\]"),
+    ({"threshold": math.nan}, r"threshold.*finite number"),
     ({"exit_layers": [0, 2]}, "exit layer 0 is out of range"),
     ({"exit_layers": []}, "non-empty list"),
     ({"policy": "entropi"}, "did you mean 'entropy'"),

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from greenlm.common import GreenlmError
+from greenlm.common import GreenlmError, write_error
 
 app = typer.Typer(
     name="greenlm",
@@ -62,14 +62,107 @@ def _show_greenlm_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
-def main() -> None:
-    """Entry point: bad input ends in one line on stderr and exit code 2, never a traceback."""
-    _show_greenlm_logs()
+_MESSAGE_CHARS = 600  # a message naming a huge value is cut here
+
+
+def _one_line(message: str) -> str:
+    line = " ".join(str(message).split())
+    return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 1] + "…"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"greenlm: error: {_one_line(message)}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _os_problem(err: OSError) -> str:
+    """An OSError as the person meets it: what failed, on which file, and what to try."""
+    import errno
+
+    where = f" ({err.filename})" if err.filename else ""
+    hints = {
+        errno.ENOSPC: "the disk is full; free space, then run the same command again",
+        errno.EDQUOT: "the disk quota is used up; free space, then run the same command again",
+        errno.EROFS: "the file system is read-only; choose a folder you can write",
+        errno.EACCES: "permission denied; choose a folder you can write",
+        errno.EPERM: "permission denied; choose a folder you can write",
+        errno.ENAMETOOLONG: "a file name is too long; choose a shorter path",
+        errno.ENOENT: "no such file or folder",
+    }
+    return f"{hints.get(err.errno, err.strerror or str(err))}{where}"
+
+
+def _note_interrupts() -> list:
+    """Ctrl-C still raises KeyboardInterrupt where it lands; the returned list becomes non-empty when it did."""
+    import signal
+
+    seen: list = []
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return seen  # ignored (a background job) or handled by someone else: leave it alone
+
+    def on_interrupt(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
     try:
-        app(prog_name="greenlm")
+        signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread (greenlm called from a thread): nothing to add
+        pass
+    return seen
+
+
+def _click_exceptions():
+    """Click's exception classes: typer >= 0.24 carries its own copy of click, older typer uses click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def main() -> None:
+    """Entry point: bad input ends in one line on stderr and exit code 2, never a traceback.
+
+    Click runs outside its standalone mode so that usage errors and Ctrl-C reach greenlm's own one-line
+    messages (click would print a box, or "Aborted!" with exit code 1). Problems of the machine rather than
+    of greenlm (a full disk, a read-only folder, a name too long, bytes that are not UTF-8) get one line too.
+    """
+    cx = _click_exceptions()
+    _show_greenlm_logs()
+    interrupted = _note_interrupts()
+    try:
+        code = app(prog_name="greenlm", standalone_mode=False)
+        if interrupted:  # typer turned Ctrl-C into exit code 130 before greenlm could say anything
+            raise KeyboardInterrupt
     except GreenlmError as err:
-        print(f"greenlm: error: {err}", file=sys.stderr)
+        _fail(str(err))
+    except cx.NoArgsIsHelpError as err:
+        err.show()  # the help text, as for --help
         sys.exit(2)
-    except KeyboardInterrupt:
+    except cx.UsageError as err:
+        command = err.ctx.command_path if err.ctx is not None else "greenlm"
+        _fail(f"{err.format_message()} (see '{command} --help')")
+    except cx.ClickException as err:  # click's own bad-input errors (a file option, say)
+        _fail(err.format_message())
+    except (KeyboardInterrupt, typer.Abort):
         print("greenlm: interrupted; run the same command again to resume.", file=sys.stderr)
         sys.exit(130)
+    except OSError as err:
+        _fail(_os_problem(err))
+    except UnicodeDecodeError as err:
+        _fail(f"input is not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r}); save it as UTF-8")
+    except ValueError as err:
+        if "null byte" not in str(err):
+            raise
+        _fail("a path or name contains a NUL byte; remove it")
+    except RecursionError:
+        _fail("the input is nested too deeply to read")
+    except MemoryError:
+        _fail("out of memory; try a smaller batch size, model or input")
+    except Exception as err:  # a failed write reported by torch or safetensors in their own error types
+        why = write_error(err)
+        if why is None:
+            raise
+        _fail(f"could not write a file ({why}); free space or choose a folder you can write, then run the same"
+              " command again: finished work is kept")
+    sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode does: always exit

@@ -69,11 +69,33 @@ def measure_command(
         print(json.dumps(record.to_dict(), indent=2), file=sys.stderr)
     else:
         print(record.summary(), file=sys.stderr)
-    if out is not None:
-        atomic_write_json(out, record.to_dict())
-    if emissions_csv is not None:
-        append_emissions_csv(emissions_csv, record)
+    # greenlm's own bookkeeping never changes the measured command's exit code, and never loses the record:
+    # a file that cannot be written is said in one line, and the full record is printed as JSON instead (a ledger
+    # that cannot take it parks it in a pending folder, named in the summary's notes).
+    failed = [problem for problem in (
+        _try_write(out, lambda: atomic_write_json(out, record.to_dict())),
+        _try_write(emissions_csv, lambda: append_emissions_csv(emissions_csv, record)),
+    ) if problem]
+    for problem in failed:
+        print(f"greenlm: warning: {problem}", file=sys.stderr)
+    if failed and not as_json:
+        print(json.dumps(record.to_dict()), file=sys.stderr)
     raise typer.Exit(result.exit_code)
+
+
+def _try_write(path: Path | None, write) -> str | None:
+    """None when ``path`` is None or ``write()`` succeeded; else one line saying what could not be written."""
+    from greenlm.common import GreenlmError, write_error
+
+    if path is None:
+        return None
+    try:
+        write()
+    except GreenlmError as err:
+        return f"could not write {path}: {err}"
+    except Exception as err:  # noqa: BLE001 (any failure here must not change the command's exit code)
+        return f"could not write {path}: {write_error(err) or err}"
+    return None
 
 
 def register(app: typer.Typer) -> None:

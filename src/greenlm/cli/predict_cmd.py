@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import io
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -25,7 +26,12 @@ def predict_command(
     from greenlm.runtime.engine import predict_split
 
     if input_file == "-":
-        split = read_prediction_lines(sys.stdin, source="stdin")
+        # bytes decoded strictly: the terminal's default (surrogate escapes) would pass bad bytes to the tokenizer
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict", newline="")
+        try:
+            split = read_prediction_lines(stream, source="stdin")
+        except UnicodeDecodeError:
+            raise GreenlmError("stdin is not UTF-8 text; convert it (e.g. iconv -t utf-8) and try again") from None
     else:
         path = Path(input_file)
         if not path.is_file():

@@ -3,7 +3,8 @@ progress bar. Standard library only (the progress bar imports rich when it is sh
 
 from greenlm.common.errors import GreenlmError
 from greenlm.common.files import (atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text,
-                                  move_into_place, recover_dir, sha256_file)
+                                  move_into_place, read_json, read_json_cache, recover_dir, sha256_file,
+                                  write_error)
 
 __all__ = ["GreenlmError", "atomic_dir", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-           "move_into_place", "recover_dir", "sha256_file"]
+           "move_into_place", "read_json", "read_json_cache", "recover_dir", "sha256_file", "write_error"]

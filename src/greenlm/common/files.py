@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from greenlm.common.errors import GreenlmError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -110,3 +112,62 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
         while chunk := f.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class DamagedFileError(GreenlmError, ValueError):
+    """A file greenlm wrote (or reads) that is not what it should be: one line naming it and what to do.
+
+    It is also a ``ValueError``, so code that already treats an unreadable cache as absent (``except ValueError``)
+    keeps doing so.
+    """
+
+
+def read_json(path: str | os.PathLike, *, expect: type | None = dict, hint: str | None = None):
+    """Parse the JSON file ``path``; a file that is not JSON (or not a ``expect``) raises ``DamagedFileError``.
+
+    A missing or unreadable file raises ``OSError`` as before: callers decide whether absence is normal.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8", errors="strict")
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        problem = f"not valid JSON ({str(err)[:80]})"
+    else:
+        if expect is None or isinstance(value, expect):
+            return value
+        problem = f"holds a JSON {type(value).__name__} where a {expect.__name__} belongs"
+    raise DamagedFileError(f"{path} is damaged: {problem}; "
+                           f"{hint or 'delete it (or the folder it belongs to) and run the command again'}")
+
+
+def read_json_cache(path: str | os.PathLike, *, expect: type = dict):
+    """A JSON file that can be rebuilt (a cache, a snapshot): its value, or None when it is missing or damaged."""
+    try:
+        return read_json(path, expect=expect)
+    except (OSError, ValueError):
+        return None
+
+
+# torch.save writes through a zip stream whose failures are RuntimeErrors: "PytorchStreamWriter failed writing
+# file" (older torch) or "[enforce fail at inline_container.cc:...] unexpected pos N vs M" (torch 2.13 on a full disk).
+_WRITE_FAILURE_TEXT = ("PytorchStreamWriter", "inline_container.cc", "No space left", "Permission denied",
+                       "Read-only file system", "file write failed", "Disk quota exceeded", "Error while serializing",
+                       "StorageFull")
+
+
+def write_error(err: BaseException) -> str | None:
+    """What went wrong, if ``err`` is a failed write (disk full, permission denied, read-only); else None.
+
+    Besides OSError: safetensors raises its own SafetensorError, and torch.save a RuntimeError from its stream
+    writer, when the disk is full.
+    """
+    if isinstance(err, OSError):
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror or err}{where}"
+    text = str(err)
+    if isinstance(err, RuntimeError) or type(err).__name__ == "SafetensorError":
+        if any(part in text for part in _WRITE_FAILURE_TEXT):
+            first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+            return f"{first} (is the disk full?)" if "unexpected pos" in text else first
+    return None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -213,11 +214,13 @@ def load_masked_lm(spec: str, teacher_tokenizer):
     from transformers import AutoModelForMaskedLM
 
     from greenlm.models import load_tokenizer, resolve_model_source
-    from greenlm.models.loading import _quiet_transformers
+    from greenlm.models.loading import _quiet_transformers, check_local_weights
 
     source = resolve_model_source(spec)
     if source.kind == "tiny":
         raise GreenlmError("--augment-mlm-model must be a masked language model folder or hub id, not 'tiny'")
+    if source.kind == "local":
+        check_local_weights(Path(source.location), allow_pickle=False)  # safetensors only, shards included
     try:
         with _quiet_transformers():
             model, info = AutoModelForMaskedLM.from_pretrained(source.location, output_loading_info=True,

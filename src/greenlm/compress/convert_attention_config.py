@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 from greenlm.models.attention_spec import AttentionSpec
 from greenlm.train.config import TrainConfig
@@ -37,6 +38,7 @@ class ConvertAttentionConfig:
     checkpoint_every_steps: int = 500  # checkpoint every N steps (and at each epoch end)
 
     def __post_init__(self):
+        check_numbers(self)
         def fail(message: str) -> None:
             raise GreenlmError(f"convert-attention setting: {message}")
 

@@ -23,7 +23,6 @@ and ``score_attention`` (attention scores for TinyBERT's attention loss).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from greenlm.compress.losses import TinyBertLayerLoss, cosine_loss, kd_loss
 from greenlm.compress.score_attention import (SCORE_ATTENTION, _register_score_attention,  # noqa: F401
                                               _ScoreAttention)
 from greenlm.compress.student_search import _choose_shape
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError, atomic_write_json, read_json
 from greenlm.data import EncodedSplit, TaskSplit, collate, encode_split, length_grouped_batches
 from greenlm.models import save_classifier
 from greenlm.models import students as st
@@ -114,7 +113,7 @@ def _intermediate_phase(teacher, student, train_data: EncodedSplit, config: Dist
     done_weights, done_info = work_dir / "intermediate.safetensors", work_dir / "intermediate.json"
     if done_info.is_file():
         load_model(student, str(done_weights))
-        return json.loads(done_info.read_text())
+        return read_json(done_info)
     rows = _row_id_split(train_data)
     with torch.random.fork_rng():  # projections W_h, W_e: seeded, so a resumed run builds the same ones
         torch.manual_seed(config.seed)
@@ -155,7 +154,7 @@ def _cached_teacher_logits(teacher, train_data: EncodedSplit, *, pad_token_id: i
     logits_file, logits_key = work_dir / "teacher_logits.safetensors", work_dir / "teacher_logits.json"
     fingerprint = _data_fingerprint(train_data)
     cached = None
-    if logits_file.is_file() and logits_key.is_file() and json.loads(logits_key.read_text()).get("data") == fingerprint:
+    if logits_file.is_file() and logits_key.is_file() and read_json(logits_key).get("data") == fingerprint:
         from safetensors.torch import load_file
 
         cached = load_file(str(logits_file))["logits"]

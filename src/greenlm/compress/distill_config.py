@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 from greenlm.train.config import TrainConfig
 
@@ -58,6 +59,7 @@ class DistillConfig:
     allow_untuned_teacher: bool = False  # distilling from a teacher not fine-tuned on the task is a known failure
 
     def __post_init__(self):
+        check_numbers(self)
         budget = self.target_speedup is not None or self.max_flops is not None
         checks = [
             (not (self.student is not None and budget), "give a student or a budget (target_speedup / max_flops), not both"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from greenlm.common import atomic_write_json
+from greenlm.common import atomic_write_json, read_json_cache
 from greenlm.compress import augment as aug
 from greenlm.compress.distill_config import DistillConfig
 from greenlm.data import EncodedSplit, TaskSplit, collate, length_grouped_batches
@@ -61,8 +61,8 @@ def _augmented_train(split: TaskSplit, teacher, tokenizer, config: DistillConfig
         "rows": split.fingerprint(),
     }
     cache = work_dir / "augmented.json"
-    if cache.is_file():
-        saved = json.loads(cache.read_text())
+    saved = read_json_cache(cache)
+    if saved is not None:
         if saved.get("key") == key:
             data = saved["split"]
             return TaskSplit(text_a=data["text_a"], text_b=data["text_b"], labels=data["labels"]), saved["stats"]

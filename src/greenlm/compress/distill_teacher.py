@@ -25,14 +25,12 @@ def teacher_tuning_problem(config, task: Task) -> str | None:
 
 def check_teacher(path: Path, task: Task, allow_untuned: bool) -> str | None:
     """Refuse a teacher folder that is missing or not fine-tuned for ``task`` (unless allowed); returns the problem."""
-    from transformers import AutoConfig
-
-    from greenlm.models.loading import _check_local_weights
+    from greenlm.models.loading import check_local_weights, model_config
 
     if not path.is_dir():
         raise GreenlmError(f"teacher '{path}' is not a model folder; give the folder `greenlm train` wrote")
-    _check_local_weights(path, allow_pickle=False)
-    problem = teacher_tuning_problem(AutoConfig.from_pretrained(str(path)), task)
+    check_local_weights(path, allow_pickle=False)
+    problem = teacher_tuning_problem(model_config(path), task)
     if problem and not allow_untuned:
         raise GreenlmError(
             f"teacher '{path}' is not fine-tuned for task '{task.name}': {problem}. Fine-tune it first"

@@ -9,6 +9,7 @@ import difflib
 import math
 from dataclasses import asdict, dataclass
 
+from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 from greenlm.models.exit_policies import POLICIES, POOLINGS
 from greenlm.train.config import TrainConfig
@@ -51,6 +52,7 @@ class EarlyExitConfig:
     speed_examples: int = 256  # dev rows used for timing (a fixed seeded sample)
 
     def __post_init__(self):
+        check_numbers(self)
         def fail(message: str) -> None:
             raise GreenlmError(f"early-exit setting: {message}")
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import copy
 import gzip
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from greenlm.compress.prune_config import PruneConfig, METHODS, SCHEDULES, RECOVERIES, RANKINGS, TEACHERS  # noqa: F401 (re-exported)
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError, atomic_write_json, read_json
 from greenlm.compress import sparsity as sp
 from greenlm.compress.importance import Importance, gate_importance
 from greenlm.compress.losses import kd_loss
@@ -356,7 +355,7 @@ def _structured(model, tokenizer, data: _Data, config: PruneConfig, work_dir: Pa
         pruned_dir = work_dir / f"round-{k}-pruned"
         if (pruned_dir / "plan.json").is_file():
             current = load_classifier(str(pruned_dir)).model
-            plan_info = json.loads((pruned_dir / "plan.json").read_text())
+            plan_info = read_json(pruned_dir / "plan.json")
         else:
             importance = gate_importance(current, data.importance, pad_token_id=data.pad_token_id)
             plan = plan_round(
@@ -421,7 +420,7 @@ def _structured(model, tokenizer, data: _Data, config: PruneConfig, work_dir: Pa
 
 def _read_state(work_dir: Path) -> dict:
     path = work_dir / "prune_state.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def _write_state(work_dir: Path, state: dict) -> None:

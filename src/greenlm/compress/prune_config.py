@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 
 METHODS = ("structured", "magnitude", "movement")
@@ -55,6 +56,7 @@ class PruneConfig:
     seed: int = 42  # subsets and batch order
 
     def __post_init__(self):
+        check_numbers(self)
         schedules = SCHEDULES.get(self.method, ())
         if self.schedule is None and schedules:
             object.__setattr__(self, "schedule", schedules[0])

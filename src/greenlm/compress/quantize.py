@@ -37,7 +37,6 @@ give its true size on disk next to the input's, and both speeds measured side by
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +44,7 @@ import numpy as np
 
 from greenlm.compress import quantize_torch as qt
 from greenlm.compress.quantize_config import QuantizeConfig, SCHEMES  # noqa: F401 (re-exported)
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError, atomic_write_json, read_json, read_json_cache
 from greenlm.common.hardware import cpu_has_bf16
 from greenlm.data import UNLABELED, VALIDATION, EncodedSplit, encode_split
 from greenlm.models.early_exit import EarlyExitClassifier
@@ -261,7 +260,7 @@ def _export_fp32(model, evaluator: _Evaluator, config: QuantizeConfig, work_dir:
     fp32_path = work_dir / f"fp32-{ {None: 'auto', True: 'fused', False: 'plain'}[optimize] }.onnx"
     report_file = fp32_path.with_suffix(".json")
     if fp32_path.is_file() and report_file.is_file():
-        return json.loads(report_file.read_text()), fp32_path
+        return read_json(report_file), fp32_path
     checks = [evaluator.packed.batch(rows) for rows in _check_rows(evaluator.packed.lengths)]
     export = gx.export_onnx(model, fp32_path, check_batches=checks, optimize=optimize).to_dict()
     atomic_write_json(report_file, export)
@@ -283,7 +282,7 @@ def _sensitivity(int8: _Int8, per_channel: bool, small: _Evaluator, reference: _
     node by node.
     """
     cache_file = int8.work_dir / "sensitivity.json"
-    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    cache = read_json_cache(cache_file) or {}
     key = f"{_kind(per_channel)}|{len(small.labels)}"
     done: dict = cache.setdefault(key, {})
     ref_logits = reference.logits[: len(small.labels)]

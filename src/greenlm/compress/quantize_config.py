@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 
 # ONNX Runtime's static calibration methods; greenlm.runtime.onnx.CALIBRATION_METHODS is the same tuple (tested),
@@ -44,6 +45,7 @@ class QuantizeConfig:
     seed: int = 0  # calibration sample
 
     def __post_init__(self):
+        check_numbers(self)
         def fail(message: str):
             raise GreenlmError(f"quantize: {message}")
 

@@ -18,12 +18,11 @@ The folder written is the input folder, file for file (fp32 weights: its size on
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError, atomic_write_json, read_json
 from greenlm.compress.quantize_config import QuantizeConfig
 from greenlm.models.early_exit import EarlyExitClassifier
 from greenlm.models.quantized import (
@@ -169,7 +168,7 @@ def write_torch_int8_folder(input_dir: Path, folder: Path, settings: dict) -> No
     """The input folder, file for file, with ``config.json`` asking every loader to quantize it (``settings``)."""
     copy_model_folder(input_dir, folder, skip=FP32_ONLY_FILES)
     config_file = Path(folder) / "config.json"
-    config = json.loads(config_file.read_text())
+    config = read_json(config_file)
     config["greenlm"] = {**(config.get("greenlm") or {}), "quantization": settings}
     atomic_write_json(config_file, config)
 

@@ -3,11 +3,10 @@ the teacher (batch 32, real inputs, this machine) reaches the target speedup; th
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
-from greenlm.common import atomic_write_json
+from greenlm.common import atomic_write_json, read_json_cache
 from greenlm.compress.distill_config import DistillConfig
 from greenlm.data import TaskSplit, encode_split
 from greenlm.models import students as st
@@ -20,8 +19,8 @@ def _choose_shape(teacher, teacher_tokenizer, dev_split: TaskSplit | None, train
 
     cache = work_dir / "shape.json"
     key = {"target_speedup": config.target_speedup, "max_flops": config.max_flops}
-    if cache.is_file():
-        saved = json.loads(cache.read_text())
+    saved = read_json_cache(cache)
+    if saved is not None:
         if saved.get("key") == key:
             return st.StudentShape(**{k: saved["shape"][k] for k in ("layers", "hidden", "heads", "ffn")}), saved
     inputs = speed_inputs(encode_split(dev_split if dev_split is not None else train_split, teacher_tokenizer,

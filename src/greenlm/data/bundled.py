@@ -4,12 +4,11 @@ splits, a ``task.json`` (fields, labels, credit) and a README (source, paper, li
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Sequence
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
-from greenlm.common import GreenlmError
+from greenlm.common import GreenlmError, read_json
 from greenlm.data.assemble import build_task
 from greenlm.data.readers import read_table
 from greenlm.data.tasks import Task, TaskInfo
@@ -38,7 +37,7 @@ def _folder(name: str) -> Traversable:
 
 
 def _metadata(folder: Traversable) -> dict:
-    return json.loads((folder / "task.json").read_text(encoding="utf-8"))
+    return read_json(folder / "task.json")
 
 
 def _split_files(folder: Traversable) -> dict[str, Traversable]:

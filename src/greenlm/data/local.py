@@ -27,6 +27,8 @@ from greenlm.common import GreenlmError
 from greenlm.data.assemble import build_task
 from greenlm.data.readers import FORMATS, read_table
 from greenlm.data.tasks import Task
+from greenlm.common.inputs import SETTINGS_MAX_BYTES, read_input
+from greenlm.data.safe_yaml import load_yaml
 
 TASK_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 TASK_FILE_KEYS = (
@@ -113,10 +115,7 @@ def load_task_file(
 
 
 def _read_task_file(path: Path) -> dict:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise GreenlmError(f"task file not found: {path}") from None
+    raw = read_input(path, what="task file", max_bytes=SETTINGS_MAX_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -130,7 +129,7 @@ def _read_task_file(path: Path) -> dict:
         import yaml  # lazy: only task files need it
 
         try:
-            spec = yaml.load(text, Loader=_string_loader())
+            spec = load_yaml(text, str(path), loader=_string_loader())
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

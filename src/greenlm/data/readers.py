@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenlm.common import GreenlmError
+from greenlm.common.inputs import read_input
 from greenlm.data.tasks import UNLABELED, TaskSplit
 
 FORMATS = ("tsv", "csv", "jsonl")
@@ -76,12 +77,7 @@ def read_table(path: str | Path, data: bytes | None = None, *, display: str | No
     if fmt is None:
         raise GreenlmError(f"{display}: unknown file type; use .tsv, .csv or .jsonl (optionally .gz)")
     if data is None:
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise GreenlmError(f"file not found: {display}") from None
-        except IsADirectoryError:
-            raise GreenlmError(f"{display} is a folder; expected a .{fmt} file") from None
+        data = read_input(path, what=f".{fmt} file")  # regular files only: a FIFO or /dev/zero never ends
     if str(path).lower().endswith(".gz"):
         try:
             data = gzip.decompress(data)
@@ -257,11 +253,6 @@ def read_prediction_lines(
 
 def read_prediction_file(path: str | Path, pair: bool | None = None) -> TaskSplit:
     """``read_prediction_lines`` on a UTF-8 file."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise GreenlmError(f"file not found: {path}") from None
-    except IsADirectoryError:
-        raise GreenlmError(f"{path} is a folder; expected a text file with one input per line") from None
+    data = read_input(path, what="input file")
     text = decode_utf8(data, str(path))
     return read_prediction_lines(text.split("\n"), pair, source=str(path))

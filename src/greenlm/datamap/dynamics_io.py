@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from greenlm.common import GreenlmError, atomic_write_text
+from greenlm.common import GreenlmError, atomic_write_text, read_json
 from greenlm.data import Task
 
 DYNAMICS_DIR = "training_dynamics"
@@ -94,8 +94,8 @@ def find_dynamics_dir(path: str | Path) -> Path:
 def _read_meta(dynamics_dir: Path) -> dict | None:
     metrics = dynamics_dir.parent / "metrics.json"
     try:
-        section = json.loads(metrics.read_text()).get("dynamics")
-    except (OSError, json.JSONDecodeError, AttributeError):
+        section = read_json(metrics).get("dynamics")
+    except (OSError, ValueError, AttributeError):
         return None
     return section if isinstance(section, dict) else None
 

@@ -13,12 +13,11 @@ pruned model needs neither.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from greenlm.common import GreenlmError
+from greenlm.common import GreenlmError, read_json
 
 # model_type -> family whose layout (module names, heads) it shares
 FAMILIES = {
@@ -129,14 +128,11 @@ def _load_config(path: Path):
     elif not path.exists():
         raise GreenlmError(f"{path} does not exist: pass a Hugging Face model folder or a config.json")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise GreenlmError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+        raw = read_json(path, hint="pass a Hugging Face model folder or its config.json")
     except (OSError, UnicodeDecodeError) as err:
         raise GreenlmError(f"cannot read {path}: {err}") from None
-    if not isinstance(raw, dict):
-        raise GreenlmError(f"{path} must hold a JSON object (a Hugging Face config)")
-    model_type = raw.get("model_type")
+    # greenlm's own formats (pruned, early exit, linear attention) keep their architecture's type here
+    model_type = (raw.get("greenlm") or {}).get("base_model_type") or raw.get("model_type")
     if not model_type:
         raise GreenlmError(f"{path} has no model_type: is it a Hugging Face config.json?")
     _family_of(model_type, str(path))

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from greenlm.common.inputs import check_regular_file
 from greenlm.common import GreenlmError
 from greenlm.measure.units import lbs_per_mwh_to_g_per_kwh
 
@@ -187,6 +188,7 @@ def _read_cached(path: str, _mtime_ns: int, _size: int, scope, kind, timezone_na
     zone = _zone(timezone_name)
     if path.lower().endswith(".json"):
         return _read_watttime_json(path, zone, region)
+    check_regular_file(path, what="intensity file")  # a FIFO or device would never end
     try:
         f = open(path, newline="", encoding="utf-8-sig")
     except OSError as err:
@@ -214,6 +216,7 @@ def read_greenlm_rows(path) -> list[tuple]:
     """Rows of greenlm's CSV ``timestamp_utc,region,gco2_per_kwh`` as (line, stamp, time_s, region, g/kWh), checked:
     header, 3 fields, ISO-8601 time (naive = UTC), non-empty region, finite value >= 0, no (region, time) twice.
     The one parser of the format: measure/intensity.py's IntensitySeries uses it too (and adds "on the hour")."""
+    check_regular_file(path, what="intensity file")  # a FIFO or device would never end
     try:
         f = open(path, newline="", encoding="utf-8-sig")
     except OSError as err:
@@ -307,6 +310,7 @@ def _read_watttime_csv(path, reader, header, zone, region) -> GridSeries:
 
 
 def _read_watttime_json(path, zone, region) -> GridSeries:
+    check_regular_file(path, what="intensity file")
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)

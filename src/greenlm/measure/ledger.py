@@ -18,10 +18,12 @@ import json
 import os
 import sqlite3
 import sys
+import tempfile
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError, atomic_write_json, read_json
 
 SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -138,8 +140,9 @@ class Ledger:
         row = record if isinstance(record, dict) else record.to_dict()
         try:
             conn = self._connect(create=True)
-        except GreenlmError as err:
-            raise GreenlmError(f"{err}; this record was saved to {self._save_pending(row)}") from None
+        except (GreenlmError, OSError, sqlite3.Error) as err:
+            why = err if isinstance(err, GreenlmError) else f"cannot open ledger {self.path}: {err}"
+            raise GreenlmError(f"{why}; {self._save_pending(row)}") from None
         try:
             rows = [row, *self._pending_rows()]
             try:
@@ -151,15 +154,28 @@ class Ledger:
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as err:
                 _rollback(conn)
-                raise GreenlmError(f"{self._unusable(err)}; this record was saved to {self._save_pending(row)}") from None
+                raise GreenlmError(f"{self._unusable(err)}; {self._save_pending(row)}") from None
             self._clear_pending(rows[1:])
         finally:
             conn.close()
 
-    def _save_pending(self, row: dict) -> Path:
-        path = self.pending_dir / f"{row.get('id', 'record')}.json"
-        atomic_write_json(path, row)
-        return path
+    def _save_pending(self, row: dict) -> str:
+        """Park ``row`` for the next append to import; says where it went (never loses it silently).
+
+        Beside the ledger first; where that cannot be written (a read-only or full disk), in a per-user folder
+        of the temporary directory; where neither can, the caller is told to keep the record it printed.
+        """
+        name = f"{row.get('id', 'record')}.json"
+        fallback = Path(tempfile.gettempdir()) / f"greenlm-pending-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        for folder in (self.pending_dir, fallback):
+            try:
+                atomic_write_json(folder / name, row)
+            except OSError:
+                continue
+            where = "" if folder == self.pending_dir else f" (the ledger's folder is not writable; move it to" \
+                                                            f" {self.pending_dir} to have it imported)"
+            return f"this record was saved to {folder / name}{where}"
+        return "this record could not be saved to disk either: keep the price tag printed with this message"
 
     def _pending_rows(self) -> list[dict]:
         if not self.pending_dir.is_dir():
@@ -167,10 +183,10 @@ class Ledger:
         rows = []
         for path in sorted(self.pending_dir.glob("*.json")):
             try:
-                row = json.loads(path.read_text(encoding="utf-8"))
+                row = read_json(path)
                 row["_pending_path"] = str(path)
                 rows.append(row)
-            except (OSError, json.JSONDecodeError):
+            except (OSError, ValueError):
                 continue  # left for a person to look at
         return rows
 
@@ -201,7 +217,19 @@ class Ledger:
             raise self._unusable(err) from None
         finally:
             conn.close()
-        return [json.loads(r[0]) for r in rows]
+        records, broken = [], 0
+        for (text,) in rows:
+            try:
+                record = json.loads(text)
+            except (TypeError, ValueError):
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                broken += 1
+        if broken:  # a row edited by hand or cut by a crash of another tool: counted, never fatal
+            warnings.warn(f"ledger {self.path}: skipped {broken} row(s) whose record is not valid JSON", stacklevel=2)
+        return records
 
     def totals(self, since: str | datetime | None = None, group_by: str | None = None) -> list[dict]:
         """Sums of wall time, energy, CO2e and cost, overall or by project / stage / day / name.

@@ -321,6 +321,8 @@ class EarlyExitClassifier(nn.Module):
         """Write the folder layout described in ``exit_folder``'s docstring into ``save_directory``."""
         from safetensors.torch import save_file
 
+        from greenlm.models.loading import mark_format
+
         tokenizer = tokenizer if tokenizer is not None else self.tokenizer
         if tokenizer is None:
             raise ValueError("an early-exit model is saved with its tokenizer (its backbone folder needs one)")
@@ -330,7 +332,7 @@ class EarlyExitClassifier(nn.Module):
         tokenizer.save_pretrained(folder / BACKBONE_DIR)
         config = self.backbone.config.to_dict()
         config["greenlm"] = dict(self.config.greenlm)
-        atomic_write_json(folder / "config.json", config)
+        atomic_write_json(folder / "config.json", mark_format(config))  # plain transformers must refuse it
         state = {f"exits.{k}": v.detach().cpu().contiguous() for k, v in self.exits.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "greenlm": FORMAT})
 

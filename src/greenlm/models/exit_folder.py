@@ -10,12 +10,11 @@ Saved layout (greenlm format ``early_exit``, loaded back by ``greenlm.models.loa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_write_text
+from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_write_text, read_json
 
 if TYPE_CHECKING:
     from greenlm.models.early_exit import EarlyExitClassifier
@@ -50,7 +49,7 @@ def load_early_exit(source, labels: Sequence[str] | None = None):
     from greenlm.models.loading import LoadedModel, load_classifier, load_tokenizer
 
     folder = Path(source.location)
-    settings = json.loads((folder / "config.json").read_text()).get("greenlm") or {}
+    settings = read_json(folder / "config.json").get("greenlm") or {}
     try:
         exit_layers = [int(x) for x in settings["exit_layers"]]
         temperatures = [float(t) for t in settings["temperatures"]]

@@ -301,14 +301,13 @@ def check_length(config, tokens: int, what: str = "input") -> None:
 def load_linear_attention(source, *, labels=None):
     """Rebuild a classifier with linear attention from its folder (registered in ``models.loading._FORMAT_LOADERS``)."""
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
-    from greenlm.models.loading import _quiet_transformers, load_rebuilt_weights, relabel_config
+    from greenlm.models.loading import _quiet_transformers, load_rebuilt_weights, model_config, relabel_config
     from greenlm.models.pruned import _read_weights
 
     folder = Path(source.location)
-    with _quiet_transformers():
-        config = AutoConfig.from_pretrained(str(folder))
+    config = model_config(folder)
     check_convertible(config)
     try:
         spec = AttentionSpec.from_dict(_meta(config)["attention"])

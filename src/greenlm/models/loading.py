@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from greenlm.common import GreenlmError, atomic_dir, atomic_write_json
+from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, read_json
 from greenlm.models.quantized import apply_saved_quantization
 from greenlm.models.sources import ModelSource, resolve_model_source
 from greenlm.models.tiny import TinySpec, build_tiny_classifier
@@ -31,10 +30,56 @@ _FORMAT_LOADERS: dict[str, str] = {
 }
 
 
+# Folders in these formats cannot be loaded right by plain transformers (weights reshaped, exit heads beside a
+# backbone, another attention): their config.json gets a model type transformers does not know, so that
+# ``AutoModelForSequenceClassification.from_pretrained`` fails with its "does not recognize this architecture"
+# message instead of building a random or different model. The real type is kept in "greenlm"/"base_model_type".
+_OWN_MODEL_TYPES = {"pruned": "greenlm_pruned", "early_exit": "greenlm_early_exit",
+                    "linear_attention": "greenlm_linear_attention"}
+LOAD_HINT = ("load it with greenlm (greenlm predict / eval / bench, or greenlm.models.load_classifier), or export it"
+             " to ONNX with greenlm export")
+
+
+def mark_format(config: dict) -> dict:
+    """``config`` (a config.json as a dict) with the model type of its greenlm format, when it has one of them."""
+    meta = config.get("greenlm") or {}
+    own = _OWN_MODEL_TYPES.get(meta.get("format"))
+    if own is None or config.get("model_type") == own:
+        return config
+    return {**config, "model_type": own, "architectures": [f"{own} (not a transformers class: {LOAD_HINT})"],
+            "greenlm": {**meta, "base_model_type": config.get("model_type")}}
+
+
+def mark_format_file(folder: Path) -> None:
+    """Rewrite ``folder/config.json`` with ``mark_format`` (after a transformers ``save_pretrained``)."""
+    path = Path(folder) / "config.json"
+    config = read_json(path)
+    marked = mark_format(config)
+    if marked is not config:
+        atomic_write_json(path, marked)
+
+
+def model_config(folder: str | Path):
+    """The transformers config of a model folder, greenlm formats included (their real model type restored)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    folder = Path(folder)
+    raw = read_json(folder / "config.json", hint="re-save the model, or point at another folder")
+    base = (raw.get("greenlm") or {}).get("base_model_type")
+    with _quiet_transformers():
+        if base is None:
+            return AutoConfig.from_pretrained(str(folder))
+        if base not in CONFIG_MAPPING:
+            raise GreenlmError(f"model folder '{folder}' is a {base!r} model, which this transformers version lacks")
+        config = CONFIG_MAPPING[base].from_dict({**raw, "model_type": base})
+    return config
+
+
 def _special_format(folder: Path) -> str | None:
     try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        config = read_json(folder / "config.json", hint="re-save the model, or point at another folder")
+    except OSError:
         return None
     fmt = (config.get("greenlm") or {}).get("format")
     if fmt is None:
@@ -70,12 +115,32 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _check_local_weights(folder: Path, allow_pickle: bool) -> bool:
+def _pickled_shards(folder: Path) -> list[str]:
+    """Shards named by a safetensors index that are not safetensors files (a renamed pickle loads as one)."""
+    index = folder / "model.safetensors.index.json"
+    if not index.is_file():
+        return []
+    try:
+        weight_map = read_json(index).get("weight_map") or {}
+        shards = sorted(set(weight_map.values()))
+    except (OSError, ValueError, AttributeError, TypeError):
+        raise GreenlmError(f"{index} is not a valid index (JSON with a 'weight_map'); re-save the model") from None
+    return [shard for shard in shards if not str(shard).endswith(".safetensors")]
+
+
+def check_local_weights(folder: Path, allow_pickle: bool) -> bool:
     """True when the folder holds safetensors weights; refuses pickle-only and weight-less folders."""
     if not (folder / "config.json").is_file():
         raise GreenlmError(f"model folder '{folder}' has no config.json; is it a Hugging Face model folder?")
     if any((folder / name).is_file() for name in _SAFE_WEIGHTS):
-        return True
+        pickled = _pickled_shards(folder)
+        if not pickled:
+            return True
+        if not allow_pickle:
+            raise GreenlmError(
+                f"model folder '{folder}': model.safetensors.index.json lists pickle shards ({pickled[0]}), which can"
+                " run code when loaded; convert them to safetensors, or pass --allow-pickle if you trust the source")
+        return False
     if any((folder / name).is_file() for name in _PICKLE_WEIGHTS):
         if not allow_pickle:
             raise GreenlmError(
@@ -119,13 +184,19 @@ def load_classifier(
 
     use_safetensors = True
     if source.kind == "local":
-        use_safetensors = _check_local_weights(Path(source.location), allow_pickle)
+        use_safetensors = check_local_weights(Path(source.location), allow_pickle)
         special = _special_format(Path(source.location))
         if special is not None:
             # Models greenlm rewrote (pruned, with exits, quantized) have their own loader.
             module_name, _, function_name = _FORMAT_LOADERS[special].partition(":")
             loader = getattr(importlib.import_module(module_name), function_name)
-            return apply_saved_quantization(loader(source, labels=labels))
+            try:
+                return apply_saved_quantization(loader(source, labels=labels))
+            except GreenlmError:
+                raise
+            except Exception as err:  # a damaged weights or graph file: many error types, one line for the user
+                raise GreenlmError(f"could not load {special} model folder '{spec}': {_first_line(err)};"
+                                   " its files may be damaged: rebuild it with the command that made it") from None
     try:
         with _quiet_transformers():
             config = AutoConfig.from_pretrained(source.location, trust_remote_code=trust_remote_code)
@@ -152,7 +223,7 @@ def load_classifier(
     except GreenlmError:
         raise
     except Exception as err:  # hub and file errors come in many types; the user needs one line
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first_line = _first_line(err)
         if source.kind == "hub":
             raise GreenlmError(
                 f"could not load '{spec}' from the Hugging Face Hub (no internet, or no such model?): {first_line}."
@@ -162,6 +233,11 @@ def load_classifier(
     model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)]
     # a folder saved as PyTorch int8 holds fp32 weights and the settings to quantize them: done here
     return apply_saved_quantization(LoadedModel(model, tokenizer, source, model_labels, notes))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def relabel_config(config, labels: Sequence[str] | None) -> list[str]:
@@ -225,6 +301,7 @@ def save_classifier(model, tokenizer, out_dir: str | Path, extra_json: dict[str,
         with _quiet_transformers():
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+        mark_format_file(tmp)
         for name, payload in (extra_json or {}).items():
             atomic_write_json(tmp / name, payload)
     return out_dir

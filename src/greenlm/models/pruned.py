@@ -29,7 +29,6 @@ Michel et al.'s importance (see ``greenlm.compress.importance``).
 from __future__ import annotations
 
 import contextlib
-import json
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from greenlm.common import GreenlmError
+from greenlm.common import GreenlmError, read_json
 
 FORMAT = "pruned"
 HEADS_FIELD = "greenlm_heads_per_layer"
@@ -408,13 +407,12 @@ def _layer_hook(gate: torch.Tensor):
 def load_pruned(source, *, labels=None):
     """Rebuild a pruned classifier from its folder (registered in ``models.loading._FORMAT_LOADERS``)."""
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
-    from greenlm.models.loading import _quiet_transformers, load_rebuilt_weights, relabel_config
+    from greenlm.models.loading import _quiet_transformers, load_rebuilt_weights, model_config, relabel_config
 
     folder = Path(source.location)
-    with _quiet_transformers():
-        config = AutoConfig.from_pretrained(str(folder))
+    config = model_config(folder)
     layout_of(config)
     notes = relabel_config(config, labels)
     with _quiet_transformers():
@@ -431,7 +429,7 @@ def _read_weights(folder: Path, load_file) -> dict[str, torch.Tensor]:
     index = folder / "model.safetensors.index.json"
     if not index.is_file():
         raise GreenlmError(f"pruned model folder '{folder}' has no model.safetensors")
-    shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    shards = sorted(set(read_json(index)["weight_map"].values()))
     state: dict[str, torch.Tensor] = {}
     for shard in shards:
         state.update(load_file(str(folder / shard)))

@@ -14,6 +14,10 @@ from dataclasses import asdict, dataclass, fields
 from greenlm.common import GreenlmError
 
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# A tiny model is built in memory for tests and demos: these bounds refuse a typo (hidden=65536) before it
+# allocates tens of gigabytes.
+_TINY_MAX = {"layers": 48, "hidden": 4096, "heads": 64, "ffn": 16384, "vocab": 250_000, "positions": 65_536}
+_TINY_MAX_PARAMETERS = 500_000_000
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,19 @@ class TinySpec:
         tiny = cls(**values)
         if tiny.hidden % tiny.heads:
             raise GreenlmError(f"tiny model: hidden ({tiny.hidden}) must be divisible by heads ({tiny.heads})")
+        for key, most in _TINY_MAX.items():
+            if getattr(tiny, key) > most:
+                raise GreenlmError(f"tiny model setting '{key}' is {getattr(tiny, key)}; a tiny model has at most {most}")
+        if tiny.parameter_estimate() > _TINY_MAX_PARAMETERS:
+            raise GreenlmError(f"tiny model '{spec}' would have about {tiny.parameter_estimate() / 1e6:,.0f}M"
+                               f" parameters; tiny models are for tests and demos (at most"
+                               f" {_TINY_MAX_PARAMETERS / 1e6:,.0f}M): use a real model folder for larger ones")
         return tiny
+
+    def parameter_estimate(self) -> int:
+        """Weights of the encoder (attention 4 h^2, FFN 2 h f, per layer) and embeddings: enough to refuse a huge one."""
+        per_layer = 4 * self.hidden * self.hidden + 2 * self.hidden * self.ffn
+        return self.layers * per_layer + (self.vocab + self.positions) * self.hidden
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 from greenlm.train.config import TrainConfig
 
@@ -21,6 +22,7 @@ class FinetuneStageConfig(TrainConfig):
     selection_map: str | None = None  # model folder (or training_dynamics folder) whose map train_selection uses; not for random
 
     def __post_init__(self):
+        check_numbers(self)
         super().__post_init__()
         if self.max_length < 8:
             raise GreenlmError("max_length must be >= 8")

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import greenlm
-from greenlm.common import atomic_write_json
+from greenlm.common import atomic_write_json, read_json, read_json_cache
 from greenlm.common.hardware import cpu_model
 from greenlm.data import EncodedSplit, Task, align_labels, collate, encode_split, length_grouped_batches
 from greenlm.measure.machine_load import CpuWindow, load_record, loadavg_1m
@@ -75,7 +75,7 @@ def _predict(forward, encoded: EncodedSplit, pad_token_id: int, batch_size: int)
 
 def _pass_key(recipe, stages) -> str:
     payload = {
-        "artifacts": [(s.name, json.loads((s.folder / "stage.json").read_text())["artifact_sha256"]) for s in stages],
+        "artifacts": [(s.name, read_json(s.folder / "stage.json")["artifact_sha256"]) for s in stages],
         "evaluation": dataclasses.asdict(recipe.evaluation),
         "measure": dataclasses.asdict(recipe.measure),
         "cpu": cpu_model(),
@@ -128,8 +128,8 @@ def protocol_of(ev) -> dict:
 def measure_models(recipe, task: Task, stages, run_dir: Path, log) -> dict:
     key = _pass_key(recipe, stages)
     cache = run_dir / MEASUREMENTS_FILE
-    if cache.is_file():
-        saved = json.loads(cache.read_text())
+    saved = read_json_cache(cache)
+    if saved is not None:
         if saved.get("key") == key:
             log("measurements: reused (models and settings unchanged)")
             return saved
@@ -186,7 +186,7 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
         torch.set_num_threads(previous)
     mean_length = max(1, round(sum(m.encoded.lengths()) / len(m.encoded)))
     metrics_file = m.folder / "metrics.json"
-    stage_metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    stage_metrics = read_json(metrics_file) if metrics_file.is_file() else {}
     flops = _expected_flops(stage_metrics, m.model.config, mean_length)
     counted = isinstance(m.model, torch.nn.Module) and not is_torch_int8(m.model)  # int8 linears hold no parameters
     params = count_params(m.model) if counted else {"total": 0}

@@ -28,7 +28,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError, atomic_write_json, read_json
 from greenlm.common.hardware import cpu_model
 
 MARGIN = 1.2  # refuse only when the best estimate is below target / MARGIN (latency: above target * MARGIN)
@@ -75,10 +75,10 @@ def estimate_speeds(recipe, task, runs_root: Path, log) -> dict[str, dict]:
     key = _cache_key(recipe, plan)
     cache = Path(runs_root) / CACHE_FILE
     try:
-        saved = json.loads(cache.read_text())
+        saved = read_json(cache)
         if saved.get(key):
             return saved[key]
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         saved = {}
     log("checking the target before training: timing stand-ins of every stage's model (random weights, same"
         " shapes) on dev sentences")

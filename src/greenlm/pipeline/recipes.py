@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from greenlm.common.inputs import SETTINGS_MAX_BYTES, read_input
+from greenlm.data.safe_yaml import load_yaml
 from greenlm.common import GreenlmError
 from greenlm.pipeline.schema import Recipe, apply_overrides, parse_recipe, suggest
 
@@ -47,7 +49,7 @@ def load_recipe(spec: str | None = None, overrides: list[str] | None = None, nam
         if not path.is_file():
             raise GreenlmError(f"recipe file '{spec}' does not exist")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_input(path, what="recipe file", max_bytes=SETTINGS_MAX_BYTES).decode("utf-8")
         except UnicodeDecodeError:
             raise GreenlmError(f"recipe file '{spec}' is not UTF-8 text") from None
         source = str(path)
@@ -55,7 +57,7 @@ def load_recipe(spec: str | None = None, overrides: list[str] | None = None, nam
         raise GreenlmError(f"no recipe '{spec}'{suggest(spec, bundled_recipe_names())}: give a YAML file or one of"
                            f" {', '.join(bundled_recipe_names())}")
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text, source)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -15,14 +15,13 @@ place), so a crash never leaves a stage that looks finished.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from greenlm.common import GreenlmError, atomic_write_text
+from greenlm.common import GreenlmError, atomic_write_text, read_json
 from greenlm.stage.folders import STAGE_FILE, artifact_hash, identity_key, install_folder  # noqa: F401 (re-exported)
 
 RECIPE_FILE = "recipe.yaml"
@@ -45,8 +44,8 @@ class FinishedStage:
 
 def read_finished(folder: Path) -> FinishedStage | None:
     try:
-        return FinishedStage(folder, json.loads((folder / STAGE_FILE).read_text()))
-    except (OSError, json.JSONDecodeError, KeyError):
+        return FinishedStage(folder, read_json(folder / STAGE_FILE))
+    except (OSError, ValueError, KeyError):
         return None
 
 

@@ -10,7 +10,6 @@ inputs in this one process, and the report is written.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 import yaml
 
 import greenlm
-from greenlm.common import GreenlmError
+from greenlm.common import GreenlmError, read_json, write_error
 from greenlm.data import Task, carve_validation, describe_filter, filter_train, load_task
 from greenlm.pipeline.rundir import (RECIPE_FILE, STAGE_FILE, WORK, RunLog, copy_stage, find_cached, identity_key,
                                      read_finished, write_recipe)
@@ -152,25 +151,8 @@ def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, star
     return outcome
 
 
-def write_error(err: BaseException) -> str | None:
-    """What went wrong, if ``err`` is a failed write (disk full, permission denied...); else None.
-
-    Besides OSError: safetensors raises its own SafetensorError, and torch.save a RuntimeError from
-    its stream writer, when the disk is full.
-    """
-    if isinstance(err, OSError):
-        where = f": {err.filename}" if err.filename else ""
-        return f"{err.strerror or err}{where}"
-    text = str(err)
-    if type(err).__name__ == "SafetensorError" or (
-            isinstance(err, RuntimeError) and any(s in text for s in ("PytorchStreamWriter", "No space left",
-                                                                     "Permission denied", "file write failed"))):
-        return text.splitlines()[0] if text else type(err).__name__
-    return None
-
-
 def _artifact_sha256(folder: Path) -> str:
-    return json.loads((folder / STAGE_FILE).read_text())["artifact_sha256"]
+    return read_json(folder / STAGE_FILE)["artifact_sha256"]
 
 
 def _teacher_stage(recipe: Recipe) -> str:

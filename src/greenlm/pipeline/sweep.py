@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError, atomic_write_json, read_json
 from greenlm.common.optional import require
 from greenlm.data import SELECTION_SPLITS
 from greenlm.pipeline.schema import Recipe
@@ -252,7 +252,7 @@ def _default_runner():
 def _open_sweep(sweep_dir: Path, sweep_name: str, spec: dict, force: bool) -> dict:
     saved_file = sweep_dir / SWEEP_FILE
     if saved_file.is_file():
-        saved = json.loads(saved_file.read_text(encoding="utf-8"))
+        saved = read_json(saved_file)
         changed = [k for k in spec if saved.get("spec", {}).get(k) != spec[k]]
         if changed and not force:
             raise GreenlmError(f"sweep '{sweep_name}' exists in {sweep_dir.parent} with other settings (differs in:"

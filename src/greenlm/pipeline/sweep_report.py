@@ -3,11 +3,10 @@ sweep.json's curve, the figure), written at the end of ``greenlm sweep`` and aga
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text
+from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text, read_json
 
 SWEEP_FILE = "sweep.json"
 TRIALS = "trials"
@@ -92,7 +91,7 @@ def write_sweep_report(sweep_dir: str | Path, *, out_dir: str | Path | None = No
     """``greenlm report SWEEP_DIR``: rewrite sweep.md, sweep.html, sweep.json's curve and the figure."""
     sweep_dir = Path(sweep_dir)
     try:
-        record = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
+        record = read_json(sweep_dir / SWEEP_FILE)
     except (OSError, ValueError):
         raise GreenlmError(f"{sweep_dir / SWEEP_FILE} cannot be read; it is written by `greenlm sweep`") from None
     skipped = [f for f in formats if f in ("tex", "cards")]

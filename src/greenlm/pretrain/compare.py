@@ -13,12 +13,12 @@ Everything resumes: a pre-training arm through its work folder, a fine-tuning th
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common.numbers import check_numbers
+from greenlm.common import GreenlmError, atomic_write_json, read_json
 from greenlm.pretrain.config import DEFAULT_MODEL, MASKINGS, OBJECTIVES, PretrainConfig
 
 
@@ -41,6 +41,7 @@ class CompareConfig:
     seed: int = 42  # every arm's seed
 
     def __post_init__(self):
+        check_numbers(self)
         if not self.arms:
             raise GreenlmError("compare needs at least one arm (OBJECTIVE/MASKING)")
         for arm in self.arms:
@@ -101,7 +102,7 @@ def _finetune_once(config, task, model_folder: Path, folder: Path, task_name: st
 
     result_file = folder / f"{task_name}.json"
     if result_file.is_file():
-        return json.loads(result_file.read_text())
+        return read_json(result_file)
     work = folder / f".{task_name}.work"
     train_config = TrainConfig(epochs=config.finetune_epochs, learning_rate=config.finetune_lr, seed=config.seed,
                                batch_size=32)

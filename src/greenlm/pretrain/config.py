@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 
 OBJECTIVES = ("mlm", "electra")
@@ -44,6 +45,7 @@ class PretrainConfig:
     snapshot_fractions: tuple[float, ...] = ()  # also save the encoder at these shares of the steps (snapshots/step-N; 0: untrained)
 
     def __post_init__(self):
+        check_numbers(self)
         checks = [
             (self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"),
             (self.masking in MASKINGS, f"masking must be one of {', '.join(MASKINGS)}, got {self.masking!r}"),

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from greenlm.common.inputs import read_input
 from greenlm.common import GreenlmError, sha256_file
 from greenlm.models.loading import _quiet_transformers as quiet_transformers
 
@@ -85,10 +86,7 @@ def _wikitext2_folder() -> Path:
 
 def read_lines(path: Path) -> list[str]:
     """The non-blank lines of a UTF-8 text file; refuses empty, binary and non-UTF-8 files with the position."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise GreenlmError(f"cannot read corpus '{path}': {err.strerror or err}") from None
+    data = read_input(path, what="corpus")
     nul = data.find(b"\x00")
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1

@@ -26,6 +26,7 @@ import torch
 from greenlm.common import GreenlmError
 from greenlm.models import TinySpec, load_tokenizer, resolve_model_source
 from greenlm.models.loading import _quiet_transformers as quiet_transformers
+from greenlm.models.loading import check_local_weights, model_config
 from greenlm.pretrain.masking import IGNORE
 
 
@@ -165,11 +166,12 @@ def _tiny_encoder(spec: TinySpec, tokenizer, objective: str):
 def _pretrained_encoder(folder: str, objective: str, notes: list[str]):
     from pathlib import Path
 
-    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, ElectraConfig, ElectraForPreTraining
+    from transformers import AutoModel, AutoModelForMaskedLM, ElectraConfig, ElectraForPreTraining
 
     if not (Path(folder) / "model.safetensors").is_file():
         raise GreenlmError(f"model folder '{folder}' has no model.safetensors (greenlm loads safetensors weights only)")
-    config = AutoConfig.from_pretrained(folder)
+    check_local_weights(Path(folder), allow_pickle=False)  # a safetensors index may still name pickle shards
+    config = model_config(folder)
     archs = getattr(config, "architectures", None) or []
     if _saved_attention(config).linear:
         return _linear_attention_encoder(folder, config, objective, notes)

@@ -30,13 +30,14 @@ from pathlib import Path
 
 import torch
 
-from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_write_text, move_into_place
+from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_write_text, move_into_place, read_json
 from greenlm.common.workdir import claim, folder_lock
 from greenlm.measure import PriceTag, PriceTagRecord, PriceTagWarning, combine_records, count_flops
 from greenlm.pretrain.config import PretrainConfig
 from greenlm.pretrain.corpus import Blocks, encode_blocks, locate, read_lines
 from greenlm.pretrain.masking import IGNORE, batch_generator, replace, select, select_random
 from greenlm.models.loading import _quiet_transformers as quiet_transformers
+from greenlm.models.loading import mark_format_file
 from greenlm.pretrain.models import build_models, source_tokenizer
 from greenlm.train.config import TrainConfig
 from greenlm.train.loop import Callback, train
@@ -80,8 +81,8 @@ def run_pretraining(config: PretrainConfig, out_dir: str | Path, *, progress: bo
     finished = _finished_key(out_dir)
     if finished == key:
         on_note(f"{out_dir} already holds this pre-training run: nothing to do")
-        metrics = json.loads((out_dir / METRICS_FILE).read_text())
-        pricetag = json.loads((out_dir / PRICETAG_FILE).read_text()) if (out_dir / PRICETAG_FILE).is_file() else None
+        metrics = read_json(out_dir / METRICS_FILE)
+        pricetag = read_json(out_dir / PRICETAG_FILE) if (out_dir / PRICETAG_FILE).is_file() else None
         return PretrainResult(out_dir, "reused", metrics, pricetag)
     if out_dir.exists():
         raise GreenlmError(f"{out_dir} exists and holds something else; choose another --out or remove it")
@@ -114,7 +115,7 @@ def run_pretraining(config: PretrainConfig, out_dir: str | Path, *, progress: bo
 
 def _finished_key(out_dir: Path) -> str | None:
     try:
-        return json.loads((out_dir / METRICS_FILE).read_text()).get("key")
+        return read_json(out_dir / METRICS_FILE).get("key")
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -123,7 +124,7 @@ def _earlier_attempts(folder: Path) -> list[PriceTagRecord]:
     records = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            records.append(PriceTagRecord.from_dict(json.loads(path.read_text())))
+            records.append(PriceTagRecord.from_dict(read_json(path)))
         except (OSError, ValueError, TypeError):
             continue  # a snapshot cut short by the kill: that attempt goes uncounted
     return records
@@ -186,6 +187,7 @@ def _pretrain(config, files, train_lines, valid_lines, old_tokenizer, work_dir: 
     with quiet_transformers():
         models.encoder.save_pretrained(output)
         tokenizer.save_pretrained(output)
+        mark_format_file(output)  # a linear-attention encoder must not load as softmax in plain transformers
         if models.generator is not None:
             models.generator.config.save_pretrained(output / "generator")
     state = result.state
@@ -432,6 +434,7 @@ class _Snapshots(Callback):
         with atomic_dir(target) as tmp, quiet_transformers():
             self.encoder.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
+            mark_format_file(tmp)
             atomic_write_json(tmp / "snapshot.json", {
                 "step": state.step, "blocks": state.examples_seen, "tokens": state.examples_seen * self.config.max_length,
                 "train_flops_electra": self.per_step["electra"] * state.step,
@@ -446,5 +449,5 @@ class _Snapshots(Callback):
         for step in sorted(self.steps):
             path = self.folder / f"step-{step}" / "snapshot.json"
             if path.is_file():
-                out.append({"folder": f"snapshots/step-{step}", **json.loads(path.read_text())})
+                out.append({"folder": f"snapshots/step-{step}", **read_json(path)})
         return out

@@ -315,8 +315,15 @@ def model_card(run: RunData, row: dict) -> str:
                   f'model = AutoModelForSequenceClassification.from_pretrained("{row.get("folder") or stage}")',
                   "```", ""]
     else:
-        lines += [f"Its format (`{(config.get('greenlm') or {}).get('format')}`) is loaded by greenlm"
-                  + (" with onnxruntime" if meta["library_name"] == "onnx" else "") + ".", ""]
+        fmt = (config.get('greenlm') or {}).get('format')
+        if meta["library_name"] == "onnx":
+            lines += [f"Its format (`{fmt}`) is loaded by greenlm with onnxruntime.", ""]
+        else:
+            lines += [f"Its format (`{fmt}`) is loaded by greenlm, as above. Plain Transformers cannot load it right"
+                      " (its weights are reshaped, carry exit heads or use another attention), so its config.json"
+                      f" names model type `{config.get('model_type')}` and Transformers refuses it rather than build a"
+                      " different model. To serve it without greenlm, export it: `greenlm export FOLDER --out DIR`"
+                      " writes an ONNX graph that ONNX Runtime runs.", ""]
 
     lines += ["## Limits", "",
               f"- Evaluated on one split (`{task}` dev, {dev.get('examples', 'n/a')} examples) of one task; accuracy on"

@@ -12,14 +12,13 @@ the rest. This module reads files only: it imports nothing of the pipeline.
 from __future__ import annotations
 
 import calendar
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from greenlm.common import GreenlmError
+from greenlm.common import GreenlmError, read_json
 from greenlm.report.provenance import selections
 from greenlm.report.target import mark_rows, target_record, target_settings
 
@@ -92,7 +91,7 @@ def stage_method(name: str, body: dict | None) -> str:
 def read_json_dict(path: Path) -> dict | None:
     """The JSON object in ``path``; None when the file is missing, unreadable or not an object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

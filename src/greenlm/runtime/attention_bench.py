@@ -26,6 +26,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 
+from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 from greenlm.models.attention_spec import AttentionSpec, parse_attention_list
 
@@ -48,6 +49,7 @@ class LengthBenchConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_numbers(self)
         if not self.seq_lens or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.seq_lens):
             raise GreenlmError(f"--seq-lens must be whole numbers >= 1, e.g. 128,512,2048; got {self.seq_lens!r}")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):

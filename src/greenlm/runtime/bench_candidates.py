@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from greenlm.common.hardware import cpu_has_bf16
 from greenlm.common import GreenlmError
 from greenlm.data import UNLABELED, EncodedSplit, Task, align_labels, encode_split
 from greenlm.models.loading import LoadedModel, load_classifier, model_max_length
@@ -90,6 +91,9 @@ def _build(name: str, loaded: LoadedModel, threads: int, work: Path, check_batch
         rt = _ForwardOnly(copy.deepcopy(model), threads, weights)
         return _Candidate(name, rt, order="given", pad_to=config.naive_pad_to, disk_bytes=rt.disk_bytes(),
                           precision="fp32")
+    if name == "torch-bf16" and not cpu_has_bf16():
+        return _Candidate(name, None, skipped="this CPU has no AVX512-BF16 / AMX: bf16 matrix products are emulated,"
+                                              " about 100x slower than fp32 (AMD Zen 3, older Intel), so it is not timed")
     if name in ("torch-fp32", "torch-bf16"):
         precision = name.split("-")[1]
         rt = TorchRuntime(copy.deepcopy(model), precision=precision, threads=threads, files=weights)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 
 PEERS = ("hf-eager-pad128", "ort-fp32", "ort-int8")
@@ -54,6 +55,7 @@ class BenchConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_numbers(self)
         if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
             raise GreenlmError(f"batch sizes must be positive whole numbers, got {list(self.batch_sizes)}")
         for name in ("latency_examples", "repeats", "rounds", "naive_pad_to"):

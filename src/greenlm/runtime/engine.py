@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import greenlm
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError, atomic_write_json, read_json
 from greenlm.data import UNLABELED, EncodedSplit, TaskSplit, encode_split
 from greenlm.models.early_exit import FORMAT as EARLY_EXIT_FORMAT
 from greenlm.models.loading import LoadedModel, load_classifier
@@ -244,15 +244,15 @@ def _choices_file() -> Path:
 
 def _read_choice(key: str) -> dict | None:
     try:
-        return json.loads(_choices_file().read_text()).get(key)
-    except (OSError, json.JSONDecodeError):
+        return read_json(_choices_file()).get(key)
+    except (OSError, ValueError):
         return None
 
 
 def _write_choice(key: str, choice: dict) -> None:
     try:
-        existing = json.loads(_choices_file().read_text())
-    except (OSError, json.JSONDecodeError):
+        existing = read_json(_choices_file())
+    except (OSError, ValueError):
         existing = {}
     existing[key] = choice
     try:
@@ -291,6 +291,6 @@ def predict_split(model: str, split: TaskSplit, *, runtime: str = "torch", batch
 def _is_early_exit_folder(model: str) -> bool:
     config = Path(model) / "config.json"
     try:
-        return ((json.loads(config.read_text()).get("greenlm") or {}).get("format")) == EARLY_EXIT_FORMAT
+        return ((read_json(config).get("greenlm") or {}).get("format")) == EARLY_EXIT_FORMAT
     except (OSError, ValueError):
         return False

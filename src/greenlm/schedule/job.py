@@ -7,14 +7,13 @@ pause_h of extra running at the job's power: pause_kwh = power_kw x pause_h, emi
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from greenlm.common import GreenlmError
+from greenlm.common import GreenlmError, read_json
 
 _UNITS_H = {"s": 1 / 3600, "m": 1 / 60, "min": 1 / 60, "h": 1.0, "d": 24.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|min|h|d)\s*$", re.I)
@@ -108,7 +107,7 @@ def job_from_earlier_run(report_path: str | Path, pause_cost: str | None = None)
     of the same recipe costs about what it cost last time; reused stages count what they cost when they ran)."""
     path = Path(report_path)
     try:
-        rows = json.loads(path.read_text(encoding="utf-8")).get("rows") or []
+        rows = read_json(path).get("rows") or []
     except FileNotFoundError:
         raise GreenlmError(f"no earlier run at {path.parent} to estimate the job from: give its length "
                            "(--job-duration, e.g. 2h)") from None
@@ -135,7 +134,7 @@ def _read_pricetag(path: str) -> tuple[float, float, str]:
     if p.is_dir():
         p = p / "pricetag.json"
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = read_json(p)
     except FileNotFoundError:
         raise GreenlmError(f"price tag {p} does not exist") from None
     except (OSError, ValueError) as err:

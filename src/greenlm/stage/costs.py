@@ -13,11 +13,10 @@ new part to what came before, so the stage reports what it really cost.
 from __future__ import annotations
 
 import contextlib
-import json
 import warnings
 from pathlib import Path
 
-from greenlm.common import atomic_write_json
+from greenlm.common import atomic_write_json, read_json
 
 _SUMMED = ("wall_s", "cpu_s", "energy_kwh", "co2e_kg", "flops")
 
@@ -44,7 +43,7 @@ class PhaseCosts:
     def __init__(self, file: Path, prefix: str = ""):
         self.file = Path(file)
         self.prefix = prefix  # the price tag names its phases "<prefix>:<phase>"
-        self.phases: dict[str, dict] = json.loads(self.file.read_text()) if self.file.is_file() else {}
+        self.phases: dict[str, dict] = read_json(self.file) if self.file.is_file() else {}
         self.resumed = bool(self.phases)
 
     @contextlib.contextmanager

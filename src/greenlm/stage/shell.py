@@ -21,7 +21,6 @@ come here.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import threading
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import greenlm
-from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text, recover_dir
+from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text, read_json, recover_dir
 from greenlm.data import Task, describe_filter
 from greenlm.measure import PriceTagWarning
 from greenlm.stage.context import StageContext
@@ -315,15 +314,10 @@ def _write_output(method, name, ctx, output, tag, attempts, identity, key, secon
 
 def read_result(method: str, name: str, folder: Path, status: str, seconds: float) -> StageResult:
     """The result of the finished stage in ``folder`` (its metrics.json and pricetag.json)."""
-    metrics = _read_json(folder / METRICS_FILE) or {}
-    return StageResult(method, folder, status, seconds, metrics, _read_json(folder / PRICETAG_FILE), name=name)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    hint = f"delete {folder} and run the same command again to rebuild it"
+    files = [folder / METRICS_FILE, folder / PRICETAG_FILE]
+    metrics, pricetag = (read_json(path, hint=hint) if path.is_file() else None for path in files)
+    return StageResult(method, folder, status, seconds, metrics or {}, pricetag, name=name)
 
 
 # ---- several processes (accelerate launch): the main one claims and writes, all train ---------------------------------
@@ -364,8 +358,8 @@ def _earlier_attempts(folder: Path) -> list:
     records = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            data = read_json(path)
+        except (OSError, ValueError):
             continue  # a snapshot cut short by the kill: that attempt goes uncounted
         record = PriceTagRecord.from_dict(data)
         if record.status == "running":

@@ -13,14 +13,16 @@ complete checkpoint or the new complete one.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from greenlm.common import atomic_dir, recover_dir
+from greenlm.common import GreenlmError, atomic_dir, read_json, recover_dir
 
 STATE_FILE = "state.json"
 
@@ -58,16 +60,27 @@ def save_checkpoint(folder: Path, *, model, optimizer, scheduler, extras, state:
 
 
 def load_checkpoint(folder: Path, *, model, optimizer, scheduler, extras, rank: int) -> dict:
-    """Restore everything ``save_checkpoint`` wrote; returns the saved state dict."""
-    load_model(model, str(folder / "model.safetensors"))
-    if extras is not None:
-        load_model(extras, str(folder / "extras.safetensors"))
-    saved = torch.load(folder / "optimizer.pt", weights_only=True)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    rng_states = torch.load(folder / "rng.pt", weights_only=True)
-    restore_rng_state(rng_states[min(rank, len(rng_states) - 1)])
-    return json.loads((folder / STATE_FILE).read_text())
+    """Restore everything ``save_checkpoint`` wrote; returns the saved state dict.
+
+    A checkpoint damaged outside greenlm (its files are written whole, then renamed) is refused in one line
+    that names it, never resumed from in part.
+    """
+    hint = f"delete {folder} to start this training over"
+    state = read_json(folder / STATE_FILE, hint=hint)
+    try:
+        load_model(model, str(folder / "model.safetensors"))
+        if extras is not None:
+            load_model(extras, str(folder / "extras.safetensors"))
+        saved = torch.load(folder / "optimizer.pt", weights_only=True)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        rng_states = torch.load(folder / "rng.pt", weights_only=True)
+        restore_rng_state(rng_states[min(rank, len(rng_states) - 1)])
+    except (OSError, RuntimeError, ValueError, KeyError, IndexError, TypeError, EOFError, pickle.UnpicklingError,
+            SafetensorError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise GreenlmError(f"the checkpoint in {folder} is damaged ({first}); {hint}") from None
+    return state
 
 
 def has_checkpoint(folder: Path) -> bool:

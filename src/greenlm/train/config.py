@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -27,6 +28,7 @@ class TrainConfig:
     length_group_factor: int = 50  # batches drawn from mega-batches of this many batches, sorted by length
 
     def __post_init__(self):
+        check_numbers(self)
         checks = [
             (self.epochs > 0, "epochs must be > 0"),
             (self.batch_size >= 1, "batch_size must be >= 1"),

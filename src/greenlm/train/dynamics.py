@@ -20,7 +20,6 @@ of the step it resumes from when the interruption came between that step's check
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from greenlm.common import GreenlmError, atomic_write_json
+from greenlm.common import GreenlmError, atomic_write_json, read_json
 from greenlm.data import EncodedSplit, length_grouped_batches
 from greenlm.datamap.dynamics_io import DYNAMICS_DIR, point_file, write_point, written_points
 from greenlm.runtime import predict_logits
@@ -90,8 +89,8 @@ class DynamicsRecorder(Callback):
 
     def _load_points(self) -> None:
         try:
-            saved = json.loads((self.folder / POINTS_FILE).read_text())
-        except (OSError, json.JSONDecodeError):
+            saved = read_json(self.folder / POINTS_FILE)
+        except (OSError, ValueError):
             saved = {}
         self.points = {int(p["k"]): p for p in saved.get("points", []) if isinstance(p, dict) and "k" in p}
         for k in written_points(self.files):  # a file written just before an interruption, its entry not yet

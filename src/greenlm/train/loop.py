@@ -123,6 +123,13 @@ def _linear_warmup_decay(total_steps: int, warmup_steps: int):
     return factor
 
 
+def _diverged(what: str, step: int, config: TrainConfig) -> GreenlmError:
+    """Training that produced NaN or infinity stops here: nothing is saved as if it had succeeded."""
+    return GreenlmError(
+        f"training diverged at step {step}: {what}; no model was written. Try a lower learning rate (now"
+        f" {config.learning_rate:g}), gradient clipping (max_grad_norm, now {config.max_grad_norm:g}) or fp32")
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -263,6 +270,8 @@ def train(
                     with contextlib.nullcontext() if sync else accelerator.no_sync(ddp_model):
                         with _autocast(accelerator.device, precision):
                             loss = loss_fn(ddp_model, batch) if loss_fn is not None else ddp_model(**batch).loss
+                        if not torch.isfinite(loss.detach()).all():
+                            raise _diverged(f"the loss is {float(loss.detach())}", state.step + 1, config)
                         accelerator.backward(loss * weight)
                 if config.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
@@ -295,6 +304,9 @@ def train(
     if config.select_metric and best_path.is_file() and state.best_step is not None:
         load_model(raw, str(best_path))
         best_metrics = next(h for h in state.history if h["step"] == state.best_step)
+    broken = next((name for m in modules for name, p in m.named_parameters() if not torch.isfinite(p).all()), None)
+    if broken is not None:  # a finite loss can still leave an infinite update behind it
+        raise _diverged(f"weight '{broken}' is not finite", state.step, config)
     for cb in callbacks:
         cb.on_train_end(state)
     examples_total = state.examples_seen * world
