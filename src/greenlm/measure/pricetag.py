@@ -140,7 +140,7 @@ class PriceTag:
         ledger: True (the default ledger, the default), a ``Ledger``, or False: where the finished record
             is appended. Only top-level tags are appended; a phase is part of its parent's record.
         backend: "auto" (NVML / RAPL / estimates), "estimate" (no counters), "codecarbon".
-        cpu_tdp_w: TDP for the CPU estimate, overriding CodeCarbon's table.
+        cpu_tdp_w: TDP for the CPU estimate, overriding the shipped CPU table (from CodeCarbon).
         sample_interval_s: sampling period of the polled figures (RAM, GPU power without counters).
         clock: a zero-argument callable giving Unix seconds, read for wall time and clock hours instead of the
             system clock: a simulated clock (``greenlm.schedule.wait.ScaledClock.now``) prices a time-compressed
