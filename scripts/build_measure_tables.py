@@ -114,7 +114,7 @@ def cloud_regions(root, via):
             except (KeyError, TypeError, ValueError):
                 continue
             rows.append({"name": f"{row['provider']}:{row['region']}", "label": row.get("source") or "provider",
-                         "g_per_kwh": g, "year": None})
+                         "g_per_kwh": g, "year": None, "country": row.get("countryIsoCode") or ""})
     return table("cloud_regions", "cloud", "the cloud providers' published region figures (each row's label is its "
                  "source; year not stated)", f"{via} {rel}", rows)
 

@@ -66,8 +66,14 @@ def _data_folder():
     return importlib.resources.files("greenlm.measure") / "data" / "intensity"
 
 
+# Where a region lies, for CodeCarbon's columns (``place_of``): a Nordic bidding zone's country by its prefix.
+_NORDIC_COUNTRIES = {"SE": "SWE", "NO": "NOR", "FI": "FIN", "DK": "DNK"}
+_COUNTRY_OF_KIND = {"us-state": "USA", "canada-province": "CAN", "china-province": "CHN"}
+
+
 def _read_table(name: str) -> dict:
-    """One shipped table as {UPPER-CASE NAME: (kind, name, g/kWh, year, source)}; OSError/ValueError if unreadable."""
+    """One shipped table as {UPPER-CASE NAME: (kind, name, g/kWh, year, source, label, country ISO)}; OSError or
+    ValueError if unreadable."""
     resource = _data_folder() / f"{name}.json"
     data = json.loads(resource.read_text(encoding="utf-8"))
     kind, via = data["kind"], data["via"]
@@ -80,7 +86,7 @@ def _read_table(name: str) -> dict:
         if row.get("published"):
             detail += f", published as {row['published']}"
         source = f"{data['origin']}, via {via}, shipped as greenlm data/intensity/{name}.json ({detail})"
-        entry = (kind, row["name"], g, row.get("year"), source)
+        entry = (kind, row["name"], g, row.get("year"), source, row.get("label", ""), row.get("country", ""))
         out.setdefault(row["name"].upper(), entry)
         for alias in row.get("aliases", []):
             out.setdefault(alias.upper(), entry)
@@ -134,8 +140,34 @@ def lookup_intensity(region: str) -> Intensity:
             f"unknown region {region!r}{hint} (forms: USA, France, USA/CA, CAN/quebec, CHN/CN-BJ, SE3, "
             f"gcp:us-central1, WORLD; `greenlm calc --list-regions` lists them all){skipped}"
         )
-    kind, name, value, year, source = entry
+    kind, name, value, year, source = entry[:5]
     return Intensity(value, name, source, year, kind)
+
+
+def place_of(region: str | None, kind: str | None) -> dict:
+    """Where an intensity region lies, in CodeCarbon's terms: ``country_iso_code`` (ISO 3166 alpha-3),
+    ``country_name`` (as the countries table names it) and ``region`` (the state or province, lower case as
+    CodeCarbon writes it; a Nordic zone's code); '' for what greenlm does not know (a user's figure, WORLD, a
+    series region such as CISO)."""
+    place = {"country_iso_code": "", "country_name": "", "region": ""}
+    if not region:
+        return place
+    table = _tables()
+    entry = table.get(region.upper())
+    if kind == "country" and entry is not None:
+        place["country_iso_code"] = entry[1]
+    elif kind in _COUNTRY_OF_KIND:
+        place["country_iso_code"] = _COUNTRY_OF_KIND[kind]
+        place["region"] = (entry[5] if entry is not None else region.split("/", 1)[-1]).lower()
+    elif kind == "nordic-zone":
+        place["country_iso_code"] = _NORDIC_COUNTRIES.get(region[:2].upper(), "")
+        place["region"] = region
+    elif kind == "cloud" and entry is not None:
+        place["country_iso_code"] = entry[6]
+    country = table.get(place["country_iso_code"].upper()) if place["country_iso_code"] else None
+    if country is not None and country[0] == "country":
+        place["country_name"] = country[5]
+    return place
 
 
 def known_regions() -> list[str]:
