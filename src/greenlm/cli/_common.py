@@ -115,5 +115,5 @@ def metrics_table(title: str, rows: dict[str, dict]) -> None:
     Console().print(table)
 
 
-RegionOpt = Annotated[Optional[str], typer.Option(help="Carbon-intensity region for the price tag (USA, FRA, USA/CA, ...).")]
-PueOpt = Annotated[Optional[float], typer.Option(help="Data-centre PUE for the price tag (>= 1; default 1.0).")]
+RegionOpt = Annotated[Optional[str], typer.Option(help="Carbon-intensity region for the price tag (USA, FRA, USA/CA, ...). Default: GREENLM_REGION or the settings file (docs/pricetag.md#settings).")]
+PueOpt = Annotated[Optional[float], typer.Option(help="Data-centre PUE for the price tag (>= 1). Default: GREENLM_PUE or the settings file, else 1.0.")]
