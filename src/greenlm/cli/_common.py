@@ -94,8 +94,18 @@ def _split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+_QUIET = False  # `greenlm --quiet`: notes are not printed
+
+
+def set_quiet(quiet: bool) -> None:
+    global _QUIET
+    _QUIET = bool(quiet)
+
+
 def err(message: str) -> None:
-    print(message, file=sys.stderr)
+    """A note or progress message on stderr (stdout stays data); silent under ``greenlm --quiet``."""
+    if not _QUIET:
+        print(message, file=sys.stderr)
 
 
 def print_json(obj) -> None:
