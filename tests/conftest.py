@@ -11,6 +11,10 @@ import tempfile
 os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 # Price tags go to the ledger by default: keep the tests' out of the user's own ledger.
 os.environ["GREENLM_HOME"] = tempfile.mkdtemp(prefix="greenlm-tests-home-")
+# ... and out of the user's settings (region, PUE, price, ledger: greenlm.measure.settings); GREENLM_HOME above
+# also moves the user's settings file into that empty folder.
+for _name in ("GREENLM_REGION", "GREENLM_PUE", "GREENLM_USD_PER_HOUR", "GREENLM_LEDGER", "GREENLM_SETTINGS"):
+    os.environ.pop(_name, None)
 
 import pytest
 

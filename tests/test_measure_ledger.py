@@ -12,7 +12,7 @@ import pytest
 
 from greenlm.common import GreenlmError
 from greenlm.measure import Ledger, append_emissions_csv, default_ledger_path
-from greenlm.measure.emissions_csv import COLUMNS
+from greenlm.measure.emissions_csv import COLUMNS, emissions_row
 
 
 def record(name="run", project="p", stage=None, day="2025-06-01", energy=0.5, co2e=0.1, cost=None, **extra):
@@ -165,11 +165,47 @@ def test_emissions_csv_has_codecarbon_columns_and_appends(tmp_path):
     assert float(rows[0]["emissions"]) == 0.12 and float(rows[0]["duration"]) == 3600.0
     assert float(rows[0]["cpu_energy"]) == pytest.approx(0.15)  # CodeCarbon's energies include the PUE
     assert float(rows[0]["cpu_power"]) == pytest.approx(150.0)
-    assert rows[0]["ram_energy"] == "" and rows[0]["country_iso_code"] == "USA" and rows[0]["region"] == "CA"
+    assert rows[0]["ram_energy"] == ""
+    assert (rows[0]["country_iso_code"], rows[0]["country_name"], rows[0]["region"]) == ("USA", "United States",
+                                                                                         "california")
     codecarbon = pytest.importorskip("codecarbon.output_methods.emissions_data")
     import dataclasses
 
     assert [f.name for f in dataclasses.fields(codecarbon.EmissionsData)] == list(COLUMNS)
+
+
+def test_emissions_csv_columns_mean_what_codecarbon_means(tmp_path, monkeypatch):
+    import time
+    import uuid as uuid_module
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+5:30, no daylight saving: local time is unambiguous
+    if not hasattr(time, "tzset"):
+        pytest.skip("no time.tzset on this platform")
+    time.tzset()
+    try:
+        first = emissions_row(record(name="distill", project="sst2", intensity_region="SE3", intensity_kind="nordic-zone",
+                                     energy_source_by_component={"cpu": "rapl", "gpu": None, "ram": "estimate"}))
+        again = emissions_row(record(name="distill", project="sst2", intensity_region="FRA", intensity_kind="country"))
+        other = emissions_row(record(name="prune", project="sst2"))
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert first["timestamp"] == "2025-06-01T16:30:00"  # 11:00 UTC in local time, CodeCarbon's format
+    assert uuid_module.UUID(first["run_id"]).version == 4
+    assert uuid_module.UUID(first["experiment_id"]).version == 5
+    assert first["experiment_id"] == again["experiment_id"] != other["experiment_id"]  # one stage, one experiment
+    assert (first["country_iso_code"], first["country_name"], first["region"]) == ("SWE", "Sweden", "SE3")
+    assert (again["country_iso_code"], again["country_name"], again["region"]) == ("FRA", "France", "")
+    assert first["tracking_mode"] == "machine" and again["tracking_mode"] == "process"  # RAPL vs the estimate
+    assert first["codecarbon_version"] == ""  # CodeCarbon did not measure
+    measured_by_cc = record(energy_source_by_component={"cpu": "codecarbon"},
+                            energy_details={"codecarbon_version": "3.3.2", "codecarbon_tracking_mode": "machine"})
+    assert emissions_row(measured_by_cc)["codecarbon_version"] == "3.3.2"
+    assert emissions_row(measured_by_cc)["tracking_mode"] == "machine"
+    cloud = emissions_row(record(intensity_region="gcp:us-central1", intensity_kind="cloud"))
+    assert (cloud["cloud_provider"], cloud["cloud_region"], cloud["country_iso_code"], cloud["on_cloud"]) == \
+        ("gcp", "us-central1", "USA", "Y")
+    assert first["water_consumed"] == 0 and first["wue"] == 0
 
 
 def test_emissions_csv_with_other_columns_is_left_alone(tmp_path):

@@ -41,7 +41,7 @@ def test_defaults_are_filled_in_from_the_schema():
         (recipe(finetune={"precision": "fp8"}), ["precision", "auto, bf16, fp32"]),
         (recipe(finetune={}, distil={}), ["unknown stage 'distil'", "did you mean 'distill'"]),
         ({"name": "r", "stagse": {}}, ["unknown key 'stagse'", "did you mean 'stages'"]),
-        ({"name": "r", "stages": {"finetune": {}}, "measure": {"pue": "high"}}, ["measure.pue", "number"]),
+        ({"name": "r", "stages": {"finetune": {}}, "measure": {"pue": "high"}}, ["measure.pue", "expected float or null", "high"]),
         ({"name": "r/x", "stages": {"finetune": {}}}, ["name"]),
         ({"name": "r", "stages": {}}, ["stages"]),
         ({"name": "r", "stages": {"finetune": 5}}, ["stages.finetune must be a mapping", "got 5"]),

@@ -351,6 +351,20 @@ def test_settings_are_checked(settings, message):
         QuantizeConfig(**settings)
 
 
+def test_unset_runtime_falls_back_to_torch_without_onnx_runtime(monkeypatch):
+    import sys
+
+    plain = object()  # not a model with exits
+    notes = []
+    if quantize_torch.is_available("onnxruntime") and quantize_torch.is_available("onnx"):
+        assert quantize_torch.int8_runtime(QuantizeConfig(), plain, notes.append) == "onnx" and notes == []
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as in `pip install greenlm` without extras
+    assert quantize_torch.int8_runtime(QuantizeConfig(), plain, notes.append) == "torch"
+    assert len(notes) == 1 and "ONNX Runtime is not installed" in notes[0] and "greenlm[onnx]" in notes[0]
+    assert quantize_torch.int8_runtime(QuantizeConfig(runtime="onnx"), plain) == "onnx"  # asked for: it errors later
+    assert quantize_torch.int8_runtime(QuantizeConfig(scheme="int8-static"), plain) == "onnx"
+
+
 def test_int8_models_are_refused_where_they_cannot_go(made, quantized, tmp_path, monkeypatch):
     out, _, _ = quantized
     with pytest.raises(GreenlmError, match="already PyTorch int8"):

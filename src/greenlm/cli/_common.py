@@ -94,8 +94,18 @@ def _split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+_QUIET = False  # `greenlm --quiet`: notes are not printed
+
+
+def set_quiet(quiet: bool) -> None:
+    global _QUIET
+    _QUIET = bool(quiet)
+
+
 def err(message: str) -> None:
-    print(message, file=sys.stderr)
+    """A note or progress message on stderr (stdout stays data); silent under ``greenlm --quiet``."""
+    if not _QUIET:
+        print(message, file=sys.stderr)
 
 
 def print_json(obj) -> None:
@@ -115,5 +125,5 @@ def metrics_table(title: str, rows: dict[str, dict]) -> None:
     Console().print(table)
 
 
-RegionOpt = Annotated[Optional[str], typer.Option(help="Carbon-intensity region for the price tag (USA, FRA, USA/CA, ...).")]
-PueOpt = Annotated[Optional[float], typer.Option(help="Data-centre PUE for the price tag (>= 1; default 1.0).")]
+RegionOpt = Annotated[Optional[str], typer.Option(help="Carbon-intensity region for the price tag (USA, FRA, USA/CA, ...). Default: GREENLM_REGION or the settings file (docs/pricetag.md#settings).")]
+PueOpt = Annotated[Optional[float], typer.Option(help="Data-centre PUE for the price tag (>= 1). Default: GREENLM_PUE or the settings file, else 1.0.")]

@@ -20,7 +20,7 @@ Example: greenlm ledger --since 2025-06-01 --group-by project
 def ledger_command(
     since: Annotated[Optional[str], typer.Option(help="Only records started on or after this date: YYYY-MM-DD, an ISO time, or Nd (N days ago).")] = None,
     group_by: Annotated[Optional[str], typer.Option("--group-by", help="Group totals by project, stage, day or name.")] = None,
-    ledger: Annotated[Optional[Path], typer.Option(help="Ledger file (default: $GREENLM_HOME/ledger.sqlite or the user data folder).")] = None,
+    ledger: Annotated[Optional[Path], typer.Option(help="Ledger file (default: GREENLM_LEDGER or the settings file, else $GREENLM_HOME/ledger.sqlite or the user data folder).")] = None,
     records: Annotated[bool, typer.Option("--records", help="List the records themselves instead of totals.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+from typing import Annotated
 
 import typer
 
@@ -14,7 +16,7 @@ app = typer.Typer(
     help="Make transformer text models cheaper to train and run, and put a price tag on every result.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -50,10 +52,24 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(f"greenlm.cli.{_name}").register(app)
 
 
+@app.callback()
+def _global_options(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print results and errors only: no notes, progress bars or progress lines.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print greenlm's debug lines.")] = False,
+) -> None:
+    """Make transformer text models cheaper to train and run, and put a price tag on every result."""
+    from greenlm.cli import _common
+    from greenlm.common import progress
+
+    if quiet and verbose:
+        raise GreenlmError("give --quiet or --verbose, not both")
+    _common.set_quiet(quiet)
+    progress.set_quiet(quiet)
+    logging.getLogger("greenlm").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+
 def _show_greenlm_logs() -> None:
     """greenlm's own log lines (e.g. training progress under --no-progress) go to stderr, one per line."""
-    import logging
-
     logger = logging.getLogger("greenlm")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)

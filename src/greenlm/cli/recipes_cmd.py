@@ -26,7 +26,7 @@ def recipes_command(
     if resolved:
         import yaml
 
-        print(yaml.safe_dump(load_recipe(name).to_dict(), sort_keys=False), end="")
+        print(yaml.safe_dump(load_recipe(name, machine=False).to_dict(), sort_keys=False), end="")
     else:
         print(bundled_recipe_text(name), end="")
 

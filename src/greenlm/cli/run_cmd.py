@@ -31,6 +31,7 @@ def run_command(
     max_pause: MaxPauseOpt = None,
     now: NowOpt = None,
     clock_speed: ClockSpeedOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report (report.json's content) and the run folder as JSON instead of the table.")] = False,
 ) -> None:
     """Run a recipe: every stage, one measuring pass, one report (runs/NAME/report.md).
 
@@ -63,6 +64,11 @@ def run_command(
     reused = [s.name for s in outcome.stages if s.status != "ran"]
     if reused:
         err(f"reused {len(reused)} stage(s) without training: {', '.join(reused)}")
+    if json_out:
+        from greenlm.cli._common import print_json
+
+        print_json({"run_dir": str(outcome.run_dir), "reused_stages": reused, "report": outcome.report})
+        return
     print_report(outcome.report)
     print(f"run folder: {outcome.run_dir}  (report.md, report.json, one folder per model)")
 

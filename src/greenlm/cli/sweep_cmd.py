@@ -23,6 +23,7 @@ def sweep_command(
     measure: Annotated[bool, typer.Option(help="Measure and report every trial like `greenlm run` (speed, energy, figures); --no-measure only trains and evaluates.")] = True,
     force: Annotated[bool, typer.Option(help="The sweep exists with other settings: delete it and start over.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the sweep (sweep.json's content), its best trial and curve as JSON.")] = False,
 ) -> None:
     """Search hyperparameters of a recipe (Optuna); each trial is a normal run sharing cached stages.
 
@@ -39,6 +40,12 @@ def sweep_command(
                         metric=metric, stage=stage, sampler=sampler, prune=prune, seed=seed, measure=measure,
                         force=force, progress=progress, echo=err)
     best = best_trial(outcome.record)
+    if json_out:
+        from greenlm.cli._common import print_json
+
+        print_json({"sweep_dir": str(outcome.sweep_dir), "best_trial": best, "curve": outcome.curve,
+                    "sweep": outcome.record})
+        return
     if best is not None:
         params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
         print(f"best trial: {best['name']}, {objective_split(outcome.record)} {metric} {best['value']:.4f} ({params}); run folder {best['run_dir']}")

@@ -30,7 +30,7 @@ class OptionalPackage(NamedTuple):
 # pip distribution -> what greenlm knows about it (pyproject.toml [project.optional-dependencies])
 PACKAGES: dict[str, OptionalPackage] = {
     "datasets": OptionalPackage("datasets", "hub", "datasets", "tasks from the Hugging Face Hub"),
-    "codecarbon": OptionalPackage("codecarbon", "energy", "CodeCarbon", "CPU power and carbon intensity tables"),
+    "codecarbon": OptionalPackage("codecarbon", "energy", "CodeCarbon", "the codecarbon energy backend"),
     "nvidia-ml-py": OptionalPackage("pynvml", "energy", "nvidia-ml-py", "reading GPU power through NVML"),
     "onnx": OptionalPackage("onnx", "onnx", "ONNX", "ONNX export and int8 models"),
     "onnxruntime": OptionalPackage("onnxruntime", "onnx", "ONNX Runtime", "ONNX export and int8 models"),

@@ -10,6 +10,12 @@ import logging
 import time
 
 _log = logging.getLogger("greenlm.progress")
+_QUIET = False  # `greenlm --quiet`: no bar is shown, whatever the command asked for
+
+
+def set_quiet(quiet: bool) -> None:
+    global _QUIET
+    _QUIET = bool(quiet)
 
 
 class ProgressBar:
@@ -19,6 +25,7 @@ class ProgressBar:
                  log: bool = False, log_every_s: float = 30.0):
         self._bar = None
         self._description, self._total, self._completed, self._unit = description, total, completed, unit
+        enabled = enabled and not _QUIET
         self._log = log and not enabled
         self._log_every_s = log_every_s
         self._started = self._last_log = time.perf_counter()

@@ -123,7 +123,7 @@ def quantize(loaded, tune: EncodedSplit, calibration: EncodedSplit | None, confi
     if not len(tune):
         raise GreenlmError(f"quantize: the tune split '{tune_name or config.tune_split}' is empty: the accuracy drop"
                            " cannot be checked")
-    runtime = qt.int8_runtime(config, model)  # refuses what cannot hold exits before any work
+    runtime = qt.int8_runtime(config, model, on_note)  # refuses what cannot hold exits before any work
     threads = config.threads or default_threads()
     evaluator = _Evaluator.of(tune, tokenizer.pad_token_id, len(loaded.labels), config.batch_size)
     reference = evaluator(TorchRuntime(copy.deepcopy(model), precision="fp32", threads=threads))

@@ -21,7 +21,7 @@ RUNTIMES = ("onnx", "torch")  # where int8 runs: ONNX Runtime, or PyTorch (dynam
 class QuantizeConfig:
     scheme: str = "int8-dynamic"  # int8-dynamic | int8-static | bf16
     # int8-dynamic runs in onnx (ONNX Runtime) or torch (PyTorch int8 of the linear layers: keeps early exits);
-    # None: torch for a model with exits, else onnx
+    # None: torch for a model with exits, else onnx (torch where ONNX Runtime is not installed)
     runtime: str | None = None
     # int8 weight scales per output channel (True) or per tensor (False); None: both, keep the closer to fp32
     per_channel: bool | None = None

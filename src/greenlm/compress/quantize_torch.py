@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenlm.common import GreenlmError, atomic_write_json, read_json
+from greenlm.common.optional import is_available
 from greenlm.compress.quantize_config import QuantizeConfig
 from greenlm.models.early_exit import EarlyExitClassifier
 from greenlm.models.quantized import (
@@ -43,8 +44,10 @@ FP32_ONLY_FILES = ("curve.json", "curve.csv")  # early exit's threshold curves, 
 ON_DISK = "fp32: the int8 weights are made from them when the folder is loaded (the size on disk does not change)"
 
 
-def int8_runtime(config: QuantizeConfig, model) -> str | None:
-    """Where the scheme runs for ``model``: "torch" (PyTorch int8), "onnx" (ONNX Runtime), None (bf16, PyTorch)."""
+def int8_runtime(config: QuantizeConfig, model, on_note=None) -> str | None:
+    """Where the scheme runs for ``model``: "torch" (PyTorch int8), "onnx" (ONNX Runtime), None (bf16, PyTorch).
+    Unset, int8-dynamic runs in ONNX Runtime where it is installed, else in PyTorch (said through ``on_note``), so a
+    plain ``pip install greenlm`` runs the default recipe's quantize stage."""
     if config.scheme == "bf16":
         return None
     if isinstance(model, EarlyExitClassifier):
@@ -52,6 +55,12 @@ def int8_runtime(config: QuantizeConfig, model) -> str | None:
             raise GreenlmError(f"quantize: {config.scheme} with runtime onnx cannot take a model with early exits"
                                " (which layers run depends on each input, which an ONNX graph cannot hold); use"
                                " scheme int8-dynamic with runtime torch (or unset), or quantize before adding exits")
+        return "torch"
+    if config.runtime is None and config.scheme == "int8-dynamic" and not (is_available("onnxruntime")
+                                                                          and is_available("onnx")):
+        if on_note is not None:
+            on_note("quantize: ONNX Runtime is not installed, so int8-dynamic runs in PyTorch (runtime torch); install"
+                    " it with: pip install 'greenlm[onnx]' for ONNX Runtime's int8")
         return "torch"
     return "torch" if config.runtime == "torch" else "onnx"
 

@@ -3,8 +3,20 @@
 The columns are those of CodeCarbon 3.x's ``EmissionsData`` (units as CodeCarbon writes them:
 duration s, emissions kg CO2e, emissions_rate kg/s, powers W, energies kWh, RAM GB), so dashboards
 built on CodeCarbon's file read greenlm's runs. As in CodeCarbon, the component powers and energies
-include the PUE. Fields greenlm does not measure are written empty (or 0 for water, as CodeCarbon
-does with its default WUE of 0).
+include the PUE. Each column means what CodeCarbon's means; where greenlm's figure differs, docs/pricetag.md
+("CodeCarbon-compatible emissions.csv") says how, column by column:
+
+- ``timestamp``: the end of the tag, in the local time of the machine writing the row, ``%Y-%m-%dT%H:%M:%S``
+  (CodeCarbon's format: no time zone; the record keeps ``ended_at_utc``).
+- ``run_id``: the record's UUID (the ledger's id). ``experiment_id``: a UUID too, derived (UUID 5) from the
+  project and the tag's name, so every run of one stage of one project shares it, as runs of one CodeCarbon
+  experiment share theirs.
+- ``codecarbon_version``: CodeCarbon's version when its tracker measured (``backend="codecarbon"``), else empty:
+  CodeCarbon did not run (the tables greenlm prices with came from CodeCarbon; their release is in the record).
+- ``country_name``, ``country_iso_code``, ``region``: from the intensity region (``intensity.place_of``).
+- ``tracking_mode``: ``machine`` when the CPU figure is a whole-package counter (RAPL) or CodeCarbon's own tracker
+  (in its default mode), ``process`` when it is the measured processes' share (greenlm's CPU estimate).
+- ``water_consumed`` 0 and ``wue`` 0: greenlm has no water model; CodeCarbon's default WUE is 0, which gives 0.
 
 The file is rewritten whole through a temporary file and a rename, under a lock where the platform
 has ``fcntl``: a reader never sees half a row, and two writers do not lose each other's rows.
@@ -16,9 +28,15 @@ import contextlib
 import csv
 import io
 import os
+import uuid
+from datetime import datetime
 from pathlib import Path
 
 from greenlm.common import GreenlmError, atomic_write_text
+from greenlm.measure.intensity import place_of
+
+# The namespace of greenlm's experiment ids: uuid5(EXPERIMENT_NAMESPACE, "project/name").
+EXPERIMENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://greenlm/emissions.csv/experiment_id")
 
 COLUMNS = (
     "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
@@ -51,13 +69,14 @@ def emissions_row(record) -> dict:
 
     co2e = rec.get("co2e_kg")
     provider, _, cloud_region = region.partition(":") if kind == "cloud" else ("", "", "")
+    place = place_of(region, kind)
     cpu_time = rec.get("cpu_s")
     cpus = machine.get("logical_cpus") or 0
     row = {
-        "timestamp": (rec.get("ended_at_utc") or "")[:19],
+        "timestamp": local_timestamp(rec.get("ended_at_utc")),
         "project_name": rec.get("project") or "",
         "run_id": rec.get("id", ""),
-        "experiment_id": rec.get("name", ""),
+        "experiment_id": experiment_id(rec.get("project"), rec.get("name")),
         "duration": wall_s,
         "emissions": "" if co2e is None else co2e,
         "emissions_rate": "" if co2e is None or wall_s <= 0 else co2e / wall_s,
@@ -69,14 +88,14 @@ def emissions_row(record) -> dict:
         "ram_energy": energy("ram"),
         "energy_consumed": rec.get("energy_kwh") if rec.get("energy_kwh") is not None else "",
         "water_consumed": 0,
-        "country_name": "",
-        "country_iso_code": region if kind == "country" else (region.split("/")[0] if "/" in region else ""),
-        "region": region.split("/", 1)[1] if "/" in region else ("" if kind == "country" else region),
+        "country_name": place["country_name"],
+        "country_iso_code": place["country_iso_code"],
+        "region": place["region"],
         "cloud_provider": provider,
         "cloud_region": cloud_region,
         "os": machine.get("os", ""),
         "python_version": machine.get("python", ""),
-        "codecarbon_version": "",
+        "codecarbon_version": details.get("codecarbon_version") or "",
         "cpu_count": cpus,
         "cpu_model": machine.get("cpu_model", ""),
         "gpu_count": details.get("gpu_count", 0),
@@ -84,7 +103,7 @@ def emissions_row(record) -> dict:
         "longitude": "",
         "latitude": "",
         "ram_total_size": machine.get("memory_total_gb") or "",
-        "tracking_mode": "process",
+        "tracking_mode": tracking_mode(rec),
         "cpu_utilization_percent": (100.0 * cpu_time / (wall_s * cpus)) if cpu_time and wall_s > 0 and cpus else "",
         "gpu_utilization_percent": "",
         "ram_utilization_percent": "",
@@ -94,6 +113,27 @@ def emissions_row(record) -> dict:
         "wue": 0,
     }
     return row
+
+
+def local_timestamp(ended_at_utc: str | None) -> str:
+    """``2025-06-01T14:03:22``: an ISO UTC instant in this machine's local time, as CodeCarbon writes it."""
+    if not ended_at_utc:
+        return ""
+    instant = datetime.fromisoformat(ended_at_utc.replace("Z", "+00:00"))
+    return instant.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def experiment_id(project: str | None, name: str | None) -> str:
+    """The same UUID for every tag of one name in one project (CodeCarbon's experiments group runs the same way)."""
+    return str(uuid.uuid5(EXPERIMENT_NAMESPACE, f"{project or ''}/{name or ''}"))
+
+
+def tracking_mode(rec: dict) -> str:
+    """``machine`` when the CPU figure covers the whole package (RAPL, CodeCarbon's tracker), else ``process``."""
+    sources = rec.get("energy_source_by_component") or {}
+    if sources.get("cpu") == "codecarbon":
+        return (rec.get("energy_details") or {}).get("codecarbon_tracking_mode") or "machine"
+    return "machine" if sources.get("cpu") == "rapl" else "process"
 
 
 def append_emissions_csv(path: str | os.PathLike, record) -> Path:

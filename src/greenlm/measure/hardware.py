@@ -1,26 +1,26 @@
 """What machine this is (CPU model, logical CPUs, memory, GPUs) and the CPU's TDP with its source.
 
-TDPs come from CodeCarbon's packaged table ``data/hardware/cpu_power.csv`` (read as a file from
-the installed package; nothing is re-typed here). A CPU the table does not know gets CodeCarbon's own
-fallback of 4 W per logical CPU, and the record says so; ``cpu_tdp_w=`` / ``GREENLM_CPU_TDP_W``
-replace any of it with the user's figure.
+TDPs come from CodeCarbon's table ``data/hardware/cpu_power.csv``, shipped with greenlm as
+``greenlm/measure/data/cpu_tdp.csv`` (written by ``scripts/build_measure_tables.py``; credits in
+``greenlm/measure/data/README.md``), so the figure does not depend on CodeCarbon being installed. A CPU the
+table does not know gets CodeCarbon's own fallback of 4 W per logical CPU, and the record says so;
+``cpu_tdp_w=`` / ``GREENLM_CPU_TDP_W`` replace any of it with the user's figure.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
+import importlib.resources
+import io
 import os
 import platform
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from greenlm.common import GreenlmError
-from greenlm.common.optional import is_available, missing_message
 from greenlm.measure.units import check_positive
 
 # CodeCarbon's figure for a CPU missing from its table (codecarbon/core/cpu.py, DEFAULT_POWER_PER_CORE,
@@ -100,7 +100,7 @@ def _round(value, digits):
 
 
 def cpu_power(tdp_w: float | None = None, model: str | None = None) -> CpuPower:
-    """The TDP to use: the user's figure, else CodeCarbon's table, else CodeCarbon's fallback."""
+    """The TDP to use: the user's figure, else the shipped table (CodeCarbon's), else CodeCarbon's fallback."""
     model = cpu_model() if model is None else model
     if tdp_w is not None:
         return CpuPower(check_positive(tdp_w, "CPU TDP (watts)"), "user: cpu_tdp_w", model)
@@ -121,52 +121,40 @@ def cpu_power(tdp_w: float | None = None, model: str | None = None) -> CpuPower:
 
 @functools.lru_cache(maxsize=8)
 def _table_power(model: str) -> tuple[CpuPower | None, str]:
-    """(CpuPower from CodeCarbon's table, or None and why). Cached: matching scans ~5,000 names."""
-    table = _codecarbon_cpu_table()
+    """(CpuPower from the shipped table, or None and why). Cached: matching scans ~5,000 names."""
+    table = _cpu_table()
     if table is None:
-        return None, missing_message("codecarbon", "the CPU power table")
-    path, version, rows = table
+        return None, "greenlm's CPU table (data/cpu_tdp.csv) is missing from this install"
+    origin, rows = table
     match = match_cpu(model, [name for name, _ in rows])
     if match is not None:
-        return CpuPower(dict(rows)[match], f"CodeCarbon {version} cpu_power.csv: '{match}'", model), ""
-    return None, f"CPU '{model or 'unknown'}' not in CodeCarbon {version} cpu_power.csv"
-
-
-def codecarbon_data_file(relative: str) -> tuple[Path, str] | None:
-    """(path, version) of a data file shipped inside the installed codecarbon package, without importing it."""
-    if not is_available("codecarbon"):
-        return None
-    spec = importlib.util.find_spec("codecarbon")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.is_file():
-        return None
-    try:
-        from importlib.metadata import version
-
-        cc_version = version("codecarbon")
-    except Exception:  # metadata missing in odd installs: the file is still CodeCarbon's
-        cc_version = "(unknown version)"
-    return path, cc_version
+        return CpuPower(dict(rows)[match], f"{origin}: '{match}'", model), ""
+    return None, f"CPU '{model or 'unknown'}' not in {origin}"
 
 
 @functools.lru_cache(maxsize=1)
-def _codecarbon_cpu_table():
-    found = codecarbon_data_file("data/hardware/cpu_power.csv")
-    if found is None:
+def _cpu_table() -> tuple[str, tuple] | None:
+    """(where the figures came from, ((name, TDP W), ...)) of the shipped table; None if it is missing."""
+    resource = importlib.resources.files("greenlm.measure") / "data" / "cpu_tdp.csv"
+    try:
+        text = resource.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
-    path, version = found
+    lines = text.splitlines()
+    version = "?"
+    if lines and lines[0].startswith("#"):  # "# CPU TDPs (W) from CodeCarbon 3.3.2 (MIT licence) ..."
+        words = lines[0].split()
+        version = words[words.index("CodeCarbon") + 1] if "CodeCarbon" in words else "?"
+        lines = lines[1:]
     rows = []
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for row in csv.DictReader(f):
-            try:
-                rows.append((row["Name"].strip(), float(row["TDP"])))
-            except (KeyError, TypeError, ValueError):
-                continue
+    for row in csv.DictReader(io.StringIO("\n".join(lines))):
+        try:
+            rows.append((row["name"].strip(), float(row["tdp_w"])))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
     if not rows:
-        raise GreenlmError(f"{path} has no Name,TDP rows: is the codecarbon install damaged?")
-    return path, version, tuple(rows)
+        raise GreenlmError("greenlm's data/cpu_tdp.csv has no name,tdp_w rows: is the install damaged?")
+    return f"greenlm data/cpu_tdp.csv (CodeCarbon {version} cpu_power.csv)", tuple(rows)
 
 
 _NOISE = re.compile(r"\((?:r|tm)\)|\bcpu\b|\bprocessor\b|@\s*[\d.]+\s*ghz|\bwith radeon.*$", re.IGNORECASE)

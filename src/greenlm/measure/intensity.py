@@ -1,17 +1,22 @@
 """Carbon intensity of electricity (gCO2e/kWh), with the table or file and year it came from.
 
-Annual figures come from the tables packaged with CodeCarbon, read from the installed package
-(nothing re-typed here):
+Annual figures come from the tables greenlm ships in ``greenlm/measure/data/intensity/`` (one JSON file per
+table, written by ``scripts/build_measure_tables.py`` from CodeCarbon's package data; origins and licences in
+``greenlm/measure/data/README.md``). Nothing is read from CodeCarbon at run time, so a plain ``pip install
+greenlm`` knows every region, and a figure does not change with the CodeCarbon installed:
 
-| region form | example | CodeCarbon file |
+| region form | example | table (original source) |
 |---|---|---|
-| country, ISO 3166 alpha-3 or name | ``USA``, ``France`` | ``data/private_infra/global_energy_mix.json`` |
-| US state | ``USA/CA``, ``USA/california`` | ``data/private_infra/2023/usa_emissions.json`` (EPA eGRID) |
-| Canadian province | ``CAN/quebec`` | ``data/private_infra/2023/canada_energy_mix.json`` (via CodeCarbon's mix formula) |
-| Chinese province | ``CHN/CN-BJ``, ``CHN/beijing`` | ``data/private_infra/2023/china_provincial_emissions.json`` |
-| Nordic bidding zone | ``SE3``, ``NO1``, ``FI`` | ``data/private_infra/nordic_emissions.json`` |
-| cloud region | ``gcp:us-central1`` | ``data/cloud/impact.csv`` |
-| world average | ``WORLD`` | ``data/private_infra/carbon_intensity_per_source.json`` |
+| country, ISO 3166 alpha-3 or name | ``USA``, ``France`` | ``countries.json`` (Our World in Data) |
+| US state | ``USA/CA``, ``USA/california`` | ``us_states.json`` (EPA eGRID) |
+| Canadian province | ``CAN/quebec`` | ``canada_provinces.json`` (generation mix, CodeCarbon's formula) |
+| Chinese province | ``CHN/CN-BJ``, ``CHN/beijing`` | ``china_provinces.json`` (MEE/NBS) |
+| Nordic bidding zone | ``SE3``, ``NO1``, ``FI`` | ``nordic_zones.json`` (ENTSO-E) |
+| cloud region | ``gcp:us-central1`` | ``cloud_regions.json`` (the providers) |
+| world average | ``WORLD`` | ``world.json`` (IEA) |
+
+Each table is loaded on its own: one that is missing or unreadable is skipped, and ``table_notes()`` (and the
+error for a region it would have held) says which and why.
 
 Hourly figures come from a user's CSV ``timestamp_utc,region,gco2_per_kwh`` (one row per region and
 clock hour, the hour starting at ``timestamp_utc``): the CO2e of a run is then the energy of each
@@ -20,9 +25,9 @@ clock hour times that hour's intensity.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import functools
+import importlib.resources
 import json
 import os
 from dataclasses import dataclass, field
@@ -30,11 +35,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from greenlm.common import GreenlmError
-from greenlm.common.optional import is_available, missing_message
-from greenlm.measure.hardware import codecarbon_data_file
-from greenlm.measure.units import check_non_negative, lbs_per_mwh_to_g_per_kwh
+from greenlm.measure.units import check_non_negative
 
 SERIES_HEADER = ("timestamp_utc", "region", "gco2_per_kwh")  # read by grid_series.read_greenlm_rows
+
+# The shipped tables, in lookup order (a name in two tables keeps the first one's figure).
+TABLES = ("countries", "us_states", "canada_provinces", "china_provinces", "nordic_zones", "cloud_regions", "world")
 
 
 @dataclass(frozen=True)
@@ -56,80 +62,64 @@ def user_intensity(g_per_kwh: float) -> Intensity:
 # ---- annual tables ---------------------------------------------------------------------------------
 
 
-def _codecarbon_json(relative: str):
-    found = codecarbon_data_file(relative)
-    if found is None:
-        if not is_available("codecarbon"):
-            raise GreenlmError(missing_message(
-                "codecarbon", "carbon intensities by region; a gCO2e/kWh figure or an hourly CSV works without it"))
-        raise GreenlmError(f"the installed CodeCarbon has no {relative}: reinstall it")
-    path, version = found
-    with open(path, encoding="utf-8-sig") as f:
-        return json.load(f), f"CodeCarbon {version} {relative}"
+def _data_folder():
+    return importlib.resources.files("greenlm.measure") / "data" / "intensity"
+
+
+# Where a region lies, for CodeCarbon's columns (``place_of``): a Nordic bidding zone's country by its prefix.
+_NORDIC_COUNTRIES = {"SE": "SWE", "NO": "NOR", "FI": "FIN", "DK": "DNK"}
+_COUNTRY_OF_KIND = {"us-state": "USA", "canada-province": "CAN", "china-province": "CHN"}
+
+
+def _read_table(name: str) -> dict:
+    """One shipped table as {UPPER-CASE NAME: (kind, name, g/kWh, year, source, label, country ISO)}; OSError or
+    ValueError if unreadable."""
+    resource = _data_folder() / f"{name}.json"
+    data = json.loads(resource.read_text(encoding="utf-8"))
+    kind, via = data["kind"], data["via"]
+    out: dict[str, tuple] = {}
+    for row in data["regions"]:
+        g = float(row["g_per_kwh"])
+        if not g >= 0:  # also refuses NaN
+            raise ValueError(f"{row['name']}: intensity {row['g_per_kwh']!r} is not a number >= 0")
+        detail = row.get("label", row["name"])
+        if row.get("published"):
+            detail += f", published as {row['published']}"
+        source = f"{data['origin']}, via {via}, shipped as greenlm data/intensity/{name}.json ({detail})"
+        entry = (kind, row["name"], g, row.get("year"), source, row.get("label", ""), row.get("country", ""))
+        out.setdefault(row["name"].upper(), entry)
+        for alias in row.get("aliases", []):
+            out.setdefault(alias.upper(), entry)
+    return out
 
 
 @functools.lru_cache(maxsize=1)
-def _tables() -> dict:
-    """Every region name greenlm knows -> a loader for its Intensity. Built once, lazily."""
+def _load() -> tuple[dict, tuple[str, ...]]:
+    """(every region name greenlm knows -> its entry, notes on tables that could not be loaded). Built once."""
     table: dict[str, tuple] = {}
-    mix, mix_src = _codecarbon_json("data/private_infra/global_energy_mix.json")
-    for iso, row in mix.items():
-        if row.get("carbon_intensity") is None:
+    notes = []
+    for name in TABLES:
+        try:
+            rows = _read_table(name)
+        except FileNotFoundError:
+            notes.append(f"intensity table {name}.json is missing from this greenlm install; its regions are unknown")
             continue
-        entry = ("country", iso, row["carbon_intensity"], row.get("year"), f"{mix_src} ({row.get('country_name', iso)})")
-        table[iso.upper()] = entry
-        if row.get("country_name"):
-            table.setdefault(row["country_name"].upper(), entry)
-
-    usa, usa_src = _codecarbon_json("data/private_infra/2023/usa_emissions.json")
-    meta = usa.get("_source", {})
-    year = meta.get("year", 2023)
-    origin = meta.get("name", "EPA eGRID")
-    for state, row in usa.items():
-        if state.startswith("_") or not isinstance(row, dict) or "emissions" not in row:
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            notes.append(f"intensity table {name}.json could not be read ({type(err).__name__}: {err}); "
+                         "its regions are unknown")
             continue
-        g = lbs_per_mwh_to_g_per_kwh(row["emissions"])
-        entry = ("us-state", f"USA/{row['regionCode']}", g, year, f"{origin} via {usa_src} ({state}, lbs/MWh converted)")
-        table[f"USA/{row['regionCode']}".upper()] = entry
-        table[f"USA/{state}".upper()] = entry
+        for key, entry in rows.items():
+            table.setdefault(key, entry)
+    return table, tuple(notes)
 
-    can, can_src = _codecarbon_json("data/private_infra/2023/canada_energy_mix.json")
-    for province, row in can.items():
-        entry = ("canada-province", f"CAN/{province}", row, 2023, f"{can_src} ({province}; CodeCarbon's fossil-share formula)")
-        table[f"CAN/{province}".upper()] = entry
 
-    chn, chn_src = _codecarbon_json("data/private_infra/2023/china_provincial_emissions.json")
-    chn_meta = chn.get("metadata", {})
-    for code, row in chn.get("data", {}).items():
-        src = f"{chn_src} ({row.get('description', code)}; {chn_meta.get('announcement', 'MEE/NBS')}; CO2 only)"
-        entry = ("china-province", f"CHN/{code}", row["emission_factor"], row.get("year", chn_meta.get("year")), src)
-        table[f"CHN/{code}".upper()] = entry
-        for name in row.get("names", []):
-            table.setdefault(f"CHN/{name}".upper(), entry)
+def _tables() -> dict:
+    return _load()[0]
 
-    nordic, nordic_src = _codecarbon_json("data/private_infra/nordic_emissions.json")
-    for zone, row in nordic.get("data", {}).items():
-        src = f"{nordic_src} ({row.get('description', zone)})"
-        table[zone.upper()] = ("nordic-zone", zone, row["emission_factor"], row.get("year"), src)
 
-    found = codecarbon_data_file("data/cloud/impact.csv")
-    if found is not None:
-        path, version = found
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            for row in csv.DictReader(f):
-                try:
-                    g = float(row["impact"])
-                except (KeyError, TypeError, ValueError):
-                    continue
-                name = f"{row['provider']}:{row['region']}"
-                src = f"CodeCarbon {version} data/cloud/impact.csv ({row.get('source') or 'provider'}; year not stated)"
-                table[name.upper()] = ("cloud", name, g, None, src)
-
-    per_source, ps_src = _codecarbon_json("data/private_infra/carbon_intensity_per_source.json")
-    world = per_source.get("world_average")
-    if world is not None:
-        table["WORLD"] = ("world", "WORLD", world, None, f"{ps_src} (world_average: {per_source.get('world_average_source', '')})")
-    return table
+def table_notes() -> list[str]:
+    """One line per shipped intensity table that could not be loaded (empty when all are there)."""
+    return list(_load()[1])
 
 
 def lookup_intensity(region: str) -> Intensity:
@@ -145,27 +135,39 @@ def lookup_intensity(region: str) -> Intensity:
     if entry is None:
         close = difflib.get_close_matches(key, list(table), n=5, cutoff=0.6)
         hint = f"; closest: {', '.join(close)}" if close else ""
+        skipped = f"; not loaded: {'; '.join(table_notes())}" if table_notes() else ""
         raise GreenlmError(
             f"unknown region {region!r}{hint} (forms: USA, France, USA/CA, CAN/quebec, CHN/CN-BJ, SE3, "
-            "gcp:us-central1, WORLD; `greenlm calc --list-regions` lists them all)"
+            f"gcp:us-central1, WORLD; `greenlm calc --list-regions` lists them all){skipped}"
         )
-    kind, name, value, year, source = entry
-    if kind == "canada-province":
-        value = _canada_g_per_kwh(value)
-    return Intensity(float(value), name, source, year, kind)
+    kind, name, value, year, source = entry[:5]
+    return Intensity(value, name, source, year, kind)
 
 
-def _canada_g_per_kwh(mix: dict) -> float:
-    """Intensity of a Canadian province from its generation mix, with CodeCarbon's own formula."""
-    try:
-        from codecarbon.core.emissions import Emissions
-
-        return Emissions._region_energy_mix_to_emissions_rate(mix).kgs_per_kWh * 1000.0
-    except (ImportError, AttributeError) as err:
-        raise GreenlmError(
-            f"this CodeCarbon version does not expose its energy-mix formula ({err}); use a country or a "
-            "gCO2e/kWh figure"
-        ) from None
+def place_of(region: str | None, kind: str | None) -> dict:
+    """Where an intensity region lies, in CodeCarbon's terms: ``country_iso_code`` (ISO 3166 alpha-3),
+    ``country_name`` (as the countries table names it) and ``region`` (the state or province, lower case as
+    CodeCarbon writes it; a Nordic zone's code); '' for what greenlm does not know (a user's figure, WORLD, a
+    series region such as CISO)."""
+    place = {"country_iso_code": "", "country_name": "", "region": ""}
+    if not region:
+        return place
+    table = _tables()
+    entry = table.get(region.upper())
+    if kind == "country" and entry is not None:
+        place["country_iso_code"] = entry[1]
+    elif kind in _COUNTRY_OF_KIND:
+        place["country_iso_code"] = _COUNTRY_OF_KIND[kind]
+        place["region"] = (entry[5] if entry is not None else region.split("/", 1)[-1]).lower()
+    elif kind == "nordic-zone":
+        place["country_iso_code"] = _NORDIC_COUNTRIES.get(region[:2].upper(), "")
+        place["region"] = region
+    elif kind == "cloud" and entry is not None:
+        place["country_iso_code"] = entry[6]
+    country = table.get(place["country_iso_code"].upper()) if place["country_iso_code"] else None
+    if country is not None and country[0] == "country":
+        place["country_name"] = country[5]
+    return place
 
 
 def known_regions() -> list[str]:

@@ -53,7 +53,13 @@ CREATE INDEX IF NOT EXISTS pricetags_started ON pricetags (started_at_utc);
 
 
 def default_ledger_path() -> Path:
-    """``$GREENLM_HOME/ledger.sqlite``, else ``ledger.sqlite`` in the user's data folder."""
+    """The ``ledger`` setting (``GREENLM_LEDGER``, a settings file: ``greenlm.measure.settings``), else
+    ``$GREENLM_HOME/ledger.sqlite``, else ``ledger.sqlite`` in the user's data folder."""
+    from greenlm.measure.settings import resolve
+
+    chosen = resolve("ledger")
+    if chosen.value is not None:
+        return Path(chosen.value).expanduser()
     home = os.environ.get("GREENLM_HOME")
     if home:
         return Path(home).expanduser() / "ledger.sqlite"

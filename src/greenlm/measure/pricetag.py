@@ -18,6 +18,7 @@ Every figure names its source; a figure that cannot be had is ``None`` with the 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import os
 import uuid
@@ -28,6 +29,7 @@ from datetime import datetime, timezone
 from greenlm.common import GreenlmError
 from greenlm.measure import cost as cost_mod
 from greenlm.measure import energy as energy_mod
+from greenlm.measure import settings as settings_mod
 from greenlm.measure.hardware import machine_summary
 from greenlm.measure.intensity import IntensitySeries, describe_missing, lookup_intensity, user_intensity
 from greenlm.measure.units import DEFAULT_PUE, J_PER_KWH, PUE_WARNING, check_count, check_positive, check_pue
@@ -69,7 +71,7 @@ class PriceTagRecord:
     energy_source_by_component: dict
     energy_details: dict  # TDP and its source, RAM model, GPUs, sampling interval...
     pue: float
-    pue_source: str  # "default" | "user" | "parent"
+    pue_source: str  # "default" | "user" | "parent" | "setting: GREENLM_PUE" or "setting: <settings file>"
     co2e_kg: float | None
     intensity_g_per_kwh: float | None  # energy-weighted over the window for a time series
     intensity_source: str | None
@@ -135,12 +137,14 @@ class PriceTag:
         intensity_csv: hourly series ``timestamp_utc,region,gco2_per_kwh`` (a path), or a loaded series (an
             ``IntensitySeries``, or a ``grid_series.GridSeries`` of any format greenlm reads); needs ``region``.
         pue: data-centre PUE (>= 1). Default 1.0, with a warning.
+        Region, PUE and price not given here come, for a top-level tag, from ``GREENLM_REGION`` / ``GREENLM_PUE`` /
+        ``GREENLM_USD_PER_HOUR`` or a settings file (``greenlm.measure.settings``), and the record says which.
         usd_per_hour / instance: price of the hardware per hour, or an instance of ``cost.INSTANCE_USD_PER_HOUR``.
         project, stage, meta: labels kept in the record (and the ledger).
         ledger: True (the default ledger, the default), a ``Ledger``, or False: where the finished record
             is appended. Only top-level tags are appended; a phase is part of its parent's record.
         backend: "auto" (NVML / RAPL / estimates), "estimate" (no counters), "codecarbon".
-        cpu_tdp_w: TDP for the CPU estimate, overriding CodeCarbon's table.
+        cpu_tdp_w: TDP for the CPU estimate, overriding the shipped CPU table (from CodeCarbon).
         sample_interval_s: sampling period of the polled figures (RAM, GPU power without counters).
         clock: a zero-argument callable giving Unix seconds, read for wall time and clock hours instead of the
             system clock: a simulated clock (``greenlm.schedule.wait.ScaledClock.now``) prices a time-compressed
@@ -204,9 +208,10 @@ class PriceTag:
         self._setup = _setup
         # validate what can be validated before any work starts
         self._pue = check_pue(pue) if pue is not None else None
-        self._pue_from_parent = False
+        self._pue_source = "user"
         self._price = cost_mod.resolve_price(usd_per_hour, instance)
         self._intensity, self._series = _resolve_intensity(region, intensity_g_per_kwh, intensity_csv)
+        self._settings = _machine_settings(self._given)  # applied at start, to a top-level tag only
         self._flops = 0.0
         self._flops_given = False
         self._phases: list[PriceTagRecord] = []
@@ -299,17 +304,28 @@ class PriceTag:
                 nvml=self._nvml,
                 gpu_indices=self._gpu_indices,
             )
+            self._apply_settings()
             self._session = energy_mod.EnergySession(tree, setup, self._interval_s, clock=self._clock)
             self._start = self._session.start()
         self._token = _active.set(self)
         return self
+
+    def _apply_settings(self) -> None:
+        """A top-level tag takes what it was not given from the environment or a settings file."""
+        found = self._settings
+        if "pue" in found and self._pue is None:
+            self._pue, self._pue_source = found["pue"].value, f"setting: {found['pue'].source}"
+        if "usd_per_hour" in found and self._price is None:
+            self._price = cost_mod.Price(found["usd_per_hour"].value, f"setting: {found['usd_per_hour'].source}")
+        if "region" in found and self._intensity is None and self._series is None:
+            self._intensity, self._given["region"] = found["region"].value, found["region"].value.region
 
     def _inherit(self, parent: "PriceTag") -> None:
         for key in ("project", "stage"):
             if self._given[key] is None:
                 self._given[key] = parent._given[key]
         if self._pue is None and parent._pue is not None:
-            self._pue, self._pue_from_parent = parent._pue, True
+            self._pue, self._pue_source = parent._pue, "parent"
         if self._price is None:
             self._price = parent._price
         if self._intensity is None and self._series is None:
@@ -385,8 +401,7 @@ class PriceTag:
             notes.append(f"CPU energy is an estimate ({session.setup.unavailable['rapl']})")
 
         if self._pue is not None:
-            pue = self._pue
-            pue_source = "parent" if self._pue_from_parent else "user"
+            pue, pue_source = self._pue, self._pue_source
         else:
             pue, pue_source = DEFAULT_PUE, "default"
             notes.append(PUE_WARNING)
@@ -608,6 +623,28 @@ def _merge_hours(rows: list[dict]) -> list[dict]:
         if seen["co2e_kg"] is not None and seen["energy_kwh"] > 0:  # energy-weighted, if attempts used other figures
             seen["intensity_g_per_kwh"] = 1000.0 * seen["co2e_kg"] / seen["energy_kwh"]
     return [merged[h] for h in sorted(merged)]
+
+
+def _machine_settings(given: dict) -> dict:
+    """The settings (``greenlm.measure.settings``) this tag was not given, checked now, before any work: a region as
+    its Intensity, whose source says where the region was set."""
+    found = settings_mod.machine_settings()
+    out = {}
+    if given["pue"] is None and "pue" in found:
+        out["pue"] = found["pue"]
+    if given["usd_per_hour"] is None and given["instance"] is None and "usd_per_hour" in found:
+        out["usd_per_hour"] = found["usd_per_hour"]
+    no_intensity = given["region"] is None and given["intensity_g_per_kwh"] is None and given["intensity_csv"] is None
+    if no_intensity and "region" in found:
+        setting = found["region"]
+        try:
+            intensity = lookup_intensity(setting.value)
+        except GreenlmError as err:
+            raise GreenlmError(f"{setting.source}: {err}") from None
+        out["region"] = settings_mod.Setting(
+            dataclasses.replace(intensity, source=f"{intensity.source}; region set by {setting.source}"),
+            setting.source)
+    return out
 
 
 def _iso(t_unix: float) -> str:

@@ -39,8 +39,11 @@ def describe_bundled_recipes() -> list[tuple[str, str]]:
     return out
 
 
-def load_recipe(spec: str | None = None, overrides: list[str] | None = None, name: str | None = None) -> Recipe:
-    """A bundled recipe name or a YAML file path, with ``--set`` overrides, validated."""
+def load_recipe(spec: str | None = None, overrides: list[str] | None = None, name: str | None = None, *,
+                machine: bool = True) -> Recipe:
+    """A bundled recipe name or a YAML file path, with ``--set`` overrides, validated. With ``machine``, this
+    machine's settings (environment, settings file: ``greenlm.measure.settings``) replace the recipe's ``measure``
+    values, and ``--set`` beats both."""
     spec = spec or DEFAULT_RECIPE
     path = Path(spec)
     if spec in bundled_recipe_names() and not path.is_file():
@@ -65,8 +68,27 @@ def load_recipe(spec: str | None = None, overrides: list[str] | None = None, nam
         raise GreenlmError(f"{source} is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise GreenlmError(f"{source}: a recipe is a YAML mapping (name, task, teacher, measure, evaluation, stages)")
+    if machine:
+        data = _leave_to_machine_settings(data)
     if overrides:
         data = apply_overrides(data, overrides)
     if name:
         data["name"] = name
     return parse_recipe(data, source=source)
+
+
+def _leave_to_machine_settings(data: dict) -> dict:
+    """The recipe's measure values that this machine's settings give, unset: the price tag then takes them from the
+    environment or the settings file, and says so in its record (a region only when the recipe names no intensity
+    file or figure, which need the recipe's own region)."""
+    from greenlm.measure.settings import machine_settings
+
+    found = machine_settings()
+    measure = data.get("measure")
+    measure = dict(measure) if isinstance(measure, dict) else {}
+    for key in ("pue", "usd_per_hour"):
+        if key in found:
+            measure[key] = None
+    if "region" in found and measure.get("intensity_csv") is None and measure.get("intensity_g_per_kwh") is None:
+        measure["region"] = None
+    return {**data, "measure": measure} if measure else data

@@ -39,7 +39,7 @@ STAGE_KEYS = ("type", "from")  # keys every stage accepts besides its method's s
 @dataclass(frozen=True)
 class MeasureSettings:
     region: str | None = None  # carbon intensity region: country (USA), US grid region (CISO), cloud region...
-    pue: float = 1.0  # power usage effectiveness of the facility (data centres: ~1.1-1.6)
+    pue: float | None = 1.0  # power usage effectiveness of the facility (data centres: ~1.1-1.6)
     usd_per_hour: float | None = None  # price of the machine per hour, for the cost column
     intensity_csv: str | None = None  # hourly carbon intensity CSV: timestamp_utc,region,gco2_per_kwh
     intensity_g_per_kwh: float | None = None  # a fixed carbon intensity instead of a region

@@ -27,6 +27,7 @@ import contextlib
 import copy
 import inspect
 import logging
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -54,19 +55,44 @@ def require_onnxruntime() -> None:
     require("onnx")
 
 
+# Loggers of the exporter, optimizer and quantizer greenlm calls (ONNX Runtime's transformer tools import their
+# modules by bare name, hence fusion_base, onnx_model...): raised to ERROR inside ``quiet_onnx`` only.
+ONNX_LOGGERS = ("onnxruntime", "onnxruntime.transformers", "onnxruntime.quantization", "fusion_base", "onnx_model",
+                "onnx_model_bert", "fusion_utils", "torch.onnx")
+ORT_DEFAULT_SEVERITY = 2  # ONNX Runtime's own default (warnings); it has no getter, so quiet_onnx restores this
+
+
+class _BelowErrorInThisThread(logging.Filter):
+    """Drops records under ERROR made on the logger it is attached to, by the thread that attached it."""
+
+    def __init__(self):
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.thread != self.thread
+
+
 @contextlib.contextmanager
 def quiet_onnx() -> Iterator[None]:
-    """The exporter, optimizer and quantizer warn and log freely; greenlm reports what matters itself."""
-    root = logging.getLogger()
-    loggers = [root] + [logging.getLogger(n) for n in ("onnxruntime", "onnxruntime.transformers", "fusion_base",
-                                                        "onnx_model", "onnx_model_bert", "fusion_utils")]
+    """The exporter, optimizer and quantizer warn and log freely; greenlm reports what matters itself.
+
+    Scoped: only ONNX Runtime's and the exporter's loggers are raised to ERROR, and restored after; the root logger
+    keeps its level (ONNX Runtime's quantizer logs on it directly, so a filter drops those records, in this thread
+    only, and a handler that ``logging.warning`` installs on a root logger without one is taken off again)."""
+    loggers = [logging.getLogger(name) for name in ONNX_LOGGERS]
     levels = [lg.level for lg in loggers]
+    root = logging.getLogger()
+    root_handlers = list(root.handlers)
+    quiet_root = _BelowErrorInThisThread()
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    root.addFilter(quiet_root)
+    ort = None
     if is_available("onnxruntime"):
-        import onnxruntime
+        import onnxruntime as ort
 
-        onnxruntime.set_default_logger_severity(3)  # sessions the quantizer makes itself: errors only
+        ort.set_default_logger_severity(3)  # sessions the quantizer makes itself: errors only
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -74,6 +100,11 @@ def quiet_onnx() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        root.removeFilter(quiet_root)
+        for handler in [h for h in root.handlers if h not in root_handlers]:
+            root.removeHandler(handler)
+        if ort is not None:
+            ort.set_default_logger_severity(ORT_DEFAULT_SEVERITY)
 
 
 # ---- export --------------------------------------------------------------------------------------
