@@ -50,21 +50,36 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(f"greenlm.cli.{_name}").register(app)
 
 
-def _show_greenlm_logs() -> None:
-    """greenlm's own log lines (e.g. training progress under --no-progress) go to stderr, one per line."""
+def _show_greenlm_logs():
+    """greenlm's own log lines (e.g. training progress under --no-progress) go to stderr, one per line, for the
+    length of the command; returns what puts the ``greenlm`` logger back as it was.
+
+    Printed by this handler only: while it is there the ``greenlm`` logger does not pass its lines on to the root
+    logger, so a handler a library leaves there (``logging.basicConfig``, run on import or by a module-level
+    ``logging.warning``) cannot print them a second time."""
     import logging
 
     logger = logging.getLogger("greenlm")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("greenlm: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    if logger.handlers:  # someone configured it (an embedding program): leave it alone
+        return lambda: None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("greenlm: %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+    return restore
 
 
 def main() -> None:
     """Entry point: bad input ends in one line on stderr and exit code 2, never a traceback."""
-    _show_greenlm_logs()
+    restore_logs = _show_greenlm_logs()
     try:
         app(prog_name="greenlm")
     except GreenlmError as err:
@@ -73,3 +88,5 @@ def main() -> None:
     except KeyboardInterrupt:
         print("greenlm: interrupted; run the same command again to resume.", file=sys.stderr)
         sys.exit(130)
+    finally:
+        restore_logs()

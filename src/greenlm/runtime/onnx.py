@@ -56,10 +56,16 @@ def require_onnxruntime() -> None:
 
 @contextlib.contextmanager
 def quiet_onnx() -> Iterator[None]:
-    """The exporter, optimizer and quantizer warn and log freely; greenlm reports what matters itself."""
+    """The exporter, optimizer and quantizer warn and log freely; greenlm reports what matters itself.
+
+    Their loggers' levels *and handlers* are put back afterwards: ONNX Runtime's quantizer logs through the
+    module-level ``logging.warning``, which calls ``logging.basicConfig()`` and so leaves a stderr handler on the
+    root logger whenever it had none; every later greenlm progress line would then print twice (once by greenlm's
+    own handler, once by that one)."""
     root = logging.getLogger()
     loggers = [root] + [logging.getLogger(n) for n in ("onnxruntime", "onnxruntime.transformers", "fusion_base",
                                                         "onnx_model", "onnx_model_bert", "fusion_utils")]
+    handlers = [list(lg.handlers) for lg in loggers]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -72,8 +78,10 @@ def quiet_onnx() -> Iterator[None]:
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level, before in zip(loggers, levels, handlers):
             lg.setLevel(level)
+            for handler in [h for h in lg.handlers if h not in before]:  # added inside (basicConfig): removed
+                lg.removeHandler(handler)
 
 
 # ---- export --------------------------------------------------------------------------------------
