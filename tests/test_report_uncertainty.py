@@ -147,3 +147,15 @@ def test_an_older_run_without_predictions_still_reports(tmp_path):
     assert all(r.get("accuracy_vs_teacher") is None and not r.get("on_front_by_noise") for r in rows)
     md = (run / "report.md").read_text()
     assert "## Per class" not in md and " = |" not in md
+
+
+def test_model_card_states_interval_difference_runtime_and_expected_flops(report_run):
+    run, _ = report_run
+    card = (run / "early_exit" / "README.md").read_text()
+    assert "| accuracy | 92.20 % (95% interval" in card
+    assert "+0.20 pp (95% CI" in card and "within noise" in card
+    assert "| runtime and precision | torch fp32 |" in card
+    assert "FLOPs per example (forward, expected from the exits taken on dev)" in card
+    quantize = (run / "quantize" / "README.md").read_text()
+    assert "| runtime and precision | onnxruntime int8-dynamic |" in quantize and "outside noise" in quantize
+    assert "expected from the exits" not in quantize
