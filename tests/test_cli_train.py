@@ -91,6 +91,16 @@ def test_eval_and_predict(trained):
     metrics = json.loads(result.stdout)
     saved = json.loads((out / "metrics.json").read_text())["splits"]["dev"]
     assert metrics["accuracy"] == pytest.approx(saved["accuracy"])
+    # per class and the confusion matrix (issue 21): the matrix adds up to the examples, its diagonal to the accuracy
+    counts = metrics["confusion_matrix"]["counts"]
+    assert metrics["confusion_matrix"]["labels"] == ["neg", "pos"] == [c["label"] for c in metrics["per_class"]]
+    assert sum(map(sum, counts)) == metrics["examples"]
+    assert (counts[0][0] + counts[1][1]) / metrics["examples"] == pytest.approx(metrics["accuracy"])
+    assert [c["support"] for c in metrics["per_class"]] == [sum(row) for row in counts]
+    assert metrics["accuracy_ci95"]["low"] <= metrics["accuracy"] <= metrics["accuracy_ci95"]["high"]
+    table = greenlm("eval", str(out), "--task", str(task_dir))
+    assert table.returncode == 0, table.stderr
+    assert "per class" in table.stdout and "confusion matrix" in table.stdout and "95% bootstrap" in table.stdout
 
     result = greenlm("predict", str(out), "-", stdin="the film was superb and lovely\nit was awful and dull\n\n")
     assert result.returncode == 0, result.stderr

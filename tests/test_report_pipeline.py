@@ -50,7 +50,8 @@ def test_run_ends_with_every_report(tiny_run):
     run = root / "runs" / "tiny"
     figures = {p.stem for p in (run / "figures").glob("*.png")}
     assert figures == {"accuracy_vs_throughput", "accuracy_vs_flops", "accuracy_vs_inference_energy",
-                       "accuracy_vs_size", "early_exit_early_exit", "breakdown", "pricetag"}
+                       "accuracy_vs_size", "early_exit_early_exit", "breakdown", "pricetag",
+                       "confusion_finetune", "confusion_distill", "confusion_early_exit"}  # one per measured model
     for stem in figures:
         assert (run / "figures" / f"{stem}.svg").is_file() and (run / "figures" / f"{stem}.csv").is_file()
     assert (run / "report.html").stat().st_size > 50_000 and "\\toprule" in (run / "report.tex").read_text()
@@ -98,7 +99,7 @@ def test_html_of_a_real_run_renders_in_chromium(tiny_run, tmp_path):
                           "--disable-component-update", "--disable-sync", "--no-first-run",
                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
                           page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert 'data-figures-rendered="7/7"' in dom
+    assert 'data-figures-rendered="10/10"' in dom  # 7 figures and 3 confusion matrices (one per model)
     assert re.findall(r'<tr[^>]*data-model="([^"]+)"', dom) == ["finetune", "distill", "early_exit"]
 
 

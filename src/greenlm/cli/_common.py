@@ -125,5 +125,35 @@ def metrics_table(title: str, rows: dict[str, dict]) -> None:
     Console().print(table)
 
 
+def per_class_table(title: str, metrics: dict) -> None:
+    """Each class's precision, recall, F1 and support, then the confusion matrix (rows true, columns predicted),
+    and the accuracy's 95% bootstrap interval: what ``greenlm eval`` prints under its metrics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    interval = metrics.get("accuracy_ci95")
+    if interval:
+        console.print(f"accuracy {100 * metrics['accuracy']:.2f}% (95% bootstrap interval"
+                      f" {100 * interval['low']:.2f}-{100 * interval['high']:.2f}, {interval['resamples']} resamples)",
+                      markup=False, highlight=False)
+    table = Table(title=f"{title}: per class")
+    for column in ("class", "precision", "recall", "f1", "support", "predicted"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for c in metrics.get("per_class") or []:
+        table.add_row(c["label"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", str(c["support"]),
+                      str(c["predicted"]))
+    console.print(table)
+    matrix = metrics.get("confusion_matrix") or {}
+    if matrix.get("counts"):
+        grid = Table(title="confusion matrix (rows: true class, columns: predicted)")
+        grid.add_column("true / predicted", justify="left")
+        for label in matrix["labels"]:
+            grid.add_column(label, justify="right")
+        for label, counts in zip(matrix["labels"], matrix["counts"]):
+            grid.add_row(label, *[str(v) for v in counts])
+        console.print(grid)
+
+
 RegionOpt = Annotated[Optional[str], typer.Option(help="Carbon-intensity region for the price tag (USA, FRA, USA/CA, ...). Default: GREENLM_REGION or the settings file (docs/pricetag.md#settings).")]
 PueOpt = Annotated[Optional[float], typer.Option(help="Data-centre PUE for the price tag (>= 1). Default: GREENLM_PUE or the settings file, else 1.0.")]

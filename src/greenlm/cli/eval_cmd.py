@@ -1,4 +1,5 @@
-"""``greenlm eval``: accuracy, macro-F1 and MCC of a saved model on a task split."""
+"""``greenlm eval``: accuracy (with its 95% bootstrap interval), macro-F1 and MCC of a saved model on a task split,
+each class's precision, recall and F1, and the confusion matrix."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, TaskOpt, TextFieldsOpt,
-                                 load_task_from_options, metrics_table, print_json)
+                                 load_task_from_options, metrics_table, per_class_table, print_json)
 
 
 def eval_command(
@@ -24,7 +25,8 @@ def eval_command(
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights: only for sources you trust.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with ETA.")] = True,
 ) -> None:
-    """Evaluate MODEL on a split of a task."""
+    """Evaluate MODEL on a split of a task: accuracy (95% bootstrap interval), macro-F1, MCC, per-class
+    precision/recall/F1 and the confusion matrix (all of them in --json)."""
     from greenlm.train.evaluation import evaluate_on_task
 
     loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
@@ -34,6 +36,7 @@ def eval_command(
         print_json({"model": model, "task": loaded_task.name, "split": split, **metrics})
     else:
         metrics_table(f"{loaded_task.name}: {model}", {split: metrics})
+        per_class_table(f"{loaded_task.name}/{split}", metrics)
 
 
 def register(app: typer.Typer) -> None:

@@ -68,14 +68,31 @@ def _global_options(
     logging.getLogger("greenlm").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 
-def _show_greenlm_logs() -> None:
-    """greenlm's own log lines (e.g. training progress under --no-progress) go to stderr, one per line."""
+def _show_greenlm_logs():
+    """greenlm's own log lines (e.g. training progress under --no-progress) go to stderr, one per line, for the
+    length of the command; returns what puts the ``greenlm`` logger back as it was.
+
+    Printed by this handler only: while it is there the ``greenlm`` logger does not pass its lines on to the root
+    logger, so a handler a library leaves there (``logging.basicConfig``, run on import or by a module-level
+    ``logging.warning``) cannot print them a second time."""
+    import logging
+
     logger = logging.getLogger("greenlm")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("greenlm: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    if logger.handlers:  # someone configured it (an embedding program): leave it alone
+        return lambda: None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("greenlm: %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+    return restore
 
 
 _MESSAGE_CHARS = 600  # a message naming a huge value is cut here
@@ -144,7 +161,7 @@ def main() -> None:
     of greenlm (a full disk, a read-only folder, a name too long, bytes that are not UTF-8) get one line too.
     """
     cx = _click_exceptions()
-    _show_greenlm_logs()
+    restore_logs = _show_greenlm_logs()
     interrupted = _note_interrupts()
     try:
         code = app(prog_name="greenlm", standalone_mode=False)
@@ -181,4 +198,6 @@ def main() -> None:
             raise
         _fail(f"could not write a file ({why}); free space or choose a folder you can write, then run the same"
               " command again: finished work is kept")
+    finally:
+        restore_logs()
     sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode does: always exit

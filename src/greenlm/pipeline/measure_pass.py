@@ -1,6 +1,8 @@
 """The one measuring pass of a run: every model produced, same dev inputs, same threads, one process.
 
-Per model: dev accuracy (and macro-F1, MCC), parameters, FLOPs per example (at the dev set's mean
+Per model: dev accuracy (and macro-F1, MCC, each class's precision/recall/F1, the confusion matrix, the
+accuracy's 95% bootstrap interval, and every dev prediction, so the report can compare models example by
+example), the runtime and precision it ran in, parameters, FLOPs per example (at the dev set's mean
 length), size on disk, latency (batch 1) and throughput (batch ``evaluation.batch_size``), and inference
 energy per 1,000 examples from a price tag around repeated throughput passes.
 
@@ -32,7 +34,7 @@ from greenlm.measure.machine_load import CpuWindow, load_record, loadavg_1m
 from greenlm.models import load_classifier
 from greenlm.models.quantized import is_torch_int8
 from greenlm.runtime import interleaved_speed, run_batches, speed_inputs, with_stream
-from greenlm.train.metrics import classification_metrics
+from greenlm.train.metrics import detailed_metrics
 
 MEASUREMENTS_FILE = "measurements.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".bin", ".data", ".pt")
@@ -82,6 +84,7 @@ def _pass_key(recipe, stages) -> str:
         "threads": recipe.evaluation.threads or torch.get_num_threads(),
         "greenlm": greenlm.__version__,
         "speed": "interleaved rounds",  # figures taken one model after another (older passes) are measured again
+        "dev": "predictions kept",  # passes that kept no per-example predictions (no intervals) are measured again
     }  # never the machine's load: it is recorded with the figures, it does not make them stale
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -96,7 +99,7 @@ class _Loaded:
     encoded: EncodedSplit
     inputs: EncodedSplit
     pad_token_id: int
-    num_labels: int
+    labels: list[str]
 
 
 def _load(task: Task, folder: Path, speed_examples: int) -> _Loaded:
@@ -106,7 +109,7 @@ def _load(task: Task, folder: Path, speed_examples: int) -> _Loaded:
     dev = align_labels(task.split("dev"), task, loaded.labels, str(folder))
     encoded = encode_split(dev, loaded.tokenizer, max_length)
     return _Loaded(folder, loaded.model, _forward_of(loaded.model), encoded, speed_inputs(encoded, speed_examples),
-                   loaded.tokenizer.pad_token_id, len(loaded.labels))
+                   loaded.tokenizer.pad_token_id, [str(label) for label in loaded.labels])
 
 
 def protocol_of(ev) -> dict:
@@ -180,7 +183,7 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
     torch.set_num_threads(threads)
     try:
         predictions = _predict(m.forward, m.encoded, m.pad_token_id, ev.batch_size)
-        dev_metrics = classification_metrics(m.encoded.labels, predictions, m.num_labels)
+        dev_metrics = detailed_metrics(m.encoded.labels, predictions, m.labels)
         energy = _inference_energy(recipe, m.forward, m.inputs, m.pad_token_id, ev.batch_size, PriceTag)
     finally:
         torch.set_num_threads(previous)
@@ -188,6 +191,7 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
     metrics_file = m.folder / "metrics.json"
     stage_metrics = read_json(metrics_file) if metrics_file.is_file() else {}
     flops = _expected_flops(stage_metrics, m.model.config, mean_length)
+    own, share = _dev_exits(stage_metrics)
     counted = isinstance(m.model, torch.nn.Module) and not is_torch_int8(m.model)  # int8 linears hold no parameters
     params = count_params(m.model) if counted else {"total": 0}
     if not params.get("total"):  # runtimes without torch parameters (ONNX or PyTorch int8): count from the config
@@ -195,13 +199,41 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
     return {
         "folder": str(m.folder),
         "dev": dev_metrics,
+        # in dev order, in the model's label ids: the report pairs models example by example (same indices)
+        "dev_predictions": {"gold": [int(y) for y in m.encoded.labels], "predicted": [int(p) for p in predictions]},
+        "runtime": runtime_of(m.model),
         "params": params,
         "flops_per_example": flops,
+        "flops_basis": EXPECTED_FLOPS if own is not None or share else FULL_FLOPS,
         "mean_dev_length_tokens": mean_length,
         "size_on_disk_bytes": size_on_disk_bytes(m.folder),
         "speed": speed,
         "inference_energy": energy,
     }
+
+
+EXPECTED_FLOPS = "expected"  # a model with exits: what it runs on dev, from the exits taken there
+FULL_FLOPS = "full depth"
+
+
+def runtime_of(model) -> dict:
+    """What the model ran in while measured: ``engine`` (torch or onnxruntime) and ``precision`` (fp32, bf16,
+    int8-dynamic, int8-static, ...), so an int8 row says whether it also changed runtime."""
+    if not isinstance(model, torch.nn.Module) and getattr(getattr(model, "runtime", None), "precision", None):
+        return {"engine": "onnxruntime", "precision": str(model.runtime.precision)}
+    if is_torch_int8(model):
+        return {"engine": "torch", "precision": "int8-dynamic"}
+    dtype = next((p.dtype for p in model.parameters()), torch.float32) if hasattr(model, "parameters") else None
+    return {"engine": "torch", "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")}
+
+
+def _dev_exits(stage_metrics: dict) -> tuple[float | None, dict | None]:
+    """A model with exits: the early-exit stage's expected dev FLOPs, and (a quantized model with exits) the dev
+    share of inputs leaving at each exit; (None, None) for a model without exits."""
+    own = (((stage_metrics.get("early_exit") or {}).get("splits") or {}).get("dev") or {}).get("flops_per_example")
+    share = (((((stage_metrics.get("quantize") or {}).get("exits") or {}).get("splits") or {}).get("dev") or {})
+             .get("exit_share"))
+    return own, share or None
 
 
 def _expected_flops(stage_metrics: dict, config, mean_length: int) -> float:
@@ -211,11 +243,9 @@ def _expected_flops(stage_metrics: dict, config, mean_length: int) -> float:
     from greenlm.measure import count_flops
 
     full = count_flops(config, mean_length).infer_flops
-    own = (((stage_metrics.get("early_exit") or {}).get("splits") or {}).get("dev") or {}).get("flops_per_example")
+    own, share = _dev_exits(stage_metrics)
     if own is not None:
         return float(own)
-    share = (((((stage_metrics.get("quantize") or {}).get("exits") or {}).get("splits") or {}).get("dev") or {})
-             .get("exit_share"))
     if not share:
         return full
     import copy

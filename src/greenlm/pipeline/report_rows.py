@@ -10,6 +10,7 @@ from pathlib import Path
 from greenlm.common import atomic_write_json, atomic_write_text
 from greenlm.report.rundata import checks, read_json_dict
 from greenlm.report.tables import comparison_markdown
+from greenlm.report.uncertainty import row_statistics
 
 
 def _chain(stage_name: str, upstream_of: dict[str, str | None]) -> list[str]:
@@ -86,6 +87,8 @@ def build_rows(recipe, stages, measurements: dict) -> list[dict]:
             "inference_energy_kwh_per_1000": energy.get("energy_kwh_per_1000_examples"),
             "inference_co2e_kg_per_1000": energy.get("co2e_kg_per_1000_examples"),
             "folder": str(stage.folder),
+            # interval, paired difference from the teacher, per-class results, runtime, timing spread
+            **row_statistics(m, None if stage.name == teacher else ref),
         })
     return rows
 

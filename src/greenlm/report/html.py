@@ -14,10 +14,11 @@ import struct
 import time
 
 import greenlm
+from greenlm.report.class_figures import CONFUSION_STEM  # these go beside their model's per-class table
 from greenlm.report.markdown import PROTOCOL_KEYS, _sci, run_totals
-from greenlm.report.pareto import TRADEOFF_AXES
+from greenlm.report.pareto import TRADEOFF_AXES, fronts_by_noise
 from greenlm.report.provenance import load_sentence, selection_html
-from greenlm.report.tables import COLUMNS
+from greenlm.report.tables import COLUMNS, table_notes
 from greenlm.report.target import COST_HEADER, cost_cells, cost_rows
 
 _CSS = """
@@ -34,6 +35,7 @@ body { margin:0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sa
 header, main, footer { max-width: 1200px; margin: 0 auto; padding: 0 16px; }
 header { padding-top: 20px; }
 h1 { font-size: 1.5rem; margin: 0 0 4px; overflow-wrap: anywhere; }
+h3 { font-size: 1rem; margin: 12px 0 6px; }
 h2 { font-size: 1.2rem; margin: 28px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
 .sub { color: var(--muted); margin: 0; overflow-wrap: anywhere; }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .92em; }
@@ -48,7 +50,8 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .
 .table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; border: 1px solid var(--line); border-radius: 6px; }
 table { border-collapse: collapse; width: 100%; font-size: .88rem; font-variant-numeric: tabular-nums; }
 th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; text-align: right; }
-th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
+th:first-child, td:first-child, th:nth-child(2), td:nth-child(2), th:nth-child(3), td:nth-child(3)
+  { text-align: left; }
 th:first-child, td:first-child { position: sticky; left: 0; background: var(--bg); z-index: 1; }
 thead th { background: var(--panel); position: sticky; top: 0; z-index: 2; }
 thead th:first-child { z-index: 3; background: var(--panel); }
@@ -154,6 +157,8 @@ def _sort_value(row: dict, key: str) -> str:
         return ""
     if key == "accuracy":
         return repr(100 * value)
+    if isinstance(value, dict):  # the paired difference from the teacher: sort by the difference
+        return repr(value.get("difference"))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return repr(value)
     return str(value)
@@ -181,6 +186,8 @@ def _table(report: dict, fronts: dict[str, list[str]]) -> str:
                 if row.get("meets_target") is True:
                     badge += '<span class="badge target">meets target</span>'
                 text = _e(row["model"]) + badge
+            elif key == "accuracy_vs_teacher" and row.get("method") == "finetune":
+                text = "(reference)"
             elif row.get(key) is None and key != "method":
                 text = "n/a"
             else:
@@ -224,21 +231,45 @@ def _card_section(cards: list[tuple[str, str]]) -> str:
     return f'<section class="cards">{items}</section>'
 
 
+
+
+def _figure(fig) -> str:
+    png = fig.png()
+    size = _png_size(png)
+    dims = f' width="{size[0]}" height="{size[1]}"' if size else ""
+    csv_link = (f' <a download="{_e(fig.stem)}.csv" href="{_data_uri("text/csv", fig.csv.encode("utf-8"))}">'
+                "data (CSV)</a>")
+    return (f'<figure id="fig-{_e(fig.stem)}"><img src="{_data_uri("image/png", png)}" alt="{_e(fig.title)}"'
+            f'{dims}><figcaption><strong>{_e(fig.title)}.</strong> {_e(fig.caption)}{csv_link}</figcaption>'
+            "</figure>")
+
+
+def _per_class(rows: list[dict], figures: list) -> str:
+    """Each measured model's precision, recall and F1 per class, beside its confusion-matrix figure."""
+    shown = [r for r in rows if r.get("per_class")]
+    if not shown:
+        return ""
+    by_stem = {fig.stem: fig for fig in figures}
+    head = "".join(f"<th>{h}</th>" for h in ("class", "precision %", "recall %", "F1 %", "support", "predicted"))
+    parts = []
+    for row in shown:
+        body = "".join(f"<tr><td>{_e(c['label'])}</td><td>{100 * c['precision']:.1f}</td>"
+                       f"<td>{100 * c['recall']:.1f}</td><td>{100 * c['f1']:.1f}</td><td>{c['support']}</td>"
+                       f"<td>{c['predicted']}</td></tr>" for c in row["per_class"])
+        fig = by_stem.get(f"{CONFUSION_STEM}{row['model']}")
+        parts.append(f'<div><h3>{_e(row["model"])}</h3><div class="table-wrap"><table class="per-class"><thead>'
+                     f'<tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{_figure(fig) if fig else ""}</div>')
+    return (f'<section id="per-class"><h2>Per class (dev)</h2><p class="note">Precision, recall and F1 of each class;'
+            " support: its dev rows; predicted: how often the model chose it. A rare class the model barely learnt"
+            f' shows here, not in the accuracy.</p><div class="grid">{"".join(parts)}</div></section>')
+
+
 def _figures(figures: list, note: str | None = None) -> str:
     if note:
         return f'<section id="figures"><h2>Figures</h2><p class="note">{_e(note)}</p></section>'
     if not figures:
         return ""
-    items = []
-    for fig in figures:
-        png = fig.png()
-        size = _png_size(png)
-        dims = f' width="{size[0]}" height="{size[1]}"' if size else ""
-        csv_link = (f' <a download="{_e(fig.stem)}.csv" href="{_data_uri("text/csv", fig.csv.encode("utf-8"))}">'
-                    "data (CSV)</a>")
-        items.append(f'<figure id="fig-{_e(fig.stem)}"><img src="{_data_uri("image/png", png)}" alt="{_e(fig.title)}"'
-                     f'{dims}><figcaption><strong>{_e(fig.title)}.</strong> {_e(fig.caption)}{csv_link}</figcaption>'
-                     "</figure>")
+    items = [_figure(fig) for fig in figures if not fig.stem.startswith(CONFUSION_STEM)]
     return f'<section id="figures"><h2>Figures</h2><div class="grid">{"".join(items)}</div></section>'
 
 
@@ -297,11 +328,18 @@ def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, no
     if notes:
         warn = ('<section class="warn" role="note"><strong>Incomplete run.</strong><ul>'
                 + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></section>")
-    front_items = "".join(f"<li>accuracy vs {_e(axis.title)}: <strong>{_e(', '.join(fronts[axis.key]))}</strong></li>"
-                          for axis in TRADEOFF_AXES if fronts.get(axis.key))
+    by_noise = fronts_by_noise(report["rows"])
+    front_items = "".join(
+        f"<li>accuracy vs {_e(axis.title)}: <strong>"
+        + ", ".join(_e(m) + (" (= by noise only)" if m in by_noise[axis.key] else "") for m in fronts[axis.key])
+        + "</strong></li>" for axis in TRADEOFF_AXES if fronts.get(axis.key))
+    noise_note = (" <em>= by noise only</em>: on the front only by an accuracy gain over the teacher within noise (the"
+                  " 95% interval of the paired difference holds 0); no more accurate than the teacher on this evidence."
+                  if any(by_noise.values()) else "")
     fronts_html = ('<p class="note">Pareto front (no other model is both more accurate and better on the axis;'
                    f' marked with a green bar in the table):</p><ul class="fronts">{front_items}</ul>'
-                   if front_items else "")
+                   f'<p class="note">{noise_note}</p>' if front_items else "")
+    marks = "".join(f'<p class="note">{_e(n)}</p>' for n in table_notes(report))
     method_items = [f"<li>{_e(k.replace('_', ' '))}: {_e(protocol[k])}</li>" for k in PROTOCOL_KEYS if protocol.get(k)]
     load = load_sentence(machine)
     if load:
@@ -318,8 +356,10 @@ def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, no
 {_load_note(machine)}
 <p class="note">Accuracy on the {_e(report['task'])} dev set. Retained, compression and speedup are relative to the
 fine-tuned teacher. Click a column title to sort.</p>
+{marks}
 {fronts_html}
 </section>
+{_per_class(report["rows"], figures)}
 {_target(report.get("target"))}
 {selection_html(report.get("selection") or [])}
 {_figures(figures, figure_note)}

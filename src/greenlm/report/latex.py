@@ -60,6 +60,8 @@ def _scale(values, units) -> tuple[float, str]:
 # (row key, name, unit or units to scale into, format, best: "max" | "min" | None)
 COLUMNS = [
     ("accuracy", "Acc.", r"(\%)", lambda v: f"{100 * v:.2f}", "max"),
+    ("macro_f1", "F1", r"macro (\%)", lambda v: f"{100 * v:.2f}", "max"),
+    ("mcc", "MCC", "", lambda v: f"{v:.3f}", "max"),
     ("performance_retained_pct", "Ret.", r"(\%)", _fixed(1), "max"),
     ("params", "Params", "", _si, "min"),
     ("compression_x", "Compr.", r"($\times$)", _fixed(2), "max"),
@@ -74,6 +76,26 @@ COLUMNS = [
 ]
 
 
+def _extra(row: dict, key: str, scale: float) -> str:
+    """What follows a cell's figure: the accuracy's 95% interval, ``='' on a retained % within noise of the teacher,
+    the range over the timing rounds, ``exp.'' on expected FLOPs (a model with exits)."""
+    def small(text: str) -> str:
+        return rf" {{\scriptsize {text}}}"
+
+    if key == "accuracy" and row.get("accuracy_ci95_low") is not None:
+        return small(f"[{100 * row['accuracy_ci95_low']:.1f}, {100 * row['accuracy_ci95_high']:.1f}]")
+    if key == "performance_retained_pct" and row.get("within_noise_of_teacher"):
+        return "$^{=}$"
+    if key == "flops_per_example" and row.get("flops_basis") == "expected":
+        return small("exp.")
+    if key in ("latency_ms_p50", "throughput_examples_per_s") and (row.get("speed_rounds") or 0) > 1:
+        low, high = row.get(f"{key}_min"), row.get(f"{key}_max")
+        if low is not None and high is not None:
+            fmt = _small if key == "latency_ms_p50" else _fixed(0)
+            return small(f"({fmt(low * scale)}--{fmt(high * scale)})")
+    return ""
+
+
 def _best(rows: list[dict], key: str, direction: str | None):
     values = [r.get(key) for r in rows if r.get(key) is not None]
     if direction is None or len(values) < 2 or min(values) == max(values):
@@ -86,7 +108,7 @@ def latex_table(report: dict, *, label: str | None = None) -> str:
     rows = report["rows"]
     machine = report.get("machine") or {}
     protocol = report.get("protocol") or {}
-    cols = "ll" + "r" * len(COLUMNS)
+    cols = "lll" + "r" * len(COLUMNS)
     scales = {}
     units = []
     for key, _, unit, _, _ in COLUMNS:
@@ -96,8 +118,8 @@ def latex_table(report: dict, *, label: str | None = None) -> str:
             units.append(f"({name})")
         else:
             units.append(unit)
-    header = ["Model", "Method"] + [name for _, name, _, _, _ in COLUMNS]
-    unit_row = ["", ""] + units
+    header = ["Model", "Method", "Runtime"] + [name for _, name, _, _, _ in COLUMNS]
+    unit_row = ["", "", ""] + units
     best = {key: _best([r for r in rows if r.get("report_status", "measured") == "measured"], key, d)
             for key, _, _, _, d in COLUMNS}
     body = []
@@ -107,14 +129,16 @@ def latex_table(report: dict, *, label: str | None = None) -> str:
         if r.get("report_status", "measured") != "measured":
             name += r"$^\dagger$"
             marked = True
-        cells = [name, escape(r["method"])]
+        runtime = " ".join(str(r[k]) for k in ("runtime", "precision") if r.get(k)) or "--"
+        cells = [name, escape(r["method"]), escape(runtime)]
         for key, _, _, fmt, _ in COLUMNS:
             value = r.get(key)
             if value is None:
                 cells.append("--")
                 continue
             text = fmt(value * scales.get(key, 1.0))
-            cells.append(rf"\textbf{{{text}}}" if best[key] is not None and value == best[key] else text)
+            text = rf"\textbf{{{text}}}" if best[key] is not None and value == best[key] else text
+            cells.append(text + _extra(r, key, scales.get(key, 1.0)))
         body.append(" & ".join(cells) + r" \\")
     task = escape(report.get("task") or "")
     where = escape(f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('threads') or '?'} thread(s)")
@@ -125,6 +149,16 @@ def latex_table(report: dict, *, label: str | None = None) -> str:
                f" alone); energy source: {sources}. Best value of each comparable column in bold.")
     if marked:
         caption += r" $^\dagger$Not measured (the run did not finish): figures from the stage folder only."
+    if any(r.get("accuracy_ci95_low") is not None for r in rows):
+        caption += (" Accuracy with its 95\\% percentile bootstrap interval over the dev examples (1{,}000 resamples,"
+                    " seed 0).")
+    if any(r.get("within_noise_of_teacher") for r in rows):
+        caption += (" $^{=}$The difference from the teacher is within noise: the 95\\% interval of the paired"
+                    " difference (the same dev examples resampled for both models) holds 0.")
+    if any((r.get("speed_rounds") or 0) > 1 for r in rows):
+        caption += " Latency and throughput: the best interleaved timing round, the range over the rounds beside it."
+    if any(r.get("flops_basis") == "expected" for r in rows):
+        caption += " FLOPs marked exp.: expected from the exits taken on dev."
     if protocol.get("flops"):
         caption += f" FLOPs: {escape(protocol['flops'])}."
     label = label or f"tab:greenlm-{report.get('run', 'run')}"
@@ -136,7 +170,7 @@ def latex_table(report: dict, *, label: str | None = None) -> str:
         r"\centering",
         r"\small",
         r"\setlength{\tabcolsep}{4pt}",
-        r"\resizebox{\textwidth}{!}{%  14 columns: scaled to the text width (two-column papers: about 85%)",
+        r"\resizebox{\textwidth}{!}{%  17 columns: scaled to the text width (two-column papers: about 85%)",
         rf"\begin{{tabular}}{{{cols}}}",
         r"\toprule",
         " & ".join(header) + r" \\",

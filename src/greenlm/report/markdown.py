@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from greenlm.report.pareto import TRADEOFF_AXES
+from greenlm.report.pareto import TRADEOFF_AXES, fronts_by_noise
 from greenlm.report.provenance import load_sentence, selection_markdown
-from greenlm.report.tables import COLUMNS
+from greenlm.report.tables import COLUMNS, table_notes
 from greenlm.report.target import target_markdown
 
 
@@ -14,6 +14,8 @@ PROTOCOL_KEYS = ("latency", "throughput", "rounds", "best_or_median", "flops")  
 def cell(row: dict, key: str, fmt) -> str:
     """A table cell: the column's format, or ``n/a`` for a figure that is missing."""
     value = row.get(key)
+    if key == "accuracy_vs_teacher" and row.get("method") == "finetune":
+        return "(reference)"
     if key not in ("model", "method") and value is None:
         return "n/a"
     return fmt(row)
@@ -69,7 +71,7 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
         "## Models",
         "",
         "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|",
+        "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|",
         *["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body],
         "",
         f"Accuracy on the {report['task']} dev set. Retained, compression and speedup are relative to the first row"
@@ -80,12 +82,22 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
     load = load_sentence(report.get("machine"))
     if load:
         lines[-1:-1] = ["", f"**Speed and speedup:** {load}."]
+    lines += [*(f"- {note}" for note in table_notes(report)), ""] if table_notes(report) else []
     if any(fronts.values()):
         lines += ["**Pareto front** (no other model is both more accurate and better on the axis):", ""]
+        by_noise = fronts_by_noise(report["rows"])
         for axis in TRADEOFF_AXES:
             if fronts.get(axis.key):
-                lines.append(f"- accuracy vs {axis.title}: {', '.join(f'`{m}`' for m in fronts[axis.key])}")
+                names = [f"`{m}`" + (" (=: by noise only)" if m in by_noise[axis.key] else "")
+                         for m in fronts[axis.key]]
+                lines.append(f"- accuracy vs {axis.title}: {', '.join(names)}")
+        if any(by_noise.values()):
+            lines.append("")
+            lines.append("*by noise only*: on the front only by an accuracy gain over the teacher that is within noise"
+                         " (the 95% interval of the paired difference holds 0); with the teacher's accuracy it would"
+                         " be dominated. It is no more accurate than the teacher on this evidence.")
         lines.append("")
+    lines += per_class_markdown(report["rows"])
     lines += target_markdown(report.get("target"))
     lines += selection_markdown(report.get("selection") or [])
     if (report.get("train_filter") or {}).get("summary"):
@@ -135,3 +147,25 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
         lines += ["", "## Files", "", *[f"- {f}" for f in files]]
     lines.append("")
     return "\n".join(lines)
+
+
+def per_class_markdown(rows: list[dict]) -> list[str]:
+    """Each measured model's precision, recall and F1 per class (dev), with its confusion matrix."""
+    shown = [r for r in rows if r.get("per_class")]
+    if not shown:
+        return []
+    lines = ["## Per class (dev)", ""]
+    for row in shown:
+        lines += [f"**{row['model']}**", "", "| class | precision % | recall % | F1 % | support | predicted |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {c['label']} | {100 * c['precision']:.1f} | {100 * c['recall']:.1f} | {100 * c['f1']:.1f}"
+                  f" | {c['support']} | {c['predicted']} |" for c in row["per_class"]]
+        matrix = row.get("confusion_matrix") or {}
+        if matrix.get("counts"):
+            labels = [str(label).replace("|", "/") for label in matrix["labels"]]
+            lines += ["", "confusion matrix (rows: true class, columns: predicted)", "",
+                      "| true / predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+            lines += [f"| {label} | " + " | ".join(str(v) for v in counts) + " |"
+                      for label, counts in zip(labels, matrix["counts"])]
+        lines.append("")
+    return lines

@@ -20,6 +20,7 @@ import yaml
 
 import greenlm
 from greenlm.report.rundata import MEASURED, RunData, read_json_dict, stage_method
+from greenlm.report.uncertainty import noise_sentence
 
 # bundled task -> (hub dataset id, config, display name, language)
 _KNOWN_TASKS = {
@@ -220,6 +221,21 @@ def _details(metrics: dict, method: str) -> list[tuple[str, str]]:
     return out[:16]
 
 
+def _interval(row: dict) -> str:
+    """`` (95% interval 89.11-92.89 %)`` after the accuracy, when the measuring pass kept the predictions."""
+    if row.get("accuracy_ci95_low") is None or row.get("accuracy_ci95_high") is None:
+        return ""
+    return f" (95% interval {100 * row['accuracy_ci95_low']:.2f}-{100 * row['accuracy_ci95_high']:.2f} %)"
+
+
+def _runtime(row: dict) -> str:
+    return " ".join(str(row[k]) for k in ("runtime", "precision") if row.get(k)) or "n/a"
+
+
+def _flops_basis(row: dict) -> str:
+    return ", expected from the exits taken on dev" if row.get("flops_basis") == "expected" else ""
+
+
 def model_card(run: RunData, row: dict) -> str:
     """The README.md of one model folder: YAML metadata, then the human part."""
     meta = card_metadata(run, row)
@@ -273,13 +289,16 @@ def model_card(run: RunData, row: dict) -> str:
     lines += ["## Evaluation", "",
               f"On the `{task}` dev split ({dev.get('examples', 'n/a')} examples):", "",
               "| metric | value |", "|---|---:|",
-              f"| accuracy | {_num(None if row.get('accuracy') is None else 100 * row['accuracy'], '.2f', ' %')} |",
+              f"| accuracy | {_num(None if row.get('accuracy') is None else 100 * row['accuracy'], '.2f', ' %')}"
+              f"{_interval(row)} |",
               f"| macro F1 | {_num(row.get('macro_f1'), '.4f')} |",
               f"| MCC | {_num(row.get('mcc'), '.4f')} |",
               f"| performance retained vs the teacher | {_num(row.get('performance_retained_pct'), '.1f', ' %')} |",
+              f"| difference from the teacher (paired, 95% interval) | {noise_sentence(row) or 'n/a'} |",
+              f"| runtime and precision | {_runtime(row)} |",
               f"| parameters | {_num(row.get('params'), ',')} |",
               f"| compression vs the teacher | {_num(row.get('compression_x'), '.2f', 'x')} |",
-              f"| FLOPs per example (forward) | {_num(row.get('flops_per_example'), ',.0f')} |",
+              f"| FLOPs per example (forward{_flops_basis(row)}) | {_num(row.get('flops_per_example'), ',.0f')} |",
               f"| latency p50, batch 1 | {_num(row.get('latency_ms_p50'), '.2f', ' ms')} |",
               f"| throughput, batch 32 | {_num(row.get('throughput_examples_per_s'), ',.1f', ' examples/s')} |",
               f"| speedup vs the teacher | {_num(row.get('speedup_x'), '.2f', 'x')} |",

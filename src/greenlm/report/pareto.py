@@ -59,3 +59,28 @@ def front_of_rows(rows: Sequence[dict], axis: Axis, accuracy_key: str = "accurac
 def fronts(rows: Sequence[dict]) -> dict[str, list[str]]:
     """``{axis key: [model, ...]}`` for every trade-off axis."""
     return {axis.key: front_of_rows(rows, axis) for axis in TRADEOFF_AXES}
+
+
+def on_front_by_noise(rows: Sequence[dict], axis: Axis) -> list[str]:
+    """Models on the front of ``axis`` only by an accuracy gain over the teacher that is within noise (the row's
+    ``within_noise_of_teacher``, from the paired bootstrap interval): with their accuracy set to the teacher's, they
+    would drop off the front (a model 1 example in 500 above the teacher and slower than it, for one)."""
+    teacher = next((r for r in rows if r.get("method") == "finetune" and r.get("accuracy") is not None), None)
+    if teacher is None:
+        return []
+    front = front_of_rows(rows, axis)
+    out = []
+    for row in rows:
+        if (row["model"] not in front or row is teacher or not row.get("within_noise_of_teacher")
+                or row["accuracy"] <= teacher["accuracy"]):
+            continue
+        levelled = [dict(r, accuracy=teacher["accuracy"]) if r is row else r for r in rows]
+        if row["model"] not in front_of_rows(levelled, axis):
+            out.append(row["model"])
+    return out
+
+
+def fronts_by_noise(rows: Sequence[dict]) -> dict[str, list[str]]:
+    """``{axis key: [model, ...]}``: the models ``on_front_by_noise`` for every trade-off axis."""
+    measured = [r for r in rows if r.get("report_status", "measured") == "measured"]
+    return {axis.key: on_front_by_noise(measured, axis) for axis in TRADEOFF_AXES}

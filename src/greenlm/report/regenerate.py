@@ -16,11 +16,13 @@ from pathlib import Path
 
 from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text
 from greenlm.report import figures as figs
+from greenlm.report.class_figures import confusion_figure
 from greenlm.report.html import report_html
 from greenlm.report.latex import latex_table
 from greenlm.report.markdown import report_markdown
 from greenlm.report.model_card import model_card
 from greenlm.report.pareto import fronts as pareto_fronts
+from greenlm.report.pareto import fronts_by_noise
 from greenlm.report.rundata import MEASURED, NOT_MEASURED, RunData, load_run
 from greenlm.report.target import target_region, target_settings
 
@@ -103,6 +105,10 @@ def build_figures(run: RunData) -> list:
             fig = figs.early_exit_figure(row["model"], curve)
             if fig is not None:
                 out.append(fig)
+    for row in run.measured_rows():
+        fig = confusion_figure(row["model"], row.get("confusion_matrix"))
+        if fig is not None:
+            out.append(fig)
     for fig in (figs.breakdown_figure(module_breakdown(run)), figs.pricetag_figure(run.rows)):
         if fig is not None:
             out.append(fig)
@@ -110,7 +116,8 @@ def build_figures(run: RunData) -> list:
 
 
 def _report_json(run: RunData, fronts: dict, notes: list[str]) -> dict:
-    return {**run.report, "pareto_front": fronts, "incomplete": notes, "rows": run.rows}
+    return {**run.report, "pareto_front": fronts, "pareto_front_by_noise": fronts_by_noise(run.measured_rows()),
+            "incomplete": notes, "rows": run.rows}
 
 
 def generate_report(run_dir: str | Path, formats=FORMATS, out_dir: str | Path | None = None, *,

@@ -21,6 +21,7 @@ import yaml
 from greenlm.common import GreenlmError, read_json
 from greenlm.report.provenance import selections
 from greenlm.report.target import mark_rows, target_record, target_settings
+from greenlm.report.uncertainty import FIELDS as UNCERTAINTY_FIELDS
 
 RECIPE_FILE = "recipe.yaml"
 RUN_LOG = "run.log"
@@ -231,6 +232,7 @@ def _empty_row(name: str, body: dict, status: str) -> dict:
         "stage_cost_usd": None, "stage_wall_s": None, "cumulative_energy_kwh": None, "cumulative_co2e_kg": None,
         "cumulative_cost_usd": None, "energy_source": None, "inference_energy_kwh_per_1000": None,
         "inference_co2e_kg_per_1000": None, "folder": None, "on_front": False, "meets_target": None,
+        **dict.fromkeys(UNCERTAINTY_FIELDS),
     }
 
 

@@ -5,7 +5,8 @@ pipeline's schema): ``speedup`` (throughput vs the teacher's, at least), ``min_r
 a % of the teacher's, at least), ``max_latency_ms`` (p50 at batch 1, at most), ``max_flops`` (forward FLOPs per
 example, at most). Unset criteria are None; a target with none set is no target.
 
-- ``mark_rows`` gives every row ``on_front`` (on the Pareto front of accuracy vs throughput) and
+- ``mark_rows`` gives every row ``on_front`` (on the Pareto front of accuracy vs throughput), ``on_front_by_noise``
+  (on it only by an accuracy gain over the teacher that is within noise) and
   ``meets_target``: True when every set criterion holds, False when one fails, None when no target is set or a
   figure it needs is missing (a row that was not measured).
 - ``target_record`` is report.json's ``target``: the settings, ``met_by`` (every model that meets it),
@@ -16,7 +17,7 @@ example, at most). Unset criteria are None; a target with none set is no target.
 
 from __future__ import annotations
 
-from greenlm.report.pareto import TRADEOFF_AXES, front_of_rows
+from greenlm.report.pareto import TRADEOFF_AXES, front_of_rows, on_front_by_noise
 
 THROUGHPUT_AXIS = TRADEOFF_AXES[0]
 # criterion: (row field, at least (True) or at most (False))
@@ -86,9 +87,12 @@ def meets(row: dict, settings: dict | None) -> bool | None:
 
 def mark_rows(rows: list[dict], settings: dict | None) -> list[str]:
     """Set ``on_front`` and ``meets_target`` on every row; return the front (accuracy vs throughput)."""
-    front = front_of_rows([r for r in rows if r.get("report_status", "measured") == "measured"], THROUGHPUT_AXIS)
+    measured_rows = [r for r in rows if r.get("report_status", "measured") == "measured"]
+    front = front_of_rows(measured_rows, THROUGHPUT_AXIS)
+    by_noise = on_front_by_noise(measured_rows, THROUGHPUT_AXIS)
     for row in rows:
         row["on_front"] = row["model"] in front
+        row["on_front_by_noise"] = row["model"] in by_noise  # there only by an accuracy gain within noise
         # only measured rows: an unmeasured one has no speed, and its accuracy is the stage's own evaluation
         measured = row.get("report_status", "measured") == "measured"
         row["meets_target"] = meets(row, settings) if measured else None

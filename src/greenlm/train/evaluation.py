@@ -5,7 +5,8 @@ from __future__ import annotations
 from greenlm.common import GreenlmError
 from greenlm.data import Task, align_labels, encode_split
 from greenlm.models import load_classifier, model_max_length
-from greenlm.train.loop import evaluate
+from greenlm.train.loop import predict_logits
+from greenlm.train.metrics import detailed_metrics
 
 
 def evaluate_on_task(model_spec: str, task: Task, split_name: str, *, batch_size: int = 128,
@@ -19,5 +20,7 @@ def evaluate_on_task(model_spec: str, task: Task, split_name: str, *, batch_size
         raise GreenlmError(f"--max-length {max_length} is above what the model's positions allow ({limit})")
     split = align_labels(task.split(split_name), task, loaded.labels, model_spec)
     encoded = encode_split(split, tokenizer, max_length)
-    return evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=len(loaded.labels),
-                    batch_size=batch_size, progress=f"eval {task.name}/{split_name}" if progress else None)
+    logits = predict_logits(model, encoded, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size,
+                            progress=f"eval {task.name}/{split_name}" if progress else None)
+    # accuracy, macro-F1, MCC, and each class's precision/recall/F1, the confusion matrix, the accuracy's interval
+    return detailed_metrics(encoded.labels, logits.argmax(-1).tolist(), [str(label) for label in loaded.labels])

@@ -38,3 +38,20 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int], nu
         "mcc": float(mcc),
         "examples": int(total),
     }
+
+
+def detailed_metrics(labels: Sequence[int], predictions: Sequence[int], label_names: Sequence[str]) -> dict:
+    """``classification_metrics`` plus what a report shows beside them: each class's precision, recall, F1 and
+    support (``per_class``), the confusion matrix (rows true labels, columns predictions, in ``label_names``
+    order) and the 95% bootstrap interval of the accuracy (``accuracy_ci95``: low, high, resamples, seed)."""
+    from greenlm.measure import stats
+
+    num_labels = len(label_names)
+    out = classification_metrics(labels, predictions, num_labels)
+    counts = stats.confusion_counts(labels, predictions, num_labels)
+    out["per_class"] = stats.per_class(counts, label_names)
+    out["confusion_matrix"] = {"labels": [str(n) for n in label_names], "counts": counts}
+    correct = sum(int(y == p) for y, p in zip(labels, predictions))
+    interval = stats.accuracy_interval(correct, len(labels))
+    out["accuracy_ci95"] = {k: interval[k] for k in ("low", "high", "resamples", "seed")}
+    return out
