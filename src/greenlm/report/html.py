@@ -16,7 +16,7 @@ import time
 import greenlm
 from greenlm.report.markdown import PROTOCOL_KEYS, _sci, run_totals
 from greenlm.report.pareto import TRADEOFF_AXES
-from greenlm.report.provenance import load_sentence, selection_html
+from greenlm.report.provenance import eval_split_of, load_sentence, selection_html
 from greenlm.report.tables import COLUMNS
 from greenlm.report.target import COST_HEADER, cost_cells, cost_rows
 
@@ -316,7 +316,7 @@ def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, no
 <section id="models"><h2>Models</h2>
 {_table(report, fronts)}
 {_load_note(machine)}
-<p class="note">Accuracy on the {_e(report['task'])} dev set. Retained, compression and speedup are relative to the
+<p class="note">Accuracy on the {_e(report['task'])} {_e(eval_split_of(report))} set. Retained, compression and speedup are relative to the
 fine-tuned teacher. Click a column title to sort.</p>
 {fronts_html}
 </section>

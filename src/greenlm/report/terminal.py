@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from greenlm.report.provenance import load_sentence
+from greenlm.report.provenance import eval_split_of, load_sentence
 from greenlm.report.tables import COLUMNS
 
 _TERMINAL_COLUMNS = ("model", "method", "accuracy", "performance_retained_pct", "params", "compression_x",
@@ -18,7 +18,7 @@ def print_report(report: dict) -> None:
     from rich.table import Table
 
     columns = [(key, _SHORT.get(key, title), fmt) for key, title, fmt in COLUMNS if key in _TERMINAL_COLUMNS]
-    table = Table(title=f"greenlm run '{report['run']}': {report['task']} dev")
+    table = Table(title=f"greenlm run '{report['run']}': {report['task']} {eval_split_of(report)}")
     for i, (_, title, _) in enumerate(columns):
         table.add_column(title, justify="left" if i < 2 else "right", no_wrap=i < 2)
     for row in report["rows"]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from greenlm.common import GreenlmError
-from greenlm.data import Task, align_labels, encode_split
+from greenlm.data import Task, align_labels, encode_split, truncation_record
 from greenlm.models import load_classifier, model_max_length
 from greenlm.train.loop import evaluate
 
 
 def evaluate_on_task(model_spec: str, task: Task, split_name: str, *, batch_size: int = 128,
                      max_length: int | None = None, allow_pickle: bool = False, progress: bool = False) -> dict:
+    """Metrics of ``model_spec`` on one split, and ``truncation`` (how many rows were cut at max_length)."""
     loaded = load_classifier(model_spec, allow_pickle=allow_pickle)
     model, tokenizer = loaded.model, loaded.tokenizer
     saved = getattr(model.config, "greenlm", None) or {}
@@ -19,5 +20,6 @@ def evaluate_on_task(model_spec: str, task: Task, split_name: str, *, batch_size
         raise GreenlmError(f"--max-length {max_length} is above what the model's positions allow ({limit})")
     split = align_labels(task.split(split_name), task, loaded.labels, model_spec)
     encoded = encode_split(split, tokenizer, max_length)
-    return evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=len(loaded.labels),
-                    batch_size=batch_size, progress=f"eval {task.name}/{split_name}" if progress else None)
+    metrics = evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=len(loaded.labels),
+                       batch_size=batch_size, progress=f"eval {task.name}/{split_name}" if progress else None)
+    return {**metrics, "truncation": truncation_record(encoded)}
