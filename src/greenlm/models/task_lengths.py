@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from greenlm.common import GreenlmError
 from greenlm.data import Task, covering_length, token_lengths
 from greenlm.data.encode import AUTO_LENGTH_SHARE
 from greenlm.models.loading import load_tokenizer
@@ -24,7 +25,7 @@ DEFAULT_MAX_LENGTH = 128  # greenlm train's default (pipeline/finetune_config.py
 def task_lengths(task: Task, model_spec: str, max_length: int | None = None) -> dict:
     """Per split: rows, rows longer than ``max_length`` (cut when the model reads them) and the length covering
     ``AUTO_LENGTH_SHARE`` of the rows; ``max_length`` None: what the model folder was fine-tuned with, else 128."""
-    tokenizer, saved = _tokenizer(task, model_spec)
+    tokenizer, saved = tokenizer_for(model_spec, task)
     limit = max_length or saved or DEFAULT_MAX_LENGTH
     splits = {}
     for name, split in task.splits.items():
@@ -35,12 +36,18 @@ def task_lengths(task: Task, model_spec: str, max_length: int | None = None) -> 
     return {"model": model_spec, "max_length": limit, "covering_share": AUTO_LENGTH_SHARE, "splits": splits}
 
 
-def _tokenizer(task: Task, model_spec: str):
-    """(tokenizer, the max_length a greenlm model folder was fine-tuned with, or None)."""
+def tokenizer_for(model_spec: str, task: Task):
+    """(the tokenizer of ``model_spec``, the max_length a greenlm model folder was fine-tuned with, or None); a
+    ``tiny:`` model's is built from the task's training texts, as training builds it."""
     source = resolve_model_source(model_spec)
     if source.kind == "tiny":
         spec = TinySpec.parse(source.location)
         return build_tiny_tokenizer(task.split("train").joined_texts(), spec.vocab, spec.positions), None
+    try:
+        tokenizer = load_tokenizer(source.location)
+    except Exception as err:  # hub and file errors come in many types; the user needs one line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise GreenlmError(f"could not load the tokenizer of '{model_spec}': {first}") from None
     saved = None
     config = Path(source.location) / "config.json"
     if source.kind == "local" and config.is_file():
@@ -48,4 +55,4 @@ def _tokenizer(task: Task, model_spec: str):
             saved = (json.loads(config.read_text(encoding="utf-8")).get("greenlm") or {}).get("max_length")
         except (OSError, ValueError):
             saved = None
-    return load_tokenizer(source.location), saved if isinstance(saved, int) else None
+    return tokenizer, saved if isinstance(saved, int) else None
