@@ -240,4 +240,9 @@ def test_run_on_train_and_test_names_test_in_log_and_report(train_test_dir, tmp_
     report = json.loads((run / "report.json").read_text())
     assert report["eval_split"] == "test"
     assert json.loads((run / "measurements.json").read_text())["models"]["finetune"]["test"]["examples"] == 48
-    assert "Accuracy on the tt test set" in (run / "report.md").read_text()
+    markdown = (run / "report.md").read_text()
+    assert "Accuracy on the tt test set" in markdown
+    assert "**Truncation:** rows longer than 32 tokens, cut when read: train 0 of 180 rows (0.0%)" in markdown
+    assert report["truncation"]["test"] == {"rows": 48, "truncated": 0, "share": 0.0, "max_length": 32}
+    card = yaml.safe_load((run / "finetune" / "README.md").read_text().split("---")[1])
+    assert card["model-index"][0]["results"][0]["dataset"]["split"] == "test"

@@ -79,9 +79,11 @@ def check_task(
     on_empty: OnEmptyOpt = "skip",
     as_json: JsonOpt = False,
 ) -> None:
-    """Check a task and print what greenlm understood: splits and rows (the validation split greenlm carves from
-    train included), the label set and rows per label, the text fields, the split figures are reported on, and
-    how many rows --model would cut at its input length."""
+    """Check a folder or task file and print what greenlm understood of it.
+
+    Splits and rows (the validation split carved from train included), the label set and rows per label, the text
+    fields, the split figures are reported on, and how many rows --model would cut at its input length.
+    """
     from greenlm.data.task_summary import task_summary
     from greenlm.models.task_lengths import task_lengths
 

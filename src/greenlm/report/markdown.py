@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from greenlm.report.pareto import TRADEOFF_AXES
-from greenlm.report.provenance import eval_split_of, load_sentence, selection_markdown
+from greenlm.report.provenance import eval_split_of, load_sentence, selection_markdown, truncation_sentence
 from greenlm.report.tables import COLUMNS
 from greenlm.report.target import target_markdown
 
@@ -90,6 +90,9 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
     lines += selection_markdown(report.get("selection") or [])
     if (report.get("train_filter") or {}).get("summary"):
         lines += [f"**Training data:** {report['train_filter']['summary']} (dev and test untouched).", ""]
+    truncation = truncation_sentence(report.get("truncation"))
+    if truncation:
+        lines += [f"**Truncation:** {truncation}.", ""]
     if figure_note:
         lines += ["## Figures", "", figure_note, ""]
     elif figures:

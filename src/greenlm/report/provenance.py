@@ -70,6 +70,19 @@ def _records(metrics: dict) -> list[tuple[str | None, dict]]:
     return found
 
 
+def truncation_sentence(truncation: dict | None) -> str | None:
+    """The report's sentence on truncation: per split, the rows the teacher's fine-tuning cut at its max_length
+    (``metrics.json``'s ``truncation``); None for runs recorded before it was counted."""
+    if not isinstance(truncation, dict) or not truncation:
+        return None
+    parts = [f"{name} {r['truncated']:,} of {r['rows']:,} rows ({100 * r['share']:.1f}%)"
+             for name, r in truncation.items() if isinstance(r, dict) and r.get("rows")]
+    lengths = sorted({r.get("max_length") for r in truncation.values() if isinstance(r, dict)} - {None})
+    if not parts:
+        return None
+    return f"rows longer than {', '.join(map(str, lengths))} tokens, cut when read: {'; '.join(parts)}"
+
+
 def selections(metrics_by_stage: dict[str, dict | None], reported: str = REPORTED_SPLIT) -> list[dict]:
     """One row per recorded choice, stages in the order given: stage, where it is recorded, split, examples,
     what it chose, where the split's rows came from, the stage's warning, and ``on_reported_split`` (the choice

@@ -218,13 +218,15 @@ def _reported_split(data: RunData, saved: dict | None, measurements: dict | None
 def checks(recipe: dict, rows: list[dict], metrics_by_stage: dict[str, dict | None], *, reported: str) -> dict:
     """What report.json adds to the rows, the same for ``greenlm run`` and ``greenlm report``: each row's
     ``on_front`` and ``meets_target`` (set in place), ``target`` (None without one), ``selection`` (choices, and
-    whether one was made on ``reported``, the split the figures come from) and ``train_filter`` (the data
-    filters' record, None without)."""
+    whether one was made on ``reported``, the split the figures come from), ``train_filter`` (the data
+    filters' record, None without) and ``truncation`` (rows per split the teacher's fine-tuning cut, None without)."""
     settings = target_settings(recipe)
     mark_rows(rows, settings)
     filters = [m["train_filter"] for m in metrics_by_stage.values() if isinstance(m, dict) and m.get("train_filter")]
+    truncation = [m["truncation"] for m in metrics_by_stage.values()
+                  if isinstance(m, dict) and m.get("method") == "finetune" and isinstance(m.get("truncation"), dict)]
     return {"target": target_record(rows, settings), "selection": selections(metrics_by_stage, reported),
-            "train_filter": filters[0] if filters else None}
+            "train_filter": filters[0] if filters else None, "truncation": truncation[0] if truncation else None}
 
 
 def _machine_from_tags(data: RunData, rows: list[dict]) -> dict:
