@@ -74,7 +74,7 @@ def run_rows(run_dir: Path) -> list[str]:
              "|---|---:|---:|---:|---:|---:|---|---:|"]
     for name, record in measured.items():
         row = row_statistics(record, None if name == recipe_teacher else measured[recipe_teacher])
-        kept = record.get("dev_predictions") or {}
+        kept = record.get("predictions") or {}
         if row["accuracy_ci95_low"] is None or not kept.get("gold"):
             lines.append(f"| {name} | n/a | n/a | no stored predictions (measured by an older greenlm) | | | | |")
             continue

@@ -202,9 +202,10 @@ def test_missing_folder_or_file(tmp_path):
         load_task("data/train.tsv")
 
 
-def test_folder_without_dev_file(tmp_path):
+def test_folder_with_train_only(tmp_path):
     write(tmp_path / "f" / "train.tsv", GOOD_TRAIN)
-    with pytest.raises(GreenlmError, match=r"no dev file; expected dev/validation\.tsv") as err:
+    with pytest.raises(GreenlmError, match=r"no dev or test file beside train\.tsv; add dev\.tsv .* or test\.tsv"
+                       r".*docs/tasks\.md") as err:
         load_task(str(tmp_path / "f"))
     assert str(tmp_path / "f") in one_line(err)
 
@@ -374,5 +375,5 @@ def test_unknown_task_name_suggests_closest():
 
 def test_data_file_given_instead_of_folder(tmp_path):
     path = write(tmp_path / "train.tsv", GOOD_TRAIN)
-    with pytest.raises(GreenlmError, match="is a file .*give a folder holding train and dev files"):
+    with pytest.raises(GreenlmError, match="is a file .*give a folder holding train and dev/test files"):
         load_task(str(path))

@@ -106,7 +106,7 @@ def test_pair_columns_and_string_labels(monkeypatch):
     assert task.split("test").labels == [1]
 
 
-def test_no_validation_split_uses_test_as_dev(monkeypatch):
+def test_no_validation_split_keeps_test_as_test_and_reports_on_it(monkeypatch):
     features = {"text": FakeValue(), "label": FakeClassLabel(["neg", "pos"])}
     data = {
         "train": FakeSplit({"text": ["good", "bad"], "label": [1, 0]}, features),
@@ -115,9 +115,9 @@ def test_no_validation_split_uses_test_as_dev(monkeypatch):
     }
     install_fake_datasets(monkeypatch, result=data)
     task = load_task("hf:imdb")
-    assert sorted(task.splits) == ["dev", "train"]
-    assert task.split("dev").text_a == ["ok", "meh"]
-    assert "dev is the test split" in task.credit
+    assert sorted(task.splits) == ["test", "train"]  # not renamed: figures name the split they come from
+    assert task.split("test").text_a == ["ok", "meh"]
+    assert task.eval_split == "test"
 
 
 def test_hub_column_errors_name_the_split(monkeypatch):

@@ -38,9 +38,13 @@ def random_cases(n: int = 60):
 @pytest.mark.parametrize("labels,fraction,max_examples,seed", list(random_cases()))
 def test_carve_partitions_train_and_keeps_label_shares(labels, fraction, max_examples, seed):
     task = make_task(labels)
+    wanted = min(max_examples, int(fraction * len(labels)))
+    if wanted < len(set(labels)) or min(collections.Counter(labels).values()) == 1:
+        with pytest.raises(GreenlmError, match=r"a label would have no validation row|has a single training row"):
+            carve_validation(task, fraction=fraction, max_examples=max_examples, seed=seed)
+        return  # a label would be missing from one side: refused (test_carve_refuses_... below)
     carved = carve_validation(task, fraction=fraction, max_examples=max_examples, seed=seed)
     train, val = carved.splits["train"], carved.splits["validation"]
-    wanted = min(max_examples, int(fraction * len(labels)))
     assert len(val) == wanted and len(train) + len(val) == len(labels)
     # a partition: every training row is in exactly one of the two splits
     assert sorted(train.text_a + val.text_a, key=lambda t: int(t.split()[1])) == task.splits["train"].text_a
@@ -48,8 +52,7 @@ def test_carve_partitions_train_and_keeps_label_shares(labels, fraction, max_exa
     counts, total = collections.Counter(val.labels), collections.Counter(labels)
     for label, n in total.items():
         assert abs(counts[label] - wanted * n / len(labels)) < 2  # its share, rounded (1 more for a tiny label)
-        if wanted >= len(total):
-            assert counts[label] >= 1  # every label is represented when there is room
+        assert counts[label] >= 1 and total[label] - counts[label] >= 1  # every label on both sides
     assert carved.splits["dev"] is task.splits["dev"]  # reported splits untouched
     assert carve_validation(task, fraction=fraction, max_examples=max_examples, seed=seed).fingerprint() == \
         carved.fingerprint()  # the same draw every time

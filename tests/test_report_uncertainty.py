@@ -47,7 +47,7 @@ def _measurements() -> dict:
                                   {"label": "1", "precision": 0.5, "recall": tp / 250, "f1": 0.5, "support": 250,
                                    "predicted": tp + 250 - tn}],
                     "confusion_matrix": {"labels": ["0", "1"], "counts": counts}},
-            "dev_predictions": {"gold": gold, "predicted": predicted},
+            "predictions": {"gold": gold, "predicted": predicted},
             "runtime": RUNTIME.get(model, {"engine": "torch", "precision": "fp32"}),
             "params": {"total": int(1e6 * size / 90)}, "flops_per_example": flops,
             "flops_basis": "expected" if model == "early_exit" else "full depth",

@@ -16,6 +16,8 @@ fields of the method's config dataclass, checked as a recipe's are; ``run`` is `
 each carves a validation split from train (``validation_fraction=0.1``, at most 1,000 rows) and makes every
 choice on it; ``validation_fraction=0`` chooses on dev instead (and the metrics say so). ``drop=["duplicates",
 "conflicting"]`` removes the train rows the data audit finds first (greenlm.data.filters; dev and test untouched).
+``eval_split="test"`` (as ``--eval-split``) names the split the stage reports its figures on (default: dev when the
+task has one, else test; docs/tasks.md).
 """
 
 from __future__ import annotations
@@ -75,12 +77,13 @@ def _stage(method: str, source, task, out, *, teacher_dir=None, region=None, pue
     """What all five method functions do: settings -> config, task, output folder, price settings, run_stage."""
     from greenlm.stage import PriceSettings, run_stage
 
-    from greenlm.data import DEFAULT_VALIDATION_FRACTION, carve_validation, filter_train
+    from greenlm.data import DEFAULT_VALIDATION_FRACTION, carve_validation, choose_eval_split, filter_train
 
     fraction = settings.pop("validation_fraction", DEFAULT_VALIDATION_FRACTION)  # as the CLI's --validation-fraction
     drop = settings.pop("drop", None)  # as the CLI's --drop: train rows the audit finds, dropped first
+    eval_split = settings.pop("eval_split", None)  # as the CLI's --eval-split
     cfg = _config(method, config, settings)
-    loaded = filter_train(_task(task), drop)
+    loaded = choose_eval_split(filter_train(_task(task), drop), eval_split)
     loaded = carve_validation(loaded, fraction=fraction) if fraction else loaded
     source = _folder(source)
     if out is None:

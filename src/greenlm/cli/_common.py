@@ -15,6 +15,12 @@ LabelsOpt = Annotated[Optional[str], typer.Option(help="Label set, comma-separat
 OnEmptyOpt = Annotated[str, typer.Option(help="Rows with empty text: 'skip' (counted and reported) or 'error'.")]
 
 
+EvalSplitOpt = Annotated[Optional[str], typer.Option(
+    "--eval-split",
+    help="The split every reported figure comes from (e.g. dev or test). Default: dev when the task has one, else"
+         " test. Choices are never made on it: they use the validation split carved from train.")]
+
+
 ValidationOpt = Annotated[float, typer.Option(
     "--validation-fraction", min=0.0, max=0.9,
     help="Share of train (at most 1,000 rows) carved off as a validation split, on which every choice is made (best"
@@ -71,8 +77,12 @@ def pause_policy(pause_above, grid, grid_region, max_pause, clock, *, run_within
 
 
 def load_task_from_options(task: str, text_fields: str | None, label_field: str | None, labels: str | None,
-                           on_empty: str = "skip", *, validation_fraction: float = 0.0, drop: str | None = None):
-    from greenlm.data import carve_validation, describe_filter, filter_train, load_task
+                           on_empty: str = "skip", *, validation_fraction: float = 0.0, drop: str | None = None,
+                           eval_split: str | None = None, choices: bool = True):
+    """The task the options name, its train rows filtered (``drop``), reported on ``eval_split``, with a validation
+    split carved from train; ``choices``: the command makes choices (training), so it says where, in one line."""
+    from greenlm.data import (carve_validation, choose_eval_split, describe_filter, describe_validation,
+                              filter_train, load_task)
 
     loaded = load_task(
         task,
@@ -84,10 +94,13 @@ def load_task_from_options(task: str, text_fields: str | None, label_field: str 
     for split, count in sorted(loaded.skipped_rows.items()):
         if count:
             err(f"note: skipped {count} row(s) with empty text in {loaded.name}/{split}")
-    loaded = filter_train(loaded, drop)
+    loaded = choose_eval_split(filter_train(loaded, drop), eval_split)
     if loaded.train_filter:
         err(f"note: {describe_filter(loaded.train_filter)}")
-    return carve_validation(loaded, fraction=validation_fraction) if validation_fraction else loaded
+    loaded = carve_validation(loaded, fraction=validation_fraction) if validation_fraction else loaded
+    if choices:
+        err(f"note: {describe_validation(loaded)}")
+    return loaded
 
 
 def _split_list(value: str | None) -> list[str] | None:

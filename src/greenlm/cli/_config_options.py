@@ -4,7 +4,8 @@ Each field of the config becomes ``--field-name`` (the recipe's name, dashes for
 field's default, and its help is the comment written beside the field (or on the line above it) in
 the dataclass. Older short names stay as aliases (``--lr`` for ``--learning-rate``). Types map as:
 ``str``/``int``/``float`` as they are; ``bool`` a ``--x/--no-x`` switch; ``bool | None`` the words
-``auto|on|off``; ``list[int] | None`` a comma-separated list (or ``all``).
+``auto|on|off``; ``list[int] | None`` a comma-separated list (or ``all``); ``int | str`` (a number or a word
+such as ``auto``) is read as text and the config turns it into a number.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def config_parameters(cls: type, *, aliases: dict[str, tuple[str, ...]] | None =
             annotation = Optional[str]
             default = None if default is None else ",".join(str(v) for v in default)
             help_text += " (comma-separated, or 'all')"
+        elif typing.get_origin(inner) in (typing.Union, types.UnionType) and str in typing.get_args(inner):
+            annotation, default = str, str(default)  # a number or a word (max_length: 128 or auto)
         elif inner is bool:
             names = [f"{option_name(f.name)}/--no-{f.name.replace('_', '-')}",
                      *(f"{a}/--no-{a[2:]}" for a in aliases.get(f.name, ()))]

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from greenlm.cli._common import (ClockSpeedOpt, DropOpt, GridOpt, GridRegionOpt, JobDurationOpt, LabelFieldOpt,
-                                 LabelsOpt, MaxPauseOpt, NowOpt, OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt,
+                                 EvalSplitOpt, LabelsOpt, MaxPauseOpt, NowOpt, OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt,
                                  RunWithinOpt, TaskOpt, TextFieldsOpt,
                                  ValidationOpt, carbon_clock, err, load_task_from_options, pause_policy,
                                  print_json)
@@ -24,7 +24,8 @@ from greenlm.cli._config_options import config_from_options, config_parameters
 
 # Options every method command has besides its settings (names that are not config fields).
 PAUSE_OPTIONS = ("pause_above", "run_within", "job_duration", "grid", "grid_region", "max_pause", "now", "clock_speed")
-COMMON_OPTIONS = ("out", "task", "text_fields", "label_field", "labels", "on_empty", "validation_fraction", "drop",
+COMMON_OPTIONS = ("out", "task", "text_fields", "label_field", "labels", "on_empty", "eval_split",
+                  "validation_fraction", "drop",
                   "region", "pue", "progress", "json_out", *PAUSE_OPTIONS)
 
 
@@ -37,6 +38,7 @@ def _common_parameters(out_help: str) -> list[inspect.Parameter]:
         inspect.Parameter("label_field", kw, default=None, annotation=LabelFieldOpt),
         inspect.Parameter("labels", kw, default=None, annotation=LabelsOpt),
         inspect.Parameter("on_empty", kw, default="skip", annotation=OnEmptyOpt),
+        inspect.Parameter("eval_split", kw, default=None, annotation=EvalSplitOpt),
         inspect.Parameter("validation_fraction", kw, default=0.1, annotation=ValidationOpt),
         inspect.Parameter("drop", kw, default=None, annotation=DropOpt),
         inspect.Parameter("region", kw, default=None, annotation=RegionOpt),
@@ -79,7 +81,7 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
         config = config_from_options(config_class, {k: values[k] for k in setting_names})
         task = load_task_from_options(values["task"], values["text_fields"], values["label_field"], values["labels"],
                                       values["on_empty"], validation_fraction=values["validation_fraction"],
-                                      drop=values["drop"])
+                                      drop=values["drop"], eval_split=values["eval_split"])
         price = PriceSettings(region=values["region"], pue=values["pue"])
         price.price_tag("check", ledger=False)  # a bad region or PUE fails here, before any work
         teacher = values.get(teacher_option) if teacher_option else None

@@ -32,7 +32,9 @@ def audit_command(
 
     check_audit_options(model, max_length)
     loaded = load_task_from_options(task, text_fields, label_field, labels, on_empty)
-    tokenizer = _tokenizer(model) if model is not None else None
+    from greenlm.models.task_lengths import tokenizer_for
+
+    tokenizer = tokenizer_for(model, loaded)[0] if model is not None else None
     report = audit_task(loaded, tokenizer=tokenizer, max_length=max_length or DEFAULT_AUDIT_MAX_LENGTH,
                         model_name=model, examples=examples)
     if as_json:
@@ -40,20 +42,6 @@ def audit_command(
         return
     for line in audit_lines(report):
         print(line)
-
-
-def _tokenizer(model: str):
-    from greenlm.common import GreenlmError
-    from greenlm.models import load_tokenizer, resolve_model_source
-
-    source = resolve_model_source(model)
-    if source.kind == "tiny":
-        raise GreenlmError("a 'tiny' model builds its vocabulary when it trains; give a model folder, 'minilm' or a hub id")
-    try:
-        return load_tokenizer(source.location)
-    except Exception as err:  # hub and file errors come in many types; the user needs one line
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise GreenlmError(f"could not load the tokenizer of '{model}': {first}") from None
 
 
 def register(app: typer.Typer) -> None:

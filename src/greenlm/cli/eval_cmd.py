@@ -7,14 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, TaskOpt, TextFieldsOpt,
+from greenlm.cli._common import (LabelFieldOpt, LabelsOpt, OnEmptyOpt, TaskOpt, TextFieldsOpt, err,
                                  load_task_from_options, metrics_table, per_class_table, print_json)
 
 
 def eval_command(
     model: Annotated[str, typer.Argument(help="A model folder saved by greenlm (or any HF classifier folder).")],
     task: TaskOpt = "sst2",
-    split: Annotated[str, typer.Option(help="Split to evaluate (dev, test, train).")] = "dev",
+    split: Annotated[Optional[str], typer.Option(
+        "--eval-split", "--split",
+        help="Split to evaluate (dev, test, train). Default: dev when the task has one, else test.")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 128,
     max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the one the model was trained with).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -29,9 +31,13 @@ def eval_command(
     precision/recall/F1 and the confusion matrix (all of them in --json)."""
     from greenlm.train.evaluation import evaluate_on_task
 
-    loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
+    loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty, choices=False)
+    split = split.strip() if split else loaded_task.eval_split
     metrics = evaluate_on_task(model, loaded_task, split, batch_size=batch_size, max_length=max_length,
                                allow_pickle=allow_pickle, progress=progress)
+    from greenlm.data import truncation_line
+
+    err(f"note: {truncation_line(split, metrics['truncation'])}")
     if as_json:
         print_json({"model": model, "task": loaded_task.name, "split": split, **metrics})
     else:

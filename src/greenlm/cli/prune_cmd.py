@@ -46,7 +46,8 @@ def show(result, config, task) -> None:
                      f" {ckpt['dense_safetensors_bytes']:,} B dense -> {ckpt['csr_safetensors_bytes']:,} B CSR"
                      f" (x{ckpt['csr_compression_ratio']})")
     if details.get("accuracy_drop_points") is not None:
-        lines.append(f"dev accuracy {details['input_dev']['accuracy']:.4f} -> {metrics['splits']['dev']['accuracy']:.4f}"
+        split = metrics.get("eval_split") or "dev"  # the split this folder reported on
+        lines.append(f"{split} accuracy {details['input_dev']['accuracy']:.4f} -> {metrics['splits'][split]['accuracy']:.4f}"
                      f" ({details['accuracy_drop_points']:+.2f} points lost)")
     if details.get("speed"):
         lines.append(details["speed"]["note"])

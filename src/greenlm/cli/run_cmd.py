@@ -18,6 +18,7 @@ def run_command(
     resume: Annotated[bool, typer.Option(help="The run exists with a different recipe: keep its unchanged stages, run the rest.")] = False,
     force: Annotated[bool, typer.Option(help="The run exists with a different recipe: delete it and start over.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    eval_split: Annotated[Optional[str], typer.Option("--eval-split", help="The split every reported figure comes from (e.g. dev or test; the recipe's evaluation.split). Default: dev when the task has one, else test; choices use the validation split carved from train.")] = None,
     target_speedup: Annotated[Optional[float], typer.Option(help="Target: this many times the teacher's throughput (batch 32). Checked before training (a speed no stage can reach stops the run); the report says which model meets it.")] = None,
     target_retained: Annotated[Optional[float], typer.Option(help="Target: at least this % of the teacher's dev accuracy (e.g. 97).")] = None,
     target_latency_ms: Annotated[Optional[float], typer.Option(help="Target: p50 latency at batch 1 at most this many ms.")] = None,
@@ -45,6 +46,8 @@ def run_command(
 
     targets = {"speedup": target_speedup, "min_retained_pct": target_retained, "max_latency_ms": target_latency_ms}
     overrides = [*(set_ or []), *(f"target.{key}={value!r}" for key, value in targets.items() if value is not None)]
+    if eval_split is not None:
+        overrides.append(f"evaluation.split={eval_split!r}")
     loaded = load_recipe(recipe, overrides, name)
     clock = carbon_clock(now, clock_speed)
     from greenlm.common import GreenlmError

@@ -363,11 +363,11 @@ def run(ctx: StageContext, config: EarlyExitConfig) -> StageOutput:
                 entry[f"{split_name}_nll_after"] = round(nll(row, split_labels, entry["temperature"]), 5)
 
     speed = None
-    if config.measure_speed and "dev" in encoded:
+    if config.measure_speed and ctx.task.eval_split in encoded:
         with ctx.phase("speed"):
             reference = ctx.load_input().model  # the upstream model as it was
             speed = side_by_side({"upstream": torch_forward(reference), "early_exit": torch_forward(model)},
-                                 speed_inputs(encoded["dev"], max_examples=config.speed_examples), pad_token_id=pad,
+                                 speed_inputs(encoded[ctx.task.eval_split], max_examples=config.speed_examples), pad_token_id=pad,
                                  reference="upstream")
             speed.update(throughput_speedup=speed["early_exit"]["throughput_speedup"],
                          latency_p50_speedup=speed["early_exit"]["latency_p50_speedup"])

@@ -174,7 +174,7 @@ def _encode(task: Task, tokenizer, model_labels: list[str], config: PruneConfig,
              if name != "train" and all(y >= 0 for y in split.labels)}
     select_name = selection_split_name(task)
     select = extra.get(select_name) if select_name is not None else None
-    dev = extra.get("dev")
+    dev = extra.get(task.eval_split)  # the reported split ("dev" in the names below)
     mean_tokens = round(sum(dev.lengths()) / len(dev)) if dev is not None and len(dev) else max_length
     return _Data(importance, enc(train_part), select, select_name if select is not None else None, dev, extra,
                  tokenizer.pad_token_id, len(model_labels), mean_tokens)
@@ -261,11 +261,12 @@ def prune(model, tokenizer, task: Task, config: PruneConfig, *, work_dir: str | 
     details["max_length"] = max_length
     details["selection"] = {**selection_record(task, "when to stop pruning (max_drop) and the best recovery epoch"),
                             "input": baseline}
-    details["input_dev"] = _eval(unpruned, data, data.dev) if data.select_name != "dev" else baseline
-    if details["input_dev"] is not None and "dev" in splits:
-        drop = round(100 * (details["input_dev"]["accuracy"] - splits["dev"]["accuracy"]), 3)
+    reported = task.eval_split
+    details["input_dev"] = _eval(unpruned, data, data.dev) if data.select_name != reported else baseline
+    if details["input_dev"] is not None and reported in splits:
+        drop = round(100 * (details["input_dev"]["accuracy"] - splits[reported]["accuracy"]), 3)
         details["accuracy_drop_points"] = drop
-        details["accuracy_kept"] = _ratio(splits["dev"]["accuracy"], details["input_dev"]["accuracy"])
+        details["accuracy_kept"] = _ratio(splits[reported]["accuracy"], details["input_dev"]["accuracy"])
     if baseline is not None:
         select_drop = round(100 * (baseline["accuracy"] - splits[data.select_name]["accuracy"]), 3)
         details["selection"]["accuracy_drop_points"] = select_drop

@@ -10,14 +10,15 @@ Imports nothing of greenlm but ``greenlm.common``; torch is imported only where 
 
 from greenlm.data.batching import collate, length_grouped_batches, padding_fraction
 from greenlm.data.bundled import DEFAULT_TASK, bundled_task_names, describe_bundled_tasks
-from greenlm.data.encode import EncodedSplit, encode_split
+from greenlm.data.encode import (EncodedSplit, covering_length, encode_split, token_lengths, truncation_line,
+                                 truncation_record)
 from greenlm.data.filters import DROP_RULES, describe_filter, filter_train
 from greenlm.data.load import load_task
 from greenlm.data.readers import read_prediction_file, read_prediction_lines
-from greenlm.data.tasks import UNLABELED, Task, TaskInfo, TaskSplit, align_labels
+from greenlm.data.tasks import UNLABELED, Task, TaskInfo, TaskSplit, align_labels, is_labelled
 from greenlm.data.validation import DEFAULT_FRACTION as DEFAULT_VALIDATION_FRACTION
-from greenlm.data.validation import (SELECTION_SPLITS, VALIDATION, carve_validation, selection_record,
-                                     selection_split_name)
+from greenlm.data.validation import (SELECTION_SPLITS, VALIDATION, carve_validation, choose_eval_split,
+                                     describe_validation, selection_record, selection_split_name)
 
 __all__ = [
     "DEFAULT_TASK",
@@ -33,11 +34,15 @@ __all__ = [
     "align_labels",
     "bundled_task_names",
     "carve_validation",
+    "choose_eval_split",
     "collate",
+    "covering_length",
     "describe_bundled_tasks",
     "describe_filter",
+    "describe_validation",
     "encode_split",
     "filter_train",
+    "is_labelled",
     "length_grouped_batches",
     "load_task",
     "padding_fraction",
@@ -45,4 +50,7 @@ __all__ = [
     "read_prediction_lines",
     "selection_record",
     "selection_split_name",
+    "token_lengths",
+    "truncation_line",
+    "truncation_record",
 ]

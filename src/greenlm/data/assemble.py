@@ -53,12 +53,13 @@ def build_task(
     description: str = "",
     source: str = "",
 ) -> Task:
-    """Build and check a task from per-split tables; ``tables`` must hold "train" and "dev"."""
+    """Build and check a task from per-split tables; ``tables`` must hold "train" and "dev" or "test" (or both)."""
     if on_empty not in ON_EMPTY:
         raise GreenlmError(f"on_empty must be 'skip' or 'error', got {on_empty!r}")
-    for required in ("train", "dev"):
-        if required not in tables:
-            raise GreenlmError(f"task {name!r} has no {required} split; a task needs train and dev")
+    if "train" not in tables:
+        raise GreenlmError(f"task {name!r} has no train split; a task needs train, and dev or test (or both)")
+    if "dev" not in tables and "test" not in tables:
+        raise GreenlmError(f"task {name!r} has only a train split; a task needs a dev or a test split beside it")
     train = tables["train"]
     if text_fields is None:
         fields = detect_text_fields(train.columns, train.source)

@@ -1,12 +1,20 @@
-"""Tokenize a split once, unpadded: padding happens per batch in ``collate``."""
+"""Tokenize a split once, unpadded: padding happens per batch in ``collate``; count the rows truncation cut.
+
+``EncodedSplit.truncated`` is how many rows were longer than ``max_length`` (only rows that reach the limit
+are tokenized a second time, without truncation, to find out); ``truncation_line`` says it in one line.
+``token_lengths`` gives every row's full length and ``covering_length`` the length that covers a share of rows
+(``--max-length auto``).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from greenlm.common import GreenlmError
 from greenlm.data.tasks import TaskSplit
 
+AUTO_LENGTH_SHARE = 0.99  # max_length "auto": the length that covers this share of the training rows
 ENCODE_CHUNK_ROWS = 4096  # rows per tokenizer call: big enough for the Rust batch path, small enough for memory
 _NO_LIMIT = 10**9  # tokenizers report a huge model_max_length when they have none
 
@@ -18,6 +26,8 @@ class EncodedSplit:
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None  # None when the tokenizer has no segment ids
     labels: list[int]
+    truncated: int = 0  # rows longer than max_length, cut to it
+    max_length: int | None = None  # the limit they were cut to
 
     def __post_init__(self):
         n = len(self.input_ids)
@@ -67,4 +77,42 @@ def encode_split(split: TaskSplit, tokenizer, max_length: int) -> EncodedSplit:
         input_ids.extend(batch["input_ids"])
         if token_type_ids is not None:
             token_type_ids.extend(batch["token_type_ids"])
-    return EncodedSplit(input_ids=input_ids, token_type_ids=token_type_ids, labels=list(split.labels))
+    at_limit = [i for i, ids in enumerate(input_ids) if len(ids) >= max_length]
+    truncated = sum(1 for n in token_lengths(split.select(at_limit), tokenizer) if n > max_length) if at_limit else 0
+    return EncodedSplit(input_ids=input_ids, token_type_ids=token_type_ids, labels=list(split.labels),
+                        truncated=truncated, max_length=max_length)
+
+
+def token_lengths(split: TaskSplit, tokenizer) -> list[int]:
+    """Every row's length in tokens, special tokens included, untruncated."""
+    lengths: list[int] = []
+    for start in range(0, len(split), ENCODE_CHUNK_ROWS):
+        stop = start + ENCODE_CHUNK_ROWS
+        batch = tokenizer(split.text_a[start:stop], split.text_b[start:stop] if split.text_b is not None else None,
+                          truncation=False, padding=False, return_attention_mask=False, return_token_type_ids=False,
+                          verbose=False)
+        lengths.extend(len(ids) for ids in batch["input_ids"])
+    return lengths
+
+
+def covering_length(lengths: list[int], share: float) -> int:
+    """The smallest length at least ``share`` of the rows fit in (``share`` in (0, 1])."""
+    if not 0 < share <= 1:
+        raise GreenlmError(f"the share of rows to cover must be in (0, 1], got {share}")
+    if not lengths:
+        raise GreenlmError("no rows to measure lengths on")
+    ordered = sorted(lengths)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def truncation_line(name: str, record: dict) -> str:
+    """One line from a ``truncation_record``: how many of a split's rows were cut at max_length."""
+    return (f"truncation: {name}: {record['truncated']:,} of {record['rows']:,} rows ({100 * record['share']:.1f}%)"
+            f" longer than {record['max_length']} tokens, cut to it")
+
+
+def truncation_record(encoded: EncodedSplit) -> dict:
+    """What metrics.json keeps about one split's truncation."""
+    n = len(encoded)
+    return {"rows": n, "truncated": encoded.truncated, "share": round(encoded.truncated / n, 6) if n else 0.0,
+            "max_length": encoded.max_length}

@@ -3,7 +3,8 @@
 Spec forms: ``hf:<name>`` or ``hf:<owner>/<name>``, with an optional config after a colon
 (``hf:nyu-mll/glue:sst2``); ``glue/<config>`` (with or without ``hf:``) is shorthand for the GLUE
 config. Splits: ``train``; ``validation`` (or ``validation_matched``) becomes ``dev``; a labelled ``test`` is
-kept. A dataset without a validation split uses its test split as dev, and its credit line says so.
+kept. A dataset without a validation split keeps its test split as ``test`` (figures are then reported on it, and
+choices made on a validation split carved from train).
 Unlabelled splits (GLUE test, IMDB's "unsupervised") are dropped. ``trust_remote_code`` is never set.
 """
 
@@ -109,7 +110,7 @@ def load_hub(
                 chosen[ours] = hub_split
                 break
     if "train" not in chosen:
-        raise GreenlmError(f"{shown} has no train split (it has: {', '.join(dataset)}); a task needs train and dev")
+        raise GreenlmError(f"{shown} has no train split (it has: {', '.join(dataset)}); a task needs train, and dev or test")
 
     fields = tuple(text_fields) if text_fields is not None else detect_text_fields(
         list(dataset[chosen["train"]].column_names), f"{shown} [{chosen['train']}]"
@@ -126,15 +127,11 @@ def load_hub(
         raise GreenlmError(
             f"{shown}: the train split has no labels in {label_field!r}; name the label column with label_field"
         )
-    note = ""
-    if "dev" not in tables:
-        if "test" not in tables:
-            raise GreenlmError(
-                f"{shown} has no labelled validation or test split (it has: {', '.join(dataset)}); "
-                "split off a dev set into local files"
-            )
-        tables["dev"] = tables.pop("test")
-        note = f" (no validation split: dev is the {chosen['test']} split)"
+    if "dev" not in tables and "test" not in tables:
+        raise GreenlmError(
+            f"{shown} has no labelled validation or test split (it has: {', '.join(dataset)}); "
+            "split off a dev or test set into local files"
+        )
     return build_task(
         re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{path}{'_' + config if config else ''}"),
         tables,
@@ -142,7 +139,7 @@ def load_hub(
         label_field=label_field,
         labels=labels if labels is not None else class_names,
         on_empty=on_empty,
-        credit=f"Hugging Face datasets: {path}{' config ' + config if config else ''}{note}",
+        credit=f"Hugging Face datasets: {path}{' config ' + config if config else ''}",
         source=shown,
     )
 

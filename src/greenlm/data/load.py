@@ -28,7 +28,7 @@ def load_task(
 
     1. a bundled name (``sst2``, ``rt_polarity``, ``rte``); write ``./sst2`` for a local folder of that name;
     2. ``hf:<name>`` (Hugging Face datasets);
-    3. an existing folder with ``train``/``dev`` (and optional ``test``) ``.tsv``/``.csv``/``.jsonl`` files,
+    3. an existing folder with ``train`` and ``dev`` or ``test`` (or both) ``.tsv``/``.csv``/``.jsonl`` files,
        or a ``.yaml``/``.yml``/``.json`` task file;
     4. ``<owner>/<name>`` that is no local path: Hugging Face datasets.
 
@@ -60,7 +60,8 @@ def load_task(
             return load_task_file(path, **options)
         hint = " (a single data file)" if file_format(path) else ""
         raise GreenlmError(
-            f"{spec} is a file{hint}; give a folder holding train and dev files, or a .yaml/.json task file naming them"
+            f"{spec} is a file{hint}; give a folder holding train and dev/test files, or a .yaml/.json task file naming them"
+            " (docs/tasks.md)"
         )
     if looks_like_hub_name(spec):
         return load_hub(spec, **options)

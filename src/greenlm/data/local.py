@@ -1,14 +1,14 @@
 """Tasks from local files: a folder of split files, or a small YAML/JSON task file pointing at them.
 
-Folder: ``train.<fmt>`` and ``dev.<fmt>`` (``validation.<fmt>`` is also accepted for dev), optional
-``test.<fmt>``, where ``<fmt>`` is tsv, csv or jsonl, optionally gzip-compressed (``train.tsv.gz``).
+Folder: ``train.<fmt>`` with ``dev.<fmt>`` (``validation.<fmt>`` is also accepted for dev), ``test.<fmt>``
+or both, where ``<fmt>`` is tsv, csv or jsonl, optionally gzip-compressed (``train.tsv.gz``).
 
-Task file (``.yaml``, ``.yml`` or ``.json``), paths relative to the task file::
+Task file (``.yaml``, ``.yml`` or ``.json``), paths relative to the task file (docs/tasks.md)::
 
     name: my_task
     train: data/train.csv
-    dev: data/dev.csv
-    test: data/test.csv        # optional
+    dev: data/dev.csv          # dev, test or both
+    test: data/test.csv
     text_fields: [premise, hypothesis]   # optional: detected when absent
     label_field: gold          # optional: "label" when absent
     labels: [neg, pos]         # optional: inferred from train when absent
@@ -38,7 +38,8 @@ _SPLIT_FILE_STEMS = {"train": ("train",), "dev": ("dev", "validation"), "test": 
 
 
 def find_split_files(folder: Path) -> dict[str, Path]:
-    """split -> file in ``folder``; errors when train/dev are missing or a split has two candidate files."""
+    """split -> file in ``folder``; errors when train, or both dev and test, are missing, or a split has two
+    candidate files."""
     found: dict[str, Path] = {}
     for split, stems in _SPLIT_FILE_STEMS.items():
         candidates = [
@@ -51,11 +52,13 @@ def find_split_files(folder: Path) -> dict[str, Path]:
             )
         if present:
             found[split] = present[0]
-        elif split != "test":
-            wanted = "/".join(stems)
-            raise GreenlmError(
-                f"{folder}: no {split} file; expected {wanted}.tsv, .csv or .jsonl (optionally .gz) in that folder"
-            )
+    if "train" not in found:
+        raise GreenlmError(f"{folder}: no train file; expected train.tsv, .csv or .jsonl (optionally .gz) in that"
+                           " folder, or a task file naming the files (docs/tasks.md)")
+    if "dev" not in found and "test" not in found:
+        raise GreenlmError(f"{folder}: no dev or test file beside {found['train'].name}; add dev.tsv (or"
+                           " validation.tsv) or test.tsv (.csv, .jsonl, optionally .gz), or a task file naming the"
+                           " files (docs/tasks.md)")
     return found
 
 
@@ -96,9 +99,14 @@ def load_task_file(
         if spec.get(split) is not None:
             if not isinstance(spec[split], str) or not spec[split].strip():
                 raise GreenlmError(f"{path}: {split!r} must be a file path (relative to the task file)")
+    if spec.get("train") is None:
+        raise GreenlmError(f"{path}: no 'train' key; give the train file's path, relative to the task file")
+    if spec.get("dev") is None and spec.get("test") is None:
+        raise GreenlmError(f"{path}: no 'dev' or 'test' key; give the path of a dev file, a test file or both,"
+                           " relative to the task file (docs/tasks.md)")
+    for split in ("train", "dev", "test"):
+        if spec.get(split) is not None:
             tables[split] = read_table(path.parent / spec[split])
-        elif split != "test":
-            raise GreenlmError(f"{path}: no {split!r} key; give the {split} file's path, relative to the task file")
     file_labels = spec.get("labels")
     return build_task(
         str(spec.get("name") or path.stem),
@@ -135,7 +143,8 @@ def _read_task_file(path: Path) -> dict:
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
             raise GreenlmError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(spec, dict):
-        raise GreenlmError(f"{path}: a task file must be a mapping with at least 'train' and 'dev' keys")
+        raise GreenlmError(f"{path}: a task file must be a mapping with a 'train' key and a 'dev' or 'test' key"
+                           " (docs/tasks.md)")
     for key in spec:
         if key not in TASK_FILE_KEYS:
             close = difflib.get_close_matches(str(key), TASK_FILE_KEYS, n=1)

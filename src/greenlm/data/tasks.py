@@ -88,6 +88,8 @@ class Task:
     source: str = ""  # where it was loaded from: "bundled:sst2", a path, or "hf:<name>"
     validation_carve: dict | None = None  # {fraction, max_examples, seed} when greenlm.data.validation carved it
     train_filter: dict | None = None  # {drop, removed, rows_before, rows_after} when greenlm.data.filters filtered train
+    # the split every reported figure comes from; None: dev when the task has one, else a labelled test split
+    eval_split: str | None = None
 
     def __post_init__(self):
         if len(self.labels) < 2:
@@ -101,6 +103,10 @@ class Task:
                 raise ValueError(f"task {self.name!r}: split {split_name!r} does not match {self.text_fields}")
             if split.labels and not (UNLABELED <= min(split.labels) and max(split.labels) < len(self.labels)):
                 raise ValueError(f"task {self.name!r}: split {split_name!r} has label ids outside the label set")
+        if self.eval_split is None:
+            object.__setattr__(self, "eval_split", default_eval_split(self.splits))
+        elif self.eval_split not in self.splits:
+            raise ValueError(f"task {self.name!r}: eval_split {self.eval_split!r} is not one of its splits")
 
     @property
     def num_labels(self) -> int:
@@ -129,6 +135,20 @@ class Task:
         for split_name in sorted(self.splits):
             digest.update(f"\x00{split_name}\x00{self.splits[split_name].fingerprint()}".encode())
         return digest.hexdigest()
+
+
+def is_labelled(split: TaskSplit) -> bool:
+    """Every row has a label (a split of prediction input, or a hub test split without labels, has none)."""
+    return bool(split.labels) and min(split.labels) != UNLABELED
+
+
+def default_eval_split(splits: dict[str, TaskSplit]) -> str | None:
+    """Where figures are reported when nobody says: ``dev`` when there is one, else a labelled ``test``."""
+    if "dev" in splits:
+        return "dev"
+    if "test" in splits and is_labelled(splits["test"]):
+        return "test"
+    return None
 
 
 @dataclass(frozen=True)

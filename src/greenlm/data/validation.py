@@ -11,18 +11,23 @@ and removed from it, so ``dev`` (and ``test``) stay untouched until they are rep
 
 A task that already has a ``validation`` split keeps it. ``fraction=0`` carves nothing: choices then
 fall back to ``dev`` and every stage that chose something says so (``metrics.json``, ``selection``).
-The draw is stratified by label (each label gives its share, rounded, and at least one row when the split
-is large enough for every label to have one), fixed by ``seed``; the rows stay in their original order in
-both splits. A training split too small to spare a row is left whole (choices on dev, and the records say so).
+The draw is stratified by label (each label gives its share, rounded, and at least one row), fixed by ``seed``;
+the rows stay in their original order in both splits. A training split too small to spare a row is left whole
+(choices on dev, and the records say so); a draw that would leave a label without a validation row, or take the
+only training row of a label, is refused.
+
+Figures are reported on the task's ``eval_split`` (``choose_eval_split``): ``dev`` when the task has one, else
+``test``; never on ``train`` or ``validation``. ``describe_validation`` is the one line that says both.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import replace
 
 from greenlm.common import GreenlmError
-from greenlm.data.tasks import UNLABELED, Task
+from greenlm.data.tasks import UNLABELED, Task, is_labelled
 
 VALIDATION = "validation"
 SELECTION_SPLITS = (VALIDATION, "dev")  # where choices are made, in order of preference
@@ -46,6 +51,7 @@ def carve_validation(task: Task, *, fraction: float = DEFAULT_FRACTION, max_exam
     if train.labels and min(train.labels) == UNLABELED:
         raise GreenlmError(f"task '{task.name}': the training split has unlabelled rows; it cannot give a validation"
                            " split")
+    _check_every_label_fits(task, wanted, fraction, max_examples)
     chosen = _stratified_rows(train.labels, wanted, seed)
     keep = set(chosen)
     rest = [i for i in range(len(train)) if i not in keep]
@@ -53,6 +59,26 @@ def carve_validation(task: Task, *, fraction: float = DEFAULT_FRACTION, max_exam
     splits.update({name: split for name, split in task.splits.items() if name != "train"})
     return replace(task, splits=splits,
                    validation_carve={"fraction": fraction, "max_examples": max_examples, "seed": seed})
+
+
+def _check_every_label_fits(task: Task, wanted: int, fraction: float, max_examples: int) -> None:
+    """Every label of train gets a validation row and keeps a training row, or the carve is refused."""
+    train = task.splits["train"]
+    counts: dict[int, int] = {}
+    for label in train.labels:
+        counts[label] = counts.get(label, 0) + 1
+    lone = [task.labels[label] for label, n in sorted(counts.items()) if n == 1]
+    if lone:
+        raise GreenlmError(f"task '{task.name}': label {lone[0]!r} has a single training row, so a validation split"
+                           " cannot hold it and train keep it; add rows of it, or set the validation fraction to 0")
+    if wanted < len(counts):
+        if max_examples < len(counts):
+            fix = f"raise max_examples to at least {len(counts)}"
+        else:
+            fix = f"use a validation fraction of at least {math.ceil(100 * len(counts) / len(train)) / 100:g}"
+        raise GreenlmError(f"task '{task.name}': validation fraction {fraction:g} carves {wanted} row(s) from"
+                           f" {len(train)} training rows, fewer than its {len(counts)} labels, so a label would have"
+                           f" no validation row; {fix} (or 0 for none)")
 
 
 def _stratified_rows(labels: list[int], wanted: int, seed: int) -> list[int]:
@@ -79,6 +105,39 @@ def _stratified_rows(labels: list[int], wanted: int, seed: int) -> list[int]:
         rng.shuffle(rows)
         chosen.extend(rows[: min(counts[label], len(rows))])
     return sorted(chosen)
+
+
+def choose_eval_split(task: Task, name: str | None) -> Task:
+    """``task`` reporting every figure on split ``name`` (None: its default, dev when it has one, else test)."""
+    if name is None:
+        return task
+    name = name.strip()
+    reportable = [s for s, split in task.splits.items() if s not in ("train", VALIDATION) and is_labelled(split)]
+    if name not in reportable:
+        if name in ("train", VALIDATION) and name in task.splits:
+            why = f"'{name}' is where the model learns or makes its choices, so figures on it would flatter it"
+        elif name in task.splits:
+            why = f"its '{name}' split has no labels"
+        else:
+            why = f"it has no '{name}' split"
+        raise GreenlmError(f"--eval-split {name}: task '{task.name}' cannot be evaluated on it ({why}); it can be"
+                           f" evaluated on: {', '.join(reportable) or '(none)'}")
+    return replace(task, eval_split=name)
+
+
+def describe_validation(task: Task) -> str:
+    """One line: where choices are made (the carved validation split, or what stands in for it) and where figures
+    are reported."""
+    reported = f"figures are reported on '{task.eval_split}'"
+    carve = task.validation_carve
+    if carve is not None and VALIDATION in task.splits:
+        rows = len(task.splits[VALIDATION])
+        return (f"validation split: {rows:,} rows carved from train (fraction {carve['fraction']:g}, at most"
+                f" {carve['max_examples']:,}, stratified by label, seed {carve['seed']}) make every choice; {reported}")
+    chooser = selection_split_name(task)
+    if chooser is None:
+        return f"no validation split and no dev split: nothing is chosen on held-out rows; {reported}"
+    return f"choices are made on '{chooser}'; {reported}"
 
 
 def selection_split_name(task: Task) -> str | None:

@@ -13,7 +13,9 @@ from greenlm.train.config import TrainConfig
 
 @dataclass(frozen=True)
 class FinetuneStageConfig(TrainConfig):
-    max_length: int = 128  # inputs are truncated to this many tokens (every later stage keeps it)
+    # inputs are truncated to this many tokens (every later stage keeps it); auto: the length that covers
+    # 99% of the training rows
+    max_length: int | str = 128
     train_subset: int | None = None  # train on a seeded random subset of this many rows (None: all)
     allow_pickle: bool = False  # load pickle weights (pytorch_model.bin): they can run code; only for files you trust
     trust_remote_code: bool = False  # run a hub model's own Python code (only for models you trust)
@@ -24,7 +26,12 @@ class FinetuneStageConfig(TrainConfig):
     def __post_init__(self):
         check_numbers(self)
         super().__post_init__()
-        if self.max_length < 8:
+        if isinstance(self.max_length, str):
+            word = self.max_length.strip().lower()
+            if word != "auto" and not word.isdigit():
+                raise GreenlmError(f"max_length must be a number of tokens or 'auto', got {self.max_length!r}")
+            object.__setattr__(self, "max_length", word if word == "auto" else int(word))
+        if self.max_length != "auto" and self.max_length < 8:
             raise GreenlmError("max_length must be >= 8")
         if self.train_subset is not None and self.train_subset < 1:
             raise GreenlmError("train_subset must be >= 1 or null")

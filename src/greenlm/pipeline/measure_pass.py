@@ -1,7 +1,8 @@
-"""The one measuring pass of a run: every model produced, same dev inputs, same threads, one process.
+"""The one measuring pass of a run: every model produced, same inputs, same threads, one process.
 
-Per model: dev accuracy (and macro-F1, MCC, each class's precision/recall/F1, the confusion matrix, the
-accuracy's 95% bootstrap interval, and every dev prediction, so the report can compare models example by
+The inputs are the task's reported split (``task.eval_split``: dev unless the run names another; called "dev"
+below). Per model: dev accuracy (and macro-F1, MCC, each class's precision/recall/F1, the confusion matrix, the
+accuracy's 95% bootstrap interval, and every prediction, so the report can compare models example by
 example), the runtime and precision it ran in, parameters, FLOPs per example (at the dev set's mean
 length), size on disk, latency (batch 1) and throughput (batch ``evaluation.batch_size``), and inference
 energy per 1,000 examples from a price tag around repeated throughput passes.
@@ -75,10 +76,13 @@ def _predict(forward, encoded: EncodedSplit, pad_token_id: int, batch_size: int)
     return predictions
 
 
-def _pass_key(recipe, stages) -> str:
+def _pass_key(recipe, stages, eval_split: str) -> str:
+    evaluation = {k: v for k, v in dataclasses.asdict(recipe.evaluation).items() if k != "split"}
+    if eval_split != "dev":  # passes on dev keep the key they had before the split could be chosen
+        evaluation["split"] = eval_split
     payload = {
         "artifacts": [(s.name, read_json(s.folder / "stage.json")["artifact_sha256"]) for s in stages],
-        "evaluation": dataclasses.asdict(recipe.evaluation),
+        "evaluation": evaluation,
         "measure": dataclasses.asdict(recipe.measure),
         "cpu": cpu_model(),
         "threads": recipe.evaluation.threads or torch.get_num_threads(),
@@ -106,30 +110,30 @@ def _load(task: Task, folder: Path, speed_examples: int) -> _Loaded:
     loaded = load_classifier(str(folder))
     saved = getattr(loaded.model.config, "greenlm", None) or {}
     max_length = saved.get("max_length") or 128
-    dev = align_labels(task.split("dev"), task, loaded.labels, str(folder))
-    encoded = encode_split(dev, loaded.tokenizer, max_length)
+    reported = align_labels(task.split(task.eval_split), task, loaded.labels, str(folder))
+    encoded = encode_split(reported, loaded.tokenizer, max_length)
     return _Loaded(folder, loaded.model, _forward_of(loaded.model), encoded, speed_inputs(encoded, speed_examples),
                    loaded.tokenizer.pad_token_id, [str(label) for label in loaded.labels])
 
 
-def protocol_of(ev) -> dict:
+def protocol_of(ev, split: str = "dev") -> dict:
     """The measuring protocol, in words, for ``measurements.json`` and the report."""
     rounds = (f"{ev.repeats} interleaved round(s): each round times every model once (one warm-up pass, then one"
               " timed pass), the order rotated by one model each round")
     return {
-        "latency": f"batch 1, {ev.latency_examples} dev inputs, each timed once per round after 1 warm-up call;"
+        "latency": f"batch 1, {ev.latency_examples} {split} inputs, each timed once per round after 1 warm-up call;"
                    " p50/p90 over the inputs; the round with the lowest p50 is kept",
-        "throughput": f"batch {ev.batch_size}, {ev.speed_examples} dev inputs, length-grouped, dynamic padding;"
+        "throughput": f"batch {ev.batch_size}, {ev.speed_examples} {split} inputs, length-grouped, dynamic padding;"
                       f" the best of {ev.repeats} round(s)",
         "rounds": rounds,
         "best_or_median": "best: interference from other work only slows a pass down, so each model's fastest round"
                           " is its least disturbed one (every round's figures are in measurements.json)",
-        "flops": "matmul convention at the dev inputs' mean length (greenlm.measure.count_flops)",
+        "flops": f"matmul convention at the {split} inputs' mean length (greenlm.measure.count_flops)",
     }
 
 
 def measure_models(recipe, task: Task, stages, run_dir: Path, log) -> dict:
-    key = _pass_key(recipe, stages)
+    key = _pass_key(recipe, stages, task.eval_split)
     cache = run_dir / MEASUREMENTS_FILE
     saved = read_json_cache(cache)
     if saved is not None:
@@ -139,7 +143,7 @@ def measure_models(recipe, task: Task, stages, run_dir: Path, log) -> dict:
     ev = recipe.evaluation
     threads = ev.threads or torch.get_num_threads()
     load_before = loadavg_1m()
-    log(f"measuring {len(stages)} model(s) on the same {task.name} dev inputs, {threads} thread(s),"
+    log(f"measuring {len(stages)} model(s) on the same {task.name} {task.eval_split} inputs, {threads} thread(s),"
         f" speed in {ev.repeats} interleaved round(s)")
     loaded = {stage.name: _load(task, stage.folder, ev.speed_examples) for stage in stages}
     started = time.perf_counter()
@@ -152,14 +156,15 @@ def measure_models(recipe, task: Task, stages, run_dir: Path, log) -> dict:
     models = {}
     for stage in stages:
         started = time.perf_counter()
-        models[stage.name] = _measure_one(recipe, loaded[stage.name], speeds[stage.name], threads)
-        log(f"  {stage.name}: accuracy {models[stage.name]['dev']['accuracy']:.4f},"
+        models[stage.name] = _measure_one(recipe, loaded[stage.name], speeds[stage.name], threads, task.eval_split)
+        log(f"  {stage.name}: {task.eval_split} accuracy {models[stage.name][task.eval_split]['accuracy']:.4f},"
             f" {models[stage.name]['speed']['throughput_examples_per_s']:.1f} examples/s"
             f" ({time.perf_counter() - started:.1f} s)")
     result = {
         "key": key,
+        "eval_split": task.eval_split,  # each model's accuracy is under this split's name
         "machine": {"cpu": cpu_model(), "threads": threads, "torch": torch.__version__, "load": load},
-        "protocol": protocol_of(ev),
+        "protocol": protocol_of(ev, task.eval_split),
         "models": models,
     }
     atomic_write_json(cache, result)
@@ -175,7 +180,7 @@ def load_summary(load: dict) -> str:
             f" other processes {other}")
 
 
-def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
+def _measure_one(recipe, m: _Loaded, speed: dict, threads: int, split: str) -> dict:
     from greenlm.measure import PriceTag, count_params
 
     ev = recipe.evaluation
@@ -183,24 +188,24 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int) -> dict:
     torch.set_num_threads(threads)
     try:
         predictions = _predict(m.forward, m.encoded, m.pad_token_id, ev.batch_size)
-        dev_metrics = detailed_metrics(m.encoded.labels, predictions, m.labels)
+        split_metrics = detailed_metrics(m.encoded.labels, predictions, m.labels)
         energy = _inference_energy(recipe, m.forward, m.inputs, m.pad_token_id, ev.batch_size, PriceTag)
     finally:
         torch.set_num_threads(previous)
     mean_length = max(1, round(sum(m.encoded.lengths()) / len(m.encoded)))
     metrics_file = m.folder / "metrics.json"
     stage_metrics = read_json(metrics_file) if metrics_file.is_file() else {}
-    flops = _expected_flops(stage_metrics, m.model.config, mean_length)
-    own, share = _dev_exits(stage_metrics)
+    flops = _expected_flops(stage_metrics, m.model.config, mean_length, split)
+    own, share = _split_exits(stage_metrics, split)
     counted = isinstance(m.model, torch.nn.Module) and not is_torch_int8(m.model)  # int8 linears hold no parameters
     params = count_params(m.model) if counted else {"total": 0}
     if not params.get("total"):  # runtimes without torch parameters (ONNX or PyTorch int8): count from the config
         params = count_params(str(m.folder / "config.json"))
     return {
         "folder": str(m.folder),
-        "dev": dev_metrics,
-        # in dev order, in the model's label ids: the report pairs models example by example (same indices)
-        "dev_predictions": {"gold": [int(y) for y in m.encoded.labels], "predicted": [int(p) for p in predictions]},
+        split: split_metrics,
+        # in the split's order, in the model's label ids: the report pairs models example by example (same indices)
+        "predictions": {"gold": [int(y) for y in m.encoded.labels], "predicted": [int(p) for p in predictions]},
         "runtime": runtime_of(m.model),
         "params": params,
         "flops_per_example": flops,
@@ -227,23 +232,23 @@ def runtime_of(model) -> dict:
     return {"engine": "torch", "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")}
 
 
-def _dev_exits(stage_metrics: dict) -> tuple[float | None, dict | None]:
-    """A model with exits: the early-exit stage's expected dev FLOPs, and (a quantized model with exits) the dev
-    share of inputs leaving at each exit; (None, None) for a model without exits."""
-    own = (((stage_metrics.get("early_exit") or {}).get("splits") or {}).get("dev") or {}).get("flops_per_example")
-    share = (((((stage_metrics.get("quantize") or {}).get("exits") or {}).get("splits") or {}).get("dev") or {})
+def _split_exits(stage_metrics: dict, split: str) -> tuple[float | None, dict | None]:
+    """A model with exits: the early-exit stage's expected FLOPs on ``split``, and (a quantized model with exits)
+    the share of that split's inputs leaving at each exit; (None, None) for a model without exits."""
+    own = (((stage_metrics.get("early_exit") or {}).get("splits") or {}).get(split) or {}).get("flops_per_example")
+    share = (((((stage_metrics.get("quantize") or {}).get("exits") or {}).get("splits") or {}).get(split) or {})
              .get("exit_share"))
     return own, share or None
 
 
-def _expected_flops(stage_metrics: dict, config, mean_length: int) -> float:
+def _expected_flops(stage_metrics: dict, config, mean_length: int, split: str) -> float:
     """FLOPs per example at the dev mean length; for a model with exits, what it is expected to run on dev: the
     early-exit stage's own figure, or (a quantized model with exits) the layers run, weighted by the dev share of
     inputs leaving at each exit (exit heads not counted)."""
     from greenlm.measure import count_flops
 
     full = count_flops(config, mean_length).infer_flops
-    own, share = _dev_exits(stage_metrics)
+    own, share = _split_exits(stage_metrics, split)
     if own is not None:
         return float(own)
     if not share:

@@ -108,7 +108,9 @@ def _measure(recipe, task, plan: list[dict], work: Path) -> dict[str, dict]:
     teacher, tokenizer = loaded.model.eval(), loaded.tokenizer
     finetune = next(s for s in recipe.stages if s.method == "finetune")
     max_length = getattr(finetune.settings, "max_length", None) or 128
-    split = task.splits.get("dev") or task.split("train")
+    if not isinstance(max_length, int):  # "auto": chosen from the training rows when the stage runs
+        max_length = 128
+    split = task.splits.get(task.eval_split) or task.split("train")
     inputs = speed_inputs(encode_split(split, tokenizer, max_length), ev.speed_examples)
     models: dict[str, torch.nn.Module] = {}  # stage -> the module its stand-in is (or is built on)
     forwards: dict[str, object] = {}  # the stand-ins that are timed

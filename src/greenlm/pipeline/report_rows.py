@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from greenlm.common import atomic_write_json, atomic_write_text
+from greenlm.report.provenance import eval_split_of
 from greenlm.report.rundata import checks, read_json_dict
 from greenlm.report.tables import comparison_markdown
 from greenlm.report.uncertainty import row_statistics
@@ -47,6 +48,7 @@ def build_rows(recipe, stages, measurements: dict) -> list[dict]:
     by_name = {s.name: s for s in stages}
     teacher = next(s.name for s in recipe.stages if s.method == "finetune")
     ref = measurements["models"][teacher]
+    split = eval_split_of(measurements)
     rows = []
     for stage in stages:
         m = measurements["models"][stage.name]
@@ -62,10 +64,10 @@ def build_rows(recipe, stages, measurements: dict) -> list[dict]:
             "method": stage.method,
             "from": upstream_of.get(stage.name),
             "status": stage.status,
-            "accuracy": m["dev"]["accuracy"],
-            "macro_f1": m["dev"]["macro_f1"],
-            "mcc": m["dev"]["mcc"],
-            "performance_retained_pct": 100.0 * m["dev"]["accuracy"] / ref["dev"]["accuracy"],
+            "accuracy": m[split]["accuracy"],
+            "macro_f1": m[split]["macro_f1"],
+            "mcc": m[split]["mcc"],
+            "performance_retained_pct": 100.0 * m[split]["accuracy"] / ref[split]["accuracy"],
             "params": m["params"]["total"],
             "compression_x": ref["params"]["total"] / m["params"]["total"] if m["params"]["total"] else None,
             "flops_per_example": m["flops_per_example"],
@@ -88,7 +90,7 @@ def build_rows(recipe, stages, measurements: dict) -> list[dict]:
             "inference_co2e_kg_per_1000": energy.get("co2e_kg_per_1000_examples"),
             "folder": str(stage.folder),
             # interval, paired difference from the teacher, per-class results, runtime, timing spread
-            **row_statistics(m, None if stage.name == teacher else ref),
+            **row_statistics(m, None if stage.name == teacher else ref, split),
         })
     return rows
 
@@ -103,11 +105,13 @@ def write_report(recipe, task, stages, measurements: dict, run_dir: Path) -> dic
     sources = sorted({r["energy_source"] for r in rows if r["energy_source"]})
     target = getattr(recipe, "target", None)
     added = checks({"target": dataclasses.asdict(target) if target is not None else None}, rows,
-                   {s.name: read_json_dict(Path(s.folder) / "metrics.json") for s in stages})
+                   {s.name: read_json_dict(Path(s.folder) / "metrics.json") for s in stages},
+                   reported=task.eval_split)
     report = {
         "run": recipe.name,
         "task": task.name,
         "teacher": recipe.teacher,
+        "eval_split": task.eval_split,  # the split every accuracy, macro-F1 and MCC below comes from
         "written_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": measurements["machine"],
         "protocol": measurements["protocol"],

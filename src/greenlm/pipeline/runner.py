@@ -19,7 +19,8 @@ import yaml
 
 import greenlm
 from greenlm.common import GreenlmError, read_json, write_error
-from greenlm.data import Task, carve_validation, describe_filter, filter_train, load_task
+from greenlm.data import (Task, carve_validation, choose_eval_split, describe_filter, describe_validation,
+                          filter_train, load_task)
 from greenlm.pipeline.rundir import (RECIPE_FILE, STAGE_FILE, WORK, RunLog, copy_stage, find_cached, identity_key,
                                      read_finished, write_recipe)
 from greenlm.pipeline.schema import Recipe
@@ -93,9 +94,9 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool =
 
 def recipe_task(recipe: Recipe) -> Task:
     """The recipe's task, its train rows filtered (``data.drop``), then its validation split carved from train
-    (every stage chooses on it)."""
+    (every stage chooses on it); figures are reported on ``evaluation.split`` (default: dev, else test)."""
     v = recipe.validation
-    task = filter_train(load_task(recipe.task), recipe.data.drop)
+    task = choose_eval_split(filter_train(load_task(recipe.task), recipe.data.drop), recipe.evaluation.split)
     return carve_validation(task, fraction=v.fraction, max_examples=v.max_examples, seed=v.seed)
 
 
@@ -109,6 +110,7 @@ def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, star
             log(f"note: skipped {count} row(s) with empty text in {task.name}/{split}")
     if task.train_filter:
         log(f"note: {describe_filter(task.train_filter)}")
+    log(f"note: {describe_validation(task)}")
     finished: dict[str, StageResult] = {}
     for stage in recipe.stages:
         upstream = finished.get(stage.upstream) if stage.upstream else None
@@ -178,13 +180,10 @@ def _run_or_reuse(recipe, stage, key, identity, task: Task, run_dir: Path, runs_
                        price=_price_settings(recipe), name=stage.name, identity=identity, replace=True, progress=progress,
                        on_note=lambda note: log(f"  note: {note}"), emissions_csv=run_dir / "emissions.csv",
                        command=f"greenlm run ({recipe.name}, stage {stage.name})")
-    log(f"stage {stage.name}: done in {result.seconds:.1f} s, dev accuracy {_dev_accuracy(result.metrics)}")
+    acc = result.accuracy
+    log(f"stage {stage.name}: done in {result.seconds:.1f} s, {task.eval_split} accuracy"
+        f" {f'{acc:.4f}' if isinstance(acc, (int, float)) else 'n/a'}")
     return result
-
-
-def _dev_accuracy(metrics: dict) -> str:
-    acc = (metrics.get("splits", {}).get("dev") or {}).get("accuracy")
-    return f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"
 
 
 def _price_settings(recipe: Recipe) -> PriceSettings:

@@ -6,7 +6,7 @@ A recipe is YAML:
     task: sst2                  # bundled name, folder, task file or hf:NAME
     teacher: minilm             # what the finetune stage starts from
     measure: {region: USA, pue: 1.0, usd_per_hour: null, intensity_csv: null}
-    evaluation: {speed_examples: 256, batch_size: 32, latency_examples: 64}
+    evaluation: {split: test, speed_examples: 256, batch_size: 32}  # split: where every figure comes from
     validation: {fraction: 0.1, max_examples: 1000, seed: 0}   # carved from train: every choice is made on it
     target: {speedup: 10, min_retained_pct: 97}                # optional: what the report checks models against
     data: {drop: [duplicates, conflicting]}                    # optional: train rows dropped first (data/filters.py)
@@ -52,6 +52,7 @@ class EvaluationSettings:
     batch_size: int = 32  # throughput batch size
     repeats: int = 3  # timed passes per figure (after one warm-up)
     threads: int | None = None  # torch intra-op threads while measuring (None: torch's default)
+    split: str | None = None  # the split every reported figure comes from (None: dev when the task has one, else test)
 
 
 @dataclass(frozen=True)

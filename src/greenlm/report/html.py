@@ -17,7 +17,7 @@ import greenlm
 from greenlm.report.class_figures import CONFUSION_STEM  # these go beside their model's per-class table
 from greenlm.report.markdown import PROTOCOL_KEYS, _sci, run_totals
 from greenlm.report.pareto import TRADEOFF_AXES, fronts_by_noise
-from greenlm.report.provenance import load_sentence, selection_html
+from greenlm.report.provenance import eval_split_of, load_sentence, selection_html, truncation_sentence
 from greenlm.report.tables import COLUMNS, table_notes
 from greenlm.report.target import COST_HEADER, cost_cells, cost_rows
 
@@ -349,12 +349,14 @@ def report_html(report: dict, fronts: dict[str, list[str]], figures: list, *, no
     method_items.append("<li>speed figures come from one measuring pass in one process on the same inputs</li>")
     if (report.get("train_filter") or {}).get("summary"):
         method_items.append(f"<li>training data: {_e(report['train_filter']['summary'])} (dev and test untouched)</li>")
+    if truncation_sentence(report.get("truncation")):
+        method_items.append(f"<li>truncation: {_e(truncation_sentence(report.get('truncation')))}</li>")
     body = f"""{_cards(report, fronts)}
 {warn}
 <section id="models"><h2>Models</h2>
 {_table(report, fronts)}
 {_load_note(machine)}
-<p class="note">Accuracy on the {_e(report['task'])} dev set. Retained, compression and speedup are relative to the
+<p class="note">Accuracy on the {_e(report['task'])} {_e(eval_split_of(report))} set. Retained, compression and speedup are relative to the
 fine-tuned teacher. Click a column title to sort.</p>
 {marks}
 {fronts_html}

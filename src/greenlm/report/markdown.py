@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from greenlm.report.pareto import TRADEOFF_AXES, fronts_by_noise
-from greenlm.report.provenance import load_sentence, selection_markdown
+from greenlm.report.provenance import eval_split_of, load_sentence, selection_markdown, truncation_sentence
 from greenlm.report.tables import COLUMNS, table_notes
 from greenlm.report.target import target_markdown
 
@@ -74,7 +74,7 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
         "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|",
         *["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body],
         "",
-        f"Accuracy on the {report['task']} dev set. Retained, compression and speedup are relative to the first row"
+        f"Accuracy on the {report['task']} {eval_split_of(report)} set. Retained, compression and speedup are relative to the first row"
         " (the fine-tuned teacher). Stage energy, CO2e and cost are what producing that model cost (its stage alone);"
         " report.json also has the cumulative cost along each model's chain of stages.",
         "",
@@ -102,6 +102,9 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
     lines += selection_markdown(report.get("selection") or [])
     if (report.get("train_filter") or {}).get("summary"):
         lines += [f"**Training data:** {report['train_filter']['summary']} (dev and test untouched).", ""]
+    truncation = truncation_sentence(report.get("truncation"))
+    if truncation:
+        lines += [f"**Truncation:** {truncation}.", ""]
     if figure_note:
         lines += ["## Figures", "", figure_note, ""]
     elif figures:

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 import greenlm
+from greenlm.report.provenance import eval_split_of, selections
 from greenlm.report.rundata import MEASURED, RunData, read_json_dict, stage_method
 from greenlm.report.uncertainty import noise_sentence
 
@@ -69,6 +70,15 @@ def _round(value, digits: int = 6):
     return None if value is None else round(float(value), digits)
 
 
+# The Hub's names for greenlm's splits in model-index (greenlm's "dev" is the dataset's validation split).
+_HUB_SPLIT_NAMES = {"dev": "validation"}
+
+
+def reported_split(run: RunData, metrics: dict) -> str:
+    """The split the card's figures come from: the run's (its report says), else the stage's own metrics.json."""
+    return eval_split_of(run.report if run.report.get("eval_split") else metrics)
+
+
 def card_metadata(run: RunData, row: dict) -> dict:
     """The YAML header of a model card (a dict ready for ``yaml.safe_dump``)."""
     stage = row["model"]
@@ -80,10 +90,11 @@ def card_metadata(run: RunData, row: dict) -> dict:
     base, license_ = _base_model(str(run.recipe.get("teacher") or ""))
     chain = run.chain(stage)[::-1]  # finetune first
     methods = [stage_method(s, run.stages().get(s)) for s in chain]
-    dev = (metrics.get("splits") or {}).get("dev") or {}
-    accuracy = row.get("accuracy") if row.get("accuracy") is not None else dev.get("accuracy")
-    macro_f1 = row.get("macro_f1") if row.get("macro_f1") is not None else dev.get("macro_f1")
-    mcc = row.get("mcc") if row.get("mcc") is not None else dev.get("mcc")
+    split = reported_split(run, metrics)
+    reported = (metrics.get("splits") or {}).get(split) or {}
+    accuracy = row.get("accuracy") if row.get("accuracy") is not None else reported.get("accuracy")
+    macro_f1 = row.get("macro_f1") if row.get("macro_f1") is not None else reported.get("macro_f1")
+    mcc = row.get("mcc") if row.get("mcc") is not None else reported.get("mcc")
 
     meta: dict = {}
     if language:
@@ -116,7 +127,7 @@ def card_metadata(run: RunData, row: dict) -> dict:
                 entry["args"] = args
             results_metrics.append(entry)
     dataset_entry = {"name": dataset_name, "type": dataset_id or str(run.report.get("task") or dataset_name),
-                     "split": "validation"}
+                     "split": _HUB_SPLIT_NAMES.get(split, split)}
     if dataset_config:
         dataset_entry["config"] = dataset_config
     meta["model-index"] = [{
@@ -248,7 +259,8 @@ def model_card(run: RunData, row: dict) -> str:
     labels = (config.get("greenlm") or {}).get("labels") or list((config.get("id2label") or {}).values())
     method = row.get("method") or stage
     teacher = run.recipe.get("teacher")
-    dev = (metrics.get("splits") or {}).get("dev") or {}
+    split = reported_split(run, metrics)
+    reported = (metrics.get("splits") or {}).get(split) or {}
     g = meta["greenlm"]
     lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
     lines += [f"# {run.name}-{stage}", ""]
@@ -287,7 +299,7 @@ def model_card(run: RunData, row: dict) -> str:
                   "</details>", ""]
 
     lines += ["## Evaluation", "",
-              f"On the `{task}` dev split ({dev.get('examples', 'n/a')} examples):", "",
+              f"On the `{task}` {split} split ({reported.get('examples', 'n/a')} examples):", "",
               "| metric | value |", "|---|---:|",
               f"| accuracy | {_num(None if row.get('accuracy') is None else 100 * row['accuracy'], '.2f', ' %')}"
               f"{_interval(row)} |",
@@ -345,10 +357,9 @@ def model_card(run: RunData, row: dict) -> str:
                       " writes an ONNX graph that ONNX Runtime runs.", ""]
 
     lines += ["## Limits", "",
-              f"- Evaluated on one split (`{task}` dev, {dev.get('examples', 'n/a')} examples) of one task; accuracy on"
-              " other text (domains, lengths, languages) is unknown.",
-              "- Stages may have used the dev split to choose among their own checkpoints or settings, so dev accuracy"
-              " can be slightly optimistic; a held-out test set gives the figure to publish.",
+              f"- Evaluated on one split (`{task}` {split}, {reported.get('examples', 'n/a')} examples) of one task;"
+              " accuracy on other text (domains, lengths, languages) is unknown.",
+              _choice_limit(metrics, split),
               "- It inherits what the teacher and the training data hold, biases included; nothing here measures them.",
               "- Speed and energy figures are for the machine above and change with hardware, threads and batch size;"
               " an `estimate:` energy source is a model of power, not a meter reading."]
@@ -357,6 +368,17 @@ def model_card(run: RunData, row: dict) -> str:
             lines.append(f"- {note}")
     lines.append("")
     return "\n".join(lines)
+
+
+def _choice_limit(metrics: dict, split: str) -> str:
+    """The card's line on whether the stage's choices (best epoch, thresholds) saw the reported split."""
+    choices = selections({"stage": metrics}, split)
+    if choices and all(c.get("split") for c in choices) and not any(c["on_reported_split"] for c in choices):
+        on = ", ".join(f"`{s}`" for s in dict.fromkeys(str(c.get("split")) for c in choices))
+        return (f"- This stage's choices among checkpoints or settings were made on {on}, rows kept apart from"
+                f" `{split}`, so the `{split}` figures were not tuned on.")
+    return (f"- Stages may have used the `{split}` split to choose among their own checkpoints or settings, so its"
+            " accuracy can be slightly optimistic; a held-out split gives the figure to publish.")
 
 
 def folder_card(folder: Path, *, method: str, task: str, source: str, command: str, final: Path | None = None) -> str:
@@ -368,14 +390,14 @@ def folder_card(folder: Path, *, method: str, task: str, source: str, command: s
     name = final.name
     metrics = read_json_dict(folder / "metrics.json") or {}
     tag = read_json_dict(folder / "pricetag.json") or {}
-    dev = (metrics.get("splits") or {}).get("dev") or {}
+    reported = (metrics.get("splits") or {}).get(eval_split_of(metrics)) or {}
     row = {"model": name, "method": method, "report_status": MEASURED, "folder": str(final),
-           "accuracy": dev.get("accuracy"), "macro_f1": dev.get("macro_f1"), "mcc": dev.get("mcc"),
+           "accuracy": reported.get("accuracy"), "macro_f1": reported.get("macro_f1"), "mcc": reported.get("mcc"),
            "stage_energy_kwh": tag.get("energy_kwh"), "stage_co2e_kg": tag.get("co2e_kg"),
            "stage_cost_usd": tag.get("cost_usd"), "cumulative_energy_kwh": tag.get("energy_kwh"),
            "cumulative_co2e_kg": tag.get("co2e_kg"), "cumulative_cost_usd": tag.get("cost_usd")}
     run = RunData(run_dir=folder.parent, name=name,
                   recipe={"task": task, "teacher": source, "command": command,
                           "stages": {name: {"type": method, "source": source}}},
-                  report={"task": task, "rows": [row]}, measurements=None)
+                  report={"task": task, "rows": [row]}, measurements=None, folders={name: folder})
     return model_card(run, row)

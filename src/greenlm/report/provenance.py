@@ -6,14 +6,27 @@
 - ``selections(metrics_by_stage)``: every choice a stage recorded in its ``metrics.json`` (a ``selection``
   record at the top level or under a method's details: ``{"split", "examples", "chose", "from", "warning"}``),
   one row per choice, with ``on_reported_split`` when it was made on the split the report's figures are
-  taken on (``dev``), which makes those figures optimistic.
+  taken on (``dev`` unless the run named another: ``eval_split``), which makes those figures optimistic.
+- ``eval_split_of(record)`` / ``eval_metrics(metrics)``: the split a stage's ``metrics.json`` (or a report, or a
+  measuring pass) reports its figures on, and that split's metrics; records written before ``eval_split``
+  existed report on ``dev``.
 """
 
 from __future__ import annotations
 
 import html
 
-REPORTED_SPLIT = "dev"
+REPORTED_SPLIT = "dev"  # where figures came from in records that do not say (written before eval_split)
+
+
+def eval_split_of(record: dict | None) -> str:
+    """The split a metrics.json, report or measuring pass reports its figures on."""
+    return str((record or {}).get("eval_split") or REPORTED_SPLIT)
+
+
+def eval_metrics(metrics: dict | None) -> dict:
+    """A stage's metrics on its reported split ({} when it has none)."""
+    return ((metrics or {}).get("splits") or {}).get(eval_split_of(metrics)) or {}
 
 
 def load_sentence(machine: dict | None) -> str | None:
@@ -57,9 +70,23 @@ def _records(metrics: dict) -> list[tuple[str | None, dict]]:
     return found
 
 
-def selections(metrics_by_stage: dict[str, dict | None]) -> list[dict]:
+def truncation_sentence(truncation: dict | None) -> str | None:
+    """The report's sentence on truncation: per split, the rows the teacher's fine-tuning cut at its max_length
+    (``metrics.json``'s ``truncation``); None for runs recorded before it was counted."""
+    if not isinstance(truncation, dict) or not truncation:
+        return None
+    parts = [f"{name} {r['truncated']:,} of {r['rows']:,} rows ({100 * r['share']:.1f}%)"
+             for name, r in truncation.items() if isinstance(r, dict) and r.get("rows")]
+    lengths = sorted({r.get("max_length") for r in truncation.values() if isinstance(r, dict)} - {None})
+    if not parts:
+        return None
+    return f"rows longer than {', '.join(map(str, lengths))} tokens, cut when read: {'; '.join(parts)}"
+
+
+def selections(metrics_by_stage: dict[str, dict | None], reported: str = REPORTED_SPLIT) -> list[dict]:
     """One row per recorded choice, stages in the order given: stage, where it is recorded, split, examples,
-    what it chose, where the split's rows came from, the stage's warning, and ``on_reported_split``."""
+    what it chose, where the split's rows came from, the stage's warning, and ``on_reported_split`` (the choice
+    was made on ``reported``, the split the report's figures come from)."""
     rows = []
     for stage, metrics in metrics_by_stage.items():
         for where, record in _records(metrics or {}):
@@ -67,9 +94,14 @@ def selections(metrics_by_stage: dict[str, dict | None]) -> list[dict]:
             rows.append({
                 "stage": stage, "recorded_under": where, "split": split, "examples": record.get("examples"),
                 "chose": record.get("chose"), "from": record.get("from"), "warning": record.get("warning"),
-                "on_reported_split": split == REPORTED_SPLIT or bool(record.get("warning")),
+                "on_reported_split": split == reported or bool(record.get("warning")),
+                "reported_split": reported,
             })
     return rows
+
+
+def _reported(rows: list[dict]) -> str:
+    return next((r["reported_split"] for r in rows if r.get("reported_split")), REPORTED_SPLIT)
 
 
 def selection_warning(rows: list[dict]) -> str | None:
@@ -78,10 +110,10 @@ def selection_warning(rows: list[dict]) -> str | None:
     stages = list(dict.fromkeys(r["stage"] for r in flagged))
     if not stages:
         return None
-    splits = ", ".join(f"`{s}`" for s in dict.fromkeys(r.get("split") or REPORTED_SPLIT for r in flagged))
+    splits = ", ".join(f"`{s}`" for s in dict.fromkeys(r.get("split") or _reported(rows) for r in flagged))
     return (f"{', '.join(stages)} made {'its choice' if len(stages) == 1 else 'their choices'} on {splits}, a split"
-            " that is also reported (this report's figures are on `dev`): those figures are optimistic. Set the"
-            " recipe's validation fraction above 0 to choose on rows carved from train.")
+            f" that is also reported (this report's figures are on `{_reported(rows)}`): those figures are optimistic."
+            " Set the recipe's validation fraction above 0 to choose on rows carved from train.")
 
 
 def _split_text(row: dict) -> str:
@@ -104,7 +136,7 @@ def selection_markdown(rows: list[dict]) -> list[str]:
     if warning:
         lines += [f"> **Warning.** {warning}", ""]
     else:
-        lines += [f"Every choice was made on rows kept apart from `{REPORTED_SPLIT}`, the split reported above.", ""]
+        lines += [f"Every choice was made on rows kept apart from `{_reported(rows)}`, the split reported above.", ""]
     return lines
 
 
@@ -128,7 +160,7 @@ def selection_html(rows: list[dict]) -> str:
     body = "".join(items)
     warning = selection_warning(rows)
     note = (f'<p class="warn" role="note"><strong>Warning.</strong> {e(warning)}</p>' if warning else
-            f'<p class="note">Every choice was made on rows kept apart from {e(REPORTED_SPLIT)}, the split reported'
+            f'<p class="note">Every choice was made on rows kept apart from {e(_reported(rows))}, the split reported'
             " above.</p>")
     return ('<section id="selection"><h2>Which split chose what</h2><div class="table-wrap"><table><thead><tr>'
             "<th>stage</th><th>chose</th><th>on split</th><th>examples</th></tr></thead>"

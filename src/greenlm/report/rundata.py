@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from greenlm.common import GreenlmError, read_json
-from greenlm.report.provenance import selections
+from greenlm.report.provenance import eval_metrics, eval_split_of, selections
 from greenlm.report.target import mark_rows, target_record, target_settings
 from greenlm.report.uncertainty import FIELDS as UNCERTAINTY_FIELDS
 
@@ -48,6 +48,7 @@ class RunData:
     report: dict  # report.json's form; ``rows`` holds one row per recipe stage, in recipe order
     measurements: dict | None
     notes: list[str] = field(default_factory=list)  # what is missing and what to do about it
+    folders: dict[str, Path] = field(default_factory=dict)  # a stage's folder when it is not run_dir/<stage>
 
     @property
     def rows(self) -> list[dict]:
@@ -57,7 +58,7 @@ class RunData:
         return [r for r in self.rows if r["report_status"] == MEASURED]
 
     def stage_dir(self, stage: str) -> Path:
-        return self.run_dir / stage
+        return self.folders.get(stage) or self.run_dir / stage
 
     def stage_file(self, stage: str, name: str) -> dict | None:
         """A JSON file of a stage folder, or None when it is missing or unreadable."""
@@ -183,7 +184,7 @@ def load_run(run_dir: str | Path) -> RunData:
                      " see run.log")
     if not_measured:
         notes.append(f"stage(s) {', '.join(not_measured)} finished but were not measured (the run stopped before"
-                     " the measuring pass, or re-ran after it): their accuracy is the stage's own dev evaluation;"
+                     " the measuring pass, or re-ran after it): their accuracy is the stage's own evaluation;"
                      " speed, FLOPs and inference energy are missing until `greenlm run` measures them")
     dropped = sorted(set(saved_rows) - set(stages) - {None})
     if dropped:
@@ -193,24 +194,39 @@ def load_run(run_dir: str | Path) -> RunData:
     header.setdefault("run", data.name)
     header.setdefault("task", recipe.get("task"))
     header.setdefault("teacher", recipe.get("teacher"))
+    header.setdefault("eval_split", _reported_split(data, saved, measurements))
     header.setdefault("machine", (measurements or {}).get("machine") or _machine_from_tags(data, rows))
     header.setdefault("protocol", (measurements or {}).get("protocol") or {})
     header["energy_sources"] = sorted({r["energy_source"] for r in rows if r.get("energy_source")})
     data.report = {**header, **checks(recipe, rows, {r["model"]: data.stage_file(r["model"], "metrics.json")
-                                                     for r in rows if r["report_status"] in (MEASURED, NOT_MEASURED)}),
+                                                     for r in rows if r["report_status"] in (MEASURED, NOT_MEASURED)},
+                                      reported=header["eval_split"]),
                    "rows": rows}
     return data
 
 
-def checks(recipe: dict, rows: list[dict], metrics_by_stage: dict[str, dict | None]) -> dict:
+def _reported_split(data: RunData, saved: dict | None, measurements: dict | None) -> str:
+    """The split the run's figures come from: as report.json or the measuring pass says, else as the teacher's
+    metrics.json says (a run that stopped before measuring)."""
+    teacher = data.stage_file(data.teacher_stage, "metrics.json") if data.teacher_stage else None
+    for record in (saved, measurements, teacher):
+        if isinstance(record, dict) and record.get("eval_split"):
+            return eval_split_of(record)
+    return eval_split_of(None)
+
+
+def checks(recipe: dict, rows: list[dict], metrics_by_stage: dict[str, dict | None], *, reported: str) -> dict:
     """What report.json adds to the rows, the same for ``greenlm run`` and ``greenlm report``: each row's
-    ``on_front`` and ``meets_target`` (set in place), ``target`` (None without one), ``selection`` and
-    ``train_filter`` (the data filters' record, None without)."""
+    ``on_front`` and ``meets_target`` (set in place), ``target`` (None without one), ``selection`` (choices, and
+    whether one was made on ``reported``, the split the figures come from), ``train_filter`` (the data
+    filters' record, None without) and ``truncation`` (rows per split the teacher's fine-tuning cut, None without)."""
     settings = target_settings(recipe)
     mark_rows(rows, settings)
     filters = [m["train_filter"] for m in metrics_by_stage.values() if isinstance(m, dict) and m.get("train_filter")]
-    return {"target": target_record(rows, settings), "selection": selections(metrics_by_stage),
-            "train_filter": filters[0] if filters else None}
+    truncation = [m["truncation"] for m in metrics_by_stage.values()
+                  if isinstance(m, dict) and m.get("method") == "finetune" and isinstance(m.get("truncation"), dict)]
+    return {"target": target_record(rows, settings), "selection": selections(metrics_by_stage, reported),
+            "train_filter": filters[0] if filters else None, "truncation": truncation[0] if truncation else None}
 
 
 def _machine_from_tags(data: RunData, rows: list[dict]) -> dict:
@@ -248,9 +264,9 @@ def _row_from_folder(data: RunData, name: str, body: dict, status: str) -> dict:
     row = _empty_row(name, body, status)
     row["status"] = "finished"
     row["folder"] = str(folder)
-    dev = ((data.stage_file(name, "metrics.json") or {}).get("splits") or {}).get("dev") or {}
+    reported = eval_metrics(data.stage_file(name, "metrics.json"))
     for key in ("accuracy", "macro_f1", "mcc"):
-        row[key] = dev.get(key)
+        row[key] = reported.get(key)
     row["params"] = _params_from_config(folder)
     size = weights_bytes(folder)
     row["size_mb"] = size / 1e6 if size else None

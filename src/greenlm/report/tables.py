@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from greenlm.report.provenance import load_sentence
+from greenlm.report.provenance import eval_split_of, load_sentence
 
 
 def _num(value, digits: int = 2, suffix: str = "") -> str:
@@ -136,7 +136,7 @@ def comparison_markdown(report: dict) -> str:
         lines += [f"Target: {report['target']['summary']}", ""]
     lines += [*(f"- {note}" for note in table_notes(report)), ""] if table_notes(report) else []
     lines += [
-        f"Accuracy on the {report['task']} dev set. Retained, compression and speedup are relative to the first row"
+        f"Accuracy on the {report['task']} {eval_split_of(report)} set. Retained, compression and speedup are relative to the first row"
         " (the fine-tuned teacher). Speed figures come from one measuring pass in one process on the same inputs:",
         f"- machine: {machine['cpu']}, {machine['threads']} thread(s), torch {machine['torch']}",
         f"- latency: {report['protocol']['latency']}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from greenlm.report.provenance import load_sentence
+from greenlm.report.provenance import eval_split_of, load_sentence
 from greenlm.report.tables import COLUMNS, table_notes
 
 _TERMINAL_COLUMNS = ("model", "method", "runtime", "accuracy", "accuracy_ci95_low", "macro_f1", "mcc",
@@ -19,7 +19,7 @@ def print_report(report: dict) -> None:
     from rich.table import Table
 
     columns = [(key, _SHORT.get(key, title), fmt) for key, title, fmt in COLUMNS if key in _TERMINAL_COLUMNS]
-    table = Table(title=f"greenlm run '{report['run']}': {report['task']} dev")
+    table = Table(title=f"greenlm run '{report['run']}': {report['task']} {eval_split_of(report)}")
     for i, (_, title, _) in enumerate(columns):
         table.add_column(title, justify="left" if i < 3 else "right", no_wrap=i < 3)
     for row in report["rows"]:

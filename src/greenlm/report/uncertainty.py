@@ -17,19 +17,19 @@ FIELDS = ("accuracy_ci95_low", "accuracy_ci95_high", "accuracy_vs_teacher", "wit
 
 
 def correct_vector(measured: dict) -> list[bool] | None:
-    """Whether each dev example was classified right, in dev order (None without stored predictions)."""
-    kept = measured.get("dev_predictions") or {}
+    """Whether each example of the reported split was classified right, in its order (None without predictions)."""
+    kept = measured.get("predictions") or {}
     gold, predicted = kept.get("gold"), kept.get("predicted")
     if not gold or not predicted or len(gold) != len(predicted):
         return None
     return [g == p for g, p in zip(gold, predicted)]
 
 
-def row_statistics(measured: dict, teacher: dict | None) -> dict:
+def row_statistics(measured: dict, teacher: dict | None, split: str = "dev") -> dict:
     """The fields of ``FIELDS`` for one model's measuring-pass record; ``teacher``: the teacher's record, or None
-    for the teacher itself (its row has no difference from itself)."""
+    for the teacher itself (its row has no difference from itself); ``split``: the reported split."""
     out = dict.fromkeys(FIELDS)
-    dev = measured.get("dev") or {}
+    dev = measured.get(split) or {}
     correct = correct_vector(measured)
     if correct is not None:
         interval = stats.accuracy_interval(sum(correct), len(correct))

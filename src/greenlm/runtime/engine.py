@@ -285,7 +285,7 @@ def predict_split(model: str, split: TaskSplit, *, runtime: str = "torch", batch
     saved = getattr(loaded.model.config, "greenlm", None) or {}
     yield from predict_records(loaded.model, loaded.tokenizer, split, loaded.labels,
                                max_length=max_length or saved.get("max_length") or 128, batch_size=batch_size,
-                               progress="predict" if progress else None)
+                               progress="predict" if progress else None, on_note=on_note)
 
 
 def _is_early_exit_folder(model: str) -> bool:

@@ -101,7 +101,7 @@ def export_folder(spec: str, out_dir: str | os.PathLike, *, task=None, optimize:
     require_classifier(loaded, spec)
     check_batches = None
     if task is not None:
-        split = task.splits.get("dev") or next(iter(task.splits.values()))
+        split = task.splits.get(task.eval_split) or next(iter(task.splits.values()))
         encoded = encode_split(split, tokenizer, max_length or saved_max_length(model.config))
         packed = pack(encoded, tokenizer.pad_token_id)
         order = np.argsort(packed.lengths, kind="stable")

@@ -62,12 +62,14 @@ def predict_logits(model, encoded: EncodedSplit, *, pad_token_id: int, batch_siz
 
 
 def predict_records(model, tokenizer, split, labels: list[str], *, max_length: int, batch_size: int = 64,
-                    progress: str | None = None) -> list[dict]:
+                    progress: str | None = None, on_note=None) -> list[dict]:
     """One record per input: its predicted label, the probability of every label, and ``exit_layer`` when the
-    model exits early."""
-    from greenlm.data import encode_split
+    model exits early. ``on_note`` hears how many inputs were cut at ``max_length``."""
+    from greenlm.data import encode_split, truncation_line, truncation_record
 
     encoded = encode_split(split, tokenizer, max_length)
+    if on_note is not None:
+        on_note(truncation_line("input", truncation_record(encoded)))
     logits, exit_layers = predict_outputs(model, encoded, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size,
                                           progress=progress)
     probabilities = logits.softmax(-1)

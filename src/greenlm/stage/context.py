@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from greenlm.common import GreenlmError
-from greenlm.data import UNLABELED, Task, TaskSplit, align_labels, selection_record, selection_split_name
+from greenlm.data import Task, TaskSplit, align_labels, is_labelled, selection_record, selection_split_name
 from greenlm.stage.costs import PhaseCosts
 
 DEFAULT_MAX_LENGTH = 128
@@ -93,7 +93,7 @@ class StageContext:
                         exclude: tuple[str, ...] = ("train",)) -> dict[str, TaskSplit]:
         """Every split with labels (bar ``exclude``), renumbered to the model's labels, in the task's order."""
         return {name: self.align(split, labels, who) for name, split in self.task.splits.items()
-                if name not in exclude and split.labels and min(split.labels) != UNLABELED}
+                if name not in exclude and is_labelled(split)}
 
     # ---- honest selection (greenlm.data.validation) ----
     def selection(self, labels: list[str], who: str = "the input model", *,

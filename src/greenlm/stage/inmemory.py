@@ -3,7 +3,7 @@
     from greenlm.models import load_classifier
     teacher = load_classifier("runs/teacher")                        # a LoadedModel (model, tokenizer, labels)
     student = apply("distill", teacher, task, DistillConfig(student="2x128"))
-    student.model, student.metrics["splits"]["dev"], student.pricetag["energy_kwh"]
+    student.model, student.metrics["splits"]["dev"], student.pricetag["energy_kwh"]   # every labelled split
 
 The models go through the same stage shell as ``greenlm <method>`` (so the same checks, evaluation and
 price tag), in a temporary folder that is removed afterwards; the result is loaded back into memory.
@@ -29,9 +29,11 @@ class Applied:
         return self.loaded.model
 
     def __repr__(self) -> str:
-        dev = ((self.metrics.get("splits") or {}).get("dev") or {}).get("accuracy")
-        return (f"Applied({self.metrics.get('method')}: {type(self.model).__name__}, dev accuracy "
-                f"{dev if dev is None else round(dev, 4)})")
+        from greenlm.report.provenance import eval_metrics, eval_split_of
+
+        accuracy = eval_metrics(self.metrics).get("accuracy")
+        return (f"Applied({self.metrics.get('method')}: {type(self.model).__name__}, {eval_split_of(self.metrics)}"
+                f" accuracy {accuracy if accuracy is None else round(accuracy, 4)})")
 
 
 def apply(method: str, model, task: Task, config, *, teacher=None, progress: bool = False,

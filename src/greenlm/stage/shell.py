@@ -106,7 +106,10 @@ class StageResult:
 
     @property
     def accuracy(self) -> float | None:
-        return ((self.metrics.get("splits") or {}).get("dev") or {}).get("accuracy")
+        """Accuracy on the split the stage reports its figures on (``metrics["eval_split"]``)."""
+        from greenlm.report.provenance import eval_metrics
+
+        return eval_metrics(self.metrics).get("accuracy")
 
     def _facts(self) -> list[tuple[str, str]]:
         tag = self.pricetag or {}
@@ -277,7 +280,7 @@ def _write_output(method, name, ctx, output, tag, attempts, identity, key, secon
     built.mkdir(parents=True)
     output.write(built)
     metrics = {"task": ctx.task.name, "model": output.model_name or ctx.source, "method": method,
-               **output.metrics}
+               "eval_split": ctx.task.eval_split, **output.metrics}
     if ctx.task.train_filter:  # train rows dropped by data filters before this stage saw the task
         metrics["train_filter"] = {**ctx.task.train_filter, "summary": describe_filter(ctx.task.train_filter)}
     details = metrics.get(method)

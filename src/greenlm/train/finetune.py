@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 
 from greenlm.common import GreenlmError
-from greenlm.data import Task, encode_split, selection_record, selection_split_name
+from greenlm.data import (Task, covering_length, encode_split, selection_record, selection_split_name, token_lengths,
+                          truncation_line, truncation_record)
+from greenlm.data.encode import AUTO_LENGTH_SHARE
 from greenlm.models import load_classifier, model_max_length
 from greenlm.train.config import TrainConfig
 from greenlm.train.loop import Callback, evaluate, train
@@ -25,7 +27,7 @@ class FinetuneResult:
     metrics: dict  # {"splits": {split: metrics}, "train": {...}}
 
 
-def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str | Path, max_length: int = 128,
+def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str | Path, max_length: int | str = 128,
              train_subset: int | None = None, train_rows: Sequence[int] | None = None,
              record_dynamics_to: str | Path | None = None, allow_pickle: bool = False, trust_remote_code: bool = False,
              callbacks: tuple[Callback, ...] = (), progress: bool = True, on_note=print) -> FinetuneResult:
@@ -36,6 +38,8 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
     ``train_rows``: train on these rows of the train split only (a data-map selection; not with ``train_subset``).
     ``record_dynamics_to``: a folder where ``greenlm.train.dynamics.DynamicsRecorder`` writes every training row's
     logits at each record point (resumable; ``metrics["dynamics"]`` says what was recorded and what it cost).
+    ``max_length="auto"``: the length that covers ``AUTO_LENGTH_SHARE`` of the training rows (at most the model's).
+    Every split's truncation (rows cut at max_length) is told to ``on_note`` and kept in ``metrics["truncation"]``.
     """
     full_train = task.split("train")
     train_split = full_train
@@ -61,10 +65,15 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
         on_note(note)
     model, tokenizer = loaded.model, loaded.tokenizer
     limit = model_max_length(model.config)
+    if max_length == "auto":
+        max_length = _covering_max_length(train_split, tokenizer, limit, on_note)
     if max_length > limit:
         raise GreenlmError(f"--max-length {max_length} is above what the model's positions allow ({limit}); use <= {limit}")
     train_data = encode_split(train_split, tokenizer, max_length)
     dev_data = encode_split(dev_split, tokenizer, max_length) if dev_split is not None else None
+    truncation = {"train": truncation_record(train_data)}
+    if dev_data is not None:
+        truncation[select_name] = truncation_record(dev_data)
     recorder = None
     if record_dynamics_to is not None:
         from greenlm.train.dynamics import DynamicsRecorder
@@ -86,7 +95,10 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
     for name, split in task.splits.items():
         if name != "train" and name not in splits:
             encoded = encode_split(split, tokenizer, max_length)
+            truncation[name] = truncation_record(encoded)
             splits[name] = evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=len(task.labels))
+    for name, record in truncation.items():
+        on_note(truncation_line(name, record))
     from greenlm.models.linear_attention import kept_metadata  # linear attention and extended positions stay
 
     model.config.greenlm = {**kept_metadata(model.config), "task": task.name, "labels": list(task.labels),
@@ -107,8 +119,21 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
             **({"pauses": result.state.pauses} if result.state.pauses else {}),
         },
         "selection": selection_record(task, "best epoch" if config.select_metric else "nothing (last epoch kept)"),
+        "truncation": truncation,
         **extra,
     })
+
+
+def _covering_max_length(train_split, tokenizer, limit: int, on_note) -> int:
+    """``max_length auto``: the token length that covers AUTO_LENGTH_SHARE of the training rows, said in a note."""
+    lengths = token_lengths(train_split, tokenizer)
+    chosen = covering_length(lengths, AUTO_LENGTH_SHARE)
+    capped = min(chosen, limit)
+    covered = sum(1 for n in lengths if n <= capped) / len(lengths)
+    cap = f" (capped at the model's {limit} positions)" if capped < chosen else ""
+    on_note(f"max_length auto: {capped} tokens{cap} covers {100 * covered:.1f}% of the {len(lengths):,} training rows"
+            f" (aim: {100 * AUTO_LENGTH_SHARE:g}%)")
+    return max(capped, 8)
 
 
 def _subset_rows(full, subset, n: int, seed: int) -> list[int]:
