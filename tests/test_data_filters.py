@@ -142,5 +142,5 @@ def test_a_stage_records_the_filter_and_the_report_says_it(tmp_path):
     recorded = metrics["train_filter"]
     assert recorded["drop"] == ["duplicates"] and recorded["rows_before"] == 128
     assert recorded["summary"].startswith("data filters dropped")
-    report = checks({}, [], {"finetune": metrics})
+    report = checks({}, [], {"finetune": metrics}, reported="dev")
     assert report["train_filter"]["summary"] == recorded["summary"]

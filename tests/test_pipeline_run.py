@@ -72,7 +72,10 @@ def test_run_writes_models_report_and_price_tags(first_run):
     assert tag["co2e_kg"] == pytest.approx(tag["energy_kwh"] * tag["intensity_g_per_kwh"] / 1000, rel=1e-6)
     assert row["stage_energy_kwh"] == tag["energy_kwh"]
     emissions = (run / "emissions.csv").read_text().splitlines()  # CodeCarbon's format, one row per stage run
-    assert len(emissions) == 2 and emissions[0].startswith("timestamp,") and ",finetune," in emissions[1]
+    from greenlm.measure.emissions_csv import experiment_id
+
+    assert len(emissions) == 2 and emissions[0].startswith("timestamp,")
+    assert f",{experiment_id(tag['project'], tag['name'])}," in emissions[1]  # the stage's experiment (a UUID)
     assert "finetune" in (run / "report.md").read_text()
     assert "finetune" in result.stdout  # the table in the terminal
     resolved = yaml.safe_load((run / "recipe.yaml").read_text())

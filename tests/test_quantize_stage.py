@@ -205,7 +205,7 @@ def test_bad_inputs(task, model_dir, tmp_path, monkeypatch):
     # ONNX Runtime missing: say what to install
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # how greenlm.common.optional sees a missing package
     with pytest.raises(GreenlmError, match=r"ONNX Runtime is not installed .* pip install 'greenlm\[onnx\]'"):
-        run(model_dir, task, QuantizeConfig(**FAST), tmp_path / "x", work_dir=tmp_path / "w2")
+        run(model_dir, task, QuantizeConfig(runtime="onnx", **FAST), tmp_path / "x", work_dir=tmp_path / "w2")
 
 
 def test_quantize_and_export_through_the_cli(task, model_dir, tmp_path):

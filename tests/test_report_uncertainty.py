@@ -72,7 +72,7 @@ def report_run(tmp_path):
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     stages = [SimpleNamespace(name=m, method=v[0], status="ran", pricetag=pricetag(m, v[7]), folder=run / m)
               for m, v in MODELS.items()]
-    returned = write_report(recipe, SimpleNamespace(name="sst2"), stages, _measurements(), run)
+    returned = write_report(recipe, SimpleNamespace(name="sst2", eval_split="dev"), stages, _measurements(), run)
     return run, returned
 
 

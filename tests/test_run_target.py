@@ -274,14 +274,14 @@ def test_measurement_cache_key_ignores_the_load(tmp_path, monkeypatch):
     run = make_run(tmp_path)
     recipe = _recipe({"speedup": 3})
     stages = [SimpleNamespace(name=m, folder=run / m) for m in MODELS]
-    key = measure_pass._pass_key(recipe, stages)
+    key = measure_pass._pass_key(recipe, stages, "dev")
     saved = {**_measurements(BUSY), "key": key}
     (run / "measurements.json").write_text(json.dumps(saved))
     logged = []
     for load in ((0.0, 0.0, 0.0), (7.5, 7.0, 6.0)):  # another load now: the saved pass is still the one
         monkeypatch.setattr(os, "getloadavg", lambda load=load: load)
-        assert measure_pass._pass_key(recipe, stages) == key
-        assert measure_pass.measure_models(recipe, None, stages, run, logged.append) == saved
+        assert measure_pass._pass_key(recipe, stages, "dev") == key
+        assert measure_pass.measure_models(recipe, SimpleNamespace(eval_split="dev"), stages, run, logged.append) == saved
     assert logged == ["measurements: reused (models and settings unchanged)"] * 2
 
 
@@ -428,7 +428,7 @@ def test_end_of_run_and_greenlm_report_agree(tmp_path, capsys):
     (run / "early_exit" / "metrics.json").write_text(json.dumps(metrics))
     stages = [SimpleNamespace(name=m, method=v[0], status="ran", pricetag=pricetag(m, v[7]), folder=run / m)
               for m, v in MODELS.items()]
-    returned = write_report(recipe, SimpleNamespace(name="sst2"), stages, _measurements(BUSY), run)
+    returned = write_report(recipe, SimpleNamespace(name="sst2", eval_split="dev"), stages, _measurements(BUSY), run)
     assert returned["target"]["met_by"] == ["distill", "quantize"] and returned["target"]["best"] == "distill"
     assert [s["stage"] for s in returned["selection"]] == ["early_exit"]
     saved = json.loads((run / "report.json").read_text())  # rewritten by `greenlm report`'s code at the end
@@ -456,9 +456,9 @@ def test_expected_flops_of_models_with_exits():
     config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
                         intermediate_size=37)
     full = count_flops(config, 10).infer_flops
-    assert _expected_flops({}, config, 10) == full
-    assert _expected_flops({"early_exit": {"splits": {"dev": {"flops_per_example": 123.0}}}}, config, 10) == 123.0
+    assert _expected_flops({}, config, 10, "dev") == full
+    assert _expected_flops({"early_exit": {"splits": {"dev": {"flops_per_example": 123.0}}}}, config, 10, "dev") == 123.0
     one = count_flops(BertConfig(**{**config.to_dict(), "num_hidden_layers": 1}), 10).infer_flops
     quantized = {"quantize": {"exits": {"splits": {"dev": {"exit_share": {"1": 0.75, "3": 0.25}}}}}}
-    assert _expected_flops(quantized, config, 10) == pytest.approx(0.75 * one + 0.25 * full)
+    assert _expected_flops(quantized, config, 10, "dev") == pytest.approx(0.75 * one + 0.25 * full)
     assert one < 0.75 * one + 0.25 * full < full

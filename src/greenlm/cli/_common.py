@@ -78,11 +78,11 @@ def pause_policy(pause_above, grid, grid_region, max_pause, clock, *, run_within
 
 def load_task_from_options(task: str, text_fields: str | None, label_field: str | None, labels: str | None,
                            on_empty: str = "skip", *, validation_fraction: float = 0.0, drop: str | None = None,
-                           eval_split: str | None = None, choices: bool = True):
+                           eval_split: str | None = None):
     """The task the options name, its train rows filtered (``drop``), reported on ``eval_split``, with a validation
-    split carved from train; ``choices``: the command makes choices (training), so it says where, in one line."""
-    from greenlm.data import (carve_validation, choose_eval_split, describe_filter, describe_validation,
-                              filter_train, load_task)
+    split carved from train. A command that makes choices says where (``validation_note``) once its work is done, so
+    that bad input found later still ends in one line."""
+    from greenlm.data import carve_validation, choose_eval_split, describe_filter, filter_train, load_task
 
     loaded = load_task(
         task,
@@ -97,10 +97,14 @@ def load_task_from_options(task: str, text_fields: str | None, label_field: str 
     loaded = choose_eval_split(filter_train(loaded, drop), eval_split)
     if loaded.train_filter:
         err(f"note: {describe_filter(loaded.train_filter)}")
-    loaded = carve_validation(loaded, fraction=validation_fraction) if validation_fraction else loaded
-    if choices:
-        err(f"note: {describe_validation(loaded)}")
-    return loaded
+    return carve_validation(loaded, fraction=validation_fraction) if validation_fraction else loaded
+
+
+def validation_note(task) -> None:
+    """One line: where the command's choices were made and which split its figures are reported on."""
+    from greenlm.data import describe_validation
+
+    err(f"note: {describe_validation(task)}")
 
 
 def _split_list(value: str | None) -> list[str] | None:

@@ -18,7 +18,7 @@ import typer
 from greenlm.cli._common import (ClockSpeedOpt, DropOpt, GridOpt, GridRegionOpt, JobDurationOpt, LabelFieldOpt,
                                  EvalSplitOpt, LabelsOpt, MaxPauseOpt, NowOpt, OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt,
                                  RunWithinOpt, TaskOpt, TextFieldsOpt,
-                                 ValidationOpt, carbon_clock, err, load_task_from_options, pause_policy,
+                                 ValidationOpt, carbon_clock, err, load_task_from_options, pause_policy, validation_note,
                                  print_json)
 from greenlm.cli._config_options import config_from_options, config_parameters
 
@@ -96,6 +96,8 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
             return  # the other processes of a launched group stay quiet
         if result.reused:
             err(f"{values['out']} already holds this finished run; nothing to do (delete it to run again)")
+        else:
+            validation_note(task)
         if values["json_out"]:
             print_json(result.metrics)
             return

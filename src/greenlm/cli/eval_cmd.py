@@ -31,7 +31,7 @@ def eval_command(
     precision/recall/F1 and the confusion matrix (all of them in --json)."""
     from greenlm.train.evaluation import evaluate_on_task
 
-    loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty, choices=False)
+    loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
     split = split.strip() if split else loaded_task.eval_split
     metrics = evaluate_on_task(model, loaded_task, split, batch_size=batch_size, max_length=max_length,
                                allow_pickle=allow_pickle, progress=progress)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from greenlm.report.pareto import TRADEOFF_AXES, fronts_by_noise
 from greenlm.report.provenance import eval_split_of, load_sentence, selection_markdown, truncation_sentence
-from greenlm.report.tables import COLUMNS, table_notes
+from greenlm.report.tables import COLUMNS, md_text, table_notes
 from greenlm.report.target import target_markdown
 
 
@@ -72,7 +72,7 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|",
-        *["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body],
+        *["| " + " | ".join(md_text(c) for c in cells) + " |" for cells in body],
         "",
         f"Accuracy on the {report['task']} {eval_split_of(report)} set. Retained, compression and speedup are relative to the first row"
         " (the fine-tuned teacher). Stage energy, CO2e and cost are what producing that model cost (its stage alone);"
@@ -161,11 +161,11 @@ def per_class_markdown(rows: list[dict]) -> list[str]:
     for row in shown:
         lines += [f"**{row['model']}**", "", "| class | precision % | recall % | F1 % | support | predicted |",
                   "|---|---:|---:|---:|---:|---:|"]
-        lines += [f"| {c['label']} | {100 * c['precision']:.1f} | {100 * c['recall']:.1f} | {100 * c['f1']:.1f}"
+        lines += [f"| {md_text(c['label'])} | {100 * c['precision']:.1f} | {100 * c['recall']:.1f} | {100 * c['f1']:.1f}"
                   f" | {c['support']} | {c['predicted']} |" for c in row["per_class"]]
         matrix = row.get("confusion_matrix") or {}
         if matrix.get("counts"):
-            labels = [str(label).replace("|", "/") for label in matrix["labels"]]
+            labels = [md_text(label) for label in matrix["labels"]]
             lines += ["", "confusion matrix (rows: true class, columns: predicted)", "",
                       "| true / predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
             lines += [f"| {label} | " + " | ".join(str(v) for v in counts) + " |"

@@ -22,6 +22,7 @@ import greenlm
 from greenlm.report.provenance import eval_split_of, selections
 from greenlm.report.rundata import MEASURED, RunData, read_json_dict, stage_method
 from greenlm.report.uncertainty import noise_sentence
+from greenlm.report.tables import md_text
 
 # bundled task -> (hub dataset id, config, display name, language)
 _KNOWN_TASKS = {
@@ -269,7 +270,7 @@ def model_card(run: RunData, row: dict) -> str:
             "early_exit": "a model with early exits"}.get(method, f"a `{method}` model")
     command = run.recipe.get("command")  # set for a folder made by a single command, outside `greenlm run`
     made_by = f"`{command}`" if command else f"run `{run.name}`, stage `{stage}`"
-    lines += [f"A text classifier for `{task}` (labels: {', '.join(map(str, labels)) or 'n/a'}): {what}, produced by"
+    lines += [f"A text classifier for `{task}` (labels: {', '.join(map(md_text, labels)) or 'n/a'}): {what}, produced by"
               f" greenlm ({made_by}).", ""]
     if command:
         lines += [f"> Made by `{command}` on its own: its speed, FLOPs and inference energy are not in this card."

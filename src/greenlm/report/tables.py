@@ -5,6 +5,12 @@ from __future__ import annotations
 from greenlm.report.provenance import eval_split_of, load_sentence
 
 
+def md_text(value) -> str:
+    """A name or label as Markdown table text: ``|`` would split the cell, and ``<``/``>`` would let a label such as
+    ``<script>`` reach a renderer that passes HTML through (Markdown viewers, the Hub's model cards)."""
+    return str(value).replace("|", "/").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _num(value, digits: int = 2, suffix: str = "") -> str:
     if value is None:
         return "n/a"

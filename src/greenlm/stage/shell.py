@@ -180,8 +180,8 @@ def model_spec_identity(spec: str) -> dict:
     from greenlm.models import resolve_model_source
 
     source = resolve_model_source(spec)
-    if source.kind == "local":
-        return {"teacher": spec, "teacher_sha256": artifact_hash(Path(source.location))}
+    if source.kind == "local":  # by content only: a copied or moved folder (or run) keeps its stages' keys
+        return {"teacher_sha256": artifact_hash(Path(source.location))}
     return {"teacher": spec}
 
 
