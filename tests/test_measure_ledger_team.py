@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,7 +24,6 @@ from greenlm.measure import Ledger, PriceTag, PriceTagWarning
 from greenlm.measure.ledger_postgres import PostgresLedger, redact
 from greenlm.measure.ledger_sqlite import SqliteLedger
 
-PG_ENV = "GREENLM_TEST_POSTGRES_URL"
 BAD_URL = "postgresql://alice:s3cret-pw@127.0.0.1:1/team"  # nothing listens on port 1
 
 
@@ -45,26 +44,6 @@ def home(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path / "home"
-
-
-@pytest.fixture
-def pg_url(home):
-    """A URL whose tables live in a fresh schema (search_path), dropped after the test."""
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set: no PostgreSQL server here (.ci/run installs and starts one)")
-    psycopg = pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'greenlm[team]')")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:  # a set URL must work: fail, never skip, if it does not
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-def ledgers(tmp_path, pg):
-    return [Ledger(tmp_path / "team.sqlite")] + ([Ledger(pg)] if pg else [])
 
 
 # ---- one interface -------------------------------------------------------------------------------

@@ -8,13 +8,15 @@
   so two first appends at once both succeed.
 - A server that cannot be reached, refuses the login, or holds a ``greenlm_pricetags`` table that is not greenlm's:
   one line naming the host and database (never the password); an append parks its record in this URL's
-  ``.pending/`` folder (``<data folder>/ledger-postgresql-HOST-PORT-DATABASE.pending``), imported by the next
+  ``.pending/`` folder (``<data folder>/ledger-postgresql-HOST-PORT-DATABASE.pending``, with a hash of the URL's
+  query when it has one), imported by the next
   successful append from this machine.
 - Needs ``psycopg`` 3 (``pip install 'greenlm[team]'``); without it, a one-line GreenlmError saying so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -72,6 +74,9 @@ class PostgresLedger(Ledger):
     @property
     def pending_dir(self) -> Path:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.host}-{self.port}-{self.database}")
+        query = urlsplit(self.url).query  # options such as a search_path name another table: another folder
+        if query:
+            safe += "-" + hashlib.sha256(query.encode()).hexdigest()[:8]
         return data_folder() / f"ledger-postgresql-{safe}.pending"
 
     def _named(self) -> str:
