@@ -78,9 +78,12 @@ def _check_shared_study(storage: str, roots: list[Path]) -> None:
                     and t["state"] in ("complete", "pruned")})
         assert own[-1] and own[-1] <= listed <= done_numbers
     assert not own[0] & own[1] and own[0] | own[1] == done_numbers
-    last = max(roots, key=lambda r: (r / "shared" / "sweep.json").stat().st_mtime)
-    record = json.loads((last / "shared" / "sweep.json").read_text())
-    assert {t["number"] for t in record["trials"] if t["state"] in ("complete", "pruned")} == {t.number for t in done}
+    # the worker whose last trial finished last saw every trial done (the other stopped earlier)
+    records = [json.loads((root / "shared" / "sweep.json").read_text()) for root in roots]
+    complete = [r for r in records if {t["number"] for t in r["trials"] if t["state"] in ("complete", "pruned")}
+                == done_numbers]
+    assert complete
+    record = complete[0]
     energy = {t["number"]: t["energy_kwh"] for t in record["trials"]}
     assert all(energy[t.number] == pytest.approx(t.user_attrs["energy_kwh"]) for t in done)
 

@@ -88,7 +88,8 @@ class Ledger:
 
     def __new__(cls, location: str | os.PathLike | None = None, **kwargs):
         if cls is Ledger:
-            chosen = location if location is not None else default_ledger_location()
+            chosen = location if location is not None else kwargs.get("path")  # Ledger(path=...), as before
+            chosen = chosen if chosen is not None else default_ledger_location()
             if is_url(chosen):
                 from greenlm.measure.ledger_postgres import PostgresLedger as cls
             else:
