@@ -20,6 +20,8 @@ import pytest
 
 from greenlm.data import Task, TaskSplit
 
+from _postgres import pg_url  # noqa: F401 (the PostgreSQL fixture: GREENLM_TEST_POSTGRES_URL, a schema per test)
+
 POSITIVE = ["good", "great", "fine", "lovely", "superb"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
 FILLER = ["the", "film", "was", "a", "plot", "actor", "very", "quite", "story", "it", "and", "scene"]

@@ -30,7 +30,7 @@ def measure_command(
     name: Annotated[Optional[str], typer.Option(help="Name of the price tag (default: the program's name).")] = None,
     project: Annotated[Optional[str], typer.Option(help="Project label, for `greenlm ledger --group-by project`.")] = None,
     stage: Annotated[Optional[str], typer.Option(help="Stage label, for `greenlm ledger --group-by stage`.")] = None,
-    ledger: Annotated[Optional[Path], typer.Option(help="Ledger file (default: GREENLM_LEDGER or the settings file, else $GREENLM_HOME/ledger.sqlite or the user data folder).")] = None,
+    ledger: Annotated[Optional[str], typer.Option(help="Ledger: a file, or postgresql://user:password@host/database for a team ledger (pip install 'greenlm[team]'). Default: GREENLM_LEDGER or the settings file, else $GREENLM_HOME/ledger.sqlite or the user data folder.")] = None,
     no_ledger: Annotated[bool, typer.Option("--no-ledger", help="Do not add the price tag to the ledger.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write the price tag as JSON to this file.")] = None,
     emissions_csv: Annotated[Optional[Path], typer.Option("--emissions-csv", help="Also append it to a CodeCarbon-compatible emissions.csv (file or folder).")] = None,

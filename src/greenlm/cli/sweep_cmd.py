@@ -21,6 +21,7 @@ def sweep_command(
     prune: Annotated[bool, typer.Option(help="Run trials stage by stage and stop one whose score at a stage is below the median of earlier trials there.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
     measure: Annotated[bool, typer.Option(help="Measure and report every trial like `greenlm run` (speed, energy, figures); --no-measure only trains and evaluates.")] = True,
+    storage: Annotated[Optional[str], typer.Option(help="Share the Optuna study with other workers: a database URL, postgresql://user:password@host/database (pip install 'greenlm[team]') or sqlite:///FILE. Every worker runs the same command; --trials counts the whole study's trials. Default: a journal file in the sweep folder.")] = None,
     force: Annotated[bool, typer.Option(help="The sweep exists with other settings: delete it and start over.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the sweep (sweep.json's content), its best trial and curve as JSON.")] = False,
@@ -30,7 +31,8 @@ def sweep_command(
     Trials are compared on the validation split carved from train (dev only for a task too small to carve one).
     Writes runs/NAME/sweep.md, sweep.html, sweep.json and the budget/performance curve (expected best validation
     score vs number of trials and vs energy spent; Dodge et al. 2019). Running the same command again
-    continues the sweep to --trials.
+    continues the sweep to --trials. With --storage, workers on several machines share one study; each trial's
+    energy, CO2e, cost and host are stored on the trial (Optuna user attributes).
     """
     from greenlm.cli._common import err
     from greenlm.pipeline.sweep import best_trial, run_sweep
@@ -38,7 +40,7 @@ def sweep_command(
 
     outcome = run_sweep(recipe, search or [], trials, overrides=set_ or [], name=name, runs_root=runs_dir,
                         metric=metric, stage=stage, sampler=sampler, prune=prune, seed=seed, measure=measure,
-                        force=force, progress=progress, echo=err)
+                        force=force, progress=progress, echo=err, storage=storage)
     best = best_trial(outcome.record)
     if json_out:
         from greenlm.cli._common import print_json

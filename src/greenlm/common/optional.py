@@ -36,6 +36,7 @@ PACKAGES: dict[str, OptionalPackage] = {
     "onnxruntime": OptionalPackage("onnxruntime", "onnx", "ONNX Runtime", "ONNX export and int8 models"),
     "matplotlib": OptionalPackage("matplotlib", "report", "matplotlib", "report figures"),
     "optuna": OptionalPackage("optuna", "sweep", "Optuna", "greenlm sweep"),
+    "psycopg": OptionalPackage("psycopg", "team", "psycopg", "a PostgreSQL ledger or sweep storage"),
 }
 
 

@@ -9,7 +9,7 @@ from greenlm.measure.command import CommandResult, measure_command
 from greenlm.measure.emissions_csv import append_emissions_csv
 from greenlm.measure.flops import FlopReport, count_flops
 from greenlm.measure.intensity import Intensity, IntensitySeries, known_regions, lookup_intensity
-from greenlm.measure.ledger import Ledger, default_ledger_path
+from greenlm.measure.ledger import Ledger, default_ledger_location, default_ledger_path
 from greenlm.measure.params import count_params
 from greenlm.measure.pricetag import PriceTag, PriceTagRecord, PriceTagWarning, combine_records, format_record
 
@@ -27,6 +27,7 @@ __all__ = [
     "combine_records",
     "count_flops",
     "count_params",
+    "default_ledger_location",
     "default_ledger_path",
     "format_record",
     "known_regions",

@@ -1,22 +1,33 @@
-"""The ledger: every price tag appended to one SQLite file, and totals over it.
+"""The ledger: every price tag appended to one store, and totals over it.
 
-Where: ``$GREENLM_HOME/ledger.sqlite`` when ``GREENLM_HOME`` is set, else the user's data folder
-(``$XDG_DATA_HOME/greenlm`` or ``~/.local/share/greenlm`` on Linux, ``~/Library/Application
-Support/greenlm`` on macOS, ``%LOCALAPPDATA%\\greenlm`` on Windows).
+One interface, ``Ledger``, two back ends chosen by where the ledger is:
 
-Safety:
-- each append is one ``BEGIN IMMEDIATE`` transaction with a busy timeout, so processes appending at
-  the same time queue up and none loses a row;
-- a ledger still locked after the timeout, or a file that is not a greenlm ledger (corrupt, another
-  database), is reported as a GreenlmError and never rewritten; the record that could not be
-  appended is saved as JSON under ``<ledger>.pending/`` and imported by the next successful append.
+- a file path (the default): an SQLite file, ``ledger_sqlite.SqliteLedger``;
+- a ``postgresql://user:password@host[:port]/database`` URL: a team ledger shared by several machines and users,
+  ``ledger_postgres.PostgresLedger`` (needs ``psycopg``: ``pip install 'greenlm[team]'``).
+
+``Ledger(location)`` returns the right one; with no location, the ``ledger`` setting (``GREENLM_LEDGER``, a
+settings file) is used, else ``$GREENLM_HOME/ledger.sqlite``, else ``ledger.sqlite`` in the user's data folder
+(``$XDG_DATA_HOME/greenlm`` or ``~/.local/share/greenlm`` on Linux, ``~/Library/Application Support/greenlm`` on
+macOS, ``%LOCALAPPDATA%\\greenlm`` on Windows).
+
+Guarantees, the same for both back ends:
+- nothing doubled: a record's id is the primary key and an append never writes an id twice (``INSERT OR IGNORE`` /
+  ``ON CONFLICT (id) DO NOTHING``);
+- nothing lost: each append is one transaction; processes appending at the same time queue up (SQLite) or run side
+  by side (PostgreSQL) and every row arrives. A ledger that cannot be written (locked past the timeout, not a
+  greenlm ledger, a server that cannot be reached) is reported as a one-line GreenlmError and never rewritten; the
+  record is saved as JSON in the ledger's ``.pending/`` folder and imported by the next successful append;
+- each row carries the host and the user that appended it, so ``totals(group_by="host" | "user")`` summarise a
+  ledger shared across machines and users.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
-import sqlite3
+import socket
 import sys
 import tempfile
 import warnings
@@ -25,151 +36,102 @@ from pathlib import Path
 
 from greenlm.common import GreenlmError, atomic_write_json, read_json
 
-SCHEMA_VERSION = 1
-SQLITE_MAGIC = b"SQLite format 3\x00"
-GROUPS = ("project", "stage", "day", "name")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS pricetags (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    project TEXT,
-    stage TEXT,
-    status TEXT,
-    started_at_utc TEXT NOT NULL,
-    ended_at_utc TEXT,
-    wall_s REAL,
-    cpu_s REAL,
-    energy_kwh REAL,
-    co2e_kg REAL,
-    cost_usd REAL,
-    energy_source TEXT,
-    intensity_source TEXT,
-    record_json TEXT NOT NULL,
-    appended_at_utc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pricetags_started ON pricetags (started_at_utc);
-"""
+GROUPS = ("project", "stage", "day", "name", "host", "user")
+URL_SCHEMES = ("postgresql://", "postgres://")
 
 
-def default_ledger_path() -> Path:
-    """The ``ledger`` setting (``GREENLM_LEDGER``, a settings file: ``greenlm.measure.settings``), else
-    ``$GREENLM_HOME/ledger.sqlite``, else ``ledger.sqlite`` in the user's data folder."""
-    from greenlm.measure.settings import resolve
+def is_url(location) -> bool:
+    """Whether ``location`` names a PostgreSQL ledger (a ``postgresql://`` URL) rather than a file."""
+    return isinstance(location, str) and location.strip().lower().startswith(URL_SCHEMES)
 
-    chosen = resolve("ledger")
-    if chosen.value is not None:
-        return Path(chosen.value).expanduser()
+
+def data_folder() -> Path:
+    """greenlm's folder for the ledger: ``$GREENLM_HOME``, else the user's data folder."""
     home = os.environ.get("GREENLM_HOME")
     if home:
-        return Path(home).expanduser() / "ledger.sqlite"
+        return Path(home).expanduser()
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
     elif sys.platform == "darwin":
         base = Path.home() / "Library" / "Application Support"
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "greenlm" / "ledger.sqlite"
+    return base / "greenlm"
+
+
+def default_ledger_location() -> str | Path:
+    """The ``ledger`` setting (``GREENLM_LEDGER``, a settings file: ``greenlm.measure.settings``): a path or a
+    ``postgresql://`` URL; else ``ledger.sqlite`` in ``data_folder()``."""
+    from greenlm.measure.settings import resolve
+
+    chosen = resolve("ledger")
+    if chosen.value is not None:
+        return chosen.value.strip() if is_url(chosen.value) else Path(chosen.value).expanduser()
+    return data_folder() / "ledger.sqlite"
+
+
+def default_ledger_path() -> Path:
+    """The default ledger's file (``default_ledger_location``); a GreenlmError where the setting is a URL."""
+    where = default_ledger_location()
+    if isinstance(where, str):
+        raise GreenlmError("the ledger setting is a PostgreSQL URL, not a file; use default_ledger_location()")
+    return where
 
 
 class Ledger:
-    """An append-only SQLite ledger of price tags."""
+    """An append-only ledger of price tags: ``Ledger(path_or_url)`` is an SQLite or a PostgreSQL ledger.
 
-    def __init__(self, path: str | os.PathLike | None = None, *, timeout_s: float = 30.0):
-        self.path = Path(path) if path is not None else default_ledger_path()
-        self.timeout_s = timeout_s
+    A back end implements ``_write(rows)`` (one transaction, ids never doubled, a GreenlmError of one line on
+    failure), ``_fetch(start)`` (``(record_json, host, user)`` rows started at or after ``start``), ``where``
+    (how messages name it, never with a password) and ``pending_dir``; appending, parking and totals are here.
+    """
+
+    def __new__(cls, location: str | os.PathLike | None = None, **kwargs):
+        if cls is Ledger:
+            chosen = location if location is not None else kwargs.get("path")  # Ledger(path=...), as before
+            chosen = chosen if chosen is not None else default_ledger_location()
+            if is_url(chosen):
+                from greenlm.measure.ledger_postgres import PostgresLedger as cls
+            else:
+                from greenlm.measure.ledger_sqlite import SqliteLedger as cls
+        return super().__new__(cls)
+
+    timeout_s: float
+    where: str  # how messages name the ledger: its path, or its URL without the password
 
     def __repr__(self) -> str:
-        return f"Ledger({str(self.path)!r})"
+        return f"{type(self).__name__}({self.where!r})"
 
     @property
-    def pending_dir(self) -> Path:
-        return self.path.with_name(self.path.name + ".pending")
+    def pending_dir(self) -> Path:  # pragma: no cover - every back end says
+        raise NotImplementedError
 
-    # ---- opening ---------------------------------------------------------------------------------
+    def _write(self, rows: list[dict]) -> None:  # pragma: no cover - every back end writes
+        raise NotImplementedError
 
-    def _check_file(self) -> None:
-        if not self.path.exists():
-            return
-        if self.path.is_dir():
-            raise GreenlmError(f"ledger path {self.path} is a folder; point GREENLM_HOME elsewhere")
-        with open(self.path, "rb") as f:
-            head = f.read(len(SQLITE_MAGIC))
-        if head and head != SQLITE_MAGIC:
-            raise GreenlmError(
-                f"ledger {self.path} is not an SQLite file (corrupt?); it was left untouched: move it away "
-                "to start a new ledger, or set GREENLM_HOME"
-            )
-
-    def _connect(self, create: bool) -> sqlite3.Connection:
-        self._check_file()
-        if not create and not self.path.exists():
-            raise FileNotFoundError(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-        except sqlite3.Error as err:
-            raise GreenlmError(f"cannot open ledger {self.path}: {err}") from None
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as err:
-            conn.close()
-            raise self._unusable(err) from None
-        if tables and "pricetags" not in tables:
-            conn.close()
-            raise GreenlmError(f"{self.path} is an SQLite database but not a greenlm ledger; it was left untouched")
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise GreenlmError(f"ledger {self.path} was written by a newer greenlm (schema {version}); upgrade greenlm")
-        if create and not tables:
-            try:  # idempotent, so two processes creating the same new ledger both succeed
-                conn.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
-            except sqlite3.DatabaseError as err:
-                conn.close()
-                raise self._unusable(err) from None
-        return conn
-
-    def _unusable(self, err: Exception) -> GreenlmError:
-        if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
-            return GreenlmError(f"ledger {self.path} is locked by another process (waited {self.timeout_s:g} s)")
-        return GreenlmError(
-            f"ledger {self.path} cannot be read ({err}); it was left untouched: move it away to start a new "
-            "ledger, or set GREENLM_HOME"
-        )
+    def _fetch(self, start: str | None) -> list[tuple]:  # pragma: no cover - every back end reads
+        raise NotImplementedError
 
     # ---- writing ---------------------------------------------------------------------------------
 
     def append(self, record) -> None:
-        """Append a PriceTagRecord (or its dict). On failure the record is kept under ``.pending/``
-        and a GreenlmError says where."""
+        """Append a PriceTagRecord (or its dict), with the records parked in ``.pending/``. On failure the record
+        is parked there and a GreenlmError says why and where."""
         row = record if isinstance(record, dict) else record.to_dict()
+        rows = [row, *self._pending_rows()]
         try:
-            conn = self._connect(create=True)
-        except (GreenlmError, OSError, sqlite3.Error) as err:
-            why = err if isinstance(err, GreenlmError) else f"cannot open ledger {self.path}: {err}"
+            self._write(rows)
+        except (GreenlmError, OSError) as err:
+            why = err if isinstance(err, GreenlmError) else f"cannot open ledger {self.where}: {err}"
             raise GreenlmError(f"{why}; {self._save_pending(row)}") from None
-        try:
-            rows = [row, *self._pending_rows()]
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for item in rows:
-                    conn.execute(
-                        "INSERT OR IGNORE INTO pricetags VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", _columns(item)
-                    )
-                conn.execute("COMMIT")
-            except sqlite3.DatabaseError as err:
-                _rollback(conn)
-                raise GreenlmError(f"{self._unusable(err)}; {self._save_pending(row)}") from None
-            self._clear_pending(rows[1:])
-        finally:
-            conn.close()
+        self._clear_pending(rows[1:])
 
     def _save_pending(self, row: dict) -> str:
         """Park ``row`` for the next append to import; says where it went (never loses it silently).
 
-        Beside the ledger first; where that cannot be written (a read-only or full disk), in a per-user folder
-        of the temporary directory; where neither can, the caller is told to keep the record it printed.
+        In the ledger's ``.pending/`` folder first; where that cannot be written (a read-only or full disk), in a
+        per-user folder of the temporary directory; where neither can, the caller is told to keep the record it
+        printed.
         """
         name = f"{row.get('id', 'record')}.json"
         fallback = Path(tempfile.gettempdir()) / f"greenlm-pending-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
@@ -183,11 +145,13 @@ class Ledger:
             return f"this record was saved to {folder / name}{where}"
         return "this record could not be saved to disk either: keep the price tag printed with this message"
 
+    def pending(self) -> list[Path]:
+        """The records parked in ``.pending/``, waiting for the next successful append."""
+        return sorted(self.pending_dir.glob("*.json")) if self.pending_dir.is_dir() else []
+
     def _pending_rows(self) -> list[dict]:
-        if not self.pending_dir.is_dir():
-            return []
         rows = []
-        for path in sorted(self.pending_dir.glob("*.json")):
+        for path in self.pending():
             try:
                 row = read_json(path)
                 row["_pending_path"] = str(path)
@@ -206,39 +170,26 @@ class Ledger:
     # ---- reading ---------------------------------------------------------------------------------
 
     def records(self, since: str | datetime | None = None) -> list[dict]:
-        """Records (as dicts) started at or after ``since``, oldest first."""
-        start = parse_since(since)
-        try:
-            conn = self._connect(create=False)
-        except FileNotFoundError:
-            return []
-        try:
-            query = "SELECT record_json FROM pricetags"
-            params: tuple = ()
-            if start is not None:
-                query += " WHERE started_at_utc >= ?"
-                params = (start,)
-            rows = conn.execute(query + " ORDER BY started_at_utc", params).fetchall()
-        except sqlite3.DatabaseError as err:
-            raise self._unusable(err) from None
-        finally:
-            conn.close()
+        """Records (as dicts) started at or after ``since``, oldest first; each with the ``host`` and ``user``
+        that appended it (None for rows written before greenlm recorded them)."""
         records, broken = [], 0
-        for (text,) in rows:
+        for text, host, user in self._fetch(parse_since(since)):
             try:
                 record = json.loads(text)
             except (TypeError, ValueError):
                 record = None
             if isinstance(record, dict):
+                record["host"], record["user"] = host or record.get("host"), user or record.get("user")
                 records.append(record)
             else:
                 broken += 1
         if broken:  # a row edited by hand or cut by a crash of another tool: counted, never fatal
-            warnings.warn(f"ledger {self.path}: skipped {broken} row(s) whose record is not valid JSON", stacklevel=2)
+            warnings.warn(f"ledger {self.where}: skipped {broken} row(s) whose record is not valid JSON", stacklevel=2)
         return records
 
     def totals(self, since: str | datetime | None = None, group_by: str | None = None) -> list[dict]:
-        """Sums of wall time, energy, CO2e and cost, overall or by project / stage / day / name.
+        """Sums of wall time, energy, CO2e and cost, overall or by project / stage / day / name / host / user, with
+        how many hosts and users each group spans.
 
         A sum over records where some figure is null (no region given, no price) counts the records
         it covers: ``co2e_records`` of ``records``.
@@ -246,6 +197,7 @@ class Ledger:
         if group_by is not None and group_by not in GROUPS:
             raise GreenlmError(f"cannot group by {group_by!r}; use one of: {', '.join(GROUPS)}")
         groups: dict[str, dict] = {}
+        seen: dict[str, tuple[set, set]] = {}
         for rec in self.records(since):
             if group_by == "day":
                 key = (rec.get("started_at_utc") or "")[:10]
@@ -254,6 +206,7 @@ class Ledger:
             else:
                 key = "all"
             g = groups.setdefault(key, _empty_total(key))
+            hosts, users = seen.setdefault(key, (set(), set()))
             g["records"] += 1
             g["wall_s"] += rec.get("wall_s") or 0.0
             for name in ("energy_kwh", "co2e_kg", "cost_usd"):
@@ -261,6 +214,9 @@ class Ledger:
                     g[name] += rec[name]
                     g[name.split("_")[0] + "_records"] += 1
             g["estimated_energy_records"] += "estimate" in (rec.get("energy_source") or "")
+            hosts.add(rec.get("host"))
+            users.add(rec.get("user"))
+            g["hosts"], g["users"] = len(hosts - {None}), len(users - {None})
         return [groups[k] for k in sorted(groups)]
 
 
@@ -276,11 +232,43 @@ def _empty_total(key: str) -> dict:
         "cost_usd": 0.0,
         "cost_records": 0,
         "estimated_energy_records": 0,
+        "hosts": 0,
+        "users": 0,
     }
 
 
+# the columns of a ledger row, in order, with their SQL types (both back ends; REAL is a double in each)
+_COLUMN_TYPES = (("id", "TEXT PRIMARY KEY"), ("name", "TEXT NOT NULL"), ("project", "TEXT"), ("stage", "TEXT"),
+                 ("status", "TEXT"), ("started_at_utc", "TEXT NOT NULL"), ("ended_at_utc", "TEXT"), ("wall_s", "REAL"),
+                 ("cpu_s", "REAL"), ("energy_kwh", "REAL"), ("co2e_kg", "REAL"), ("cost_usd", "REAL"),
+                 ("energy_source", "TEXT"), ("intensity_source", "TEXT"), ("record_json", "TEXT NOT NULL"),
+                 ("appended_at_utc", "TEXT NOT NULL"), ("host", "TEXT"), ("username", "TEXT"))
+COLUMNS = tuple(name for name, _ in _COLUMN_TYPES)
+
+
+def schema_statements(table: str, real: str = "REAL") -> list[str]:
+    """The table of a ledger and its index on the start time, as SQL statements (``real``: the double type)."""
+    columns = ",\n    ".join(f"{name} {kind.replace('REAL', real)}" for name, kind in _COLUMN_TYPES)
+    return [f"CREATE TABLE IF NOT EXISTS {table} (\n    {columns}\n)",
+            f"CREATE INDEX IF NOT EXISTS {table}_started ON {table} (started_at_utc)"]
+
+
+def this_host() -> str:
+    return socket.gethostname() or "unknown"
+
+
+def this_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in the environment nor the password database (a bare container)
+        return None
+
+
 def _columns(row: dict) -> tuple:
-    clean = {k: v for k, v in row.items() if k != "_pending_path"}
+    """A record as a ledger row (``COLUMNS``). The host and user are the record's ``host`` / ``user`` if it carries
+    them (an import from another machine), else this machine's; they are kept in the row, not in the record."""
+    clean = {k: v for k, v in row.items() if k not in ("_pending_path",)}
+    host, user = clean.pop("host", None) or this_host(), clean.pop("user", None) or this_user()
     return (
         clean["id"],
         clean.get("name") or "run",
@@ -298,14 +286,9 @@ def _columns(row: dict) -> tuple:
         clean.get("intensity_source"),
         json.dumps(clean, sort_keys=False),
         datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        host,
+        user,
     )
-
-
-def _rollback(conn) -> None:
-    try:
-        conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
 
 
 def parse_since(since) -> str | None:

@@ -30,7 +30,7 @@ KEYS = {
     "region": ("GREENLM_REGION", "a carbon-intensity region such as USA, FRA, USA/CA or gcp:us-central1"),
     "pue": ("GREENLM_PUE", "the facility's PUE, a number >= 1"),
     "usd_per_hour": ("GREENLM_USD_PER_HOUR", "the machine's price in USD per hour, a number > 0"),
-    "ledger": ("GREENLM_LEDGER", "the ledger file (a path)"),
+    "ledger": ("GREENLM_LEDGER", "the ledger: a file path, or a postgresql://user:password@host/database URL (a team ledger)"),
 }
 SETTINGS_ENV = "GREENLM_SETTINGS"
 PROJECT_FILE = "greenlm.toml"

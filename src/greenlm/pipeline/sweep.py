@@ -36,10 +36,11 @@ from greenlm.pipeline.sweep_report import (SWEEP_FILE, TRIALS, _write_outputs,  
                                            write_sweep_report)
 from greenlm.pipeline.sweep_search import (_EXAMPLE, DISTRIBUTIONS, SearchParam,  # noqa: F401 (re-exported)
                                            check_search, parse_search, yaml_scalar)
+from greenlm.pipeline.sweep_storage import (JOURNAL, check_spec, finished_in_study,  # noqa: F401 (re-exported)
+                                            open_storage, redacted, store_on_trial, with_other_workers, worker_seed)
 
 METRICS = ("accuracy", "macro_f1", "mcc")
 SAMPLERS = ("tpe", "random")
-JOURNAL = "optuna.journal"
 
 
 @dataclass
@@ -90,11 +91,13 @@ def run_sweep(recipe_spec: str | None, search: list[str], trials: int, *, overri
               name: str | None = None, runs_root: str | Path = "runs", metric: str = "accuracy",
               stage: str | None = None, sampler: str = "tpe", prune: bool = True, seed: int = 0,
               measure: bool = True, force: bool = False, progress: bool = True, echo=print,
-              _run=None) -> SweepOutcome:
+              storage: str | None = None, _run=None) -> SweepOutcome:
     """Run ``trials`` trials of the recipe over the search space; write ``runs/<sweep>/`` and its curve.
 
     Re-running the same command continues the sweep to ``trials`` finished trials (a trial that was
-    interrupted is recorded as such and replaced by a new one).
+    interrupted is recorded as such and replaced by a new one). ``storage``: a database URL (``postgresql://...``,
+    ``sqlite:///...``) whose Optuna study several workers share; ``trials`` then counts the whole study's
+    (``sweep_storage``).
     """
     from greenlm.pipeline.recipes import load_recipe
 
@@ -120,15 +123,23 @@ def run_sweep(recipe_spec: str | None, search: list[str], trials: int, *, overri
         "prune": prune,
         "seed": seed,
     }
+    if storage is not None:
+        spec["storage"] = redacted(storage)
     spec = json.loads(json.dumps(spec))  # as sweep.json will hold it (tuples become lists) for the comparison
     record = _open_sweep(sweep_dir, sweep_name, spec, force)
-    study = _open_study(optuna, sweep_dir, sweep_name, record, trials, sampler, seed, prune)
-    _close_stale_trials(optuna, study, record, echo)
+    study = _open_study(optuna, sweep_dir, sweep_name, record, trials, sampler, seed, prune, storage)
+    if storage is not None:
+        # the resolved recipe is compared, not where its file lies on each machine
+        check_spec(study, {k: v for k, v in spec.items() if k not in ("storage", "recipe_source")}, sweep_name,
+                   storage)
+    _close_stale_trials(optuna, study, record, echo, shared=storage is not None)
     distributions = {p.path: p.distribution() for p in params}
     trials_root = sweep_dir / TRIALS
     run = _run or _default_runner()
 
     def finished() -> int:
+        if storage is not None:  # every worker's trials count
+            return finished_in_study(optuna, study)
         return sum(1 for r in record["trials"] if r["state"] in ("complete", "pruned"))
 
     echo(f"sweep '{sweep_name}' in {sweep_dir}: {trials} trials of {base.name}, {sampler} sampling"
@@ -150,6 +161,7 @@ def run_sweep(recipe_spec: str | None, search: list[str], trials: int, *, overri
                                       progress, echo)
         except GreenlmError as err:  # this trial's settings failed (e.g. a diverging run): record it, go on
             entry.update(state="failed", error=str(err), seconds=round(time.perf_counter() - started, 3))
+            store_on_trial(trial, entry)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             _save(sweep_dir, record)
             echo(f"trial {trial.number}: failed: {err}")
@@ -160,6 +172,8 @@ def run_sweep(recipe_spec: str | None, search: list[str], trials: int, *, overri
         entry["seconds"] = round(time.perf_counter() - started, 3)
         _tell(optuna, study, trial, entry, state, value, metric, echo)
         _save(sweep_dir, record)
+    if storage is not None:  # the report shows the whole study: the other workers' trials from their attributes
+        record = with_other_workers(optuna, study, record)
     files, curve, notes = _write_outputs(sweep_dir, record, None, ("md", "json", "figures", "html"), echo)
     return SweepOutcome(sweep_dir, record, curve, files, notes)
 
@@ -192,14 +206,13 @@ def _objective_stage(base: Recipe, stage: str | None) -> str:
 
 
 def _open_study(optuna, sweep_dir: Path, sweep_name: str, record: dict, trials: int, sampler: str, seed: int,
-                prune: bool):
-    """The sweep's Optuna study, kept in its journal file so that a re-run continues it."""
+                prune: bool, storage: str | None = None):
+    """The sweep's Optuna study, kept in its journal file (or the shared ``storage``) so that a re-run continues it."""
     startup = _startup_trials(trials)
     # a resumed sweep must not replay the draws it already made: the sampler's seed moves on with the trials
-    sampler_seed = seed + len(record["trials"])
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(sweep_dir / JOURNAL)))
+    sampler_seed = worker_seed(seed, len(record["trials"]), storage is not None)
     study = optuna.create_study(
-        storage=storage,
+        storage=open_storage(optuna, storage, sweep_dir),
         study_name=sweep_name,
         direction="maximize",
         load_if_exists=True,
@@ -210,9 +223,13 @@ def _open_study(optuna, sweep_dir: Path, sweep_name: str, record: dict, trials: 
     return study
 
 
-def _close_stale_trials(optuna, study, record: dict, echo) -> None:
-    """Trials still running in the journal were interrupted: fail them in the study, mark them in the record."""
+def _close_stale_trials(optuna, study, record: dict, echo, shared: bool = False) -> None:
+    """Trials still running in the journal were interrupted: fail them in the study, mark them in the record. On
+    shared storage only this sweep folder's own (other workers' running trials are running)."""
+    mine = {r["number"] for r in record["trials"] if r["state"] == "running"}
     for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+        if shared and stale.number not in mine:
+            continue
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
         for r in record["trials"]:
             if r["number"] == stale.number and r["state"] == "running":
@@ -231,6 +248,7 @@ def _new_entry(trial, params: list[SearchParam], trials_root: Path) -> dict:
 
 def _tell(optuna, study, trial, entry: dict, state: str, value: float | None, metric: str, echo) -> None:
     """Report a trial that ran to Optuna (pruned or complete) and record its state and value."""
+    store_on_trial(trial, entry)
     if state == "pruned":
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         echo(f"trial {trial.number}: pruned after stage '{list(entry['intermediate'])[-1]}'"
