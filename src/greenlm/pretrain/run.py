@@ -20,6 +20,7 @@ In order:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_write_text, move_into_place, read_json
+from greenlm.common import BudgetExceeded, GreenlmError, atomic_dir, atomic_write_json, atomic_write_text, move_into_place, read_json
 from greenlm.common.workdir import claim, folder_lock
 from greenlm.measure import PriceTag, PriceTagRecord, PriceTagWarning, combine_records, count_flops
 from greenlm.pretrain.config import PretrainConfig
@@ -39,6 +40,7 @@ from greenlm.pretrain.masking import IGNORE, batch_generator, replace, select, s
 from greenlm.models.loading import _quiet_transformers as quiet_transformers
 from greenlm.models.loading import mark_format_file
 from greenlm.pretrain.models import build_models, source_tokenizer
+from greenlm.train.budget import stage_spend
 from greenlm.train.config import TrainConfig
 from greenlm.train.loop import Callback, train
 
@@ -177,9 +179,14 @@ def _pretrain(config, files, train_lines, valid_lines, old_tokenizer, work_dir: 
     snapshots = _Snapshots(config, snapshot_steps, models.encoder, tokenizer, work_dir / "output" / "snapshots", watch,
                            per_step, evaluate=lambda: eval_fn(models.model))
     description = f"pretrain {config.objective}/{config.masking}"
-    result = train(models.model, train_blocks, None, train_config, pad_token_id=tokenizer.pad_token_id,
-                   work_dir=work_dir / "state", collate_fn=collate_fn, eval_fn=eval_fn,
-                   callbacks=(watch, snapshots, *callbacks), progress=progress, description=description)
+    try:
+        with stage_spend(tag, attempts):  # a budget (--max-kwh ...) reads this run's price tag
+            result = train(models.model, train_blocks, None, train_config, pad_token_id=tokenizer.pad_token_id,
+                           work_dir=work_dir / "state", collate_fn=collate_fn, eval_fn=eval_fn,
+                           callbacks=(watch, snapshots, *callbacks), progress=progress, description=description)
+    except BudgetExceeded:  # stopped at a checkpoint: the attempt counts up to now when the run resumes
+        atomic_write_json(tag_file, dataclasses.replace(tag.peek(), status="error: BudgetExceeded").to_dict())
+        raise
     tag.add_flops(per_step["electra"] * (result.state.step - watch.first_step))
 
     output = work_dir / "output"
