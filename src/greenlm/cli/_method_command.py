@@ -87,14 +87,14 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
         price = PriceSettings(region=values["region"], pue=values["pue"], usd_per_hour=values["usd_per_hour"])
         check = price.price_tag("check", ledger=False)  # a bad region or PUE fails here, before any work
         watch = budget_watch(values["max_kwh"], values["max_co2e_kg"], values["max_usd"], check)  # so does a bad budget
+        policy = pause_policy(values["pause_above"], values["grid"], values["grid_region"], values["max_pause"],
+                              carbon_clock(values["now"], values["clock_speed"]), run_within=values["run_within"],
+                              job_duration=values["job_duration"])  # a bad pause option too: one line, no notes
         config = config_from_options(config_class, {k: values[k] for k in setting_names})
         task = load_task_from_options(values["task"], values["text_fields"], values["label_field"], values["labels"],
                                       values["on_empty"], validation_fraction=values["validation_fraction"],
                                       drop=values["drop"], eval_split=values["eval_split"])
         teacher = values.get(teacher_option) if teacher_option else None
-        policy = pause_policy(values["pause_above"], values["grid"], values["grid_region"], values["max_pause"],
-                              carbon_clock(values["now"], values["clock_speed"]), run_within=values["run_within"],
-                              job_duration=values["job_duration"])
         with pausing(policy), budgeting(watch):
             result = run_stage(method, values[source.name], task, config, values["out"], teacher_dir=teacher,
                                name=method, price=price, progress=values["progress"],
