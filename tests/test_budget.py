@@ -224,3 +224,25 @@ def test_greenlm_measure_stops_a_command_that_would_run_forever(tmp_path):
     assert "[stopped: budget]" in result.stderr  # the price tag is still printed
     fine = _greenlm(tmp_path, "measure", "--max-kwh", "1000", "--no-ledger", "--", sys.executable, "-c", "pass")
     assert fine.returncode == 0 and not _budget_lines(fine.stderr)
+
+
+def test_pretraining_stopped_by_its_budget_resumes_to_the_same_weights_and_flops(tmp_path):
+    from safetensors.torch import load_file
+
+    from greenlm.pretrain.run import run_pretraining
+    from test_pretrain_run import small_config, write_corpus
+
+    config = small_config(write_corpus(tmp_path / "corpus.txt", lines=200), checkpoint_every_steps=100)  # 6 steps
+    straight = run_pretraining(config, tmp_path / "straight", progress=False, on_note=lambda m: None)
+    out = tmp_path / "pt"
+    # 1 Wh a step for 4 steps, then 3 Wh: after step 5 the projection is 7 + 7/5 = 8.4 Wh > 8 Wh
+    with pytest.raises(BudgetExceeded, match="at step 5 of 6 of pretrain"), \
+            budgeting(BudgetWatch(Budget(max_kwh=0.008), read=FakeEnergy())):
+        run_pretraining(config, out, progress=False, on_note=lambda m: None)
+    assert not out.exists()
+    with budgeting(BudgetWatch(Budget(max_kwh=1.0), read=FakeEnergy())):
+        resumed = run_pretraining(config, out, progress=False, on_note=lambda m: None)
+    a, b = load_file(straight.folder / "model.safetensors"), load_file(resumed.folder / "model.safetensors")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert resumed.pricetag["meta"]["attempts"] == 2
+    assert resumed.pricetag["flops"] == pytest.approx(straight.pricetag["flops"], rel=1e-12)  # the stopped steps too

@@ -185,7 +185,7 @@ def _pretrain(config, files, train_lines, valid_lines, old_tokenizer, work_dir: 
                            work_dir=work_dir / "state", collate_fn=collate_fn, eval_fn=eval_fn,
                            callbacks=(watch, snapshots, *callbacks), progress=progress, description=description)
     except BudgetExceeded:  # stopped at a checkpoint: the attempt counts up to now when the run resumes
-        atomic_write_json(tag_file, dataclasses.replace(tag.peek(), status="error: BudgetExceeded").to_dict())
+        watch.save(status="error: BudgetExceeded")
         raise
     tag.add_flops(per_step["electra"] * (result.state.step - watch.first_step))
 
@@ -406,19 +406,26 @@ class _Watch(Callback):
     def __init__(self, tag, attempts, path: Path, flops_per_step: float, checkpoint_every: int):
         self.tag, self.attempts, self.path, self.flops_per_step = tag, attempts, Path(path), flops_per_step
         self.checkpoint_every = checkpoint_every
-        self.first_step = 0
+        self.first_step = self.step = 0
         self._last = 0.0
 
     def on_train_begin(self, state) -> None:
-        self.first_step = state.step
+        self.first_step = self.step = state.step
         self._last = time.monotonic()
 
     def on_step_end(self, state) -> None:
+        self.step = state.step
         if state.step % self.checkpoint_every == 0 or time.monotonic() - self._last >= SNAPSHOT_EVERY_S:
             self._last = time.monotonic()
-            record = self.tag.peek()
-            record.flops = self.flops_per_step * (state.step - self.first_step)
-            atomic_write_json(self.path, record.to_dict())
+            self.save()
+
+    def save(self, status: str | None = None) -> None:
+        """The attempt's price tag so far, with the FLOPs of its steps (``status``: an attempt that has stopped)."""
+        record = self.tag.peek()
+        record.flops = self.flops_per_step * (self.step - self.first_step)
+        if status is not None:
+            record = dataclasses.replace(record, status=status)
+        atomic_write_json(self.path, record.to_dict())
 
     def energy_so_far(self) -> float | None:
         values = [r.energy_kwh for r in self.attempts] + [self.tag.peek().energy_kwh]
