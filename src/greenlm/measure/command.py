@@ -111,6 +111,11 @@ class _BudgetGuard:
                 spent = Spend.of(self.tag.peek())
             except RuntimeError:  # the tag has stopped
                 return
+            unknown = self.budget.unknown(spent)
+            if unknown is not None:  # e.g. the codecarbon backend, which reads only whole tags
+                log.warning("budget: the price tag has no %s figure while the command runs, so %s cannot be checked",
+                            unknown, FIGURES[unknown][0])
+                return
             figure = self.budget.over(spent)
             if figure is not None:
                 self.message = stop_message(
