@@ -174,3 +174,32 @@ def per_class_table(title: str, metrics: dict) -> None:
 
 RegionOpt = Annotated[Optional[str], typer.Option(help="Carbon-intensity region for the price tag (USA, FRA, USA/CA, ...). Default: GREENLM_REGION or the settings file (docs/pricetag.md#settings).")]
 PueOpt = Annotated[Optional[float], typer.Option(help="Data-centre PUE for the price tag (>= 1). Default: GREENLM_PUE or the settings file, else 1.0.")]
+UsdPerHourOpt = Annotated[Optional[float], typer.Option("--usd-per-hour", help="Price of the hardware per hour (USD), for the price tag's cost (and --max-usd). Default: GREENLM_USD_PER_HOUR or the settings file.")]
+
+# Budgets (greenlm run, train, the compression commands, pretrain; greenlm measure has its own): docs/pricetag.md#budgets
+_BUDGET = "Budgets (a stop exits with code 3)"
+MaxKwhOpt = Annotated[Optional[float], typer.Option(
+    "--max-kwh", rich_help_panel=_BUDGET,
+    help="Energy budget (kWh, after PUE). Training projects its total from progress and the energy so far, warns once"
+         " at 80%, and when the projection passes the limit saves a checkpoint, writes no model and exits with code 3;"
+         " the same command with a higher budget resumes.")]
+MaxCo2eOpt = Annotated[Optional[float], typer.Option(
+    "--max-co2e-kg", rich_help_panel=_BUDGET, help="CO2e budget (kg), as --max-kwh; needs a region or intensity.")]
+MaxUsdOpt = Annotated[Optional[float], typer.Option(
+    "--max-usd", rich_help_panel=_BUDGET, help="Cost budget (USD), as --max-kwh; needs a price (--usd-per-hour).")]
+
+
+def budget_watch(max_kwh, max_co2e_kg, max_usd, price_tag=None, *, resume: str = "run the same command again"):
+    """The training budget of the options above (None when none is given); checked now, before any work: a limit that
+    is not a positive, finite number, or one on a figure ``price_tag`` cannot have (CO2e without a region, a cost
+    without a price), is one line and exit code 2."""
+    from greenlm.measure import Budget
+
+    budget = Budget(max_kwh, max_co2e_kg, max_usd)
+    if not budget:
+        return None
+    if price_tag is not None:
+        budget.check_measurable(**{"co2e": price_tag.prices()["co2e_kg"], "cost": price_tag.prices()["cost_usd"]})
+    from greenlm.train.budget import BudgetWatch
+
+    return BudgetWatch(budget, resume=resume)

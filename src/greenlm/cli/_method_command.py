@@ -16,17 +16,18 @@ from typing import Annotated, Optional
 import typer
 
 from greenlm.cli._common import (ClockSpeedOpt, DropOpt, GridOpt, GridRegionOpt, JobDurationOpt, LabelFieldOpt,
-                                 EvalSplitOpt, LabelsOpt, MaxPauseOpt, NowOpt, OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt,
-                                 RunWithinOpt, TaskOpt, TextFieldsOpt,
-                                 ValidationOpt, carbon_clock, err, load_task_from_options, pause_policy, validation_note,
-                                 print_json)
+                                 EvalSplitOpt, LabelsOpt, MaxCo2eOpt, MaxKwhOpt, MaxPauseOpt, MaxUsdOpt, NowOpt,
+                                 OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt, RunWithinOpt, TaskOpt, TextFieldsOpt,
+                                 UsdPerHourOpt, ValidationOpt, budget_watch, carbon_clock, err, load_task_from_options,
+                                 pause_policy, print_json, validation_note)
 from greenlm.cli._config_options import config_from_options, config_parameters
 
 # Options every method command has besides its settings (names that are not config fields).
+BUDGET_OPTIONS = ("max_kwh", "max_co2e_kg", "max_usd")
 PAUSE_OPTIONS = ("pause_above", "run_within", "job_duration", "grid", "grid_region", "max_pause", "now", "clock_speed")
 COMMON_OPTIONS = ("out", "task", "text_fields", "label_field", "labels", "on_empty", "eval_split",
                   "validation_fraction", "drop",
-                  "region", "pue", "progress", "json_out", *PAUSE_OPTIONS)
+                  "region", "pue", "usd_per_hour", "progress", "json_out", *BUDGET_OPTIONS, *PAUSE_OPTIONS)
 
 
 def _common_parameters(out_help: str) -> list[inspect.Parameter]:
@@ -43,10 +44,14 @@ def _common_parameters(out_help: str) -> list[inspect.Parameter]:
         inspect.Parameter("drop", kw, default=None, annotation=DropOpt),
         inspect.Parameter("region", kw, default=None, annotation=RegionOpt),
         inspect.Parameter("pue", kw, default=None, annotation=PueOpt),
+        inspect.Parameter("usd_per_hour", kw, default=None, annotation=UsdPerHourOpt),
         inspect.Parameter("progress", kw, default=True,
                           annotation=Annotated[bool, typer.Option(help="Show progress bars.")]),
         inspect.Parameter("json_out", kw, default=False,
                           annotation=Annotated[bool, typer.Option("--json", help="Print the full metrics as JSON.")]),
+        inspect.Parameter("max_kwh", kw, default=None, annotation=MaxKwhOpt),
+        inspect.Parameter("max_co2e_kg", kw, default=None, annotation=MaxCo2eOpt),
+        inspect.Parameter("max_usd", kw, default=None, annotation=MaxUsdOpt),
         inspect.Parameter("pause_above", kw, default=None, annotation=PauseAboveOpt),
         inspect.Parameter("run_within", kw, default=None, annotation=RunWithinOpt),
         inspect.Parameter("job_duration", kw, default=None, annotation=JobDurationOpt),
@@ -76,19 +81,21 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
     def command(**values) -> None:
         from greenlm.stage import PriceSettings, run_stage
         from greenlm.stage.shell import is_main_process
+        from greenlm.train.budget import budgeting
         from greenlm.train.pause import pausing
 
+        price = PriceSettings(region=values["region"], pue=values["pue"], usd_per_hour=values["usd_per_hour"])
+        check = price.price_tag("check", ledger=False)  # a bad region or PUE fails here, before any work
+        watch = budget_watch(values["max_kwh"], values["max_co2e_kg"], values["max_usd"], check)  # so does a bad budget
+        policy = pause_policy(values["pause_above"], values["grid"], values["grid_region"], values["max_pause"],
+                              carbon_clock(values["now"], values["clock_speed"]), run_within=values["run_within"],
+                              job_duration=values["job_duration"])  # a bad pause option too: one line, no notes
         config = config_from_options(config_class, {k: values[k] for k in setting_names})
         task = load_task_from_options(values["task"], values["text_fields"], values["label_field"], values["labels"],
                                       values["on_empty"], validation_fraction=values["validation_fraction"],
                                       drop=values["drop"], eval_split=values["eval_split"])
-        price = PriceSettings(region=values["region"], pue=values["pue"])
-        price.price_tag("check", ledger=False)  # a bad region or PUE fails here, before any work
         teacher = values.get(teacher_option) if teacher_option else None
-        policy = pause_policy(values["pause_above"], values["grid"], values["grid_region"], values["max_pause"],
-                              carbon_clock(values["now"], values["clock_speed"]), run_within=values["run_within"],
-                              job_duration=values["job_duration"])
-        with pausing(policy):
+        with pausing(policy), budgeting(watch):
             result = run_stage(method, values[source.name], task, config, values["out"], teacher_dir=teacher,
                                name=method, price=price, progress=values["progress"],
                                on_note=lambda note: err(f"note: {note}"), command=" ".join(["greenlm", *sys.argv[1:]]))

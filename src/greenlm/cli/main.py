@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from greenlm.common import GreenlmError, write_error
+from greenlm.common import BudgetExceeded, GreenlmError, write_error
 
 app = typer.Typer(
     name="greenlm",
@@ -169,6 +169,9 @@ def main() -> None:
             raise KeyboardInterrupt
     except GreenlmError as err:
         _fail(str(err))
+    except BudgetExceeded as err:  # not bad input: its own exit code, so CI can fail a job that would overspend
+        print(f"greenlm: {_one_line(str(err))}", file=sys.stderr)
+        sys.exit(err.exit_code)
     except cx.NoArgsIsHelpError as err:
         err.show()  # the help text, as for --help
         sys.exit(2)

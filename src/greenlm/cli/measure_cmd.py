@@ -15,8 +15,13 @@ Put the command after `--` (or after the last option): greenlm measure --region 
 
 The price tag (wall time, CPU time, energy by component and its source, CO2e, cost) goes to stderr,
 so the command's own output is untouched. greenlm exits with the command's exit code; 128+N if
-signal N ended it; 127 if the command does not exist; 126 if it cannot be run; 2 for bad options.
+signal N ended it; 127 if the command does not exist; 126 if it cannot be run; 2 for bad options;
+3 if a budget (--max-kwh, --max-co2e-kg, --max-usd) stopped it: what it spent so far is checked
+every second, and past the limit the command gets SIGTERM (SIGKILL 10 s later), its price tag is
+printed and one line says what it spent against which limit.
 """
+
+_BUDGET = "Budgets (a stop exits with code 3)"
 
 
 def measure_command(
@@ -36,15 +41,24 @@ def measure_command(
     emissions_csv: Annotated[Optional[Path], typer.Option("--emissions-csv", help="Also append it to a CodeCarbon-compatible emissions.csv (file or folder).")] = None,
     cpu_tdp_w: Annotated[Optional[float], typer.Option("--cpu-tdp-w", help="CPU TDP in watts for the CPU estimate (default: the CPU table greenlm ships, from CodeCarbon).")] = None,
     backend: Annotated[str, typer.Option(help="Energy backend: auto (NVML, RAPL, else estimates), estimate, codecarbon.")] = "auto",
+    max_kwh: Annotated[Optional[float], typer.Option("--max-kwh", rich_help_panel=_BUDGET, help="Energy budget (kWh, after PUE): past it, the command gets SIGTERM and greenlm exits with code 3.")] = None,
+    max_co2e_kg: Annotated[Optional[float], typer.Option("--max-co2e-kg", rich_help_panel=_BUDGET, help="CO2e budget (kg), as --max-kwh; needs a region or intensity.")] = None,
+    max_usd: Annotated[Optional[float], typer.Option("--max-usd", rich_help_panel=_BUDGET, help="Cost budget (USD), as --max-kwh; needs a price (--usd-per-hour or --instance).")] = None,
+    budget_check_s: Annotated[float, typer.Option("--budget-check-s", hidden=True, min=0.01, help="Seconds between budget checks.")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the price tag as JSON (on stderr) instead of text.")] = False,
 ) -> None:
     import warnings
 
     from greenlm.common import atomic_write_json
-    from greenlm.measure import Ledger, PriceTagWarning, append_emissions_csv
+    from greenlm.measure import Budget, Ledger, PriceTag, PriceTagWarning, append_emissions_csv
     from greenlm.measure import measure_command as run_measured
 
     warnings.simplefilter("ignore", PriceTagWarning)  # the summary below lists the same notes
+    budget = Budget(max_kwh, max_co2e_kg, max_usd)  # a budget that is not positive and finite: exit 2, nothing run
+    if budget:
+        check = PriceTag("check", region=region, pue=pue, intensity_g_per_kwh=intensity_g_per_kwh,
+                         intensity_csv=intensity_csv, usd_per_hour=usd_per_hour, instance=instance, ledger=False)
+        budget.check_measurable(co2e=check.prices()["co2e_kg"], cost=check.prices()["cost_usd"])
 
     result = run_measured(
         list(command or []),
@@ -60,6 +74,8 @@ def measure_command(
         ledger=False if no_ledger else Ledger(ledger),
         cpu_tdp_w=cpu_tdp_w,
         backend=backend,
+        budget=budget or None,
+        check_every_s=budget_check_s,
     )
     if result.record is None:
         print(f"greenlm: {result.error}", file=sys.stderr)
@@ -80,6 +96,11 @@ def measure_command(
         print(f"greenlm: warning: {problem}", file=sys.stderr)
     if failed and not as_json:
         print(json.dumps(record.to_dict()), file=sys.stderr)
+    if result.budget_stop:  # the last line, and an exit code of its own (the command's would be 143 for SIGTERM)
+        from greenlm.common import EXIT_BUDGET
+
+        print(f"greenlm: {result.budget_stop}", file=sys.stderr)
+        raise typer.Exit(EXIT_BUDGET)
     raise typer.Exit(result.exit_code)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import PueOpt, RegionOpt, err
+from greenlm.cli._common import MaxCo2eOpt, MaxKwhOpt, MaxUsdOpt, PueOpt, RegionOpt, budget_watch, err
 from greenlm.pretrain.config import DEFAULT_MODEL, PretrainConfig
 
 HELP = """Pre-train an encoder from scratch, or continue pre-training one (domain adaptation), with masked-LM or ELECTRA.
@@ -47,17 +47,25 @@ def pretrain_command(
     eval_blocks: Annotated[int, typer.Option("--eval-blocks", help="Validation blocks scored for masked-LM loss and perplexity.")] = 256,
     region: RegionOpt = None,
     pue: PueOpt = None,
+    max_kwh: MaxKwhOpt = None,
+    max_co2e_kg: MaxCo2eOpt = None,
+    max_usd: MaxUsdOpt = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (a log line every 30 s instead).")] = False,
 ) -> None:
+    from greenlm.measure import PriceTag
     from greenlm.pretrain.run import run_pretraining
+    from greenlm.train.budget import budgeting
+
+    watch = budget_watch(max_kwh, max_co2e_kg, max_usd, PriceTag("check", region=region, pue=pue, ledger=False))
 
     config = PretrainConfig(corpus=corpus, model=model, objective=objective, masking=masking, mask_rate=mask_rate,
                             generator_fraction=generator_fraction, attention=attention, vocab_size=vocab_size,
                             max_length=max_length, batch_size=batch_size, steps=steps, flops_budget=flops_budget,
                             learning_rate=lr, warmup_ratio=warmup_ratio, seed=seed, precision=precision,
                             checkpoint_every_steps=checkpoint_every, eval_blocks=eval_blocks)
-    result = run_pretraining(config, out, progress=not no_progress, on_note=lambda m: err(f"note: {m}"),
-                             region=region, pue=pue, command=" ".join(["greenlm", *sys.argv[1:]]))
+    with budgeting(watch):
+        result = run_pretraining(config, out, progress=not no_progress, on_note=lambda m: err(f"note: {m}"),
+                                 region=region, pue=pue, command=" ".join(["greenlm", *sys.argv[1:]]))
     metrics = result.metrics
     valid = metrics.get("validation") or {}
     scores = ", ".join(f"{k} {v}" for k, v in valid.items() if k not in ("step", "epoch"))

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from greenlm.cli._common import ClockSpeedOpt, GridOpt, GridRegionOpt, MaxPauseOpt, NowOpt, PauseAboveOpt, RunWithinOpt
+from greenlm.cli._common import (ClockSpeedOpt, GridOpt, GridRegionOpt, MaxCo2eOpt, MaxKwhOpt, MaxPauseOpt, MaxUsdOpt,
+                                 NowOpt, PauseAboveOpt, RunWithinOpt)
 
 
 def run_command(
@@ -32,16 +33,23 @@ def run_command(
     max_pause: MaxPauseOpt = None,
     now: NowOpt = None,
     clock_speed: ClockSpeedOpt = None,
+    max_kwh: MaxKwhOpt = None,
+    max_co2e_kg: MaxCo2eOpt = None,
+    max_usd: MaxUsdOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report (report.json's content) and the run folder as JSON instead of the table.")] = False,
 ) -> None:
     """Run a recipe: every stage, one measuring pass, one report (runs/NAME/report.md).
 
-    Unchanged stages are reused (here or from another run); an interrupted run resumes where it stopped.
+    Unchanged stages are reused (here or from another run); an interrupted run resumes where it stopped. A budget
+    (--max-kwh, --max-co2e-kg, --max-usd) covers the whole run: this run's stages so far plus the projection of the
+    one training; when the projection passes it, the run stops at a checkpoint with exit code 3, and the same command
+    with a higher budget goes on from there.
     """
-    from greenlm.cli._common import carbon_clock, err, pause_policy
+    from greenlm.cli._common import budget_watch, carbon_clock, err, pause_policy
     from greenlm.pipeline.recipes import load_recipe
-    from greenlm.pipeline.runner import run_recipe
+    from greenlm.pipeline.runner import price_settings, run_recipe
     from greenlm.report.terminal import print_report
+    from greenlm.train.budget import budgeting
     from greenlm.train.pause import pausing
 
     targets = {"speedup": target_speedup, "min_retained_pct": target_retained, "max_latency_ms": target_latency_ms}
@@ -49,6 +57,7 @@ def run_command(
     if eval_split is not None:
         overrides.append(f"evaluation.split={eval_split!r}")
     loaded = load_recipe(recipe, overrides, name)
+    watch = budget_watch(max_kwh, max_co2e_kg, max_usd, price_settings(loaded).price_tag("check", ledger=False))
     clock = carbon_clock(now, clock_speed)
     from greenlm.common import GreenlmError
 
@@ -62,7 +71,7 @@ def run_command(
     if start_within is not None or (grid is not None and pause_above is None and run_within is None):
         _wait_for_clean_start(loaded, runs_dir, clock, start_within=start_within, grid=grid, region=grid_region,
                               forecast=grid_forecast, job_duration=job_duration)
-    with pausing(policy):
+    with pausing(policy), budgeting(watch):
         outcome = run_recipe(loaded, runs_dir, resume=resume, force=force, progress=progress, echo=err)
     reused = [s.name for s in outcome.stages if s.status != "ran"]
     if reused:

@@ -4,6 +4,7 @@ Imports nothing of greenlm but ``greenlm.common``; optional packages (codecarbon
 transformers) are imported only when a feature needs them. See docs/pricetag.md.
 """
 
+from greenlm.measure.budget import EXIT_BUDGET, Budget, BudgetExceeded, Spend
 from greenlm.measure.calc import price_by_hand
 from greenlm.measure.command import CommandResult, measure_command
 from greenlm.measure.emissions_csv import append_emissions_csv
@@ -14,6 +15,9 @@ from greenlm.measure.params import count_params
 from greenlm.measure.pricetag import PriceTag, PriceTagRecord, PriceTagWarning, combine_records, format_record
 
 __all__ = [
+    "EXIT_BUDGET",
+    "Budget",
+    "BudgetExceeded",
     "CommandResult",
     "FlopReport",
     "Intensity",
@@ -23,6 +27,7 @@ __all__ = [
     "PriceTagCallback",
     "PriceTagRecord",
     "PriceTagWarning",
+    "Spend",
     "append_emissions_csv",
     "combine_records",
     "count_flops",

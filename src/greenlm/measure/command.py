@@ -13,14 +13,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import logging
 import threading
 from dataclasses import dataclass
 
+from greenlm.measure.budget import FIGURES, WARN_AT, Budget, Spend, fmt, stop_message
 from greenlm.measure.energy import ProcessTree
 from greenlm.measure.pricetag import PriceTag, PriceTagRecord
 
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
+TERM_GRACE_S = 10.0  # after SIGTERM from a budget stop, how long a command has to end before SIGKILL
+log = logging.getLogger("greenlm")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class CommandResult:
     exit_code: int
     record: PriceTagRecord | None  # None when the command could not start
     error: str | None = None  # one line for the user when it could not start
+    budget_stop: str | None = None  # the one line, when a budget stopped the command (greenlm exits EXIT_BUDGET)
 
 
 def resolve_command(argv: list[str]) -> tuple[str | None, int, str | None]:
@@ -47,9 +52,14 @@ def resolve_command(argv: list[str]) -> tuple[str | None, int, str | None]:
     return found, 0, None
 
 
-def measure_command(argv: list[str], *, name: str | None = None, **tag_options) -> CommandResult:
+def measure_command(argv: list[str], *, name: str | None = None, budget: Budget | None = None,
+                    check_every_s: float = 1.0, **tag_options) -> CommandResult:
     """Run ``argv`` (no shell) under a PriceTag built with ``tag_options``; wait for it; return its
-    exit code and the record. The tag starts before the command and stops after it was reaped."""
+    exit code and the record. The tag starts before the command and stops after it was reaped.
+
+    ``budget``: every ``check_every_s`` seconds the energy, CO2e and cost so far are checked against it (a command's
+    progress is unknown, so nothing is projected); past 80% of a limit one warning line is logged, past the limit
+    the command gets SIGTERM (SIGKILL after ``TERM_GRACE_S`` more seconds) and ``budget_stop`` says why."""
     path, code, message = resolve_command(argv)
     if path is None:
         return CommandResult(code, None, message)
@@ -68,12 +78,73 @@ def measure_command(argv: list[str], *, name: str | None = None, **tag_options) 
             code = EXIT_NOT_EXECUTABLE if isinstance(err, PermissionError) else EXIT_NOT_FOUND
             return CommandResult(code, None, f"cannot run {argv[0]}: {err.strerror}")
         tree.attach(proc.pid)
-        exit_code, cpu_s, peak_rss = _wait(proc)
+        guard = _BudgetGuard(tag, proc, budget, check_every_s, argv[0]) if budget else None
+        try:
+            exit_code, cpu_s, peak_rss = _wait(proc)
+        finally:
+            if guard is not None:
+                guard.stop()
         tree.finish(cpu_s, peak_rss)
     finally:
         restore()
-    record = tag.stop(status="ok" if exit_code == 0 else f"exit {exit_code}")
-    return CommandResult(exit_code, record)
+    stopped = guard.message if guard is not None else None
+    record = tag.stop(status="ok" if exit_code == 0 and not stopped else
+                      "stopped: budget" if stopped else f"exit {exit_code}")
+    return CommandResult(exit_code, record, budget_stop=stopped)
+
+
+class _BudgetGuard:
+    """A thread that reads the running tag and ends the command once what it spent passes the budget."""
+
+    def __init__(self, tag: PriceTag, proc: subprocess.Popen, budget: Budget, every_s: float, program: str):
+        self.tag, self.proc, self.budget, self.every_s = tag, proc, budget, max(float(every_s), 0.01)
+        self.program = os.path.basename(program)
+        self.message: str | None = None
+        self.warned = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="greenlm-budget", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.every_s):
+            try:
+                spent = Spend.of(self.tag.peek())
+            except RuntimeError:  # the tag has stopped
+                return
+            unknown = self.budget.unknown(spent)
+            if unknown is not None:  # e.g. the codecarbon backend, which reads only whole tags
+                log.warning("budget: the price tag has no %s figure while the command runs, so %s cannot be checked",
+                            unknown, FIGURES[unknown][0])
+                return
+            figure = self.budget.over(spent)
+            if figure is not None:
+                self.message = stop_message(
+                    self.budget, figure, spent, None, f"{self.program} (sent SIGTERM) after {self.tag.peek().wall_s:.1f} s",
+                    "run it again")
+                self._terminate()
+                return
+            near = self.budget.over(spent, WARN_AT)
+            if near is not None and not self.warned:
+                self.warned = True
+                log.warning("budget: %s spent, %.0f%% of %s %g; the command is stopped when it passes the limit",
+                            fmt(near, spent.get(near)), 100 * spent.get(near) / self.budget.limit(near),
+                            FIGURES[near][0], self.budget.limit(near))
+
+    def _terminate(self) -> None:
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+        except OSError:
+            return  # it has just ended
+        if self._done.wait(TERM_GRACE_S):
+            return
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def _wait(proc: subprocess.Popen) -> tuple[int, float, int | None]:

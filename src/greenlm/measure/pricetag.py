@@ -332,6 +332,17 @@ class PriceTag:
             self._intensity, self._series = parent._intensity, parent._series
             self._given["region"] = parent._given["region"]
 
+    def prices(self) -> dict[str, bool]:
+        """Whether this tag will have a CO2e figure (a region or an intensity, given or set) and a cost (a price):
+        ``{"co2e_kg": bool, "cost_usd": bool}``, known before it starts (a budget on a figure it cannot have is
+        refused before any work)."""
+        tag = self
+        while tag._parent is not None:
+            tag = tag._parent
+        found = tag._settings
+        return {"co2e_kg": tag._intensity is not None or tag._series is not None or "region" in found,
+                "cost_usd": tag._price is not None or "usd_per_hour" in found}
+
     def peek(self) -> PriceTagRecord:
         """The record of a running tag so far (status ``running``), without stopping it.
 

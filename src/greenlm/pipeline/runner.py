@@ -28,6 +28,7 @@ from greenlm.stage import PriceSettings, run_stage, stage_identity
 from greenlm.stage.folders import identity_differences
 from greenlm.stage.shell import StageResult, model_spec_identity, read_result
 from greenlm.stage.workdir import folder_lock, holds_key
+from greenlm.train.budget import charge
 
 
 @dataclass
@@ -133,6 +134,8 @@ def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, star
                                f" ({kept}); free space or fix permissions, then run the same command to go on") from None
         finished[stage.name] = result
         outcome.stages.append(result)
+        if not result.status.startswith("reused from"):  # what this run's stages cost counts toward its budget
+            charge(result.pricetag)
     if measure:
         from greenlm.pipeline.measure_pass import measure_models
         from greenlm.pipeline.report_rows import write_report
@@ -177,7 +180,7 @@ def _run_or_reuse(recipe, stage, key, identity, task: Task, run_dir: Path, runs_
     work = run_dir / WORK / stage.name
     log(f"stage {stage.name} ({stage.method}): {'resuming' if holds_key(work, key) else 'running'}")
     result = run_stage(stage.method, source, task, stage.settings, folder, work_dir=work, teacher_dir=teacher_dir,
-                       price=_price_settings(recipe), name=stage.name, identity=identity, replace=True, progress=progress,
+                       price=price_settings(recipe), name=stage.name, identity=identity, replace=True, progress=progress,
                        on_note=lambda note: log(f"  note: {note}"), emissions_csv=run_dir / "emissions.csv",
                        command=f"greenlm run ({recipe.name}, stage {stage.name})")
     acc = result.accuracy
@@ -186,7 +189,7 @@ def _run_or_reuse(recipe, stage, key, identity, task: Task, run_dir: Path, runs_
     return result
 
 
-def _price_settings(recipe: Recipe) -> PriceSettings:
+def price_settings(recipe: Recipe) -> PriceSettings:
     m = recipe.measure
     return PriceSettings(region=m.region, pue=m.pue, usd_per_hour=m.usd_per_hour, intensity_csv=m.intensity_csv,
                          intensity_g_per_kwh=m.intensity_g_per_kwh, project=recipe.name)
@@ -194,4 +197,4 @@ def _price_settings(recipe: Recipe) -> PriceSettings:
 
 def _check_price_settings(recipe: Recipe) -> None:
     """Build (and drop) the stage price tag once, so bad measurement settings fail before any work."""
-    _price_settings(recipe).price_tag("check", ledger=False)
+    price_settings(recipe).price_tag("check", ledger=False)

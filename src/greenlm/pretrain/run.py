@@ -20,6 +20,7 @@ In order:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_write_text, move_into_place, read_json
+from greenlm.common import BudgetExceeded, GreenlmError, atomic_dir, atomic_write_json, atomic_write_text, move_into_place, read_json
 from greenlm.common.workdir import claim, folder_lock
 from greenlm.measure import PriceTag, PriceTagRecord, PriceTagWarning, combine_records, count_flops
 from greenlm.pretrain.config import PretrainConfig
@@ -39,6 +40,7 @@ from greenlm.pretrain.masking import IGNORE, batch_generator, replace, select, s
 from greenlm.models.loading import _quiet_transformers as quiet_transformers
 from greenlm.models.loading import mark_format_file
 from greenlm.pretrain.models import build_models, source_tokenizer
+from greenlm.train.budget import stage_spend
 from greenlm.train.config import TrainConfig
 from greenlm.train.loop import Callback, train
 
@@ -177,9 +179,14 @@ def _pretrain(config, files, train_lines, valid_lines, old_tokenizer, work_dir: 
     snapshots = _Snapshots(config, snapshot_steps, models.encoder, tokenizer, work_dir / "output" / "snapshots", watch,
                            per_step, evaluate=lambda: eval_fn(models.model))
     description = f"pretrain {config.objective}/{config.masking}"
-    result = train(models.model, train_blocks, None, train_config, pad_token_id=tokenizer.pad_token_id,
-                   work_dir=work_dir / "state", collate_fn=collate_fn, eval_fn=eval_fn,
-                   callbacks=(watch, snapshots, *callbacks), progress=progress, description=description)
+    try:
+        with stage_spend(tag, attempts):  # a budget (--max-kwh ...) reads this run's price tag
+            result = train(models.model, train_blocks, None, train_config, pad_token_id=tokenizer.pad_token_id,
+                           work_dir=work_dir / "state", collate_fn=collate_fn, eval_fn=eval_fn,
+                           callbacks=(watch, snapshots, *callbacks), progress=progress, description=description)
+    except BudgetExceeded:  # stopped at a checkpoint: the attempt counts up to now when the run resumes
+        watch.save(status="error: BudgetExceeded")
+        raise
     tag.add_flops(per_step["electra"] * (result.state.step - watch.first_step))
 
     output = work_dir / "output"
@@ -399,19 +406,26 @@ class _Watch(Callback):
     def __init__(self, tag, attempts, path: Path, flops_per_step: float, checkpoint_every: int):
         self.tag, self.attempts, self.path, self.flops_per_step = tag, attempts, Path(path), flops_per_step
         self.checkpoint_every = checkpoint_every
-        self.first_step = 0
+        self.first_step = self.step = 0
         self._last = 0.0
 
     def on_train_begin(self, state) -> None:
-        self.first_step = state.step
+        self.first_step = self.step = state.step
         self._last = time.monotonic()
 
     def on_step_end(self, state) -> None:
+        self.step = state.step
         if state.step % self.checkpoint_every == 0 or time.monotonic() - self._last >= SNAPSHOT_EVERY_S:
             self._last = time.monotonic()
-            record = self.tag.peek()
-            record.flops = self.flops_per_step * (state.step - self.first_step)
-            atomic_write_json(self.path, record.to_dict())
+            self.save()
+
+    def save(self, status: str | None = None) -> None:
+        """The attempt's price tag so far, with the FLOPs of its steps (``status``: an attempt that has stopped)."""
+        record = self.tag.peek()
+        record.flops = self.flops_per_step * (self.step - self.first_step)
+        if status is not None:
+            record = dataclasses.replace(record, status=status)
+        atomic_write_json(self.path, record.to_dict())
 
     def energy_so_far(self) -> float | None:
         values = [r.energy_kwh for r in self.attempts] + [self.tag.peek().energy_kwh]

@@ -39,6 +39,7 @@ from greenlm.stage.folders import (METRICS_FILE, PRICETAG_FILE, STAGE_FILE, arti
                                    identity_key, install_folder, read_stage_file)
 from greenlm.stage.registry import get_method
 from greenlm.stage.workdir import claim, folder_lock, holds_key
+from greenlm.train.budget import stage_spend
 
 SNAPSHOT_EVERY_S = 30.0
 ATTEMPTS_DIR = "pricetags"  # <work>/pricetags/NNN.json: each attempt's price tag so far
@@ -259,7 +260,8 @@ def run_stage(method: str, source: str | Path, task: Task, config, out_dir: str 
         tag = price.price_tag(name, stage=name, ledger=ledger if main else False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PriceTagWarning)  # the default-PUE note is in the record itself
-            with tag, _Snapshots(tag, attempts_dir / f"{len(attempts) + 1:03d}.json", enabled=main):
+            with tag, _Snapshots(tag, attempts_dir / f"{len(attempts) + 1:03d}.json", enabled=main), \
+                    stage_spend(tag, attempts):  # a budget (--max-kwh ...) reads this stage's price tag
                 output = registration.run(ctx, config)
         seconds = time.perf_counter() - started + sum(r.wall_s for r in attempts)
         if main:
@@ -389,9 +391,12 @@ class _Snapshots:
         while not self._stop.wait(SNAPSHOT_EVERY_S):
             self.save()
 
-    def save(self) -> None:
+    def save(self, status: str | None = None) -> None:
         try:
-            atomic_write_json(self.path, self.tag.peek().to_dict())
+            record = self.tag.peek()
+            if status is not None:  # not "running": a later attempt does not add it to the ledger a second time
+                record = dataclasses.replace(record, status=status)
+            atomic_write_json(self.path, record.to_dict())
         except (OSError, RuntimeError):
             pass  # a full disk will fail the stage itself, with a clear message
 
@@ -403,8 +408,10 @@ class _Snapshots:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         if self.enabled:
             self._stop.set()
             self._thread.join()
+            if exc_type is not None:  # stopped (a budget, Ctrl-C, an error): count the attempt up to now, not up to
+                self.save(status=f"error: {exc_type.__name__}")  # the last snapshot; the tag itself goes to the ledger
         return False

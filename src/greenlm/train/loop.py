@@ -29,6 +29,7 @@ from greenlm.common.progress import ProgressBar
 from greenlm.train.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from greenlm.train.config import TrainConfig
 from greenlm.train.metrics import classification_metrics
+from greenlm.train.budget import budget_point
 from greenlm.train.pause import pause_point
 from greenlm.train.precision import resolve_precision
 
@@ -255,6 +256,7 @@ def train(
             batches = epoch_batches(state.epoch)
             while state.batch_in_epoch < len(batches) and state.step < total_steps:
                 pause_point(state, checkpoint, world=world)  # a carbon-aware pause saves the checkpoint first
+                budget_point(state, checkpoint, world=world)  # so does a budget stop (--max-kwh ...), then raises
                 started = time.perf_counter()
                 group = batches[state.batch_in_epoch : state.batch_in_epoch + config.grad_accum_steps]
                 examples = sum(len(b) for b in group)
