@@ -30,6 +30,7 @@ from greenlm.common import GreenlmError
 from greenlm.measure import cost as cost_mod
 from greenlm.measure import energy as energy_mod
 from greenlm.measure import settings as settings_mod
+from greenlm.measure.distributed import Launch, launcher_tree
 from greenlm.measure.hardware import machine_summary
 from greenlm.measure.intensity import IntensitySeries, describe_missing, lookup_intensity, user_intensity
 from greenlm.measure.units import DEFAULT_PUE, J_PER_KWH, PUE_WARNING, check_count, check_positive, check_pue
@@ -92,6 +93,9 @@ class PriceTagRecord:
     warnings: list = field(default_factory=list)
     machine: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    # under accelerate launch / torchrun: world_size, rank, local_rank, node_rank, local_processes, nodes,
+    # counted_by, counted, scope (greenlm.measure.distributed); None for a process on its own
+    distributed: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready (phases as dicts too)."""
@@ -152,6 +156,9 @@ class PriceTag:
             GPU power polling) integrate over the clock's time, so a simulated pause is charged the hours it
             simulates; energy counters (RAPL, NVML totals) and the CPU estimate (CPU seconds) read what really ran.
     The record's ``by_hour`` splits energy (and, with an intensity, CO2e) by UTC clock hour.
+    Under ``accelerate launch`` / ``torchrun`` a top-level tag prices its machine only on the node's local main
+    process (``LOCAL_RANK`` 0, over the launcher's process tree); other processes' tags measure but are not
+    appended to the ledger; ``record.distributed`` says which (greenlm.measure.distributed).
     A phase inherits region, intensity, PUE, price and labels from its parent unless given.
     """
 
@@ -220,6 +227,7 @@ class PriceTag:
         self._start = None
         self._token = None
         self._record: PriceTagRecord | None = None
+        self._distributed: dict | None = None
 
     # ---- use --------------------------------------------------------------------------------------
 
@@ -251,6 +259,7 @@ class PriceTag:
         clone._given, clone._meta = dict(self._given), dict(self._meta)  # a phase's inheritance must not leak back
         clone._flops, clone._flops_given, clone._phases = 0.0, False, []
         clone._parent = clone._session = clone._start = clone._token = clone._record = None
+        clone._distributed = None
         return clone
 
     @property
@@ -295,7 +304,14 @@ class PriceTag:
             self._inherit(parent)
             self._start = self._session.snapshot()
         else:
-            tree = self._tree or energy_mod.ProcessTree()
+            tree = self._tree
+            launch = Launch.from_env()
+            if launch.launched:  # each machine priced once, by its local main process (measure/distributed.py)
+                scope = None
+                if tree is None and launch.counts_machine:
+                    tree, scope = launcher_tree(launch)
+                self._distributed = launch.describe(scope)
+            tree = tree or energy_mod.ProcessTree()
             setup = self._setup or energy_mod.build_meters(
                 tree,
                 backend=self._backend,
@@ -358,7 +374,7 @@ class PriceTag:
         self._record = self._build(end, cc, status)
         if self._parent is not None:
             self._parent._phases.append(self._record)
-        elif self._ledger:
+        elif self._ledger and (self._distributed is None or self._distributed["counted"]):
             self._append_to_ledger()
         return self._record
 
@@ -495,6 +511,7 @@ class PriceTag:
             warnings=notes,
             machine=machine_summary() if self._parent is None else {},
             meta=self._meta,
+            distributed=self._distributed if self._parent is None else None,
         )
 
     def _kwh_by_hour(self, start, end, hardware_kwh: float, cc) -> dict[float, float]:
