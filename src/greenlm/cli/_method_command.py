@@ -17,16 +17,16 @@ import typer
 
 from greenlm.cli._common import (ClockSpeedOpt, DropOpt, GridOpt, GridRegionOpt, JobDurationOpt, LabelFieldOpt,
                                  EvalSplitOpt, LabelsOpt, MaxPauseOpt, NowOpt, OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt,
-                                 RunWithinOpt, TaskOpt, TextFieldsOpt,
+                                 ReportToOpt, RunWithinOpt, TaskOpt, TextFieldsOpt,
                                  ValidationOpt, carbon_clock, err, load_task_from_options, pause_policy,
-                                 print_json)
+                                 print_json, tracking_spec)
 from greenlm.cli._config_options import config_from_options, config_parameters
 
 # Options every method command has besides its settings (names that are not config fields).
 PAUSE_OPTIONS = ("pause_above", "run_within", "job_duration", "grid", "grid_region", "max_pause", "now", "clock_speed")
 COMMON_OPTIONS = ("out", "task", "text_fields", "label_field", "labels", "on_empty", "eval_split",
                   "validation_fraction", "drop",
-                  "region", "pue", "progress", "json_out", *PAUSE_OPTIONS)
+                  "region", "pue", "progress", "json_out", *PAUSE_OPTIONS, "report_to")
 
 
 def _common_parameters(out_help: str) -> list[inspect.Parameter]:
@@ -55,6 +55,7 @@ def _common_parameters(out_help: str) -> list[inspect.Parameter]:
         inspect.Parameter("max_pause", kw, default=None, annotation=MaxPauseOpt),
         inspect.Parameter("now", kw, default=None, annotation=NowOpt),
         inspect.Parameter("clock_speed", kw, default=None, annotation=ClockSpeedOpt),
+        inspect.Parameter("report_to", kw, default="none", annotation=ReportToOpt),
     ]
 
 
@@ -77,8 +78,10 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
         from greenlm.stage import PriceSettings, run_stage
         from greenlm.stage.shell import is_main_process
         from greenlm.train.pause import pausing
+        from greenlm.train.trackers import tracking
 
         config = config_from_options(config_class, {k: values[k] for k in setting_names})
+        spec = tracking_spec(values["report_to"], Path(values["out"]).parent / "tracking")  # missing package: stop now
         task = load_task_from_options(values["task"], values["text_fields"], values["label_field"], values["labels"],
                                       values["on_empty"], validation_fraction=values["validation_fraction"],
                                       drop=values["drop"], eval_split=values["eval_split"])
@@ -88,7 +91,7 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
         policy = pause_policy(values["pause_above"], values["grid"], values["grid_region"], values["max_pause"],
                               carbon_clock(values["now"], values["clock_speed"]), run_within=values["run_within"],
                               job_duration=values["job_duration"])
-        with pausing(policy):
+        with pausing(policy), tracking(spec):
             result = run_stage(method, values[source.name], task, config, values["out"], teacher_dir=teacher,
                                name=method, price=price, progress=values["progress"],
                                on_note=lambda note: err(f"note: {note}"), command=" ".join(["greenlm", *sys.argv[1:]]))

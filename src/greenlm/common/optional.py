@@ -36,6 +36,9 @@ PACKAGES: dict[str, OptionalPackage] = {
     "onnxruntime": OptionalPackage("onnxruntime", "onnx", "ONNX Runtime", "ONNX export and int8 models"),
     "matplotlib": OptionalPackage("matplotlib", "report", "matplotlib", "report figures"),
     "optuna": OptionalPackage("optuna", "sweep", "Optuna", "greenlm sweep"),
+    "tensorboard": OptionalPackage("tensorboard", "tensorboard", "TensorBoard", "--report-to tensorboard"),
+    "mlflow": OptionalPackage("mlflow", "mlflow", "MLflow", "--report-to mlflow"),
+    "wandb": OptionalPackage("wandb", "wandb", "Weights & Biases (wandb)", "--report-to wandb"),
 }
 
 

@@ -541,6 +541,14 @@ class PriceTag:
             warnings.warn(message, PriceTagWarning, stacklevel=3)
 
 
+def running_tag() -> "PriceTag | None":
+    """The outermost price tag running in this thread / task (a stage's own tag, not one of its phases), or None."""
+    tag = _active.get()
+    while tag is not None and tag._parent is not None:
+        tag = tag._parent
+    return tag if tag is not None and tag.running else None
+
+
 def combine_records(records: list[PriceTagRecord], note: str | None = None) -> PriceTagRecord:
     """One record for work done in several attempts (a job killed and resumed): time, energy, CO2e,
     cost and FLOPs add up; the rest comes from the last attempt. A figure missing in any attempt is

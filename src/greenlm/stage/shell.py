@@ -40,6 +40,7 @@ from greenlm.stage.folders import (METRICS_FILE, PRICETAG_FILE, STAGE_FILE, arti
                                    identity_key, install_folder, read_stage_file)
 from greenlm.stage.registry import get_method
 from greenlm.stage.workdir import claim, folder_lock, holds_key
+from greenlm.train.trackers import tracking_label
 
 SNAPSHOT_EVERY_S = 30.0
 ATTEMPTS_DIR = "pricetags"  # <work>/pricetags/NNN.json: each attempt's price tag so far
@@ -263,7 +264,8 @@ def run_stage(method: str, source: str | Path, task: Task, config, out_dir: str 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PriceTagWarning)  # the default-PUE note is in the record itself
             with tag, _Snapshots(tag, attempts_dir / f"{len(attempts) + 1:03d}.json", enabled=main):
-                output = registration.run(ctx, config)
+                with tracking_label(name):  # --report-to: the tracker runs of this stage's trainings
+                    output = registration.run(ctx, config)
         seconds = time.perf_counter() - started + sum(r.wall_s for r in attempts)
         if main:
             _write_output(registration.name, name, ctx, output, tag, attempts, identity, key, seconds, work_dir,
