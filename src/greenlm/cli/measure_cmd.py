@@ -35,7 +35,7 @@ def measure_command(
     out: Annotated[Optional[Path], typer.Option(help="Also write the price tag as JSON to this file.")] = None,
     emissions_csv: Annotated[Optional[Path], typer.Option("--emissions-csv", help="Also append it to a CodeCarbon-compatible emissions.csv (file or folder).")] = None,
     cpu_tdp_w: Annotated[Optional[float], typer.Option("--cpu-tdp-w", help="CPU TDP in watts for the CPU estimate (default: the CPU table greenlm ships, from CodeCarbon).")] = None,
-    backend: Annotated[str, typer.Option(help="Energy backend: auto (NVML, RAPL, else estimates), estimate, codecarbon.")] = "auto",
+    backend: Annotated[str, typer.Option(help="Energy backend: auto (NVML, RAPL, else estimates), estimate, codecarbon, zeus (Zeus's monitor: GPUs of several vendors, RAPL).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the price tag as JSON (on stderr) instead of text.")] = False,
 ) -> None:
     import warnings

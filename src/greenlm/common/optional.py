@@ -32,6 +32,7 @@ PACKAGES: dict[str, OptionalPackage] = {
     "datasets": OptionalPackage("datasets", "hub", "datasets", "tasks from the Hugging Face Hub"),
     "codecarbon": OptionalPackage("codecarbon", "energy", "CodeCarbon", "the codecarbon energy backend"),
     "nvidia-ml-py": OptionalPackage("pynvml", "energy", "nvidia-ml-py", "reading GPU power through NVML"),
+    "zeus": OptionalPackage("zeus", "zeus", "Zeus", "the zeus energy backend"),
     "onnx": OptionalPackage("onnx", "onnx", "ONNX", "ONNX export and int8 models"),
     "onnxruntime": OptionalPackage("onnxruntime", "onnx", "ONNX Runtime", "ONNX export and int8 models"),
     "matplotlib": OptionalPackage("matplotlib", "report", "matplotlib", "report figures"),

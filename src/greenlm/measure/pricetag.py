@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 from greenlm.common import GreenlmError
+from greenlm.common.optional import require
 from greenlm.measure import cost as cost_mod
 from greenlm.measure import energy as energy_mod
 from greenlm.measure import settings as settings_mod
@@ -36,7 +37,7 @@ from greenlm.measure.intensity import IntensitySeries, describe_missing, lookup_
 from greenlm.measure.units import DEFAULT_PUE, J_PER_KWH, PUE_WARNING, check_count, check_positive, check_pue
 
 COMPONENTS = ("cpu", "gpu", "ram")
-BACKENDS = ("auto", "estimate", "codecarbon")
+BACKENDS = ("auto", "estimate", "codecarbon", "zeus")
 
 _active: contextvars.ContextVar["PriceTag | None"] = contextvars.ContextVar("greenlm_pricetag", default=None)
 _warned: set[str] = set()
@@ -147,7 +148,8 @@ class PriceTag:
         project, stage, meta: labels kept in the record (and the ledger).
         ledger: True (the default ledger, the default), a ``Ledger``, or False: where the finished record
             is appended. Only top-level tags are appended; a phase is part of its parent's record.
-        backend: "auto" (NVML / RAPL / estimates), "estimate" (no counters), "codecarbon".
+        backend: "auto" (NVML / RAPL / estimates), "estimate" (no counters), "codecarbon", "zeus" (Zeus's monitor
+            for the GPUs and RAPL zones it reads, greenlm's meters for the rest).
         cpu_tdp_w: TDP for the CPU estimate, overriding the shipped CPU table (from CodeCarbon).
         sample_interval_s: sampling period of the polled figures (RAM, GPU power without counters).
         clock: a zero-argument callable giving Unix seconds, read for wall time and clock hours instead of the
@@ -190,6 +192,8 @@ class PriceTag:
             raise GreenlmError("a price tag needs a non-empty name, e.g. PriceTag('finetune')")
         if backend not in BACKENDS:
             raise GreenlmError(f"unknown energy backend {backend!r}; use one of: {', '.join(BACKENDS)}")
+        if backend == "zeus":
+            require("zeus", "the zeus energy backend")  # before any work: one line naming the package
         self.name = name
         self._given = dict(
             region=region,
