@@ -107,6 +107,7 @@ print("DISTRIBUTED", tag.record.distributed)
 """
 
 
+@pytest.mark.slow
 def test_accelerate_launch_two_processes_appends_one_record(tmp_path):
     """A real launch (torchrun under accelerate, gloo on CPU): two processes, one machine, one ledger row."""
     pytest.importorskip("accelerate")
@@ -124,3 +125,34 @@ def test_accelerate_launch_two_processes_appends_one_record(tmp_path):
     assert d["world_size"] == 2 and d["local_rank"] == 0 and d["counted"] is True
     assert "launcher's process tree" in d["scope"], d["scope"]
     assert rows[0]["cpu_s"] >= 0.35  # both processes' CPU seconds, through the launcher
+
+
+@pytest.mark.slow
+def test_greenlm_train_under_accelerate_launch_prices_the_machine_once(tmp_path):
+    """greenlm train on 2 processes: one ledger row (the node's), pricetag.json says who counted, one tracker run."""
+    pytest.importorskip("accelerate")
+    pytest.importorskip("tensorboard")
+    from conftest import write_toy_task_files
+
+    write_toy_task_files(tmp_path / "toy", n_train=64, n_dev=16)
+    home, out = tmp_path / "home", tmp_path / "runs" / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path), "GREENLM_HOME": str(home),
+           "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "greenlm", "train",
+           "--task", str(tmp_path / "toy"), "--model", "tiny:layers=1,hidden=16,heads=2,ffn=16,vocab=60",
+           "--epochs", "1", "--batch-size", "8", "--max-length", "16", "--no-progress", "--out", str(out),
+           "--region", "FRA", "--report-to", "tensorboard"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=170)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = Ledger(home / "ledger.sqlite").records()
+    assert len(rows) == 1, [r["distributed"] for r in rows]
+    import json
+
+    tag = json.loads((out / "pricetag.json").read_text())
+    assert tag["distributed"]["world_size"] == 2 and tag["distributed"]["counted"] is True
+    assert "launcher's process tree" in tag["distributed"]["scope"]
+    assert not any("other process(es)" in w for w in tag["warnings"])
+    tracking = tmp_path / "runs" / "tracking"
+    events = list(tracking.rglob("events.out.tfevents*"))
+    assert events and {e.relative_to(tracking).parts[0] for e in events} == {"finetune"}  # one run, the stage's

@@ -142,4 +142,7 @@ class TrackerLog:
 
     def end(self, state) -> None:
         self.accelerator.log(self._energy(force=True), step=state.step)
-        self.accelerator.end_training()
+        # Not accelerator.end_training(): it also destroys the process group, which the next training of a launched
+        # recipe (or the caller) still needs; finishing the trackers is all that ending them takes.
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
