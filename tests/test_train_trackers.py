@@ -121,3 +121,23 @@ def test_cli_refuses_a_missing_or_unknown_tracker_before_any_work(tmp_path, comm
     unknown = _greenlm_without_wandb(*command, *out, "--report-to", "comet")
     assert unknown.returncode == 2 and "unknown tracker 'comet'" in unknown.stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / "runs" / "quick" / "tracking").exists()
+
+
+def test_greenlm_run_report_to_tensorboard_logs_each_training_stage(tmp_path):
+    """greenlm run --report-to tensorboard on a one-stage tiny recipe: runs/<run>/tracking/finetune has the energy."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from conftest import write_toy_task_files
+    from test_pipeline_run import greenlm, write_recipe
+
+    write_toy_task_files(tmp_path / "toy", n_train=64, n_dev=16)
+    recipe = write_recipe(tmp_path / "recipe.yaml", tmp_path / "toy", epochs=1)
+    result = greenlm(tmp_path, "run", str(recipe), "--no-progress", "--report-to", "tensorboard")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tracking = tmp_path / "runs" / "tiny" / "tracking"
+    scalars = set()
+    for event_file in tracking.rglob("events.out.tfevents*"):
+        assert event_file.relative_to(tracking).parts[0] == "finetune"
+        scalars |= set(EventAccumulator(str(event_file)).Reload().Tags()["scalars"])
+    assert {"energy_kwh", "co2e_kg", "train/loss", "eval/accuracy"} <= scalars

@@ -311,7 +311,7 @@ class PriceTag:
             tree = self._tree
             launch = Launch.from_env()
             if launch.launched:  # each machine priced once, by its local main process (measure/distributed.py)
-                scope = None
+                scope = "per-process estimates over the process tree given to the tag" if tree is not None else None
                 if tree is None and launch.counts_machine:
                     tree, scope = launcher_tree(launch)
                 self._distributed = launch.describe(scope)
