@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -170,6 +171,22 @@ def per_class_table(title: str, metrics: dict) -> None:
         for label, counts in zip(matrix["labels"], matrix["counts"]):
             grid.add_row(label, *[str(v) for v in counts])
         console.print(grid)
+
+
+ReportToOpt = Annotated[str, typer.Option(
+    "--report-to", metavar="TRACKERS",
+    help="Log loss, dev metrics, energy_kwh and co2e_kg of every training step and evaluation to these trackers"
+         " (Accelerate's integration): none, or a comma list of tensorboard, mlflow, wandb. File-based trackers"
+         " write under a 'tracking' folder beside the output (the run folder for greenlm run).")]
+
+
+def tracking_spec(report_to: str, folder: Path):
+    """The trackers of ``--report-to`` writing under ``folder``, their packages checked now (None for none)."""
+    from greenlm.train.trackers import Tracking, check_installed, parse_report_to
+
+    names = parse_report_to(report_to)
+    check_installed(names)
+    return Tracking(names, Path(folder)) if names else None
 
 
 RegionOpt = Annotated[Optional[str], typer.Option(help="Carbon-intensity region for the price tag (USA, FRA, USA/CA, ...). Default: GREENLM_REGION or the settings file (docs/pricetag.md#settings).")]

@@ -17,9 +17,9 @@ import typer
 
 from greenlm.cli._common import (ClockSpeedOpt, DropOpt, GridOpt, GridRegionOpt, JobDurationOpt, LabelFieldOpt,
                                  EvalSplitOpt, LabelsOpt, MaxCo2eOpt, MaxKwhOpt, MaxPauseOpt, MaxUsdOpt, NowOpt,
-                                 OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt, RunWithinOpt, TaskOpt, TextFieldsOpt,
-                                 UsdPerHourOpt, ValidationOpt, budget_watch, carbon_clock, err, load_task_from_options,
-                                 pause_policy, print_json, validation_note)
+                                 OnEmptyOpt, PauseAboveOpt, PueOpt, RegionOpt, ReportToOpt, RunWithinOpt, TaskOpt,
+                                 TextFieldsOpt, UsdPerHourOpt, ValidationOpt, budget_watch, carbon_clock, err,
+                                 load_task_from_options, pause_policy, print_json, tracking_spec, validation_note)
 from greenlm.cli._config_options import config_from_options, config_parameters
 
 # Options every method command has besides its settings (names that are not config fields).
@@ -27,7 +27,7 @@ BUDGET_OPTIONS = ("max_kwh", "max_co2e_kg", "max_usd")
 PAUSE_OPTIONS = ("pause_above", "run_within", "job_duration", "grid", "grid_region", "max_pause", "now", "clock_speed")
 COMMON_OPTIONS = ("out", "task", "text_fields", "label_field", "labels", "on_empty", "eval_split",
                   "validation_fraction", "drop",
-                  "region", "pue", "usd_per_hour", "progress", "json_out", *BUDGET_OPTIONS, *PAUSE_OPTIONS)
+                  "region", "pue", "usd_per_hour", "progress", "json_out", *BUDGET_OPTIONS, *PAUSE_OPTIONS, "report_to")
 
 
 def _common_parameters(out_help: str) -> list[inspect.Parameter]:
@@ -60,6 +60,7 @@ def _common_parameters(out_help: str) -> list[inspect.Parameter]:
         inspect.Parameter("max_pause", kw, default=None, annotation=MaxPauseOpt),
         inspect.Parameter("now", kw, default=None, annotation=NowOpt),
         inspect.Parameter("clock_speed", kw, default=None, annotation=ClockSpeedOpt),
+        inspect.Parameter("report_to", kw, default="none", annotation=ReportToOpt),
     ]
 
 
@@ -83,6 +84,7 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
         from greenlm.stage.shell import is_main_process
         from greenlm.train.budget import budgeting
         from greenlm.train.pause import pausing
+        from greenlm.train.trackers import tracking
 
         price = PriceSettings(region=values["region"], pue=values["pue"], usd_per_hour=values["usd_per_hour"])
         check = price.price_tag("check", ledger=False)  # a bad region or PUE fails here, before any work
@@ -91,11 +93,12 @@ def method_command(method: str, *, source: inspect.Parameter, show: Callable, ou
                               carbon_clock(values["now"], values["clock_speed"]), run_within=values["run_within"],
                               job_duration=values["job_duration"])  # a bad pause option too: one line, no notes
         config = config_from_options(config_class, {k: values[k] for k in setting_names})
+        spec = tracking_spec(values["report_to"], Path(values["out"]).parent / "tracking")  # missing package: stop now
         task = load_task_from_options(values["task"], values["text_fields"], values["label_field"], values["labels"],
                                       values["on_empty"], validation_fraction=values["validation_fraction"],
                                       drop=values["drop"], eval_split=values["eval_split"])
         teacher = values.get(teacher_option) if teacher_option else None
-        with pausing(policy), budgeting(watch):
+        with pausing(policy), budgeting(watch), tracking(spec):
             result = run_stage(method, values[source.name], task, config, values["out"], teacher_dir=teacher,
                                name=method, price=price, progress=values["progress"],
                                on_note=lambda note: err(f"note: {note}"), command=" ".join(["greenlm", *sys.argv[1:]]))

@@ -40,7 +40,7 @@ def measure_command(
     out: Annotated[Optional[Path], typer.Option(help="Also write the price tag as JSON to this file.")] = None,
     emissions_csv: Annotated[Optional[Path], typer.Option("--emissions-csv", help="Also append it to a CodeCarbon-compatible emissions.csv (file or folder).")] = None,
     cpu_tdp_w: Annotated[Optional[float], typer.Option("--cpu-tdp-w", help="CPU TDP in watts for the CPU estimate (default: the CPU table greenlm ships, from CodeCarbon).")] = None,
-    backend: Annotated[str, typer.Option(help="Energy backend: auto (NVML, RAPL, else estimates), estimate, codecarbon.")] = "auto",
+    backend: Annotated[str, typer.Option(help="Energy backend: auto (NVML, RAPL, else estimates), estimate, codecarbon, zeus (Zeus's monitor: GPUs of several vendors, RAPL).")] = "auto",
     max_kwh: Annotated[Optional[float], typer.Option("--max-kwh", rich_help_panel=_BUDGET, help="Energy budget (kWh, after PUE): past it, the command gets SIGTERM and greenlm exits with code 3.")] = None,
     max_co2e_kg: Annotated[Optional[float], typer.Option("--max-co2e-kg", rich_help_panel=_BUDGET, help="CO2e budget (kg), as --max-kwh; needs a region or intensity.")] = None,
     max_usd: Annotated[Optional[float], typer.Option("--max-usd", rich_help_panel=_BUDGET, help="Cost budget (USD), as --max-kwh; needs a price (--usd-per-hour or --instance).")] = None,

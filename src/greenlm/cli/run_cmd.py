@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from greenlm.cli._common import (ClockSpeedOpt, GridOpt, GridRegionOpt, MaxCo2eOpt, MaxKwhOpt, MaxPauseOpt, MaxUsdOpt,
-                                 NowOpt, PauseAboveOpt, RunWithinOpt)
+                                 NowOpt, PauseAboveOpt, ReportToOpt, RunWithinOpt)
 
 
 def run_command(
@@ -36,6 +36,7 @@ def run_command(
     max_kwh: MaxKwhOpt = None,
     max_co2e_kg: MaxCo2eOpt = None,
     max_usd: MaxUsdOpt = None,
+    report_to: ReportToOpt = "none",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report (report.json's content) and the run folder as JSON instead of the table.")] = False,
 ) -> None:
     """Run a recipe: every stage, one measuring pass, one report (runs/NAME/report.md).
@@ -50,7 +51,9 @@ def run_command(
     from greenlm.pipeline.runner import price_settings, run_recipe
     from greenlm.report.terminal import print_report
     from greenlm.train.budget import budgeting
+    from greenlm.cli._common import tracking_spec
     from greenlm.train.pause import pausing
+    from greenlm.train.trackers import tracking
 
     targets = {"speedup": target_speedup, "min_retained_pct": target_retained, "max_latency_ms": target_latency_ms}
     overrides = [*(set_ or []), *(f"target.{key}={value!r}" for key, value in targets.items() if value is not None)]
@@ -58,6 +61,7 @@ def run_command(
         overrides.append(f"evaluation.split={eval_split!r}")
     loaded = load_recipe(recipe, overrides, name)
     watch = budget_watch(max_kwh, max_co2e_kg, max_usd, price_settings(loaded).price_tag("check", ledger=False))
+    spec = tracking_spec(report_to, Path(runs_dir) / loaded.name / "tracking")  # a missing package: stop now
     clock = carbon_clock(now, clock_speed)
     from greenlm.common import GreenlmError
 
@@ -71,7 +75,7 @@ def run_command(
     if start_within is not None or (grid is not None and pause_above is None and run_within is None):
         _wait_for_clean_start(loaded, runs_dir, clock, start_within=start_within, grid=grid, region=grid_region,
                               forecast=grid_forecast, job_duration=job_duration)
-    with pausing(policy), budgeting(watch):
+    with pausing(policy), budgeting(watch), tracking(spec):
         outcome = run_recipe(loaded, runs_dir, resume=resume, force=force, progress=progress, echo=err)
     reused = [s.name for s in outcome.stages if s.status != "ran"]
     if reused:

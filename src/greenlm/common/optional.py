@@ -32,11 +32,15 @@ PACKAGES: dict[str, OptionalPackage] = {
     "datasets": OptionalPackage("datasets", "hub", "datasets", "tasks from the Hugging Face Hub"),
     "codecarbon": OptionalPackage("codecarbon", "energy", "CodeCarbon", "the codecarbon energy backend"),
     "nvidia-ml-py": OptionalPackage("pynvml", "energy", "nvidia-ml-py", "reading GPU power through NVML"),
+    "zeus": OptionalPackage("zeus", "zeus", "Zeus", "the zeus energy backend"),
     "onnx": OptionalPackage("onnx", "onnx", "ONNX", "ONNX export and int8 models"),
     "onnxruntime": OptionalPackage("onnxruntime", "onnx", "ONNX Runtime", "ONNX export and int8 models"),
     "matplotlib": OptionalPackage("matplotlib", "report", "matplotlib", "report figures"),
     "optuna": OptionalPackage("optuna", "sweep", "Optuna", "greenlm sweep"),
     "psycopg": OptionalPackage("psycopg", "team", "psycopg", "a PostgreSQL ledger or sweep storage"),
+    "tensorboard": OptionalPackage("tensorboard", "tensorboard", "TensorBoard", "--report-to tensorboard"),
+    "mlflow": OptionalPackage("mlflow", "mlflow", "MLflow", "--report-to mlflow"),
+    "wandb": OptionalPackage("wandb", "wandb", "Weights & Biases (wandb)", "--report-to wandb"),
 }
 
 

@@ -1,6 +1,6 @@
 """greenlm.measure: the price tag. Parameters, FLOPs, time, energy, CO2e and cost of anyone's code.
 
-Imports nothing of greenlm but ``greenlm.common``; optional packages (codecarbon, nvidia-ml-py,
+Imports nothing of greenlm but ``greenlm.common``; optional packages (codecarbon, nvidia-ml-py, zeus,
 transformers) are imported only when a feature needs them. See docs/pricetag.md.
 """
 

@@ -14,7 +14,7 @@ include the PUE. Each column means what CodeCarbon's means; where greenlm's figu
 - ``codecarbon_version``: CodeCarbon's version when its tracker measured (``backend="codecarbon"``), else empty:
   CodeCarbon did not run (the tables greenlm prices with came from CodeCarbon; their release is in the record).
 - ``country_name``, ``country_iso_code``, ``region``: from the intensity region (``intensity.place_of``).
-- ``tracking_mode``: ``machine`` when the CPU figure is a whole-package counter (RAPL) or CodeCarbon's own tracker
+- ``tracking_mode``: ``machine`` when the CPU figure is a whole-package counter (RAPL, directly or through Zeus) or CodeCarbon's own tracker
   (in its default mode), ``process`` when it is the measured processes' share (greenlm's CPU estimate).
 - ``water_consumed`` 0 and ``wue`` 0: greenlm has no water model; CodeCarbon's default WUE is 0, which gives 0.
 
@@ -129,11 +129,12 @@ def experiment_id(project: str | None, name: str | None) -> str:
 
 
 def tracking_mode(rec: dict) -> str:
-    """``machine`` when the CPU figure covers the whole package (RAPL, CodeCarbon's tracker), else ``process``."""
+    """``machine`` when the CPU figure covers the whole package (RAPL, directly or through Zeus; CodeCarbon's
+    tracker), else ``process``."""
     sources = rec.get("energy_source_by_component") or {}
     if sources.get("cpu") == "codecarbon":
         return (rec.get("energy_details") or {}).get("codecarbon_tracking_mode") or "machine"
-    return "machine" if sources.get("cpu") == "rapl" else "process"
+    return "machine" if sources.get("cpu") in ("rapl", "zeus") else "process"
 
 
 def append_emissions_csv(path: str | os.PathLike, record) -> Path:

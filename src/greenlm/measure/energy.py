@@ -15,6 +15,8 @@ Backends, best first:
   (3 W per 8 GB, Crucial's rule of thumb, CodeCarbon's model before v3), sampled every
   ``interval_s`` and at the edges, integrated.
 - ``codecarbon``: CodeCarbon's ``OfflineEmissionsTracker`` as the meter of the whole window (optional).
+- ``zeus``: Zeus's ``ZeusMonitor`` windows for the GPUs (NVIDIA, AMD, Apple, Jetson) and RAPL zones it reads,
+  greenlm's own meters for the rest (optional; ``greenlm.measure.zeus_meter``).
 
 Every meter exposes a cumulative reading since its start, so nested and sequential phases are
 differences of readings of the same counters and add up exactly.
@@ -604,23 +606,41 @@ def build_meters(
     nvml=None,
     gpu_indices: list[int] | None = None,
 ) -> EnergySetup:
-    """The best meter for each component on this machine (``backend``: auto | estimate | codecarbon)."""
+    """The best meter for each component on this machine (``backend``: auto | estimate | codecarbon | zeus).
+
+    ``zeus``: Zeus's monitor for what it measures here (greenlm.measure.zeus_meter), greenlm's own meters for the
+    rest (RAPL or the estimates; no second GPU reader)."""
     setup = EnergySetup()
     if backend == "codecarbon":
         setup.meters.append(CodeCarbonMeter(DEFAULT_INTERVAL_S))
         return setup
-    gpu, why = find_nvml(nvml, gpu_indices) if backend == "auto" else (None, "backend 'estimate' reads no GPU")
-    if gpu is not None:
-        setup.meters.append(gpu)
+    left = ("gpu", "cpu", "ram")
+    if backend == "zeus":
+        from greenlm.measure.zeus_meter import zeus_meters
+
+        meters, left = zeus_meters()
+        setup.meters.extend(meters)
+    if "gpu" not in left:
+        pass
+    elif backend == "auto":
+        gpu, why = find_nvml(nvml, gpu_indices)
+        if gpu is not None:
+            setup.meters.append(gpu)
+        else:
+            setup.unavailable["gpu"] = why
     else:
-        setup.unavailable["gpu"] = why
-    rapl, why = find_rapl(powercap_root) if backend == "auto" else ({}, "backend 'estimate'")
-    if "cpu" in rapl:
+        setup.unavailable["gpu"] = ("Zeus found no GPU it can read" if backend == "zeus"
+                                    else "backend 'estimate' reads no GPU")
+    rapl, why = find_rapl(powercap_root) if backend != "estimate" else ({}, "backend 'estimate'")
+    if "cpu" not in left:
+        pass
+    elif "cpu" in rapl:
         setup.meters.append(rapl["cpu"])
     else:
         setup.meters.append(CpuTdpMeter(tree, cpu_power(cpu_tdp_w)))
         setup.unavailable["rapl"] = why
-    setup.meters.append(rapl["ram"] if "ram" in rapl else RamModelMeter(tree))
+    if "ram" in left:
+        setup.meters.append(rapl["ram"] if "ram" in rapl else RamModelMeter(tree))
     return setup
 
 

@@ -27,15 +27,17 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 from greenlm.common import GreenlmError
+from greenlm.common.optional import require
 from greenlm.measure import cost as cost_mod
 from greenlm.measure import energy as energy_mod
 from greenlm.measure import settings as settings_mod
+from greenlm.measure.distributed import Launch, launcher_tree
 from greenlm.measure.hardware import machine_summary
 from greenlm.measure.intensity import IntensitySeries, describe_missing, lookup_intensity, user_intensity
 from greenlm.measure.units import DEFAULT_PUE, J_PER_KWH, PUE_WARNING, check_count, check_positive, check_pue
 
 COMPONENTS = ("cpu", "gpu", "ram")
-BACKENDS = ("auto", "estimate", "codecarbon")
+BACKENDS = ("auto", "estimate", "codecarbon", "zeus")
 
 _active: contextvars.ContextVar["PriceTag | None"] = contextvars.ContextVar("greenlm_pricetag", default=None)
 _warned: set[str] = set()
@@ -92,6 +94,9 @@ class PriceTagRecord:
     warnings: list = field(default_factory=list)
     machine: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    # under accelerate launch / torchrun: world_size, rank, local_rank, node_rank, local_processes, nodes,
+    # counted_by, counted, scope (greenlm.measure.distributed); None for a process on its own
+    distributed: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready (phases as dicts too)."""
@@ -143,7 +148,8 @@ class PriceTag:
         project, stage, meta: labels kept in the record (and the ledger).
         ledger: True (the default ledger, the default), a ``Ledger``, or False: where the finished record
             is appended. Only top-level tags are appended; a phase is part of its parent's record.
-        backend: "auto" (NVML / RAPL / estimates), "estimate" (no counters), "codecarbon".
+        backend: "auto" (NVML / RAPL / estimates), "estimate" (no counters), "codecarbon", "zeus" (Zeus's monitor
+            for the GPUs and RAPL zones it reads, greenlm's meters for the rest).
         cpu_tdp_w: TDP for the CPU estimate, overriding the shipped CPU table (from CodeCarbon).
         sample_interval_s: sampling period of the polled figures (RAM, GPU power without counters).
         clock: a zero-argument callable giving Unix seconds, read for wall time and clock hours instead of the
@@ -152,6 +158,9 @@ class PriceTag:
             GPU power polling) integrate over the clock's time, so a simulated pause is charged the hours it
             simulates; energy counters (RAPL, NVML totals) and the CPU estimate (CPU seconds) read what really ran.
     The record's ``by_hour`` splits energy (and, with an intensity, CO2e) by UTC clock hour.
+    Under ``accelerate launch`` / ``torchrun`` a top-level tag prices its machine only on the node's local main
+    process (``LOCAL_RANK`` 0, over the launcher's process tree); other processes' tags measure but are not
+    appended to the ledger; ``record.distributed`` says which (greenlm.measure.distributed).
     A phase inherits region, intensity, PUE, price and labels from its parent unless given.
     """
 
@@ -183,6 +192,8 @@ class PriceTag:
             raise GreenlmError("a price tag needs a non-empty name, e.g. PriceTag('finetune')")
         if backend not in BACKENDS:
             raise GreenlmError(f"unknown energy backend {backend!r}; use one of: {', '.join(BACKENDS)}")
+        if backend == "zeus":
+            require("zeus", "the zeus energy backend")  # before any work: one line naming the package
         self.name = name
         self._given = dict(
             region=region,
@@ -220,6 +231,7 @@ class PriceTag:
         self._start = None
         self._token = None
         self._record: PriceTagRecord | None = None
+        self._distributed: dict | None = None
 
     # ---- use --------------------------------------------------------------------------------------
 
@@ -251,6 +263,7 @@ class PriceTag:
         clone._given, clone._meta = dict(self._given), dict(self._meta)  # a phase's inheritance must not leak back
         clone._flops, clone._flops_given, clone._phases = 0.0, False, []
         clone._parent = clone._session = clone._start = clone._token = clone._record = None
+        clone._distributed = None
         return clone
 
     @property
@@ -295,7 +308,14 @@ class PriceTag:
             self._inherit(parent)
             self._start = self._session.snapshot()
         else:
-            tree = self._tree or energy_mod.ProcessTree()
+            tree = self._tree
+            launch = Launch.from_env()
+            if launch.launched:  # each machine priced once, by its local main process (measure/distributed.py)
+                scope = "per-process estimates over the process tree given to the tag" if tree is not None else None
+                if tree is None and launch.counts_machine:
+                    tree, scope = launcher_tree(launch)
+                self._distributed = launch.describe(scope)
+            tree = tree or energy_mod.ProcessTree()
             setup = self._setup or energy_mod.build_meters(
                 tree,
                 backend=self._backend,
@@ -369,7 +389,7 @@ class PriceTag:
         self._record = self._build(end, cc, status)
         if self._parent is not None:
             self._parent._phases.append(self._record)
-        elif self._ledger:
+        elif self._ledger and (self._distributed is None or self._distributed["counted"]):
             self._append_to_ledger()
         return self._record
 
@@ -506,6 +526,7 @@ class PriceTag:
             warnings=notes,
             machine=machine_summary() if self._parent is None else {},
             meta=self._meta,
+            distributed=self._distributed if self._parent is None else None,
         )
 
     def _kwh_by_hour(self, start, end, hardware_kwh: float, cc) -> dict[float, float]:
@@ -533,6 +554,14 @@ class PriceTag:
             message = f"price tag not added to the ledger: {err}"
             self._record.warnings.append(message)
             warnings.warn(message, PriceTagWarning, stacklevel=3)
+
+
+def running_tag() -> "PriceTag | None":
+    """The outermost price tag running in this thread / task (a stage's own tag, not one of its phases), or None."""
+    tag = _active.get()
+    while tag is not None and tag._parent is not None:
+        tag = tag._parent
+    return tag if tag is not None and tag.running else None
 
 
 def combine_records(records: list[PriceTagRecord], note: str | None = None) -> PriceTagRecord:

@@ -34,12 +34,14 @@ import greenlm
 from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text, read_json, recover_dir
 from greenlm.data import Task, describe_filter
 from greenlm.measure import PriceTagWarning
+from greenlm.measure.distributed import Launch
 from greenlm.stage.context import StageContext
 from greenlm.stage.folders import (METRICS_FILE, PRICETAG_FILE, STAGE_FILE, artifact_hash, identity_differences,
                                    identity_key, install_folder, read_stage_file)
 from greenlm.stage.registry import get_method
 from greenlm.stage.workdir import claim, folder_lock, holds_key
 from greenlm.train.budget import stage_spend
+from greenlm.train.trackers import tracking_label
 
 SNAPSHOT_EVERY_S = 30.0
 ATTEMPTS_DIR = "pricetags"  # <work>/pricetags/NNN.json: each attempt's price tag so far
@@ -257,12 +259,15 @@ def run_stage(method: str, source: str | Path, task: Task, config, out_dir: str 
         started = time.perf_counter()
         attempts_dir = work_dir / ATTEMPTS_DIR
         attempts = _earlier_attempts(attempts_dir) if main else []
-        tag = price.price_tag(name, stage=name, ledger=ledger if main else False)
+        # each machine is priced once, by its local main process (greenlm.measure.distributed): the other nodes'
+        # local main processes append their own machine's record to the ledger; only the main process writes files
+        tag = price.price_tag(name, stage=name, ledger=ledger if Launch.from_env().counts_machine else False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PriceTagWarning)  # the default-PUE note is in the record itself
             with tag, _Snapshots(tag, attempts_dir / f"{len(attempts) + 1:03d}.json", enabled=main), \
                     stage_spend(tag, attempts):  # a budget (--max-kwh ...) reads this stage's price tag
-                output = registration.run(ctx, config)
+                with tracking_label(name):  # --report-to: the tracker runs of this stage's trainings
+                    output = registration.run(ctx, config)
         seconds = time.perf_counter() - started + sum(r.wall_s for r in attempts)
         if main:
             _write_output(registration.name, name, ctx, output, tag, attempts, identity, key, seconds, work_dir,
@@ -294,10 +299,10 @@ def _write_output(method, name, ctx, output, tag, attempts, identity, key, secon
                              note=f"the price tag adds up {len(attempts) + 1} attempts: {len(attempts)} interrupted"
                                   f" (each counted up to its last snapshot, at most {SNAPSHOT_EVERY_S:.0f} s before"
                                   " it stopped) and the one that finished")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        record.warnings.append(f"measured on the main process only; {world - 1} other process(es) of the launched"
-                               " group are not counted (greenlm measure -- accelerate launch ... counts them all)")
+    launch = Launch.from_env()
+    if launch.nodes > 1:
+        record.warnings.append(f"this record prices node {launch.node_rank} of {launch.nodes}; each other node's local"
+                               " main process appended its own machine's record to its ledger")
     atomic_write_json(built / METRICS_FILE, metrics)
     atomic_write_json(built / PRICETAG_FILE, record.to_dict())
     if emissions_csv is not None:

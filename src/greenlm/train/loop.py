@@ -31,6 +31,7 @@ from greenlm.train.config import TrainConfig
 from greenlm.train.metrics import classification_metrics
 from greenlm.train.budget import budget_point
 from greenlm.train.pause import pause_point
+from greenlm.train.trackers import TrackerLog, active_tracking
 from greenlm.train.precision import resolve_precision
 
 
@@ -174,7 +175,9 @@ def train(
     # Accelerate's state is a process-wide singleton that fixes mixed precision at its first use, so two
     # trainings in one process (a recipe's stages, a benchmark) could not differ in precision; bf16 needs
     # no loss scaling, so greenlm casts with torch.autocast itself and Accelerate always runs "no".
-    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
+    spec = active_tracking()  # --report-to: Accelerate's trackers (greenlm.train.trackers)
+    trackers = dict(log_with=spec.log_with(), project_dir=str(spec.logging_dir)) if spec is not None else {}
+    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available(), **trackers)
     rank, world = accelerator.process_index, accelerator.num_processes
     is_main = accelerator.is_main_process
     work_dir = Path(work_dir)
@@ -244,9 +247,12 @@ def train(
                 tmp = best_path.with_suffix(".tmp")
                 save_model(raw, str(tmp))
                 tmp.replace(best_path)
+        if tracker is not None:
+            tracker.evaluation(state, metrics)
         for cb in callbacks:
             cb.on_evaluate(state, metrics)
 
+    tracker = TrackerLog(accelerator, spec, config.to_dict(), description) if spec is not None else None
     for cb in callbacks:
         cb.on_train_begin(state)
     bar = ProgressBar(progress and is_main, description, total_steps, state.step, log=is_main, unit="steps")
@@ -286,6 +292,8 @@ def train(
                 state.last_loss = float(loss.detach())
                 state.train_seconds += time.perf_counter() - started
                 bar.advance(loss=state.last_loss)
+                if tracker is not None:
+                    tracker.step(state, scheduler.get_last_lr()[0], state.step / steps_per_epoch)
                 epoch_done = state.batch_in_epoch >= len(batches)
                 if epoch_done or state.step >= total_steps:
                     run_eval()
@@ -300,6 +308,8 @@ def train(
                     break  # the next epoch draws its own batch order (as a resumed run does)
     finally:
         bar.close()
+        if tracker is not None:
+            tracker.end(state)
 
     raw = accelerator.unwrap_model(ddp_model)
     best_metrics = state.history[-1] if state.history else None
