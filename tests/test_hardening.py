@@ -287,6 +287,9 @@ def test_usage_errors_and_huge_values_are_one_short_line(tmp_path):
     assert "No such option" in line and "greenlm train --help" in line
     line = _one_line_exit_2(_greenlm(tmp_path, "eval", "x" * 20_000, "--task", "sst2"))
     assert len(line) <= 650
+    started = time.perf_counter()  # a missing model is named before the machine's speed is measured
+    assert "does not exist" in _one_line_exit_2(_greenlm(tmp_path, "bench", str(tmp_path / "nosuch"), "--task", "sst2"))
+    assert time.perf_counter() - started < 30
 
 
 def test_non_utf8_stdin_is_one_line(tmp_path):

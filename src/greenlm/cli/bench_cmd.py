@@ -78,6 +78,12 @@ def bench_command(
         return
     if not models:
         raise GreenlmError("give at least one MODEL to benchmark (or --seq-lens to compare attentions by length)")
+    from greenlm.models import resolve_model_source
+
+    for spec in models:  # a path that does not exist stops here, before minutes of measuring the machine
+        source = resolve_model_source(spec)
+        if source.kind == "local" and not (Path(source.location) / "config.json").is_file():
+            raise GreenlmError(f"model folder '{spec}' has no config.json; is it a Hugging Face model folder?")
     config = BenchConfig(runtimes=tuple(runtimes.split(",")), batch_sizes=sizes, split=split, max_examples=max_examples,
                          latency_examples=latency_examples, repeats=repeats, rounds=rounds, threads=threads,
                          naive_pad_to=naive_pad_to, max_length=max_length, energy=energy, pue=pue)
