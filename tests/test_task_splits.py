@@ -178,6 +178,12 @@ def test_train_on_train_and_test_reports_test_everywhere(train_test_dir, tmp_pat
     assert figures["split"] == "test" and figures["examples"] == 48 and figures["truncation"]["truncated"] == 0
     assert "note: truncation: test: 0 of 48 rows" in evaluated.stderr
 
+    timed = greenlm("bench", str(out), "--task", str(train_test_dir), "--runtimes", "torch-fp32", "--batch-sizes", "1,8",
+                    "--rounds", "1", "--repeats", "1", "--latency-examples", "2", "--max-examples", "8", "--threads",
+                    "1", "--no-energy", "--json", "-", cwd=tmp_path)
+    assert timed.returncode == 0, timed.stderr
+    assert json.loads(timed.stdout)["split"] == "test"  # no dev split: bench times the split the task reports on
+
 
 def test_train_with_an_eval_split_the_task_lacks_writes_nothing(train_test_dir, tmp_path):
     out = tmp_path / "model"

@@ -43,7 +43,7 @@ def bench_command(
     scope: Annotated[str, typer.Option(help="With --seq-lens: 'model' (the encoder) or 'attention' (one self-attention layer).")] = "model",
     memory: Annotated[bool, typer.Option(help="With --seq-lens: peak memory of each configuration in a fresh process.")] = True,
     runtimes: Annotated[str, typer.Option(help="Comma-separated runtimes or groups (peers, torch, onnx, greenlm, all).")] = "all",
-    split: Annotated[str, typer.Option(help="Split to predict and time.")] = "dev",
+    split: Annotated[Optional[str], typer.Option(help="Split to predict and time (default: the task's reported split: dev, or test where there is no dev).")] = None,
     max_examples: Annotated[Optional[int], typer.Option(help="Time on a seeded sample of N rows (accuracy always uses the whole split).")] = None,
     latency_examples: Annotated[int, typer.Option(help="Inputs timed one at a time for latency.")] = 64,
     repeats: Annotated[int, typer.Option(help="Timed passes per round.")] = 3,
@@ -84,10 +84,11 @@ def bench_command(
         source = resolve_model_source(spec)
         if source.kind == "local" and not (Path(source.location) / "config.json").is_file():
             raise GreenlmError(f"model folder '{spec}' has no config.json; is it a Hugging Face model folder?")
+    loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
+    split = split or loaded_task.eval_split
     config = BenchConfig(runtimes=tuple(runtimes.split(",")), batch_sizes=sizes, split=split, max_examples=max_examples,
                          latency_examples=latency_examples, repeats=repeats, rounds=rounds, threads=threads,
                          naive_pad_to=naive_pad_to, max_length=max_length, energy=energy, pue=pue)
-    loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
     command = "greenlm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="greenlm-bench-") as tmp:
         result = bench(models, loaded_task, config, work_dir=work_dir or Path(tmp),
