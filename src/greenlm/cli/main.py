@@ -75,8 +75,6 @@ def _show_greenlm_logs():
     Printed by this handler only: while it is there the ``greenlm`` logger does not pass its lines on to the root
     logger, so a handler a library leaves there (``logging.basicConfig``, run on import or by a module-level
     ``logging.warning``) cannot print them a second time."""
-    import logging
-
     logger = logging.getLogger("greenlm")
     if logger.handlers:  # someone configured it (an embedding program): leave it alone
         return lambda: None

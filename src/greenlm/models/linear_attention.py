@@ -37,13 +37,12 @@ reserves below its first position, 0 for BERT). Fine-tuning on long inputs then 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from greenlm.common import GreenlmError
+from greenlm.common import GreenlmError, read_json_cache
 from greenlm.models import attention_kernels as ak
 from greenlm.models.attention_spec import AttentionSpec
 
@@ -326,8 +325,5 @@ def load_linear_attention(source, *, labels=None):
 
 def describe_folder(folder: str | Path) -> dict | None:
     """The attention settings a saved folder records (None: softmax / not a greenlm linear-attention folder)."""
-    try:
-        meta = json.loads((Path(folder) / "config.json").read_text()).get("greenlm") or {}
-    except (OSError, json.JSONDecodeError):
-        return None
+    meta = (read_json_cache(Path(folder) / "config.json") or {}).get("greenlm") or {}
     return meta.get("attention") if meta.get("format") == FORMAT else None

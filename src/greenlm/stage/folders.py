@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from greenlm.common import move_into_place
+from greenlm.common import move_into_place, read_json_cache
 
 METRICS_FILE = "metrics.json"
 PRICETAG_FILE = "pricetag.json"
@@ -60,11 +60,8 @@ def identity_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def read_stage_file(folder: Path) -> dict | None:
     """A finished stage's stage.json (None when the folder holds no finished stage)."""
-    try:
-        record = json.loads((Path(folder) / STAGE_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return record if isinstance(record, dict) and "key" in record else None
+    record = read_json_cache(Path(folder) / STAGE_FILE)
+    return record if record is not None and "key" in record else None
 
 
 def install_folder(built: Path, destination: Path) -> None:

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 from greenlm.measure.budget import FIGURES, WARN_AT, Budget, BudgetExceeded, Spend, fmt, stop_message
+from greenlm.train.pause import single_process
 
 _ACTIVE: list = []
 log = logging.getLogger("greenlm")
@@ -150,10 +151,7 @@ def budget_point(state, save_checkpoint: Callable[[], None], *, world: int = 1) 
     watch = active_watch()
     if watch is None:
         return
-    if world > 1:
-        if not getattr(watch, "_warned_world", False):
-            log.info("budgets are checked in single-process training only; this launched run of %d processes is not"
-                     " stopped by its budget", world)
-            watch._warned_world = True
+    if not single_process(watch, world, "budgets are checked in single-process training only; this launched run of"
+                                        " %d processes is not stopped by its budget"):
         return
     watch.check(state, save_checkpoint)

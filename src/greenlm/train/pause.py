@@ -42,15 +42,24 @@ def active_policy():
     return _ACTIVE[-1] if _ACTIVE else None
 
 
+def single_process(holder, world: int, refusal: str) -> bool:
+    """Whether a per-step hook (a pause policy, a budget) may act: only in single-process training. In a launched
+    group it says ``refusal`` (with ``%d``: the process count) once per ``holder`` and stands aside."""
+    if world <= 1:
+        return True
+    if not getattr(holder, "_warned_world", False):
+        log.info(refusal, world)
+        holder._warned_world = True
+    return False
+
+
 def pause_point(state, save_checkpoint: Callable[[], None], *, world: int = 1) -> None:
     """Called by the loop before each optimizer step: pause here if the active policy says so."""
     policy = active_policy()
     if policy is None:
         return
-    if world > 1:
-        if not getattr(policy, "_warned_world", False):
-            log.info("pausing is single-process only; this launched run of %d processes does not pause", world)
-            policy._warned_world = True
+    if not single_process(policy, world, "pausing is single-process only; this launched run of %d processes does"
+                                         " not pause"):
         return
     clock = policy.clock
     now_s = clock.now()
