@@ -10,6 +10,7 @@ inputs in this one process, and the report is written.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from greenlm.data import (Task, carve_validation, choose_eval_split, describe_fi
                           filter_train, load_task)
 from greenlm.pipeline.rundir import (RECIPE_FILE, STAGE_FILE, WORK, RunLog, copy_stage, find_cached, identity_key,
                                      read_finished, write_recipe)
-from greenlm.pipeline.schema import Recipe
+from greenlm.pipeline.schema import Recipe, StageSpec, map_stage_name
 from greenlm.stage import PriceSettings, run_stage, stage_identity
 from greenlm.stage.folders import identity_differences
 from greenlm.stage.shell import StageResult, model_spec_identity, read_result
@@ -114,6 +115,7 @@ def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, star
     log(f"note: {describe_validation(task)}")
     finished: dict[str, StageResult] = {}
     for stage in recipe.stages:
+        stage = _with_stage_map(stage, recipe, finished)
         upstream = finished.get(stage.upstream) if stage.upstream else None
         teacher_dir = finished[_teacher_stage(recipe)].folder if stage.method != "finetune" else None
         source = recipe.teacher if upstream is None else upstream.folder
@@ -158,6 +160,16 @@ def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, star
 
 def _artifact_sha256(folder: Path) -> str:
     return read_json(folder / STAGE_FILE)["artifact_sha256"]
+
+
+def _with_stage_map(stage: StageSpec, recipe: Recipe, finished: dict[str, StageResult]) -> StageSpec:
+    """``selection_map: <stage>`` (or ``teacher``) read from that finished stage's folder (its map's content,
+    not the name, goes into the stage's identity)."""
+    named = map_stage_name(stage, recipe.stages)
+    if named is None:
+        return stage
+    settings = dataclasses.replace(stage.settings, selection_map=str(finished[named].folder))
+    return dataclasses.replace(stage, settings=settings)
 
 
 def _teacher_stage(recipe: Recipe) -> str:

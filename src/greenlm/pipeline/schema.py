@@ -296,6 +296,7 @@ def parse_recipe(data: dict, *, source: str = "recipe") -> Recipe:
         stages.append(StageSpec(stage_name, method, upstream, settings))
         seen.append(stage_name)
     _check_chains(stages, source)
+    _check_stage_maps(stages, source)
     if not any(s.method == "finetune" for s in stages):
         raise GreenlmError(f"{source}: the recipe needs a 'finetune' stage (the teacher every other stage starts from)")
     task = data.get("task", Recipe.task)
@@ -343,6 +344,40 @@ def _check_chains(stages: list[StageSpec], source: str) -> None:
         if problem:
             raise GreenlmError(f"{source}: stage '{stage.name}' ({stage.method}) cannot start from '{upstream.name}'"
                                f" ({upstream.method}): {problem}")
+
+
+def map_stage_name(stage: StageSpec, stages: tuple[StageSpec, ...] | list[StageSpec]) -> str | None:
+    """The earlier stage whose data map ``stage``'s ``selection_map`` names, or None when it names a folder.
+
+    In a recipe, ``selection_map`` may name a stage of the same run trained with ``record_dynamics``
+    (``selection_map: finetune``); ``teacher`` names the first finetune stage (the teacher). A distill stage
+    resolves ``teacher`` itself (it is given the teacher's folder), so it is left to it.
+    """
+    value = getattr(stage.settings, "selection_map", None)
+    if not value:
+        return None
+    if value == "teacher":
+        if stage.method == "distill":
+            return None
+        return next((s.name for s in stages if s.method == "finetune"), None)
+    return value if any(s.name == value for s in stages) else None
+
+
+def _check_stage_maps(stages: list[StageSpec], source: str) -> None:
+    """A ``selection_map`` naming a stage must name an earlier one that records training dynamics."""
+    names = [s.name for s in stages]
+    for i, stage in enumerate(stages):
+        named = map_stage_name(stage, stages)
+        if named is None:
+            continue
+        if named == stage.name or named not in names[:i]:
+            where = "is the stage itself" if named == stage.name else "comes after it"
+            raise GreenlmError(f"{source}: stage '{stage.name}' takes its data map from stage '{named}', which {where};"
+                               " a map comes from an earlier stage trained with record_dynamics: true")
+        mapped = stages[names.index(named)]
+        if not getattr(mapped.settings, "record_dynamics", False):
+            raise GreenlmError(f"{source}: stage '{stage.name}' takes its data map from stage '{named}', which does not"
+                               f" record training dynamics; set record_dynamics: true on '{named}'")
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from greenlm.report.pareto import TRADEOFF_AXES, fronts_by_noise
+from greenlm.report.data_budget import data_budget_markdown
 from greenlm.report.provenance import eval_split_of, load_sentence, selection_markdown, truncation_sentence
 from greenlm.report.tables import COLUMNS, md_text, table_notes
 from greenlm.report.target import target_markdown
@@ -98,6 +99,7 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
                          " be dominated. It is no more accurate than the teacher on this evidence.")
         lines.append("")
     lines += per_class_markdown(report["rows"])
+    lines += data_budget_markdown(report.get("data_budget") or [], split=eval_split_of(report))
     lines += target_markdown(report.get("target"))
     lines += selection_markdown(report.get("selection") or [])
     if (report.get("train_filter") or {}).get("summary"):

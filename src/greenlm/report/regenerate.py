@@ -17,12 +17,14 @@ from pathlib import Path
 from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text
 from greenlm.report import figures as figs
 from greenlm.report.class_figures import confusion_figure
+from greenlm.report.data_budget import data_budget_figure, data_budget_points
 from greenlm.report.html import report_html
 from greenlm.report.latex import latex_table
 from greenlm.report.markdown import report_markdown
 from greenlm.report.model_card import model_card
 from greenlm.report.pareto import fronts as pareto_fronts
 from greenlm.report.pareto import fronts_by_noise
+from greenlm.report.provenance import eval_split_of
 from greenlm.report.rundata import MEASURED, NOT_MEASURED, RunData, load_run
 from greenlm.report.target import target_region, target_settings
 
@@ -109,7 +111,8 @@ def build_figures(run: RunData) -> list:
         fig = confusion_figure(row["model"], row.get("confusion_matrix"))
         if fig is not None:
             out.append(fig)
-    for fig in (figs.breakdown_figure(module_breakdown(run)), figs.pricetag_figure(run.rows)):
+    budget = data_budget_figure(run.report.get("data_budget") or [], split=eval_split_of(run.report))
+    for fig in (figs.breakdown_figure(module_breakdown(run)), figs.pricetag_figure(run.rows), budget):
         if fig is not None:
             out.append(fig)
     return out
@@ -124,6 +127,7 @@ def generate_report(run_dir: str | Path, formats=FORMATS, out_dir: str | Path | 
                     on_note=print) -> ReportOutcome:
     """Write the reports of ``run_dir`` in ``formats``; return the files written and the notes."""
     run = load_run(run_dir)
+    run.report["data_budget"] = data_budget_points(run)  # [] unless a stage trained on a selection of rows
     formats = tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
