@@ -17,13 +17,15 @@ from greenlm.data.load import load_task
 from greenlm.data.readers import read_prediction_file, read_prediction_lines
 from greenlm.data.tasks import UNLABELED, Task, TaskInfo, TaskSplit, align_labels, is_labelled
 from greenlm.data.validation import DEFAULT_FRACTION as DEFAULT_VALIDATION_FRACTION
-from greenlm.data.validation import (SELECTION_SPLITS, VALIDATION, carve_validation, choose_eval_split,
-                                     describe_validation, selection_record, selection_split_name)
+from greenlm.data.validation import (MEASURING_PASS_SPLITS, SELECTION_SPLITS, VALIDATION, carve_validation,
+                                     choose_eval_split, describe_validation, measuring_pass_splits, selection_record,
+                                     selection_split_name, stage_task)
 
 __all__ = [
     "DEFAULT_TASK",
     "DEFAULT_VALIDATION_FRACTION",
     "DROP_RULES",
+    "MEASURING_PASS_SPLITS",
     "SELECTION_SPLITS",
     "UNLABELED",
     "VALIDATION",
@@ -45,11 +47,13 @@ __all__ = [
     "is_labelled",
     "length_grouped_batches",
     "load_task",
+    "measuring_pass_splits",
     "padding_fraction",
     "read_prediction_file",
     "read_prediction_lines",
     "selection_record",
     "selection_split_name",
+    "stage_task",
     "token_lengths",
     "truncation_line",
     "truncation_record",

@@ -23,6 +23,7 @@ from greenlm.report.markdown import report_markdown
 from greenlm.report.model_card import model_card
 from greenlm.report.pareto import fronts as pareto_fronts
 from greenlm.report.pareto import fronts_by_noise
+from greenlm.report.provenance import eval_split_of
 from greenlm.report.rundata import MEASURED, NOT_MEASURED, RunData, load_run
 from greenlm.report.target import target_region, target_settings
 
@@ -98,7 +99,8 @@ def build_figures(run: RunData) -> list:
     if not figs.available():
         raise figs.FiguresUnavailable(figs.MISSING_MATPLOTLIB)
     region = target_region(run.measured_rows(), target_settings(run.recipe))
-    out = figs.tradeoff_figures(run.measured_rows(), teacher=run.teacher_stage, target=region)
+    split = eval_split_of(run.report)
+    out = figs.tradeoff_figures(run.measured_rows(), teacher=run.teacher_stage, target=region, split=split)
     for row in run.rows:
         curve = run.stage_file(row["model"], "curve.json") if row["report_status"] in (MEASURED, NOT_MEASURED) else None
         if curve:
@@ -106,7 +108,7 @@ def build_figures(run: RunData) -> list:
             if fig is not None:
                 out.append(fig)
     for row in run.measured_rows():
-        fig = confusion_figure(row["model"], row.get("confusion_matrix"))
+        fig = confusion_figure(row["model"], row.get("confusion_matrix"), split)
         if fig is not None:
             out.append(fig)
     for fig in (figs.breakdown_figure(module_breakdown(run)), figs.pricetag_figure(run.rows)):

@@ -200,7 +200,7 @@ def load_run(run_dir: str | Path) -> RunData:
     header["energy_sources"] = sorted({r["energy_source"] for r in rows if r.get("energy_source")})
     data.report = {**header, **checks(recipe, rows, {r["model"]: data.stage_file(r["model"], "metrics.json")
                                                      for r in rows if r["report_status"] in (MEASURED, NOT_MEASURED)},
-                                      reported=header["eval_split"]),
+                                      reported=header["eval_split"], measurements=measurements),
                    "rows": rows}
     return data
 
@@ -215,18 +215,29 @@ def _reported_split(data: RunData, saved: dict | None, measurements: dict | None
     return eval_split_of(None)
 
 
-def checks(recipe: dict, rows: list[dict], metrics_by_stage: dict[str, dict | None], *, reported: str) -> dict:
+def checks(recipe: dict, rows: list[dict], metrics_by_stage: dict[str, dict | None], *, reported: str,
+           measurements: dict | None = None) -> dict:
     """What report.json adds to the rows, the same for ``greenlm run`` and ``greenlm report``: each row's
     ``on_front`` and ``meets_target`` (set in place), ``target`` (None without one), ``selection`` (choices, and
     whether one was made on ``reported``, the split the figures come from), ``train_filter`` (the data
-    filters' record, None without) and ``truncation`` (rows per split the teacher's fine-tuning cut, None without)."""
+    filters' record, None without) and ``truncation`` (rows per split the teacher's fine-tuning cut, None without;
+    a split the run's stages never saw, test, as the measuring pass read it for the teacher)."""
     settings = target_settings(recipe)
     mark_rows(rows, settings)
     filters = [m["train_filter"] for m in metrics_by_stage.values() if isinstance(m, dict) and m.get("train_filter")]
-    truncation = [m["truncation"] for m in metrics_by_stage.values()
-                  if isinstance(m, dict) and m.get("method") == "finetune" and isinstance(m.get("truncation"), dict)]
+    teacher = next((stage for stage, m in metrics_by_stage.items()
+                    if isinstance(m, dict) and m.get("method") == "finetune" and isinstance(m.get("truncation"), dict)),
+                   None)
+    truncation = None
+    if teacher is not None:
+        truncation = dict(metrics_by_stage[teacher]["truncation"])
+        measured = ((measurements or {}).get("models") or {}).get(teacher) or {}
+        for split in [(measurements or {}).get("eval_split"), *((measurements or {}).get("other_splits") or ())]:
+            record = (measured.get(split) or {}).get("truncation") if split else None
+            if isinstance(record, dict) and split not in truncation:
+                truncation[split] = record
     return {"target": target_record(rows, settings), "selection": selections(metrics_by_stage, reported),
-            "train_filter": filters[0] if filters else None, "truncation": truncation[0] if truncation else None}
+            "train_filter": filters[0] if filters else None, "truncation": truncation}
 
 
 def _machine_from_tags(data: RunData, rows: list[dict]) -> dict:
