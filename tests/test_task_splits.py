@@ -16,6 +16,8 @@ from greenlm.common import GreenlmError
 from greenlm.data import (Task, TaskSplit, carve_validation, choose_eval_split, covering_length, describe_validation,
                           encode_split, load_task, token_lengths)
 
+from conftest import one_error_line
+
 TINY = "tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
 
@@ -24,14 +26,6 @@ def greenlm(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     env = {**ENV, "GREENLM_HOME": str((cwd or Path.cwd()) / "home")}
     return subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=cwd)
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("note:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def write_split(path: Path, split: TaskSplit, labels=("neg", "pos")) -> None:

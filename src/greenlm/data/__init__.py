@@ -10,8 +10,8 @@ Imports nothing of greenlm but ``greenlm.common``; torch is imported only where 
 
 from greenlm.data.batching import collate, length_grouped_batches, padding_fraction
 from greenlm.data.bundled import DEFAULT_TASK, bundled_task_names, describe_bundled_tasks
-from greenlm.data.encode import (EncodedSplit, covering_length, encode_split, token_lengths, truncation_line,
-                                 truncation_record)
+from greenlm.data.encode import (EncodedSplit, auto_max_length, covering_length, encode_split, token_lengths,
+                                 truncation_line, truncation_record, truncation_records)
 from greenlm.data.filters import DROP_RULES, describe_filter, filter_train
 from greenlm.data.load import load_task
 from greenlm.data.readers import read_prediction_file, read_prediction_lines
@@ -34,6 +34,7 @@ __all__ = [
     "TaskInfo",
     "TaskSplit",
     "align_labels",
+    "auto_max_length",
     "bundled_task_names",
     "carve_validation",
     "choose_eval_split",
@@ -57,4 +58,5 @@ __all__ = [
     "token_lengths",
     "truncation_line",
     "truncation_record",
+    "truncation_records",
 ]
