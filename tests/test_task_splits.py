@@ -341,3 +341,20 @@ def test_a_command_on_its_own_reports_on_test_and_is_not_reused_for_another_spli
     assert metrics["eval_split"] == "test" and sorted(metrics["splits"]) == ["dev", "test", "validation"]
     line = one_error_line(greenlm(*args, cwd=tmp_path))  # the same folder, reporting on dev: not the same stage
     assert "already holds a different run" in line and "eval_split" in line
+
+
+def test_an_unmeasured_run_on_test_shows_no_dev_figure_as_test(tmp_path):
+    """A run reporting on test that stopped before its measuring pass: its stages never saw test, so the rows have
+    no accuracy (not the stages' dev accuracy under a test heading)."""
+    from _report_runs import make_run
+
+    from greenlm.report.rundata import load_run
+
+    run = make_run(tmp_path, measured=False)
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert load_run(run).report["eval_split"] == "dev" and load_run(run).rows[0]["accuracy"] is not None
+    recipe["evaluation"]["split"] = "test"
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    data = load_run(run)
+    assert data.report["eval_split"] == "test"
+    assert all(row["report_status"] == "not measured" and row["accuracy"] is None for row in data.rows)

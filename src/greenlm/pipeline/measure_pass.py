@@ -131,8 +131,7 @@ def _load(task: Task, folder: Path, speed_examples: int) -> _Loaded:
     loaded = load_classifier(str(folder))
     saved = getattr(loaded.model.config, "greenlm", None) or {}
     max_length = saved.get("max_length") or 128
-
-    seconds = {}
+    seconds: dict[str, float] = {}
 
     def encoded(split: str) -> EncodedSplit:
         started = time.perf_counter()

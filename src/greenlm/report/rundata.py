@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from greenlm.common import GreenlmError, read_json
-from greenlm.report.provenance import eval_metrics, eval_split_of, selections
+from greenlm.report.provenance import eval_split_of, selections
 from greenlm.report.target import mark_rows, target_record, target_settings
 from greenlm.report.uncertainty import FIELDS as UNCERTAINTY_FIELDS
 
@@ -152,6 +152,7 @@ def load_run(run_dir: str | Path) -> RunData:
     data = RunData(run_dir, str(recipe.get("name") or run_dir.name), recipe, {}, measurements, notes)
 
     stages = data.stages()
+    split = _reported_split(data, saved, measurements)  # unmeasured rows show their stage's figures on it
     rows, not_measured, interrupted, not_run = [], [], [], []
     for name, body in stages.items():
         body = body or {}
@@ -164,7 +165,7 @@ def load_run(run_dir: str | Path) -> RunData:
                 rows.append({**row, "report_status": MEASURED})
                 continue
         if record is not None:
-            rows.append(_row_from_folder(data, name, body, NOT_MEASURED))
+            rows.append(_row_from_folder(data, name, body, NOT_MEASURED, split))
             not_measured.append(name)
         elif (run_dir / WORK / name).exists():
             rows.append(_empty_row(name, body, INTERRUPTED))
@@ -194,7 +195,7 @@ def load_run(run_dir: str | Path) -> RunData:
     header.setdefault("run", data.name)
     header.setdefault("task", recipe.get("task"))
     header.setdefault("teacher", recipe.get("teacher"))
-    header.setdefault("eval_split", _reported_split(data, saved, measurements))
+    header.setdefault("eval_split", split)
     header.setdefault("machine", (measurements or {}).get("machine") or _machine_from_tags(data, rows))
     header.setdefault("protocol", (measurements or {}).get("protocol") or {})
     header["energy_sources"] = sorted({r["energy_source"] for r in rows if r.get("energy_source")})
@@ -206,10 +207,11 @@ def load_run(run_dir: str | Path) -> RunData:
 
 
 def _reported_split(data: RunData, saved: dict | None, measurements: dict | None) -> str:
-    """The split the run's figures come from: as report.json or the measuring pass says, else as the teacher's
-    metrics.json says (a run that stopped before measuring)."""
+    """The split the run's figures come from: as report.json or the measuring pass says, else as the recipe names
+    it, else as the teacher's metrics.json says (a run that stopped before measuring)."""
     teacher = data.stage_file(data.teacher_stage, "metrics.json") if data.teacher_stage else None
-    for record in (saved, measurements, teacher):
+    named = {"eval_split": (data.recipe.get("evaluation") or {}).get("split")}
+    for record in (saved, measurements, named, teacher):
         if isinstance(record, dict) and record.get("eval_split"):
             return eval_split_of(record)
     return eval_split_of(None)
@@ -269,13 +271,14 @@ def weights_bytes(folder: Path) -> int:
                and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def _row_from_folder(data: RunData, name: str, body: dict, status: str) -> dict:
-    """What a finished but unmeasured stage's folder says: its own dev metrics, params, size, price tag."""
+def _row_from_folder(data: RunData, name: str, body: dict, status: str, split: str) -> dict:
+    """What a finished but unmeasured stage's folder says: its own metrics on ``split`` (the run's reported split;
+    none when the stage never saw it, as a run's stages never see test), params, size, price tag."""
     folder = data.stage_dir(name)
     row = _empty_row(name, body, status)
     row["status"] = "finished"
     row["folder"] = str(folder)
-    reported = eval_metrics(data.stage_file(name, "metrics.json"))
+    reported = ((data.stage_file(name, "metrics.json") or {}).get("splits") or {}).get(split) or {}
     for key in ("accuracy", "macro_f1", "mcc"):
         row[key] = reported.get(key)
     row["params"] = _params_from_config(folder)
