@@ -84,6 +84,27 @@ def toy_task_dir(tmp_path):
     return folder
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP barrier waits on a busy machine (10-1000x slower with 2). Use it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def one_error_line(result) -> str:
+    """The one line a refused command printed (exit code 2, no traceback; ``note:`` lines aside)."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("note:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 def stage_runner(method: str):
     """``run(source, task, config, out, work_dir=..., ...) -> metrics``: one method through the stage shell,
     as ``greenlm <method>`` runs it (quiet, no ledger)."""

@@ -281,7 +281,8 @@ def test_measurement_cache_key_ignores_the_load(tmp_path, monkeypatch):
     for load in ((0.0, 0.0, 0.0), (7.5, 7.0, 6.0)):  # another load now: the saved pass is still the one
         monkeypatch.setattr(os, "getloadavg", lambda load=load: load)
         assert measure_pass._pass_key(recipe, stages, "dev") == key
-        assert measure_pass.measure_models(recipe, SimpleNamespace(eval_split="dev"), stages, run, logged.append) == saved
+        assert measure_pass.measure_models(recipe, SimpleNamespace(eval_split="dev", splits={}), stages, run,
+                                            logged.append) == saved
     assert logged == ["measurements: reused (models and settings unchanged)"] * 2
 
 
@@ -445,20 +446,32 @@ def test_end_of_run_and_greenlm_report_agree(tmp_path, capsys):
     assert "Target: distill meets the target" in out
 
 
-def test_expected_flops_of_models_with_exits():
-    """The measuring pass charges a model with exits what it runs on dev: the early-exit stage's own figure, or,
-    for an int8 model with exits, the depth each dev input ran to, weighted by the share leaving there."""
-    from transformers import BertConfig
-
+def test_expected_flops_of_models_with_exits(monkeypatch):
+    """The measuring pass charges a model with exits what it runs on dev, from the exits its rows took in the pass
+    itself: each row at its length and exit, exit heads included; for an int8 model with exits, the depth each dev
+    input ran to, weighted by the share leaving there."""
     from greenlm.measure import count_flops
+    from greenlm.models import TinySpec, build_tiny_classifier
+    from greenlm.models.early_exit import EarlyExitClassifier, measure_exit_costs
+    from greenlm.pipeline import measure_pass
     from greenlm.pipeline.measure_pass import _expected_flops
 
-    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                        intermediate_size=37)
+    from conftest import toy_split
+
+    backbone, _ = build_tiny_classifier(TinySpec(layers=3, hidden=32, heads=4, ffn=37, vocab=99), ["neg", "pos"],
+                                        toy_split(50, 0).text_a, seed=0)
+    config = backbone.config
     full = count_flops(config, 10).infer_flops
-    assert _expected_flops({}, config, 10, "dev") == full
-    assert _expected_flops({"early_exit": {"splits": {"dev": {"flops_per_example": 123.0}}}}, config, 10, "dev") == 123.0
-    one = count_flops(BertConfig(**{**config.to_dict(), "num_hidden_layers": 1}), 10).infer_flops
-    quantized = {"quantize": {"exits": {"splits": {"dev": {"exit_share": {"1": 0.75, "3": 0.25}}}}}}
-    assert _expected_flops(quantized, config, 10, "dev") == pytest.approx(0.75 * one + 0.25 * full)
+    assert _expected_flops(backbone, [10, 10], None, 10) == (full, None)
+    model = EarlyExitClassifier(backbone, [1, 3], threshold=0.6).eval()
+    assert model.exits_early()  # so the exit heads on the way are charged
+    lengths, exits = [8, 10, 12, 10], [1, 1, 1, 3]
+    flops, record = _expected_flops(model, lengths, exits, 10)
+    costs = measure_exit_costs(model)
+    assert flops == pytest.approx(float(costs.exit_flops(torch.tensor(lengths), torch.tensor(exits)).mean()))
+    assert flops < full and record == {"mean_exit_layer": 1.5, "exit_share": {"1": 0.75, "3": 0.25}}
+    monkeypatch.setattr(measure_pass, "is_torch_int8", lambda _: True)  # int8 kernels: priced by the layers run
+    one = count_flops(type(config)(**{**config.to_dict(), "num_hidden_layers": 1}), 10).infer_flops
+    flops, _ = _expected_flops(model, lengths, exits, 10)
+    assert flops == pytest.approx(0.75 * one + 0.25 * full)
     assert one < 0.75 * one + 0.25 * full < full

@@ -16,6 +16,8 @@ from greenlm.common import GreenlmError
 from greenlm.data import (Task, TaskSplit, carve_validation, choose_eval_split, covering_length, describe_validation,
                           encode_split, load_task, token_lengths)
 
+from conftest import one_error_line
+
 TINY = "tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
 
@@ -24,14 +26,6 @@ def greenlm(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     env = {**ENV, "GREENLM_HOME": str((cwd or Path.cwd()) / "home")}
     return subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=cwd)
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("note:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def write_split(path: Path, split: TaskSplit, labels=("neg", "pos")) -> None:
@@ -252,3 +246,115 @@ def test_run_on_train_and_test_names_test_in_log_and_report(train_test_dir, tmp_
     assert report["truncation"]["test"] == {"rows": 48, "truncated": 0, "share": 0.0, "max_length": 32}
     card = yaml.safe_load((run / "finetune" / "README.md").read_text().split("---")[1])
     assert card["model-index"][0]["results"][0]["dataset"]["split"] == "test"
+
+
+# --- a test split costs one evaluation per model: the measuring pass's --------------------------------------
+
+
+def test_stages_of_a_run_never_see_the_test_split(train_test_dir):
+    from greenlm.data import measuring_pass_splits, stage_task
+    from greenlm.pipeline.finetune_config import FinetuneStageConfig
+    from greenlm.stage import stage_identity
+
+    from conftest import toy_split
+
+    write_split(train_test_dir / "dev.tsv", toy_split(40, 2))
+    task = carve_validation(load_task(str(train_test_dir)), fraction=0.1)
+    on_test = choose_eval_split(task, "test")
+    seen = stage_task(task)
+    assert sorted(seen.splits) == ["dev", "train", "validation"] and seen.eval_split == "dev"
+    assert stage_task(on_test).fingerprint() == seen.fingerprint() and stage_task(on_test).eval_split == "dev"
+    assert measuring_pass_splits(task) == ["dev", "test"] and measuring_pass_splits(on_test) == ["test"]
+    (train_test_dir / "dev.tsv").unlink()  # train and test only: a stage's own figures are on validation
+    no_dev = carve_validation(load_task(str(train_test_dir)), fraction=0.1)
+    assert stage_task(no_dev).eval_split == "validation" and sorted(stage_task(no_dev).splits) == ["train", "validation"]
+
+    # a stage's key holds the split it reports on only when that is not the task's default: stages of a run (which
+    # see one task whatever it reports on) share their keys; a command on its own with --eval-split test does not
+    config = FinetuneStageConfig(epochs=1)
+    keys = {name: stage_identity("finetune", config, t, TINY) for name, t in
+            (("dev", task), ("test", on_test), ("seen", seen), ("seen_test", stage_task(on_test)))}
+    assert "eval_split" not in keys["dev"] and keys["test"]["eval_split"] == "test"
+    assert keys["seen"] == keys["seen_test"]
+
+
+def test_run_measures_test_once_per_model_and_reuses_stages_across_eval_splits(train_test_dir, tmp_path):
+    from conftest import toy_split
+
+    write_split(train_test_dir / "dev.tsv", toy_split(40, 2))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "tt", "task": str(train_test_dir), "teacher": TINY, "measure": {"region": "USA"},
+        "evaluation": {"speed_examples": 16, "latency_examples": 2, "repeats": 1},
+        "stages": {"finetune": {"epochs": 1, "batch_size": 16, "max_length": 32},
+                   "early_exit": {"epochs": 1, "batch_size": 16, "measure_speed": False}}}, sort_keys=False))
+    result = greenlm("run", str(recipe), "--no-progress", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "runs" / "tt"
+    for stage in ("finetune", "early_exit"):  # the stages evaluated validation and dev, never test
+        metrics = json.loads((run / stage / "metrics.json").read_text())
+        assert metrics["eval_split"] == "dev" and sorted(metrics["splits"]) == ["dev", "validation"]
+    measured = json.loads((run / "measurements.json").read_text())
+    assert measured["eval_split"] == "dev" and measured["other_splits"] == ["test"]
+    log = (run / "run.log").read_text()
+    assert "inputs (and their accuracy on test)" in log and log.count(", test accuracy ") == 2
+    assert "note: truncation: test: 0 of 48 rows" in log
+    report = json.loads((run / "report.json").read_text())
+    for row in report["rows"]:
+        test = measured["models"][row["model"]]["test"]
+        assert test["examples"] == 48 and row["other_splits"]["test"]["accuracy"] == test["accuracy"]
+        assert row["examples"] == 40
+    exits = next(r for r in report["rows"] if r["model"] == "early_exit")
+    assert exits["flops_basis"] == "expected" and "exits" in measured["models"]["early_exit"]
+    assert report["truncation"]["test"]["rows"] == 48
+    assert "## Also measured: test" in (run / "report.md").read_text()
+    assert 'id="other-splits"' in (run / "report.html").read_text()
+    card = yaml.safe_load((run / "early_exit" / "README.md").read_text().split("---")[1])
+    results = card["model-index"][0]["results"]
+    assert [r["dataset"]["split"] for r in results] == ["validation", "test"]  # the Hub calls dev "validation"
+    assert results[1]["metrics"][0]["value"] == round(measured["models"]["early_exit"]["test"]["accuracy"], 6)
+
+    again = greenlm("run", str(recipe), "--eval-split", "test", "--resume", "--no-progress", cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr
+    log = (run / "run.log").read_text()
+    assert "stage finetune: reused" in log and "stage early_exit: reused" in log
+    measured = json.loads((run / "measurements.json").read_text())
+    assert measured["eval_split"] == "test" and measured["other_splits"] == []
+    report = json.loads((run / "report.json").read_text())
+    assert report["eval_split"] == "test" and all(r["examples"] == 48 and not r["other_splits"] for r in report["rows"])
+    assert "Accuracy on the tt test set" in (run / "report.md").read_text()
+    card = (run / "finetune" / "README.md").read_text()
+    assert yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]["dataset"]["split"] == "test"
+    assert "On the `" in card and "test split (48 examples)" in card
+
+
+def test_a_command_on_its_own_reports_on_test_and_is_not_reused_for_another_split(train_test_dir, tmp_path):
+    from conftest import toy_split
+
+    write_split(train_test_dir / "dev.tsv", toy_split(40, 2))
+    out = tmp_path / "model"
+    args = ("train", "--task", str(train_test_dir), "--model", TINY, "--epochs", "1", "--batch-size", "16",
+            "--max-length", "32", "--out", str(out), "--no-progress")
+    result = greenlm(*args, "--eval-split", "test", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval_split"] == "test" and sorted(metrics["splits"]) == ["dev", "test", "validation"]
+    line = one_error_line(greenlm(*args, cwd=tmp_path))  # the same folder, reporting on dev: not the same stage
+    assert "already holds a different run" in line and "eval_split" in line
+
+
+def test_an_unmeasured_run_on_test_shows_no_dev_figure_as_test(tmp_path):
+    """A run reporting on test that stopped before its measuring pass: its stages never saw test, so the rows have
+    no accuracy (not the stages' dev accuracy under a test heading)."""
+    from _report_runs import make_run
+
+    from greenlm.report.rundata import load_run
+
+    run = make_run(tmp_path, measured=False)
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert load_run(run).report["eval_split"] == "dev" and load_run(run).rows[0]["accuracy"] is not None
+    recipe["evaluation"]["split"] = "test"
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    data = load_run(run)
+    assert data.report["eval_split"] == "test"
+    assert all(row["report_status"] == "not measured" and row["accuracy"] is None for row in data.rows)

@@ -100,7 +100,8 @@ def config_parameters(cls: type, *, aliases: dict[str, tuple[str, ...]] | None =
             default = None if default is None else ",".join(str(v) for v in default)
             help_text += " (comma-separated, or 'all')"
         elif typing.get_origin(inner) in (typing.Union, types.UnionType) and str in typing.get_args(inner):
-            annotation, default = str, str(default)  # a number or a word (max_length: 128 or auto)
+            # a number or a word (max_length: 128 or auto); unset stays unset (None: the model's own)
+            annotation, default = Optional[str], None if default is None else str(default)
         elif inner is bool:
             names = [f"{option_name(f.name)}/--no-{f.name.replace('_', '-')}",
                      *(f"{a}/--no-{a[2:]}" for a in aliases.get(f.name, ()))]

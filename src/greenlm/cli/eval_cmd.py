@@ -18,7 +18,8 @@ def eval_command(
         "--eval-split", "--split",
         help="Split to evaluate (dev, test, train). Default: dev when the task has one, else test.")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 128,
-    max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the one the model was trained with).")] = None,
+    max_length: Annotated[Optional[str], typer.Option(help="Token limit (default: the one the model was trained with);"
+                                                      " auto: the length that covers 99% of the evaluated rows.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     text_fields: TextFieldsOpt = None,
     label_field: LabelFieldOpt = None,
@@ -29,12 +30,14 @@ def eval_command(
 ) -> None:
     """Evaluate MODEL on a split of a task: accuracy (95% bootstrap interval), macro-F1, MCC, per-class
     precision/recall/F1 and the confusion matrix (all of them in --json)."""
+    from greenlm.common.numbers import max_length_setting
     from greenlm.train.evaluation import evaluate_on_task
 
+    max_length = max_length_setting(max_length, minimum=2, name="--max-length")
     loaded_task = load_task_from_options(task, text_fields, label_field, labels, on_empty)
     split = split.strip() if split else loaded_task.eval_split
     metrics = evaluate_on_task(model, loaded_task, split, batch_size=batch_size, max_length=max_length,
-                               allow_pickle=allow_pickle, progress=progress)
+                               allow_pickle=allow_pickle, progress=progress, on_note=lambda note: err(f"note: {note}"))
     from greenlm.data import truncation_line
 
     err(f"note: {truncation_line(split, metrics['truncation'])}")

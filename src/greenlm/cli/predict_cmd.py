@@ -15,15 +15,19 @@ def predict_command(
     model: Annotated[str, typer.Argument(help="A model folder saved by greenlm (or any HF classifier folder).")],
     input_file: Annotated[str, typer.Argument(help="File with one text (or a tab-separated pair) per line; '-' reads stdin.")] = "-",
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 64,
-    max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the one the model was trained with).")] = None,
+    max_length: Annotated[Optional[str], typer.Option(help="Token limit (default: the one the model was trained with);"
+                                                      " auto: the length that covers 99% of the input rows.")] = None,
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights: only for sources you trust.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with ETA (on stderr).")] = True,
     runtime: Annotated[str, typer.Option(help="torch: the model as loaded; auto: the fastest runtime measured on this machine (greenlm.load, cached); or torch-fp32, torch-bf16, torch-int8, onnx-fp32, onnx-int8.")] = "torch",
 ) -> None:
     """Predict a label for each input line; prints one JSON object per line (label, probabilities)."""
     from greenlm.common import GreenlmError
+    from greenlm.common.numbers import max_length_setting
     from greenlm.data import read_prediction_lines
     from greenlm.runtime.engine import predict_split
+
+    max_length = max_length_setting(max_length, minimum=2, name="--max-length")
 
     if input_file == "-":
         # bytes decoded strictly: the terminal's default (surrogate escapes) would pass bad bytes to the tokenizer

@@ -37,6 +37,28 @@ def check_number(field_name: str, value) -> None:
             check_number(field_name, item)
 
 
+AUTO_LENGTH = "auto"  # a max_length setting: the length that covers most rows (greenlm.data.auto_max_length)
+
+
+def max_length_setting(value, minimum: int, name: str = "max_length"):
+    """A ``max_length`` setting as a command line or recipe gives it: a whole number of tokens (at least
+    ``minimum``; text of digits counts), ``"auto"`` or None (the model's own). Returns the int, "auto" or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == AUTO_LENGTH:
+            return AUTO_LENGTH
+        if not word.isdigit():
+            raise GreenlmError(f"{name} must be a number of tokens or '{AUTO_LENGTH}', got {value!r}")
+        value = int(word)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise GreenlmError(f"{name} must be a number of tokens or '{AUTO_LENGTH}', got {value!r}")
+    if value < minimum:
+        raise GreenlmError(f"{name} must be >= {minimum}")
+    return value
+
+
 def check_numbers(config) -> None:
     """``check_number`` on every field of the dataclass ``config``; call it first in its ``__post_init__``."""
     for f in dataclasses.fields(config):

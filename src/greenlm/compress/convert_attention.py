@@ -74,7 +74,7 @@ def run(ctx: StageContext, config: ConvertAttentionConfig) -> StageOutput:
             extended = student.config.greenlm["positions"]
             tokenizer.model_max_length = config.max_positions
             ctx.note(f"position table extended from {extended['extended_from']} to {extended['to']} rows by copying")
-    max_length = ctx.max_length(student, config.max_length)
+    max_length = ctx.max_length(student, config.max_length, tokenizer)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from greenlm.common.numbers import check_numbers
+from greenlm.common.numbers import check_numbers, max_length_setting
 from greenlm.common import GreenlmError
 from greenlm.models.attention_spec import AttentionSpec
 from greenlm.train.config import TrainConfig
@@ -31,7 +31,7 @@ class ConvertAttentionConfig:
     warmup_ratio: float = 0.1  # share of steps with linear warm-up
     max_steps: int | None = None  # stop after this many optimizer steps
     train_subset: int | None = None  # fine-tune on this many random training rows
-    max_length: int | None = None  # tokens per input; None: the input model's own (else 128)
+    max_length: int | str | None = None  # tokens per input; unset: the input model's own (else 128); auto: the length that covers 99% of the training rows
     keep_best: bool = True  # keep the epoch with the best accuracy on validation (else dev)
     seed: int = 42  # batch order, subset, redraws
     precision: str = "auto"  # training precision, as TrainConfig
@@ -39,6 +39,7 @@ class ConvertAttentionConfig:
 
     def __post_init__(self):
         check_numbers(self)
+        object.__setattr__(self, "max_length", max_length_setting(self.max_length, minimum=4))
         def fail(message: str) -> None:
             raise GreenlmError(f"convert-attention setting: {message}")
 
@@ -55,7 +56,6 @@ class ConvertAttentionConfig:
             (_number(self.hidden_weight) and self.hidden_weight >= 0, "hidden_weight must be >= 0"),
             (self.max_steps is None or _count(self.max_steps), "max_steps must be a whole number >= 1"),
             (self.train_subset is None or _count(self.train_subset), "train_subset must be a whole number >= 1"),
-            (self.max_length is None or (_count(self.max_length) and self.max_length >= 4), "max_length must be >= 4"),
             (_count(self.checkpoint_every_steps), "checkpoint_every_steps must be a whole number >= 1"),
         ]
         for ok, message in checks:

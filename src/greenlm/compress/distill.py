@@ -38,7 +38,7 @@ from greenlm.compress.score_attention import (SCORE_ATTENTION, _register_score_a
                                               _ScoreAttention)
 from greenlm.compress.student_search import _choose_shape
 from greenlm.common import GreenlmError, atomic_write_json, read_json
-from greenlm.data import EncodedSplit, TaskSplit, collate, encode_split, length_grouped_batches
+from greenlm.data import EncodedSplit, TaskSplit, collate, encode_split, length_grouped_batches, truncation_records
 from greenlm.models import save_classifier
 from greenlm.models import students as st
 from greenlm.models.linear_attention import kept_metadata, swap_attention
@@ -306,7 +306,7 @@ def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
     loaded = _load_teacher(teacher_path, task, config, note)
     teacher, tokenizer = loaded.model, loaded.tokenizer
     teacher.eval()
-    max_length = ctx.max_length(teacher, config.max_length)
+    max_length = ctx.max_length(teacher, config.max_length, tokenizer)
     labels = list(loaded.labels)
 
     train_split = ctx.align(task.split("train"), labels, "the teacher")
@@ -338,8 +338,10 @@ def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
                      on_note=note, phase_tag=ctx.phase)
 
     with ctx.phase("evaluate"):
-        splits, teacher_splits, agreement, unk_rate = _evaluate(ctx, labels, student, student_tokenizer, teacher,
-                                                                tokenizer, max_length)
+        splits, teacher_splits, agreement, unk_rate, encoded = _evaluate(ctx, labels, student, student_tokenizer,
+                                                                         teacher, tokenizer, max_length)
+    # rows cut at max_length, as the student reads them: the rows it trained on (augmented ones included), each split
+    truncation = truncation_records({"train": train_data, **encoded}, note)
 
     s_params, t_params = count_params(student), count_params(teacher)
     details = {
@@ -366,7 +368,7 @@ def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
     }
     student.config.greenlm = {**kept_metadata(student.config), "task": task.name, "labels": labels,
                               "max_length": max_length, "distilled_from": str(teacher_path)}
-    return StageOutput(metrics={"splits": splits, METHOD: details},
+    return StageOutput(metrics={"splits": splits, "truncation": truncation, METHOD: details},
                        model_name=f"{shape.describe()} student of {teacher_path.name}",
                        write=lambda folder: save_classifier(student, student_tokenizer, folder))
 
@@ -427,12 +429,12 @@ def _make_student(ctx: StageContext, config: DistillConfig, loaded, train_split:
 
 
 def _evaluate(ctx: StageContext, labels: list[str], student, student_tokenizer, teacher, tokenizer,
-              max_length: int) -> tuple[dict, dict, dict, dict]:
+              max_length: int) -> tuple[dict, dict, dict, dict, dict]:
     """The student's and the teacher's metrics on every labelled split, how often they agree, the student's
-    unknown-token rate."""
-    splits, teacher_splits, agreement, unk_rate = {}, {}, {}, {}
+    unknown-token rate, and the student's encoding of each split."""
+    splits, teacher_splits, agreement, unk_rate, encoded = {}, {}, {}, {}, {}
     for name, split in ctx.labelled_splits(labels, "the teacher").items():
-        s_enc = encode_split(split, student_tokenizer, max_length)
+        s_enc = encoded[name] = encode_split(split, student_tokenizer, max_length)
         t_enc = encode_split(split, tokenizer, max_length)
         s_pred = predict_logits(student, s_enc, pad_token_id=student_tokenizer.pad_token_id).argmax(-1)
         t_pred = predict_logits(teacher, t_enc, pad_token_id=tokenizer.pad_token_id).argmax(-1)
@@ -440,4 +442,4 @@ def _evaluate(ctx: StageContext, labels: list[str], student, student_tokenizer, 
         teacher_splits[name] = classification_metrics(t_enc.labels, t_pred.tolist(), len(labels))
         agreement[name] = round(float((s_pred == t_pred).float().mean()), 5)
         unk_rate[name] = _unk_rate(s_enc, student_tokenizer.unk_token_id)
-    return splits, teacher_splits, agreement, unk_rate
+    return splits, teacher_splits, agreement, unk_rate, encoded

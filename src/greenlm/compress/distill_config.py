@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from greenlm.common.numbers import check_numbers
+from greenlm.common.numbers import check_numbers, max_length_setting
 from greenlm.common import GreenlmError
 from greenlm.train.config import TrainConfig
 
@@ -47,7 +47,7 @@ class DistillConfig:
     train_subset: int | None = None  # distil on a random subset of this many training rows (before augmentation)
     train_selection: str | None = None  # rows from a data map (before augmentation): ambiguous:0.33, easy:0.5, random:0.33, ...
     selection_map: str | None = None  # folder whose data map train_selection uses ("teacher": the teacher's, trained with record_dynamics)
-    max_length: int | None = None  # tokens per input; None: the teacher's fine-tuning max_length (or 128)
+    max_length: int | str | None = None  # tokens per input; unset: the teacher's fine-tuning max_length (or 128); auto: the length that covers 99% of the training rows
     # --- training ---
     batch_size: int = 32  # examples per step per process
     warmup_ratio: float = 0.1  # share of steps with linear warm-up
@@ -60,6 +60,7 @@ class DistillConfig:
 
     def __post_init__(self):
         check_numbers(self)
+        object.__setattr__(self, "max_length", max_length_setting(self.max_length, minimum=3))
         budget = self.target_speedup is not None or self.max_flops is not None
         checks = [
             (not (self.student is not None and budget), "give a student or a budget (target_speedup / max_flops), not both"),
@@ -83,7 +84,6 @@ class DistillConfig:
             (self.augment != "mlm" or self.augment_mlm_model, "augment 'mlm' needs augment_mlm_model (a masked LM"
              " sharing the teacher's vocabulary); a fine-tuned classifier keeps no MLM head"),
             (self.train_subset is None or self.train_subset >= 1, "train_subset must be >= 1"),
-            (self.max_length is None or self.max_length > 2, "max_length must be > 2"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.checkpoint_every_steps >= 1, "checkpoint_every_steps must be >= 1"),
         ]

@@ -298,7 +298,7 @@ def run(ctx: StageContext, config: EarlyExitConfig) -> StageOutput:
                  f" exits: {list(model.exit_layers)}")
     if len(model.exit_layers) == 1:
         ctx.note("only the last layer has an exit: no input can leave early")
-    max_length = ctx.max_length(upstream, config.max_length)
+    max_length = ctx.max_length(upstream, config.max_length, tokenizer)
     labels = list(loaded.labels)
     name = ctx.source
     train_split = ctx.align(ctx.task.split("train"), labels, name)

@@ -9,7 +9,7 @@ import difflib
 import math
 from dataclasses import asdict, dataclass
 
-from greenlm.common.numbers import check_numbers
+from greenlm.common.numbers import check_numbers, max_length_setting
 from greenlm.common import GreenlmError
 from greenlm.models.exit_policies import POLICIES, POOLINGS
 from greenlm.train.config import TrainConfig
@@ -43,7 +43,7 @@ class EarlyExitConfig:
     train_subset: int | None = None  # train on this many random rows (after the held-out rows are set aside)
     heldout_fraction: float = 0.1  # share of the training split set aside for calibration and the threshold
     heldout_max_examples: int = 2000  # cap on the held-out rows
-    max_length: int | None = None  # tokens per input; None: the upstream model's own (else 128)
+    max_length: int | str | None = None  # tokens per input; unset: the upstream model's own (else 128); auto: the length that covers 99% of the training rows
     seed: int = 42  # held-out draw, exit initialisation, batch order
     precision: str = "auto"  # training precision, as TrainConfig
     checkpoint_every_steps: int = 200  # checkpoint every N steps (and at each epoch end)
@@ -53,6 +53,7 @@ class EarlyExitConfig:
 
     def __post_init__(self):
         check_numbers(self)
+        object.__setattr__(self, "max_length", max_length_setting(self.max_length, minimum=4))
         def fail(message: str) -> None:
             raise GreenlmError(f"early-exit setting: {message}")
 
@@ -100,7 +101,6 @@ class EarlyExitConfig:
             (self.train_subset is None or _count(self.train_subset), "train_subset must be a whole number >= 1"),
             (_number(self.heldout_fraction) and 0 < self.heldout_fraction <= 0.5, "heldout_fraction must be in (0, 0.5]"),
             (_count(self.heldout_max_examples), "heldout_max_examples must be a whole number >= 1"),
-            (self.max_length is None or (_count(self.max_length) and self.max_length >= 4), "max_length must be >= 4 tokens"),
             (_count(self.speed_examples), "speed_examples must be a whole number >= 1"),
             (_count(self.checkpoint_every_steps), "checkpoint_every_steps must be a whole number >= 1"),
         ]

@@ -33,8 +33,9 @@ from greenlm.common import GreenlmError, atomic_write_json, read_json
 from greenlm.compress import sparsity as sp
 from greenlm.compress.importance import Importance, gate_importance
 from greenlm.compress.losses import kd_loss
-from greenlm.data import EncodedSplit, Task, align_labels, encode_split, selection_record, selection_split_name
-from greenlm.models import load_classifier, pruned, save_classifier
+from greenlm.data import (EncodedSplit, Task, align_labels, encode_split, selection_record, selection_split_name,
+                          truncation_records)
+from greenlm.models import input_max_length, load_classifier, pruned, save_classifier
 from greenlm.runtime import side_by_side, speed_inputs, torch_forward
 from greenlm.stage import StageContext, StageOutput
 from greenlm.train import TrainConfig, evaluate, train
@@ -227,6 +228,7 @@ class PruneOutcome:
     model: torch.nn.Module
     details: dict  # what goes under "prune" in metrics.json
     splits: dict  # split -> metrics of the pruned model
+    truncation: dict  # split -> rows cut at max_length (train: the rows recovery trains on)
 
 
 def prune(model, tokenizer, task: Task, config: PruneConfig, *, work_dir: str | Path, teacher=None,
@@ -239,8 +241,10 @@ def prune(model, tokenizer, task: Task, config: PruneConfig, *, work_dir: str | 
     pruned.layout_of(model)  # refuse unknown architectures before any work
     work_dir = Path(work_dir)
     model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)]
-    max_length = config.max_length or int((getattr(model.config, "greenlm", None) or {}).get("max_length", 128))
+    max_length = input_max_length(model.config, tokenizer, config.max_length, task.split("train"), on_note,
+                                  who="prune: max_length")
     data = _encode(task, tokenizer, model_labels, config, max_length)
+    truncation = truncation_records({"train": data.train, **data.extra}, on_note)
     if config.max_drop is not None and data.select is None:
         raise GreenlmError(f"max_drop needs a validation or dev split to measure accuracy on; task '{task.name}' has"
                            " none")
@@ -293,7 +297,7 @@ def prune(model, tokenizer, task: Task, config: PruneConfig, *, work_dir: str | 
     }
     details["train_examples"] = len(data.train)
     details["importance_examples"] = len(data.importance) if config.method == "structured" else None
-    return PruneOutcome(final, details, splits)
+    return PruneOutcome(final, details, splits, truncation)
 
 
 def _teacher_permutation(teacher, labels: list[str]) -> list[int]:
@@ -511,4 +515,5 @@ def run(ctx: StageContext, config: PruneConfig) -> StageOutput:
                     " values), the rest dense; sizes are the files' measured bytes",
         }
 
-    return StageOutput(metrics={"splits": outcome.splits, "prune": details}, write=write, model_name=ctx.source)
+    return StageOutput(metrics={"splits": outcome.splits, "truncation": outcome.truncation, "prune": details},
+                       write=write, model_name=ctx.source)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from greenlm.common.numbers import check_numbers
+from greenlm.common.numbers import check_numbers, max_length_setting
 from greenlm.common import GreenlmError
 
 METHODS = ("structured", "magnitude", "movement")
@@ -49,7 +49,7 @@ class PruneConfig:
     distill_alpha: float = 0.9  # weight of the soft-target loss
     distill_temperature: float = 2.0  # softmax temperature T of the soft targets (the loss is scaled by T^2)
     teacher: str = "input"  # distill from: input (the unpruned upstream model) | teacher (the pipeline's teacher)
-    max_length: int | None = None  # tokens per input; None: the input model's training length, else 128
+    max_length: int | str | None = None  # tokens per input; unset: the input model's training length, else 128; auto: the length that covers 99% of the training rows
     measure_speed: bool = True  # time the input and the pruned model side by side on dev inputs
     speed_examples: int = 256  # dev inputs timed (the first 64 also one at a time, for latency)
     speed_threads: int | None = None  # torch threads while timing; None: torch's current setting
@@ -57,6 +57,7 @@ class PruneConfig:
 
     def __post_init__(self):
         check_numbers(self)
+        object.__setattr__(self, "max_length", max_length_setting(self.max_length, minimum=2))
         schedules = SCHEDULES.get(self.method, ())
         if self.schedule is None and schedules:
             object.__setattr__(self, "schedule", schedules[0])
@@ -88,7 +89,6 @@ class PruneConfig:
             (0 <= self.distill_alpha <= 1, "distill_alpha must be in [0, 1]"),
             (self.distill_temperature > 0, "distill_temperature must be > 0"),
             (self.teacher in TEACHERS, f"teacher must be one of {', '.join(TEACHERS)}"),
-            (self.max_length is None or self.max_length >= 2, "max_length must be >= 2"),
             (self.speed_examples >= 1, "speed_examples must be >= 1"),
             (self.speed_threads is None or self.speed_threads >= 1, "speed_threads must be >= 1"),
             (not (self.method == "movement" and self.recovery == "none"),

@@ -326,7 +326,7 @@ def run(ctx: StageContext, config: QuantizeConfig) -> StageOutput:
         raise GreenlmError(f"model '{input_dir}' is already PyTorch int8; quantize the fp32 model it came from")
     require_classifier(loaded, str(input_dir))
     saved = dict(getattr(model.config, "greenlm", None) or {})
-    max_length = ctx.max_length(model, config.max_length)
+    max_length = ctx.max_length(model, config.max_length, tokenizer)
     labels = list(loaded.labels)
     qt.int8_runtime(config, model)  # a scheme that cannot hold the model's exits stops here, before any work
     tune_name, tune_split, selection = _tune_split(ctx, config, labels)

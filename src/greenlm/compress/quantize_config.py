@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from greenlm.common.numbers import check_numbers
+from greenlm.common.numbers import check_numbers, max_length_setting
 from greenlm.common import GreenlmError
 
 # ONNX Runtime's static calibration methods; greenlm.runtime.onnx.CALIBRATION_METHODS is the same tuple (tested),
@@ -37,7 +37,7 @@ class QuantizeConfig:
     # split on which the accuracy drop is measured (tolerance, fallback); None: the selection split (validation
     # carved from train, else dev)
     tune_split: str | None = None
-    max_length: int | None = None  # tokens per input; None: the length the model was trained with (else 128)
+    max_length: int | str | None = None  # tokens per input; unset: the length the model was trained with (else 128); auto: the length that covers 99% of the training rows
     batch_size: int = 32  # examples per batch when evaluating and measuring throughput
     measure_speed: bool = True  # time the input and the quantized model side by side (throughput, latency)
     speed_examples: int = 256  # rows of tune_split used for the speed measurement
@@ -46,6 +46,8 @@ class QuantizeConfig:
 
     def __post_init__(self):
         check_numbers(self)
+        object.__setattr__(self, "max_length", max_length_setting(self.max_length, minimum=1,
+                                                                  name="quantize: max_length"))
         def fail(message: str):
             raise GreenlmError(f"quantize: {message}")
 
@@ -70,7 +72,7 @@ class QuantizeConfig:
         if not isinstance(self.max_fallback_nodes, int) or isinstance(self.max_fallback_nodes, bool) \
                 or self.max_fallback_nodes < 0:
             fail(f"max_fallback_nodes must be 0 or more, got {self.max_fallback_nodes!r}")
-        for name in ("max_length", "threads"):
+        for name in ("threads",):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 fail(f"{name} must be a positive whole number or null, got {value!r}")

@@ -2,8 +2,9 @@
 
 ``EncodedSplit.truncated`` is how many rows were longer than ``max_length`` (only rows that reach the limit
 are tokenized a second time, without truncation, to find out); ``truncation_line`` says it in one line.
-``token_lengths`` gives every row's full length and ``covering_length`` the length that covers a share of rows
-(``--max-length auto``).
+``token_lengths`` gives every row's full length and ``covering_length`` the length that covers a share of rows;
+``auto_max_length`` is ``--max-length auto`` (that length for AUTO_LENGTH_SHARE of the rows, said in a note), and
+``truncation_records`` the per-split record and line every command that reads rows gives.
 """
 
 from __future__ import annotations
@@ -93,6 +94,29 @@ def token_lengths(split: TaskSplit, tokenizer) -> list[int]:
                           verbose=False)
         lengths.extend(len(ids) for ids in batch["input_ids"])
     return lengths
+
+
+def truncation_records(encoded: dict[str, EncodedSplit], on_note=None) -> dict[str, dict]:
+    """``truncation_record`` of every split (name -> its encoding), each told to ``on_note`` in one line."""
+    records = {name: truncation_record(split) for name, split in encoded.items()}
+    if on_note is not None:
+        for name, record in records.items():
+            on_note(truncation_line(name, record))
+    return records
+
+
+def auto_max_length(split: TaskSplit, tokenizer, limit: int, on_note=None, rows: str = "training rows") -> int:
+    """``max_length auto``: the token length that covers AUTO_LENGTH_SHARE of ``split``'s rows (``rows`` says what
+    they are), at most ``limit`` (the model's positions) and at least 8, said to ``on_note`` in one line."""
+    lengths = token_lengths(split, tokenizer)
+    chosen = covering_length(lengths, AUTO_LENGTH_SHARE)
+    capped = min(chosen, limit)
+    covered = sum(1 for n in lengths if n <= capped) / len(lengths)
+    cap = f" (capped at the model's {limit} positions)" if capped < chosen else ""
+    if on_note is not None:
+        on_note(f"max_length auto: {capped} tokens{cap} covers {100 * covered:.1f}% of the {len(lengths):,} {rows}"
+                f" (aim: {100 * AUTO_LENGTH_SHARE:g}%)")
+    return max(capped, 8)
 
 
 def covering_length(lengths: list[int], share: float) -> int:

@@ -18,6 +18,10 @@ only training row of a label, is refused.
 
 Figures are reported on the task's ``eval_split`` (``choose_eval_split``): ``dev`` when the task has one, else
 ``test``; never on ``train`` or ``validation``. ``describe_validation`` is the one line that says both.
+
+In ``greenlm run`` the stages see ``stage_task(task)``: the task without its test split, which the run's measuring
+pass evaluates once per model instead (greenlm.pipeline.measure_pass). What a stage sees is then the same whatever
+split the run reports on, so a stage is reused across ``--eval-split`` choices.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from greenlm.common import GreenlmError
 from greenlm.data.tasks import UNLABELED, Task, is_labelled
 
 VALIDATION = "validation"
+MEASURING_PASS_SPLITS = ("test",)  # evaluated once per model by greenlm run's measuring pass, never by its stages
 SELECTION_SPLITS = (VALIDATION, "dev")  # where choices are made, in order of preference
 DEFAULT_FRACTION = 0.1  # of train, carved off as validation ...
 DEFAULT_MAX_EXAMPLES = 1000  # ... at most this many rows (SST-2: 1,000 of 67,349; RTE: 249 of 2,490)
@@ -123,6 +128,22 @@ def choose_eval_split(task: Task, name: str | None) -> Task:
         raise GreenlmError(f"--eval-split {name}: task '{task.name}' cannot be evaluated on it ({why}); it can be"
                            f" evaluated on: {', '.join(reportable) or '(none)'}")
     return replace(task, eval_split=name)
+
+
+def stage_task(task: Task) -> Task:
+    """``task`` as ``greenlm run``'s stages see it: without the splits of ``MEASURING_PASS_SPLITS`` (test), and
+    reporting its own figures on ``dev``, else on ``validation`` (a stage's own check; the run's figures come from
+    the measuring pass, on the run's ``eval_split``). Nothing here depends on the run's ``eval_split``."""
+    kept = {name: split for name, split in task.splits.items() if name not in MEASURING_PASS_SPLITS}
+    own = next((name for name in ("dev", VALIDATION) if name in kept and is_labelled(kept[name])), None)
+    return replace(task, splits=kept, eval_split=own)
+
+
+def measuring_pass_splits(task: Task) -> list[str]:
+    """The splits ``greenlm run``'s measuring pass evaluates: the reported one first, then every labelled split
+    that its stages left to it (``stage_task``)."""
+    return [task.eval_split, *(name for name in MEASURING_PASS_SPLITS if name != task.eval_split
+                               and name in task.splits and is_labelled(task.splits[name]))]
 
 
 def describe_validation(task: Task) -> str:

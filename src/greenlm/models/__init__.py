@@ -5,6 +5,7 @@ from greenlm.models.loading import (
     LoadedModel,
     load_classifier,
     load_tokenizer,
+    input_max_length,
     model_max_length,
     save_classifier,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "default_teacher_path",
     "load_classifier",
     "load_tokenizer",
+    "input_max_length",
     "model_max_length",
     "resolve_model_source",
     "save_classifier",

@@ -291,6 +291,27 @@ def model_max_length(config) -> int:
     return positions - _POSITION_OFFSET.get(getattr(config, "model_type", ""), 0)
 
 
+DEFAULT_MAX_LENGTH = 128  # tokens per input when neither the setting nor the model says
+
+
+def input_max_length(config, tokenizer, setting, rows, on_note=None, *, who: str = "--max-length",
+                     rows_name: str = "training rows") -> int:
+    """Tokens per input for a loaded model (``config``, ``tokenizer``): ``setting`` when it is a number; ``"auto"``:
+    the length that covers most of ``rows`` (a TaskSplit; ``rows_name`` says what they are: the training rows of a
+    command that trains, the rows a command reads), at most the model's positions (greenlm.data.auto_max_length,
+    said to ``on_note``); None: what the model was fine-tuned with, else 128. Checked against the model's positions
+    (``who`` names the setting in the message)."""
+    from greenlm.data import auto_max_length
+
+    limit = model_max_length(config)
+    if setting == "auto":
+        return auto_max_length(rows, tokenizer, limit, on_note, rows_name)
+    value = setting or (getattr(config, "greenlm", None) or {}).get("max_length") or min(DEFAULT_MAX_LENGTH, limit)
+    if value > limit:
+        raise GreenlmError(f"{who} {value} is above what the model's positions allow ({limit}); use <= {limit}")
+    return value
+
+
 def save_classifier(model, tokenizer, out_dir: str | Path, extra_json: dict[str, dict] | None = None) -> Path:
     """Write a complete HF folder (safetensors) atomically; ``extra_json`` adds files like metrics.json.
 

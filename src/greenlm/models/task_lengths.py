@@ -15,12 +15,9 @@ from pathlib import Path
 from greenlm.common import GreenlmError
 from greenlm.data import Task, covering_length, token_lengths
 from greenlm.data.encode import AUTO_LENGTH_SHARE
-from greenlm.models.loading import load_tokenizer
+from greenlm.models.loading import DEFAULT_MAX_LENGTH, load_tokenizer
 from greenlm.models.sources import resolve_model_source
 from greenlm.models.tiny import TinySpec, build_tiny_tokenizer
-
-DEFAULT_MAX_LENGTH = 128  # greenlm train's default (pipeline/finetune_config.py)
-
 
 def task_lengths(task: Task, model_spec: str, max_length: int | None = None) -> dict:
     """Per split: rows, rows longer than ``max_length`` (cut when the model reads them) and the length covering

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from greenlm.common.numbers import check_numbers
+from greenlm.common.numbers import check_numbers, max_length_setting
 from greenlm.common import GreenlmError
 from greenlm.train.config import TrainConfig
 
@@ -26,13 +26,9 @@ class FinetuneStageConfig(TrainConfig):
     def __post_init__(self):
         check_numbers(self)
         super().__post_init__()
-        if isinstance(self.max_length, str):
-            word = self.max_length.strip().lower()
-            if word != "auto" and not word.isdigit():
-                raise GreenlmError(f"max_length must be a number of tokens or 'auto', got {self.max_length!r}")
-            object.__setattr__(self, "max_length", word if word == "auto" else int(word))
-        if self.max_length != "auto" and self.max_length < 8:
-            raise GreenlmError("max_length must be >= 8")
+        object.__setattr__(self, "max_length", max_length_setting(self.max_length, minimum=8))
+        if self.max_length is None:
+            raise GreenlmError("max_length must be a number of tokens or 'auto', not empty")
         if self.train_subset is not None and self.train_subset < 1:
             raise GreenlmError("train_subset must be >= 1 or null")
         from greenlm.datamap.spec import check_selection_settings  # plain Python, no numpy

@@ -3,9 +3,14 @@
 The inputs are the task's reported split (``task.eval_split``: dev unless the run names another; called "dev"
 below). Per model: dev accuracy (and macro-F1, MCC, each class's precision/recall/F1, the confusion matrix, the
 accuracy's 95% bootstrap interval, and every prediction, so the report can compare models example by
-example), the runtime and precision it ran in, parameters, FLOPs per example (at the dev set's mean
-length), size on disk, latency (batch 1) and throughput (batch ``evaluation.batch_size``), and inference
-energy per 1,000 examples from a price tag around repeated throughput passes.
+example), the rows truncation cut, the runtime and precision it ran in, parameters, FLOPs per example (at the
+dev set's mean length; for a model with exits, expected from the exits it took on dev here), size on disk,
+latency (batch 1) and throughput (batch ``evaluation.batch_size``), and inference energy per 1,000 examples
+from a price tag around repeated throughput passes.
+
+The test split is evaluated here and only here (``greenlm.data.measuring_pass_splits``): the run's stages never
+see it (``greenlm.data.stage_task``). When the run reports on dev, each model's test figures (the same metrics,
+without the predictions) are kept beside the dev ones, and ``other_splits`` names them.
 
 Speed is taken in interleaved rounds (``greenlm.runtime.interleaved_speed``): every model is loaded first,
 then round r times each model once, in an order rotated by r, for ``evaluation.repeats`` rounds; each model
@@ -30,7 +35,8 @@ import torch
 import greenlm
 from greenlm.common import atomic_write_json, read_json, read_json_cache
 from greenlm.common.hardware import cpu_model
-from greenlm.data import EncodedSplit, Task, align_labels, collate, encode_split, length_grouped_batches
+from greenlm.data import (EncodedSplit, Task, align_labels, collate, encode_split, length_grouped_batches,
+                          measuring_pass_splits, truncation_line, truncation_record)
 from greenlm.measure.machine_load import CpuWindow, load_record, loadavg_1m
 from greenlm.models import load_classifier
 from greenlm.models.quantized import is_torch_int8
@@ -66,20 +72,32 @@ def _inputs(batch: dict) -> dict:
     return batch
 
 
-def _predict(forward, encoded: EncodedSplit, pad_token_id: int, batch_size: int) -> list[int]:
-    predictions = [0] * len(encoded)
+def _predict(m: _Loaded, encoded: EncodedSplit, batch_size: int) -> tuple[list[int], list[int] | None]:
+    """Every row's predicted label id, in the split's order, and (a model with exits) the layer it exited after."""
+    predictions, exits = [0] * len(encoded), None
     groups = length_grouped_batches(encoded.lengths(), batch_size, shuffle=False)
-    batches = [_inputs(collate(encoded, indices, pad_token_id)) for indices in groups]
-    for indices, logits in zip(groups, run_batches(forward, batches)):
+    batches = [_inputs(collate(encoded, indices, m.pad_token_id)) for indices in groups]
+    predict_batches = getattr(m.model, "predict_batches", None)  # early exit: logits and the exit of each row
+    if callable(predict_batches):
+        with torch.inference_mode():
+            logits, layers = predict_batches(batches)
+        exits = [0] * len(encoded)
+        order = [i for indices in groups for i in indices]
+        for i, p, layer in zip(order, logits.argmax(-1).tolist(), layers.tolist()):
+            predictions[i], exits[i] = p, int(layer)
+        return predictions, exits
+    for indices, logits in zip(groups, run_batches(m.forward, batches)):
         for i, p in zip(indices, torch.as_tensor(logits).argmax(-1).tolist()):
             predictions[i] = p
-    return predictions
+    return predictions, exits
 
 
-def _pass_key(recipe, stages, eval_split: str) -> str:
+def _pass_key(recipe, stages, eval_split: str, other_splits: list[str] = ()) -> str:
     evaluation = {k: v for k, v in dataclasses.asdict(recipe.evaluation).items() if k != "split"}
     if eval_split != "dev":  # passes on dev keep the key they had before the split could be chosen
         evaluation["split"] = eval_split
+    if other_splits:  # ... and passes of tasks without a test split, the key they had before test was measured here
+        evaluation["other_splits"] = list(other_splits)
     payload = {
         "artifacts": [(s.name, read_json(s.folder / "stage.json")["artifact_sha256"]) for s in stages],
         "evaluation": evaluation,
@@ -95,7 +113,8 @@ def _pass_key(recipe, stages, eval_split: str) -> str:
 
 @dataclasses.dataclass
 class _Loaded:
-    """One model ready to measure: its forward, its encoding of the dev rows and of the speed inputs."""
+    """One model ready to measure: its forward, its encoding of the dev rows (and of the other splits measured
+    here) and of the speed inputs."""
 
     folder: Path
     model: object
@@ -104,16 +123,28 @@ class _Loaded:
     inputs: EncodedSplit
     pad_token_id: int
     labels: list[str]
+    others: dict[str, EncodedSplit] = dataclasses.field(default_factory=dict)
+    encode_s: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds tokenizing each split
 
 
 def _load(task: Task, folder: Path, speed_examples: int) -> _Loaded:
     loaded = load_classifier(str(folder))
     saved = getattr(loaded.model.config, "greenlm", None) or {}
     max_length = saved.get("max_length") or 128
-    reported = align_labels(task.split(task.eval_split), task, loaded.labels, str(folder))
-    encoded = encode_split(reported, loaded.tokenizer, max_length)
-    return _Loaded(folder, loaded.model, _forward_of(loaded.model), encoded, speed_inputs(encoded, speed_examples),
-                   loaded.tokenizer.pad_token_id, [str(label) for label in loaded.labels])
+    seconds: dict[str, float] = {}
+
+    def encoded(split: str) -> EncodedSplit:
+        started = time.perf_counter()
+        out = encode_split(align_labels(task.split(split), task, loaded.labels, str(folder)), loaded.tokenizer,
+                           max_length)
+        seconds[split] = time.perf_counter() - started
+        return out
+
+    reported, *others = measuring_pass_splits(task)
+    dev = encoded(reported)
+    return _Loaded(folder, loaded.model, _forward_of(loaded.model), dev, speed_inputs(dev, speed_examples),
+                   loaded.tokenizer.pad_token_id, [str(label) for label in loaded.labels],
+                   {name: encoded(name) for name in others}, seconds)
 
 
 def protocol_of(ev, split: str = "dev") -> dict:
@@ -133,7 +164,8 @@ def protocol_of(ev, split: str = "dev") -> dict:
 
 
 def measure_models(recipe, task: Task, stages, run_dir: Path, log) -> dict:
-    key = _pass_key(recipe, stages, task.eval_split)
+    others = measuring_pass_splits(task)[1:]
+    key = _pass_key(recipe, stages, task.eval_split, others)
     cache = run_dir / MEASUREMENTS_FILE
     saved = read_json_cache(cache)
     if saved is not None:
@@ -143,8 +175,9 @@ def measure_models(recipe, task: Task, stages, run_dir: Path, log) -> dict:
     ev = recipe.evaluation
     threads = ev.threads or torch.get_num_threads()
     load_before = loadavg_1m()
-    log(f"measuring {len(stages)} model(s) on the same {task.name} {task.eval_split} inputs, {threads} thread(s),"
-        f" speed in {ev.repeats} interleaved round(s)")
+    also = f" (and their accuracy on {', '.join(others)})" if others else ""
+    log(f"measuring {len(stages)} model(s) on the same {task.name} {task.eval_split} inputs{also}, {threads}"
+        f" thread(s), speed in {ev.repeats} interleaved round(s)")
     loaded = {stage.name: _load(task, stage.folder, ev.speed_examples) for stage in stages}
     started = time.perf_counter()
     with CpuWindow() as window:
@@ -156,19 +189,38 @@ def measure_models(recipe, task: Task, stages, run_dir: Path, log) -> dict:
     models = {}
     for stage in stages:
         started = time.perf_counter()
-        models[stage.name] = _measure_one(recipe, loaded[stage.name], speeds[stage.name], threads, task.eval_split)
-        log(f"  {stage.name}: {task.eval_split} accuracy {models[stage.name][task.eval_split]['accuracy']:.4f},"
-            f" {models[stage.name]['speed']['throughput_examples_per_s']:.1f} examples/s"
+        record = models[stage.name] = _measure_one(recipe, loaded[stage.name], speeds[stage.name], threads,
+                                                   task.eval_split)
+        accuracies = ", ".join(f"{split} accuracy {record[split]['accuracy']:.4f}"
+                               for split in (task.eval_split, *others))
+        log(f"  {stage.name}: {accuracies}, {record['speed']['throughput_examples_per_s']:.1f} examples/s"
             f" ({time.perf_counter() - started:.1f} s)")
+    for line in truncation_lines(models, (task.eval_split, *others)):
+        log(f"  note: {line}")
     result = {
         "key": key,
         "eval_split": task.eval_split,  # each model's accuracy is under this split's name
+        "other_splits": others,  # evaluated here too (accuracy, macro-F1, MCC, per class; no predictions kept)
         "machine": {"cpu": cpu_model(), "threads": threads, "torch": torch.__version__, "load": load},
         "protocol": protocol_of(ev, task.eval_split),
         "models": models,
     }
     atomic_write_json(cache, result)
     return result
+
+
+def truncation_lines(models: dict, splits) -> list[str]:
+    """One line per split and truncation record: how many rows were cut at max_length, naming the models it holds
+    for (every model reads the rows at its own max_length; most inherit the teacher's)."""
+    lines = []
+    for split in splits:
+        groups: dict[str, list[str]] = {}
+        for name, record in models.items():
+            cut = (record.get(split) or {}).get("truncation")
+            if cut:
+                groups.setdefault(truncation_line(split, cut), []).append(name)
+        lines += [line if len(groups) == 1 else f"{line} ({', '.join(names)})" for line, names in groups.items()]
+    return lines
 
 
 def load_summary(load: dict) -> str:
@@ -187,16 +239,23 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int, split: str) -> d
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        predictions = _predict(m.forward, m.encoded, m.pad_token_id, ev.batch_size)
-        split_metrics = detailed_metrics(m.encoded.labels, predictions, m.labels)
+        started = time.perf_counter()
+        predictions, exits = _predict(m, m.encoded, ev.batch_size)
+        split_metrics = {**detailed_metrics(m.encoded.labels, predictions, m.labels),
+                         "truncation": truncation_record(m.encoded),  # seconds: tokenizing, predicting, scoring
+                         "seconds": round(m.encode_s[split] + time.perf_counter() - started, 3)}
+        others = {}
+        for name, encoded in m.others.items():  # test, when the run reports on dev: its figures, once per model
+            started = time.perf_counter()
+            predicted, _ = _predict(m, encoded, ev.batch_size)
+            others[name] = {**detailed_metrics(encoded.labels, predicted, m.labels),
+                            "truncation": truncation_record(encoded),
+                            "seconds": round(m.encode_s[name] + time.perf_counter() - started, 3)}
         energy = _inference_energy(recipe, m.forward, m.inputs, m.pad_token_id, ev.batch_size, PriceTag)
     finally:
         torch.set_num_threads(previous)
     mean_length = max(1, round(sum(m.encoded.lengths()) / len(m.encoded)))
-    metrics_file = m.folder / "metrics.json"
-    stage_metrics = read_json(metrics_file) if metrics_file.is_file() else {}
-    flops = _expected_flops(stage_metrics, m.model.config, mean_length, split)
-    own, share = _split_exits(stage_metrics, split)
+    flops, exit_record = _expected_flops(m.model, m.encoded.lengths(), exits, mean_length)
     counted = isinstance(m.model, torch.nn.Module) and not is_torch_int8(m.model)  # int8 linears hold no parameters
     params = count_params(m.model) if counted else {"total": 0}
     if not params.get("total"):  # runtimes without torch parameters (ONNX or PyTorch int8): count from the config
@@ -204,12 +263,14 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int, split: str) -> d
     return {
         "folder": str(m.folder),
         split: split_metrics,
+        **others,
         # in the split's order, in the model's label ids: the report pairs models example by example (same indices)
         "predictions": {"gold": [int(y) for y in m.encoded.labels], "predicted": [int(p) for p in predictions]},
         "runtime": runtime_of(m.model),
         "params": params,
         "flops_per_example": flops,
-        "flops_basis": EXPECTED_FLOPS if own is not None or share else FULL_FLOPS,
+        "flops_basis": EXPECTED_FLOPS if exit_record is not None else FULL_FLOPS,
+        **({"exits": exit_record} if exit_record is not None else {}),
         "mean_dev_length_tokens": mean_length,
         "size_on_disk_bytes": size_on_disk_bytes(m.folder),
         "speed": speed,
@@ -232,35 +293,36 @@ def runtime_of(model) -> dict:
     return {"engine": "torch", "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")}
 
 
-def _split_exits(stage_metrics: dict, split: str) -> tuple[float | None, dict | None]:
-    """A model with exits: the early-exit stage's expected FLOPs on ``split``, and (a quantized model with exits)
-    the share of that split's inputs leaving at each exit; (None, None) for a model without exits."""
-    own = (((stage_metrics.get("early_exit") or {}).get("splits") or {}).get(split) or {}).get("flops_per_example")
-    share = (((((stage_metrics.get("quantize") or {}).get("exits") or {}).get("splits") or {}).get(split) or {})
-             .get("exit_share"))
-    return own, share or None
+def _expected_flops(model, lengths: list[int], exits: list[int] | None, mean_length: int) -> tuple[float, dict | None]:
+    """FLOPs per example at the dev mean length; for a model with exits (``exits``: the layer each dev row left
+    after, in this pass), what it is expected to run on dev, and the record of the exits taken (None without).
 
-
-def _expected_flops(stage_metrics: dict, config, mean_length: int, split: str) -> float:
-    """FLOPs per example at the dev mean length; for a model with exits, what it is expected to run on dev: the
-    early-exit stage's own figure, or (a quantized model with exits) the layers run, weighted by the dev share of
-    inputs leaving at each exit (exit heads not counted)."""
+    PyTorch models with exits: each row priced at its own length and exit, exit heads included
+    (``greenlm.models.exit_costs``, as the early-exit stage prices them). PyTorch int8 models with exits (whose
+    int8 kernels FLOP counting cannot see): the layers run at the mean length, weighted by the share of rows
+    leaving at each exit (exit heads not counted)."""
     from greenlm.measure import count_flops
 
-    full = count_flops(config, mean_length).infer_flops
-    own, share = _split_exits(stage_metrics, split)
-    if own is not None:
-        return float(own)
-    if not share:
-        return full
+    full = count_flops(model.config, mean_length).infer_flops
+    if exits is None:
+        return full, None
+    layers = torch.tensor(exits)
+    share = {str(layer): round(float((layers == layer).double().mean()), 6) for layer in model.exit_layers}
+    record = {"mean_exit_layer": round(float(layers.double().mean()), 4), "exit_share": share}
+    if not is_torch_int8(model):
+        from greenlm.models.exit_costs import measure_exit_costs
+
+        costs = measure_exit_costs(model)
+        expected = costs.exit_flops(torch.tensor(lengths), layers, heads_run=model.exits_early())
+        return float(expected.mean()), record
     import copy
 
     expected = 0.0
     for layer, fraction in share.items():
-        shallow = copy.deepcopy(config)
+        shallow = copy.deepcopy(model.config)
         shallow.num_hidden_layers = int(layer)
         expected += float(fraction) * count_flops(shallow, mean_length).infer_flops
-    return expected
+    return expected, record
 
 
 def _inference_energy(recipe, forward, inputs: EncodedSplit, pad_token_id: int, batch_size: int, PriceTag) -> dict:

@@ -90,7 +90,7 @@ def build_rows(recipe, stages, measurements: dict) -> list[dict]:
             "inference_co2e_kg_per_1000": energy.get("co2e_kg_per_1000_examples"),
             "folder": str(stage.folder),
             # interval, paired difference from the teacher, per-class results, runtime, timing spread
-            **row_statistics(m, None if stage.name == teacher else ref, split),
+            **row_statistics(m, None if stage.name == teacher else ref, split, measurements.get("other_splits") or ()),
         })
     return rows
 
@@ -106,7 +106,7 @@ def write_report(recipe, task, stages, measurements: dict, run_dir: Path) -> dic
     target = getattr(recipe, "target", None)
     added = checks({"target": dataclasses.asdict(target) if target is not None else None}, rows,
                    {s.name: read_json_dict(Path(s.folder) / "metrics.json") for s in stages},
-                   reported=task.eval_split)
+                   reported=task.eval_split, measurements=measurements)
     report = {
         "run": recipe.name,
         "task": task.name,

@@ -6,6 +6,10 @@ reused instead of recomputed; otherwise the stage runs in ``.work/<stage>`` (res
 checkpoint if an earlier attempt was interrupted) inside a price tag, and its folder is moved into
 place complete. Then one measuring pass takes every model's accuracy, size and speed on the same
 inputs in this one process, and the report is written.
+
+The stages see the task without its test split (``greenlm.data.stage_task``): the measuring pass evaluates it,
+once per model, whether the run reports on it or on dev. A stage's own figures are on dev (else validation), the
+same whatever ``--eval-split`` says, so stages are reused across ``--eval-split`` choices.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import yaml
 import greenlm
 from greenlm.common import GreenlmError, read_json, write_error
 from greenlm.data import (Task, carve_validation, choose_eval_split, describe_filter, describe_validation,
-                          filter_train, load_task)
+                          filter_train, load_task, stage_task)
 from greenlm.pipeline.rundir import (RECIPE_FILE, STAGE_FILE, WORK, RunLog, copy_stage, find_cached, identity_key,
                                      read_finished, write_recipe)
 from greenlm.pipeline.schema import Recipe, StageSpec, map_stage_name
@@ -114,19 +118,20 @@ def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, star
         log(f"note: {describe_filter(task.train_filter)}")
     log(f"note: {describe_validation(task)}")
     finished: dict[str, StageResult] = {}
+    seen_by_stages = stage_task(task)  # without test: the measuring pass evaluates it, once per model
     for stage in recipe.stages:
         stage = _with_stage_map(stage, recipe, finished)
         upstream = finished.get(stage.upstream) if stage.upstream else None
         teacher_dir = finished[_teacher_stage(recipe)].folder if stage.method != "finetune" else None
         source = recipe.teacher if upstream is None else upstream.folder
         identity = stage_identity(
-            stage.method, stage.settings, task, source, teacher_dir=teacher_dir, spec_identity=teacher,
+            stage.method, stage.settings, seen_by_stages, source, teacher_dir=teacher_dir, spec_identity=teacher,
             source_sha256=_artifact_sha256(upstream.folder) if upstream else None,
             teacher_sha256=_artifact_sha256(teacher_dir) if teacher_dir is not None else None)
         key = identity_key(identity)
         try:
-            result = _run_or_reuse(recipe, stage, key, identity, task, run_dir, runs_root, source, teacher_dir,
-                                   log, progress)
+            result = _run_or_reuse(recipe, stage, key, identity, seen_by_stages, run_dir, runs_root, source,
+                                   teacher_dir, log, progress)
         except Exception as err:
             why = write_error(err)
             if why is None:
@@ -195,9 +200,9 @@ def _run_or_reuse(recipe, stage, key, identity, task: Task, run_dir: Path, runs_
                        price=price_settings(recipe), name=stage.name, identity=identity, replace=True, progress=progress,
                        on_note=lambda note: log(f"  note: {note}"), emissions_csv=run_dir / "emissions.csv",
                        command=f"greenlm run ({recipe.name}, stage {stage.name})")
-    acc = result.accuracy
-    log(f"stage {stage.name}: done in {result.seconds:.1f} s, {task.eval_split} accuracy"
-        f" {f'{acc:.4f}' if isinstance(acc, (int, float)) else 'n/a'}")
+    acc = result.accuracy  # on the split the stage reports its own figures on (dev, else validation)
+    log(f"stage {stage.name}: done in {result.seconds:.1f} s, {result.metrics.get('eval_split') or 'no held-out'}"
+        f" accuracy {f'{acc:.4f}' if isinstance(acc, (int, float)) else 'n/a'}")
     return result
 
 

@@ -1,4 +1,4 @@
-"""The confusion matrix of one model on dev, as a figure: counts, shaded by the share of each true class (so a
+"""The confusion matrix of one model on the reported split, as a figure: counts, shaded by the share of each true class (so a
 rare class reads as clearly as a common one), rows the true classes, columns the predictions."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from greenlm.report.figure_style import FigureData, _csv, _new_figure, _style
 CONFUSION_STEM = "confusion_"
 
 
-def confusion_figure(model: str, matrix: dict | None) -> FigureData | None:
-    """``matrix``: ``{"labels": [...], "counts": [[...]]}`` (a report row's ``confusion_matrix``); None: nothing."""
+def confusion_figure(model: str, matrix: dict | None, split: str = "dev") -> FigureData | None:
+    """``matrix``: ``{"labels": [...], "counts": [[...]]}`` (a report row's ``confusion_matrix``, on ``split``);
+    None: nothing."""
     if not matrix or not matrix.get("counts"):
         return None
     labels = [str(label) for label in matrix["labels"]]
@@ -31,10 +32,10 @@ def confusion_figure(model: str, matrix: dict | None) -> FigureData | None:
         ax.set_yticks(range(k), labels)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
-        ax.set_title(f"{model}: confusion matrix (dev)")
+        ax.set_title(f"{model}: confusion matrix ({split})")
         fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
     rows = [[labels[i], labels[j], counts[i][j], shares[i][j]] for i in range(k) for j in range(k)]
     return FigureData(f"{CONFUSION_STEM}{model}", f"Confusion matrix of {model}",
-                      f"{model} on dev: counts of each true class (rows) by predicted class (columns); the shade is"
+                      f"{model} on {split}: counts of each true class (rows) by predicted class (columns); the shade is"
                       " the share of the true class's rows, so a rare class that is barely learnt stands out.",
                       fig, _csv(["true", "predicted", "count", "share_of_true"], rows))

@@ -91,7 +91,7 @@ def _draw_target(ax, region: dict, factor: float) -> None:
 
 
 def tradeoff_figure(rows: list[dict], axis: Axis, *, teacher: str | None = None,
-                    target: dict | None = None) -> FigureData | None:
+                    target: dict | None = None, split: str = "dev") -> FigureData | None:
     """Accuracy (y) against ``axis`` (x), one point per measured model, the Pareto front drawn and named.
 
     ``target``: ``{"throughput": x or None, "accuracy": y or None}`` (``greenlm.report.target.target_region``),
@@ -141,7 +141,7 @@ def tradeoff_figure(rows: list[dict], axis: Axis, *, teacher: str | None = None,
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: si(v) if v else "0"))
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("dev accuracy (%)")
+        ax.set_ylabel(f"{split} accuracy (%)")
         target = target if axis.key == "throughput_examples_per_s" and target else None
         bound = [100 * target["accuracy"]] if target and target.get("accuracy") is not None else []
         _accuracy_limits(ax, [100 * r["accuracy"] for r in points] + bound)
@@ -175,9 +175,11 @@ def _flag(value) -> str:
     return "" if value is None else str(int(bool(value)))
 
 
-def tradeoff_figures(rows: list[dict], *, teacher: str | None = None, target: dict | None = None) -> list[FigureData]:
-    """Accuracy against every trade-off axis; ``target`` (a region) is shaded on the throughput figure."""
-    out = [tradeoff_figure(rows, axis, teacher=teacher, target=target) for axis in TRADEOFF_AXES]
+def tradeoff_figures(rows: list[dict], *, teacher: str | None = None, target: dict | None = None,
+                     split: str = "dev") -> list[FigureData]:
+    """Accuracy (on ``split``, the reported one) against every trade-off axis; ``target`` (a region) is shaded on
+    the throughput figure."""
+    out = [tradeoff_figure(rows, axis, teacher=teacher, target=target, split=split) for axis in TRADEOFF_AXES]
     return [f for f in out if f is not None]
 
 

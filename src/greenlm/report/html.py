@@ -18,7 +18,7 @@ from greenlm.report.class_figures import CONFUSION_STEM  # these go beside their
 from greenlm.report.markdown import PROTOCOL_KEYS, _sci, run_totals
 from greenlm.report.pareto import TRADEOFF_AXES, fronts_by_noise
 from greenlm.report.provenance import eval_split_of, load_sentence, selection_html, truncation_sentence
-from greenlm.report.tables import COLUMNS, table_notes
+from greenlm.report.tables import COLUMNS, OTHER_SPLIT_HEADER, other_split_cells, other_splits_note, table_notes
 from greenlm.report.target import COST_HEADER, cost_cells, cost_rows
 
 _CSS = """
@@ -244,8 +244,9 @@ def _figure(fig) -> str:
             "</figure>")
 
 
-def _per_class(rows: list[dict], figures: list) -> str:
-    """Each measured model's precision, recall and F1 per class, beside its confusion-matrix figure."""
+def _per_class(rows: list[dict], figures: list, split: str = "dev") -> str:
+    """Each measured model's precision, recall and F1 per class (on ``split``, the reported one), beside its
+    confusion-matrix figure."""
     shown = [r for r in rows if r.get("per_class")]
     if not shown:
         return ""
@@ -259,9 +260,23 @@ def _per_class(rows: list[dict], figures: list) -> str:
         fig = by_stem.get(f"{CONFUSION_STEM}{row['model']}")
         parts.append(f'<div><h3>{_e(row["model"])}</h3><div class="table-wrap"><table class="per-class"><thead>'
                      f'<tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{_figure(fig) if fig else ""}</div>')
-    return (f'<section id="per-class"><h2>Per class (dev)</h2><p class="note">Precision, recall and F1 of each class;'
-            " support: its dev rows; predicted: how often the model chose it. A rare class the model barely learnt"
+    return (f'<section id="per-class"><h2>Per class ({_e(split)})</h2><p class="note">Precision, recall and F1 of'
+            f" each class; support: its {_e(split)} rows; predicted: how often the model chose it. A rare class the"
+            " model barely learnt"
             f' shows here, not in the accuracy.</p><div class="grid">{"".join(parts)}</div></section>')
+
+
+def _other_splits(report: dict) -> str:
+    """Each model's figures on the splits measured beside the reported one (test, when the run reports on dev)."""
+    body = other_split_cells(report)
+    if not body:
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in OTHER_SPLIT_HEADER)
+    rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>" for cells in body)
+    splits = ", ".join(dict.fromkeys(cells[1] for cells in body))
+    return (f'<section id="other-splits"><h2>Also measured: {_e(splits)}</h2><div class="table-wrap"><table><thead>'
+            f'<tr>{head}</tr></thead><tbody>{rows}</tbody></table></div><p class="note">'
+            f"{_e(other_splits_note(report))}</p></section>")
 
 
 def _figures(figures: list, note: str | None = None) -> str:
@@ -361,7 +376,8 @@ fine-tuned teacher. Click a column title to sort.</p>
 {marks}
 {fronts_html}
 </section>
-{_per_class(report["rows"], figures)}
+{_other_splits(report)}
+{_per_class(report["rows"], figures, eval_split_of(report))}
 {_target(report.get("target"))}
 {selection_html(report.get("selection") or [])}
 {_figures(figures, figure_note)}

@@ -12,6 +12,7 @@ import re
 import time
 
 import greenlm
+from greenlm.report.provenance import eval_split_of
 
 _SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -143,22 +144,23 @@ def latex_table(report: dict, *, label: str | None = None) -> str:
     task = escape(report.get("task") or "")
     where = escape(f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('threads') or '?'} thread(s)")
     sources = escape(", ".join(report.get("energy_sources") or []) or "n/a")
-    caption = (f"Models of run \\texttt{{{escape(report.get('run', ''))}}} on the {task} dev set. Retained, compression"
+    split = escape(eval_split_of(report))
+    caption = (f"Models of run \\texttt{{{escape(report.get('run', ''))}}} on the {task} {split} set. Retained, compression"
                " and speedup are relative to the fine-tuned teacher (first row). Latency at batch 1, throughput at"
                f" batch 32, both on {where}. Energy, CO$_2$e and cost are what producing each model cost (its stage"
                f" alone); energy source: {sources}. Best value of each comparable column in bold.")
     if marked:
         caption += r" $^\dagger$Not measured (the run did not finish): figures from the stage folder only."
     if any(r.get("accuracy_ci95_low") is not None for r in rows):
-        caption += (" Accuracy with its 95\\% percentile bootstrap interval over the dev examples (1{,}000 resamples,"
-                    " seed 0).")
+        caption += (f" Accuracy with its 95\\% percentile bootstrap interval over the {split} examples (1{{,}}000"
+                    " resamples, seed 0).")
     if any(r.get("within_noise_of_teacher") for r in rows):
         caption += (" $^{=}$The difference from the teacher is within noise: the 95\\% interval of the paired"
-                    " difference (the same dev examples resampled for both models) holds 0.")
+                    f" difference (the same {split} examples resampled for both models) holds 0.")
     if any((r.get("speed_rounds") or 0) > 1 for r in rows):
         caption += " Latency and throughput: the best interleaved timing round, the range over the rounds beside it."
     if any(r.get("flops_basis") == "expected" for r in rows):
-        caption += " FLOPs marked exp.: expected from the exits taken on dev."
+        caption += f" FLOPs marked exp.: expected from the exits taken on {split}."
     if protocol.get("flops"):
         caption += f" FLOPs: {escape(protocol['flops'])}."
     label = label or f"tab:greenlm-{report.get('run', 'run')}"

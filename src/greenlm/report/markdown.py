@@ -5,7 +5,7 @@ from __future__ import annotations
 from greenlm.report.pareto import TRADEOFF_AXES, fronts_by_noise
 from greenlm.report.data_budget import data_budget_markdown
 from greenlm.report.provenance import eval_split_of, load_sentence, selection_markdown, truncation_sentence
-from greenlm.report.tables import COLUMNS, md_text, table_notes
+from greenlm.report.tables import COLUMNS, md_text, other_splits_markdown, table_notes
 from greenlm.report.target import target_markdown
 
 
@@ -98,7 +98,8 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
                          " (the 95% interval of the paired difference holds 0); with the teacher's accuracy it would"
                          " be dominated. It is no more accurate than the teacher on this evidence.")
         lines.append("")
-    lines += per_class_markdown(report["rows"])
+    lines += other_splits_markdown(report)
+    lines += per_class_markdown(report["rows"], eval_split_of(report))
     lines += data_budget_markdown(report.get("data_budget") or [], split=eval_split_of(report))
     lines += target_markdown(report.get("target"))
     lines += selection_markdown(report.get("selection") or [])
@@ -154,12 +155,13 @@ def report_markdown(report: dict, fronts: dict[str, list[str]], figures: list, *
     return "\n".join(lines)
 
 
-def per_class_markdown(rows: list[dict]) -> list[str]:
-    """Each measured model's precision, recall and F1 per class (dev), with its confusion matrix."""
+def per_class_markdown(rows: list[dict], split: str = "dev") -> list[str]:
+    """Each measured model's precision, recall and F1 per class (on ``split``, the reported one), with its
+    confusion matrix."""
     shown = [r for r in rows if r.get("per_class")]
     if not shown:
         return []
-    lines = ["## Per class (dev)", ""]
+    lines = [f"## Per class ({split})", ""]
     for row in shown:
         lines += [f"**{row['model']}**", "", "| class | precision % | recall % | F1 % | support | predicted |",
                   "|---|---:|---:|---:|---:|---:|"]

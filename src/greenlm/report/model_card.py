@@ -118,27 +118,27 @@ def card_metadata(run: RunData, row: dict) -> dict:
             meta["base_model_relation"] = "finetune"
     meta["metrics"] = ["accuracy", "f1", "matthews_correlation"]
 
-    results_metrics = []
-    for kind, name, value, args in (("accuracy", "Accuracy", accuracy, None),
-                                    ("f1", "Macro F1", macro_f1, {"average": "macro"}),
-                                    ("matthews_correlation", "MCC", mcc, None)):
-        if value is not None:
-            entry = {"type": kind, "value": _round(value), "name": name}
-            if args:
-                entry["args"] = args
-            results_metrics.append(entry)
-    dataset_entry = {"name": dataset_name, "type": dataset_id or str(run.report.get("task") or dataset_name),
-                     "split": _HUB_SPLIT_NAMES.get(split, split)}
-    if dataset_config:
-        dataset_entry["config"] = dataset_config
-    meta["model-index"] = [{
-        "name": f"{run.name}-{stage}",
-        "results": [{
-            "task": {"type": "text-classification", "name": "Text Classification"},
-            "dataset": dataset_entry,
-            "metrics": results_metrics,
-        }],
-    }]
+    def result(split_name: str, figures: tuple) -> dict:
+        entries = []
+        for kind, name, value, args in zip(("accuracy", "f1", "matthews_correlation"), ("Accuracy", "Macro F1", "MCC"),
+                                           figures, (None, {"average": "macro"}, None)):
+            if value is not None:
+                entry = {"type": kind, "value": _round(value), "name": name}
+                if args:
+                    entry["args"] = args
+                entries.append(entry)
+        dataset_entry = {"name": dataset_name, "type": dataset_id or str(run.report.get("task") or dataset_name),
+                         "split": _HUB_SPLIT_NAMES.get(split_name, split_name)}
+        if dataset_config:
+            dataset_entry["config"] = dataset_config
+        return {"task": {"type": "text-classification", "name": "Text Classification"}, "dataset": dataset_entry,
+                "metrics": entries}
+
+    # the reported split first, then the splits measured beside it (test, when the run reports on dev)
+    others = [result(name, (m.get("accuracy"), m.get("macro_f1"), m.get("mcc")))
+              for name, m in (row.get("other_splits") or {}).items()]
+    meta["model-index"] = [{"name": f"{run.name}-{stage}", "results": [result(split, (accuracy, macro_f1, mcc)),
+                                                                        *others]}]
 
     tags = [run.stage_file(s, "pricetag.json") or {} for s in chain]
     tag = run.stage_file(stage, "pricetag.json") or {}
@@ -244,8 +244,8 @@ def _runtime(row: dict) -> str:
     return " ".join(str(row[k]) for k in ("runtime", "precision") if row.get(k)) or "n/a"
 
 
-def _flops_basis(row: dict) -> str:
-    return ", expected from the exits taken on dev" if row.get("flops_basis") == "expected" else ""
+def _flops_basis(row: dict, split: str) -> str:
+    return f", expected from the exits taken on {split}" if row.get("flops_basis") == "expected" else ""
 
 
 def model_card(run: RunData, row: dict) -> str:
@@ -299,8 +299,9 @@ def model_card(run: RunData, row: dict) -> str:
                   yaml.safe_dump({stage: {"type": method, **settings}}, sort_keys=False).rstrip(), "```", "",
                   "</details>", ""]
 
+    examples = row.get("examples") if row.get("examples") is not None else reported.get("examples", "n/a")
     lines += ["## Evaluation", "",
-              f"On the `{task}` {split} split ({reported.get('examples', 'n/a')} examples):", "",
+              f"On the `{task}` {split} split ({examples} examples):", "",
               "| metric | value |", "|---|---:|",
               f"| accuracy | {_num(None if row.get('accuracy') is None else 100 * row['accuracy'], '.2f', ' %')}"
               f"{_interval(row)} |",
@@ -311,11 +312,18 @@ def model_card(run: RunData, row: dict) -> str:
               f"| runtime and precision | {_runtime(row)} |",
               f"| parameters | {_num(row.get('params'), ',')} |",
               f"| compression vs the teacher | {_num(row.get('compression_x'), '.2f', 'x')} |",
-              f"| FLOPs per example (forward{_flops_basis(row)}) | {_num(row.get('flops_per_example'), ',.0f')} |",
+              f"| FLOPs per example (forward{_flops_basis(row, split)}) | {_num(row.get('flops_per_example'), ',.0f')} |",
               f"| latency p50, batch 1 | {_num(row.get('latency_ms_p50'), '.2f', ' ms')} |",
               f"| throughput, batch 32 | {_num(row.get('throughput_examples_per_s'), ',.1f', ' examples/s')} |",
               f"| speedup vs the teacher | {_num(row.get('speedup_x'), '.2f', 'x')} |",
               f"| size on disk | {_num(row.get('size_mb'), '.2f', ' MB')} |", ""]
+    for name, m in (row.get("other_splits") or {}).items():  # test, when the run reports on dev
+        interval = ("" if m.get("accuracy_ci95_low") is None else
+                    f" (95% interval {100 * m['accuracy_ci95_low']:.2f}-{100 * m['accuracy_ci95_high']:.2f} %)")
+        accuracy_pct = None if m.get("accuracy") is None else 100 * m["accuracy"]
+        lines += [f"On the `{task}` {name} split ({m.get('examples', 'n/a')} examples), measured once after every"
+                  f" choice was made: accuracy {_num(accuracy_pct, '.2f', ' %')}{interval}, macro F1"
+                  f" {_num(m.get('macro_f1'), '.4f')}, MCC {_num(m.get('mcc'), '.4f')}.", ""]
     machine = run.report.get("machine") or {}
     if machine:
         lines += [f"Speed measured on {machine.get('cpu') or 'n/a'}, {machine.get('threads') or '?'} thread(s),"
@@ -358,8 +366,9 @@ def model_card(run: RunData, row: dict) -> str:
                       " writes an ONNX graph that ONNX Runtime runs.", ""]
 
     lines += ["## Limits", "",
-              f"- Evaluated on one split (`{task}` {split}, {reported.get('examples', 'n/a')} examples) of one task;"
-              " accuracy on other text (domains, lengths, languages) is unknown.",
+              f"- Evaluated on the `{task}` {', '.join([split, *(row.get('other_splits') or {})])} split(s)"
+              f" ({examples} examples reported) of one task; accuracy on other text (domains, lengths, languages) is"
+              " unknown.",
               _choice_limit(metrics, split),
               "- It inherits what the teacher and the training data hold, biases included; nothing here measures them.",
               "- Speed and energy figures are for the machine above and change with hardware, threads and batch size;"

@@ -100,7 +100,8 @@ def build_figures(run: RunData) -> list:
     if not figs.available():
         raise figs.FiguresUnavailable(figs.MISSING_MATPLOTLIB)
     region = target_region(run.measured_rows(), target_settings(run.recipe))
-    out = figs.tradeoff_figures(run.measured_rows(), teacher=run.teacher_stage, target=region)
+    split = eval_split_of(run.report)
+    out = figs.tradeoff_figures(run.measured_rows(), teacher=run.teacher_stage, target=region, split=split)
     for row in run.rows:
         curve = run.stage_file(row["model"], "curve.json") if row["report_status"] in (MEASURED, NOT_MEASURED) else None
         if curve:
@@ -108,7 +109,7 @@ def build_figures(run: RunData) -> list:
             if fig is not None:
                 out.append(fig)
     for row in run.measured_rows():
-        fig = confusion_figure(row["model"], row.get("confusion_matrix"))
+        fig = confusion_figure(row["model"], row.get("confusion_matrix"), split)
         if fig is not None:
             out.append(fig)
     budget = data_budget_figure(run.report.get("data_budget") or [], split=eval_split_of(run.report))

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from greenlm.common import GreenlmError, read_json
-from greenlm.report.provenance import eval_metrics, eval_split_of, selections
+from greenlm.report.provenance import eval_split_of, selections
 from greenlm.report.target import mark_rows, target_record, target_settings
 from greenlm.report.uncertainty import FIELDS as UNCERTAINTY_FIELDS
 
@@ -152,6 +152,7 @@ def load_run(run_dir: str | Path) -> RunData:
     data = RunData(run_dir, str(recipe.get("name") or run_dir.name), recipe, {}, measurements, notes)
 
     stages = data.stages()
+    split = _reported_split(data, saved, measurements)  # unmeasured rows show their stage's figures on it
     rows, not_measured, interrupted, not_run = [], [], [], []
     for name, body in stages.items():
         body = body or {}
@@ -164,7 +165,7 @@ def load_run(run_dir: str | Path) -> RunData:
                 rows.append({**row, "report_status": MEASURED})
                 continue
         if record is not None:
-            rows.append(_row_from_folder(data, name, body, NOT_MEASURED))
+            rows.append(_row_from_folder(data, name, body, NOT_MEASURED, split))
             not_measured.append(name)
         elif (run_dir / WORK / name).exists():
             rows.append(_empty_row(name, body, INTERRUPTED))
@@ -194,39 +195,51 @@ def load_run(run_dir: str | Path) -> RunData:
     header.setdefault("run", data.name)
     header.setdefault("task", recipe.get("task"))
     header.setdefault("teacher", recipe.get("teacher"))
-    header.setdefault("eval_split", _reported_split(data, saved, measurements))
+    header.setdefault("eval_split", split)
     header.setdefault("machine", (measurements or {}).get("machine") or _machine_from_tags(data, rows))
     header.setdefault("protocol", (measurements or {}).get("protocol") or {})
     header["energy_sources"] = sorted({r["energy_source"] for r in rows if r.get("energy_source")})
     data.report = {**header, **checks(recipe, rows, {r["model"]: data.stage_file(r["model"], "metrics.json")
                                                      for r in rows if r["report_status"] in (MEASURED, NOT_MEASURED)},
-                                      reported=header["eval_split"]),
+                                      reported=header["eval_split"], measurements=measurements),
                    "rows": rows}
     return data
 
 
 def _reported_split(data: RunData, saved: dict | None, measurements: dict | None) -> str:
-    """The split the run's figures come from: as report.json or the measuring pass says, else as the teacher's
-    metrics.json says (a run that stopped before measuring)."""
+    """The split the run's figures come from: as report.json or the measuring pass says, else as the recipe names
+    it, else as the teacher's metrics.json says (a run that stopped before measuring)."""
     teacher = data.stage_file(data.teacher_stage, "metrics.json") if data.teacher_stage else None
-    for record in (saved, measurements, teacher):
+    named = {"eval_split": (data.recipe.get("evaluation") or {}).get("split")}
+    for record in (saved, measurements, named, teacher):
         if isinstance(record, dict) and record.get("eval_split"):
             return eval_split_of(record)
     return eval_split_of(None)
 
 
-def checks(recipe: dict, rows: list[dict], metrics_by_stage: dict[str, dict | None], *, reported: str) -> dict:
+def checks(recipe: dict, rows: list[dict], metrics_by_stage: dict[str, dict | None], *, reported: str,
+           measurements: dict | None = None) -> dict:
     """What report.json adds to the rows, the same for ``greenlm run`` and ``greenlm report``: each row's
     ``on_front`` and ``meets_target`` (set in place), ``target`` (None without one), ``selection`` (choices, and
     whether one was made on ``reported``, the split the figures come from), ``train_filter`` (the data
-    filters' record, None without) and ``truncation`` (rows per split the teacher's fine-tuning cut, None without)."""
+    filters' record, None without) and ``truncation`` (rows per split the teacher's fine-tuning cut, None without;
+    a split the run's stages never saw, test, as the measuring pass read it for the teacher)."""
     settings = target_settings(recipe)
     mark_rows(rows, settings)
     filters = [m["train_filter"] for m in metrics_by_stage.values() if isinstance(m, dict) and m.get("train_filter")]
-    truncation = [m["truncation"] for m in metrics_by_stage.values()
-                  if isinstance(m, dict) and m.get("method") == "finetune" and isinstance(m.get("truncation"), dict)]
+    teacher = next((stage for stage, m in metrics_by_stage.items()
+                    if isinstance(m, dict) and m.get("method") == "finetune" and isinstance(m.get("truncation"), dict)),
+                   None)
+    truncation = None
+    if teacher is not None:
+        truncation = dict(metrics_by_stage[teacher]["truncation"])
+        measured = ((measurements or {}).get("models") or {}).get(teacher) or {}
+        for split in [(measurements or {}).get("eval_split"), *((measurements or {}).get("other_splits") or ())]:
+            record = (measured.get(split) or {}).get("truncation") if split else None
+            if isinstance(record, dict) and split not in truncation:
+                truncation[split] = record
     return {"target": target_record(rows, settings), "selection": selections(metrics_by_stage, reported),
-            "train_filter": filters[0] if filters else None, "truncation": truncation[0] if truncation else None}
+            "train_filter": filters[0] if filters else None, "truncation": truncation}
 
 
 def _machine_from_tags(data: RunData, rows: list[dict]) -> dict:
@@ -258,13 +271,14 @@ def weights_bytes(folder: Path) -> int:
                and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def _row_from_folder(data: RunData, name: str, body: dict, status: str) -> dict:
-    """What a finished but unmeasured stage's folder says: its own dev metrics, params, size, price tag."""
+def _row_from_folder(data: RunData, name: str, body: dict, status: str, split: str) -> dict:
+    """What a finished but unmeasured stage's folder says: its own metrics on ``split`` (the run's reported split;
+    none when the stage never saw it, as a run's stages never see test), params, size, price tag."""
     folder = data.stage_dir(name)
     row = _empty_row(name, body, status)
     row["status"] = "finished"
     row["folder"] = str(folder)
-    reported = eval_metrics(data.stage_file(name, "metrics.json"))
+    reported = ((data.stage_file(name, "metrics.json") or {}).get("splits") or {}).get(split) or {}
     for key in ("accuracy", "macro_f1", "mcc"):
         row[key] = reported.get(key)
     row["params"] = _params_from_config(folder)

@@ -98,15 +98,16 @@ COLUMNS = [
 def table_notes(report: dict) -> list[str]:
     """What the marks of the table mean, one sentence each, only for the marks the rows use."""
     rows = report.get("rows") or []
+    split = eval_split_of(report)
     notes = []
     if any(r.get("accuracy_ci95_low") is not None for r in rows):
-        notes.append("Accuracy 95% CI: percentile bootstrap over the dev examples (1,000 resamples, seed 0).")
+        notes.append(f"Accuracy 95% CI: percentile bootstrap over the {split} examples (1,000 resamples, seed 0).")
     if any(r.get("accuracy_vs_teacher") for r in rows):
         notes.append("vs teacher: accuracy minus the teacher's in points, with the 95% interval of the paired"
-                     " difference (the same dev examples resampled for both models); `=` marks a difference within"
-                     " noise (the interval holds 0): neither a loss nor a win.")
+                     f" difference (the same {split} examples resampled for both models); `=` marks a difference"
+                     " within noise (the interval holds 0): neither a loss nor a win.")
     if any(r.get("flops_basis") == "expected" for r in rows):
-        notes.append("FLOPs marked exp.: expected per example from the exits the model took on dev (a model with"
+        notes.append(f"FLOPs marked exp.: expected per example from the exits the model took on {split} (a model with"
                      " exits), not its full depth.")
     rounds = max((r.get("speed_rounds") or 0 for r in rows), default=0)
     if rounds > 1:
@@ -116,6 +117,41 @@ def table_notes(report: dict) -> list[str]:
         notes.append("Runtime: the engine and precision the model ran in while measured (an int8 row in"
                      " onnxruntime changed runtime as well as precision).")
     return notes
+
+
+OTHER_SPLIT_HEADER = ("model", "split", "examples", "accuracy %", "accuracy 95% CI", "macro-F1 %", "MCC")
+
+
+def other_split_cells(report: dict) -> list[list[str]]:
+    """One row per model and split measured beside the reported one (test, when the run reports on dev)."""
+    out = []
+    for row in report.get("rows") or []:
+        for split, m in (row.get("other_splits") or {}).items():
+            def pct(key):
+                return _num(None if m.get(key) is None else 100 * m[key], 2)
+            out.append([str(row["model"]), str(split), "n/a" if m.get("examples") is None else f"{m['examples']:,}",
+                        pct("accuracy"), _ci(m), pct("macro_f1"), _num(m.get("mcc"), 3)])
+    return out
+
+
+def other_splits_note(report: dict) -> str | None:
+    """What the other-splits table is (None when the run measured no split beside the reported one)."""
+    splits = list(dict.fromkeys(cells[1] for cells in other_split_cells(report)))
+    if not splits:
+        return None
+    return (f"The same models on {', '.join(splits)}: evaluated once per model in the measuring pass (the stages"
+            f" never saw it), and nothing was chosen on it. The tables above report {eval_split_of(report)}.")
+
+
+def other_splits_markdown(report: dict) -> list[str]:
+    """report.md's section with each model's figures on the splits measured beside the reported one."""
+    body = other_split_cells(report)
+    if not body:
+        return []
+    splits = ", ".join(dict.fromkeys(cells[1] for cells in body))
+    return [f"## Also measured: {splits}", "", other_splits_note(report), "",
+            "| " + " | ".join(OTHER_SPLIT_HEADER) + " |", "|---|---|" + "---:|" * (len(OTHER_SPLIT_HEADER) - 2),
+            *["| " + " | ".join(md_text(c) for c in cells) + " |" for cells in body], ""]
 
 
 def comparison_rows_text(report: dict) -> tuple[list[str], list[list[str]]]:
@@ -153,5 +189,6 @@ def comparison_markdown(report: dict) -> str:
         "- stage energy, CO2e and cost are what producing that model cost (its stage alone); report.json also has"
         " the cumulative cost along its chain of stages",
         "",
+        *other_splits_markdown(report),
     ]
     return "\n".join(lines)

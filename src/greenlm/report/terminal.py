@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from greenlm.report.provenance import eval_split_of, load_sentence
-from greenlm.report.tables import COLUMNS, table_notes
+from greenlm.report.tables import COLUMNS, other_split_cells, table_notes
 
 _TERMINAL_COLUMNS = ("model", "method", "runtime", "accuracy", "accuracy_ci95_low", "macro_f1", "mcc",
                      "performance_retained_pct", "params", "flops_per_example", "latency_ms_p50",
@@ -31,6 +31,11 @@ def print_report(report: dict) -> None:
     for note in table_notes(report):
         if not note.startswith("vs teacher"):  # the terminal shows = in the retained column, not the interval
             console.print(note, markup=False, highlight=False)
+    by_split: dict[str, list[str]] = {}
+    for model, split, examples, accuracy, interval, *_ in other_split_cells(report):
+        by_split.setdefault(f"{split} ({examples} rows)", []).append(f"{model} {accuracy}% ({interval})")
+    for split, figures in by_split.items():  # test, when the run reports on dev: measured once per model
+        console.print(f"Accuracy on {split}, 95% CI: {', '.join(figures)}.", markup=False, highlight=False)
     if any(r.get("within_noise_of_teacher") for r in report["rows"]):
         console.print("retained % marked =: the difference from the teacher is within noise (95% paired bootstrap"
                       " interval holds 0; report.md has the interval).", markup=False, highlight=False)

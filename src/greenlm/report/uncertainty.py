@@ -11,9 +11,11 @@ from __future__ import annotations
 from greenlm.measure import stats
 
 # every field row_statistics fills (None where the measuring pass kept no such record: older runs)
-FIELDS = ("accuracy_ci95_low", "accuracy_ci95_high", "accuracy_vs_teacher", "within_noise_of_teacher",
+FIELDS = ("examples", "accuracy_ci95_low", "accuracy_ci95_high", "accuracy_vs_teacher", "within_noise_of_teacher",
           "per_class", "confusion_matrix", "runtime", "precision", "flops_basis", "speed_rounds",
-          "latency_ms_p50_min", "latency_ms_p50_max", "throughput_examples_per_s_min", "throughput_examples_per_s_max")
+          "latency_ms_p50_min", "latency_ms_p50_max", "throughput_examples_per_s_min", "throughput_examples_per_s_max",
+          "other_splits")
+OTHER_SPLIT_FIELDS = ("examples", "accuracy", "macro_f1", "mcc")  # of each split measured beside the reported one
 
 
 def correct_vector(measured: dict) -> list[bool] | None:
@@ -25,11 +27,15 @@ def correct_vector(measured: dict) -> list[bool] | None:
     return [g == p for g, p in zip(gold, predicted)]
 
 
-def row_statistics(measured: dict, teacher: dict | None, split: str = "dev") -> dict:
+def row_statistics(measured: dict, teacher: dict | None, split: str = "dev", others=()) -> dict:
     """The fields of ``FIELDS`` for one model's measuring-pass record; ``teacher``: the teacher's record, or None
-    for the teacher itself (its row has no difference from itself); ``split``: the reported split."""
+    for the teacher itself (its row has no difference from itself); ``split``: the reported split; ``others``: the
+    splits measured beside it (test, when the run reports on dev), whose figures go to ``other_splits``."""
     out = dict.fromkeys(FIELDS)
     dev = measured.get(split) or {}
+    out["examples"] = dev.get("examples")
+    out["other_splits"] = {name: other_split_figures(measured[name]) for name in others
+                           if isinstance(measured.get(name), dict)} or None
     correct = correct_vector(measured)
     if correct is not None:
         interval = stats.accuracy_interval(sum(correct), len(correct))
@@ -51,6 +57,15 @@ def row_statistics(measured: dict, teacher: dict | None, split: str = "dev") -> 
         if spread is not None:
             out[f"{key}_min"], out[f"{key}_max"] = spread["min"], spread["max"]
             out["speed_rounds"] = spread["rounds"]
+    return out
+
+
+def other_split_figures(metrics: dict) -> dict:
+    """What a report row keeps of a split measured beside the reported one: rows, accuracy (and its 95% interval),
+    macro-F1, MCC."""
+    out = {key: metrics.get(key) for key in OTHER_SPLIT_FIELDS}
+    interval = metrics.get("accuracy_ci95") or {}
+    out["accuracy_ci95_low"], out["accuracy_ci95_high"] = interval.get("low"), interval.get("high")
     return out
 
 

@@ -29,9 +29,9 @@ import numpy as np
 
 import greenlm
 from greenlm.common import GreenlmError, atomic_write_json, read_json
-from greenlm.data import UNLABELED, EncodedSplit, TaskSplit, encode_split
+from greenlm.data import UNLABELED, EncodedSplit, TaskSplit, auto_max_length, encode_split
 from greenlm.models.early_exit import FORMAT as EARLY_EXIT_FORMAT
-from greenlm.models.loading import LoadedModel, load_classifier
+from greenlm.models.loading import LoadedModel, input_max_length, load_classifier, model_max_length
 from greenlm.models.quantized import torch_int8_settings
 from greenlm.runtime.folders import (ONNX_FILE, ONNX_FORMAT, export_folder,  # noqa: F401 (re-exported)
                                      load_onnx_folder, onnx_settings, require_classifier, saved_max_length,
@@ -55,6 +55,7 @@ class Predictor:
     max_length: int
     batch_size: int = 32
     choice: dict = field(default_factory=dict)  # how the runtime was chosen: candidates and their measured speed
+    positions: int | None = None  # the longest input the model's position table allows (tokens)
 
     @property
     def pad_token_id(self) -> int:
@@ -201,7 +202,7 @@ def load(path: str | os.PathLike, *, runtime: str = "auto", threads: int | None 
                       "measured": False}
     chosen = build_runtime(choice["runtime"], loaded, threads=choice["threads"], work_dir=work)
     return Predictor(chosen, loaded.tokenizer, loaded.labels, max_length or saved_max_length(config),
-                     batch_size or choice["batch_size"], choice)
+                     batch_size or choice["batch_size"], choice, model_max_length(config))
 
 
 def _measure_choice(loaded: LoadedModel, candidates: list[str], thread_options: list[int], batch_size: int | None,
@@ -262,13 +263,14 @@ def _write_choice(key: str, choice: dict) -> None:
 
 
 def predict_split(model: str, split: TaskSplit, *, runtime: str = "torch", batch_size: int = 64,
-                  max_length: int | None = None, allow_pickle: bool = False, progress: bool = False,
+                  max_length: int | str | None = None, allow_pickle: bool = False, progress: bool = False,
                   on_note=print) -> Iterator[dict]:
     """Label every row of ``split`` (``TaskSplit`` with or without labels) with the model folder ``model``.
 
     ``runtime``: ``torch`` (the model as loaded; early-exit models report each row's exit layer), ``auto``
     (the fastest runtime measured on this machine, ``load``) or a named runtime. Early-exit models always
-    run on torch: their exits are data-dependent control flow. Yields one JSON-ready dict per row.
+    run on torch: their exits are data-dependent control flow. ``max_length``: tokens per row; "auto": the length
+    that covers most of the rows (said to ``on_note``); None: the model's own. Yields one JSON-ready dict per row.
     """
     from greenlm.runtime.inference import predict_records
 
@@ -276,16 +278,20 @@ def predict_split(model: str, split: TaskSplit, *, runtime: str = "torch", batch
         on_note("early-exit models run on the torch runtime (exits need it); --runtime ignored")
         runtime = "torch"
     if runtime != "torch":  # sorted batches, the runtime and batch size measured fastest here
-        predictor = load(model, runtime=runtime, max_length=max_length, allow_pickle=allow_pickle)
+        auto = max_length == "auto"
+        predictor = load(model, runtime=runtime, max_length=None if auto else max_length, allow_pickle=allow_pickle)
+        if auto:
+            predictor.max_length = auto_max_length(split, predictor.tokenizer, predictor.positions, on_note,
+                                                   "input rows")
         for i, record in enumerate(predictor.predict(split.text_a, split.text_b)):
             pair = {"text_b": split.text_b[i]} if split.text_b is not None else {}
             yield {"text": split.text_a[i], **pair, **record}
         return
     loaded = load_classifier(model, allow_pickle=allow_pickle)
-    saved = getattr(loaded.model.config, "greenlm", None) or {}
-    yield from predict_records(loaded.model, loaded.tokenizer, split, loaded.labels,
-                               max_length=max_length or saved.get("max_length") or 128, batch_size=batch_size,
-                               progress="predict" if progress else None, on_note=on_note)
+    max_length = input_max_length(loaded.model.config, loaded.tokenizer, max_length, split, on_note,
+                                  rows_name="input rows")
+    yield from predict_records(loaded.model, loaded.tokenizer, split, loaded.labels, max_length=max_length,
+                               batch_size=batch_size, progress="predict" if progress else None, on_note=on_note)
 
 
 def _is_early_exit_folder(model: str) -> bool:

@@ -2,7 +2,7 @@
 
     def run(ctx: StageContext, config: DistillConfig) -> StageOutput:
         loaded = ctx.load_input()                       # the upstream model, checked
-        max_length = ctx.max_length(loaded.model, config.max_length)
+        max_length = ctx.max_length(loaded.model, config.max_length, loaded.tokenizer)
         with ctx.phase("train") as tag:                 # a price-tag phase, kept across resumes
             ...                                         # checkpoints go to ctx.work_dir
         ctx.note("something the user should know")     # printed now, kept in metrics.json
@@ -22,8 +22,6 @@ from pathlib import Path
 from greenlm.common import GreenlmError
 from greenlm.data import Task, TaskSplit, align_labels, is_labelled, selection_record, selection_split_name
 from greenlm.stage.costs import PhaseCosts
-
-DEFAULT_MAX_LENGTH = 128
 
 
 @dataclass
@@ -74,16 +72,13 @@ class StageContext:
                                " folder written by greenlm train or a stage")
         return load_classifier(str(self.input_dir), **kwargs)
 
-    def max_length(self, model, configured: int | None) -> int:
-        """Tokens per input: the setting, else what the model was fine-tuned with, else 128; checked."""
-        from greenlm.models import model_max_length
+    def max_length(self, model, configured: int | str | None, tokenizer=None) -> int:
+        """Tokens per input: the setting; "auto": the length that covers most training rows (said in a note; needs
+        ``tokenizer``); None: what the model was fine-tuned with, else 128. Checked against the model's positions."""
+        from greenlm.models import input_max_length
 
-        saved = getattr(model.config, "greenlm", None) or {}
-        value = configured or saved.get("max_length") or DEFAULT_MAX_LENGTH
-        limit = model_max_length(model.config)
-        if value > limit:
-            raise GreenlmError(f"{self.method}: max_length {value} is above what the model's positions allow ({limit})")
-        return value
+        return input_max_length(model.config, tokenizer, configured, self.task.splits.get("train"), self.note,
+                                who=f"{self.method}: max_length")
 
     # ---- the task's data, in the model's label ids ----
     def align(self, split: TaskSplit, labels: list[str], who: str = "the input model") -> TaskSplit:

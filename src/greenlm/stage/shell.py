@@ -3,9 +3,9 @@ come here.
 
     result = run_stage("distill", "runs/teacher", task, DistillConfig(student="4x312"), Path("runs/student"))
 
-1. Identity: the method, its resolved settings, the task's content fingerprint, the input model's
-   artifact hash (and the teacher's, for methods that learn from it), the greenlm version. Its sha256
-   is the stage's key.
+1. Identity: the method, its resolved settings, the task's content fingerprint (and the split it reports on,
+   when not its default), the input model's artifact hash (and the teacher's, for methods that learn from it),
+   the greenlm version. Its sha256 is the stage's key.
 2. Reuse: a finished folder with the same key is returned as it is ("reused"); a folder holding
    something else is refused with one line, unless the caller replaces it (``greenlm run``).
 3. Lock and resume: the output folder is locked for the whole stage (a second process stops with one
@@ -33,6 +33,7 @@ from pathlib import Path
 import greenlm
 from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text, read_json, recover_dir
 from greenlm.data import Task, describe_filter
+from greenlm.data.tasks import default_eval_split
 from greenlm.measure import PriceTagWarning
 from greenlm.measure.distributed import Launch
 from greenlm.stage.context import StageContext
@@ -163,6 +164,8 @@ def stage_identity(method: str, config, task: Task, source: str | Path, *, teach
         "teacher": None,
         "greenlm_version": greenlm.__version__,
     }
+    if task.eval_split != default_eval_split(task.splits):  # metrics.json names it and reports on it (a stage
+        identity["eval_split"] = task.eval_split  # reporting on the default keeps the key it had before)
     if registration.input == "spec":
         identity["teacher"] = spec_identity or model_spec_identity(str(source))
     else:

@@ -12,10 +12,8 @@ from pathlib import Path
 import torch
 
 from greenlm.common import GreenlmError
-from greenlm.data import (Task, covering_length, encode_split, selection_record, selection_split_name, token_lengths,
-                          truncation_line, truncation_record)
-from greenlm.data.encode import AUTO_LENGTH_SHARE
-from greenlm.models import load_classifier, model_max_length
+from greenlm.data import Task, encode_split, selection_record, selection_split_name, truncation_records
+from greenlm.models import input_max_length, load_classifier
 from greenlm.train.config import TrainConfig
 from greenlm.train.loop import Callback, evaluate, train
 
@@ -64,16 +62,10 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
     for note in loaded.notes:
         on_note(note)
     model, tokenizer = loaded.model, loaded.tokenizer
-    limit = model_max_length(model.config)
-    if max_length == "auto":
-        max_length = _covering_max_length(train_split, tokenizer, limit, on_note)
-    if max_length > limit:
-        raise GreenlmError(f"--max-length {max_length} is above what the model's positions allow ({limit}); use <= {limit}")
+    max_length = input_max_length(model.config, tokenizer, max_length, train_split, on_note)
     train_data = encode_split(train_split, tokenizer, max_length)
     dev_data = encode_split(dev_split, tokenizer, max_length) if dev_split is not None else None
-    truncation = {"train": truncation_record(train_data)}
-    if dev_data is not None:
-        truncation[select_name] = truncation_record(dev_data)
+    encoded = {"train": train_data, **({select_name: dev_data} if dev_data is not None else {})}
     recorder = None
     if record_dynamics_to is not None:
         from greenlm.train.dynamics import DynamicsRecorder
@@ -94,11 +86,10 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
     splits = {select_name: result.best_metrics} if result.best_metrics else {}
     for name, split in task.splits.items():
         if name != "train" and name not in splits:
-            encoded = encode_split(split, tokenizer, max_length)
-            truncation[name] = truncation_record(encoded)
-            splits[name] = evaluate(model, encoded, pad_token_id=tokenizer.pad_token_id, num_labels=len(task.labels))
-    for name, record in truncation.items():
-        on_note(truncation_line(name, record))
+            encoded[name] = encode_split(split, tokenizer, max_length)
+            splits[name] = evaluate(model, encoded[name], pad_token_id=tokenizer.pad_token_id,
+                                    num_labels=len(task.labels))
+    truncation = truncation_records(encoded, on_note)
     from greenlm.models.linear_attention import kept_metadata  # linear attention and extended positions stay
 
     model.config.greenlm = {**kept_metadata(model.config), "task": task.name, "labels": list(task.labels),
@@ -122,18 +113,6 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
         "truncation": truncation,
         **extra,
     })
-
-
-def _covering_max_length(train_split, tokenizer, limit: int, on_note) -> int:
-    """``max_length auto``: the token length that covers AUTO_LENGTH_SHARE of the training rows, said in a note."""
-    lengths = token_lengths(train_split, tokenizer)
-    chosen = covering_length(lengths, AUTO_LENGTH_SHARE)
-    capped = min(chosen, limit)
-    covered = sum(1 for n in lengths if n <= capped) / len(lengths)
-    cap = f" (capped at the model's {limit} positions)" if capped < chosen else ""
-    on_note(f"max_length auto: {capped} tokens{cap} covers {100 * covered:.1f}% of the {len(lengths):,} training rows"
-            f" (aim: {100 * AUTO_LENGTH_SHARE:g}%)")
-    return max(capped, 8)
 
 
 def _subset_rows(full, subset, n: int, seed: int) -> list[int]:
