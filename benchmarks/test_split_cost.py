@@ -85,6 +85,7 @@ def main() -> None:
     lines = [f"| {name} | {stages.get(name, float('nan')):.1f} | {dev_s[name]:.2f} | {test_s[name]:.2f} |"
              for name in models]
     verdict = "met" if share < 0.05 else "MISSED"
+    load = measured["machine"].get("load") or {}
 
     baseline_text = ""
     if args.baseline:
@@ -108,12 +109,14 @@ Difference of the two wall times: {added:+.1f} s ({100 * added / without['wall_s
     body = f"""Command: `python benchmarks/test_split_cost.py{' --baseline' if args.baseline else ''} --doc` (`greenlm run {args.recipe}
 --set task={args.task}`, bundled: train, dev and a labelled test split of {rows:,} rows; a fresh Python process,
 runs folder emptied first). Machine: {machine_line()}. Date: {datetime.date.today().isoformat()}.
-Load average before / after the run: {with_test['load_before']:.2f} / {with_test['load_after']:.2f} (other
-work shared the 2 CPUs).
+Load average before / after the run: {with_test['load_before']:.2f} / {with_test['load_after']:.2f}; while the
+measuring pass timed the models: {load.get('loadavg_1m_before')} / {load.get('loadavg_1m_after')}, other processes
+{100 * (load.get('other_processes_cpu_share') or 0):.0f}% of the CPU.
 
 The stages of a run never see the test split; the measuring pass evaluates it once per model and times that
 (tokenizing, predicting, scoring: `measurements.json`, `models.<m>.test.seconds`), so that is what the test split
-adds. Timed within the run, beside the run's own total, the share does not depend on how busy the machine was.
+adds. Timed within the run, beside the run's own total, the share is far less sensitive to a busy machine than
+the difference of two runs: both parts slow down together, as long as the load stays alike through the run.
 
 | model | its stage s | reported split ({measured['eval_split']}) evaluation s | test evaluation s |
 |---|---:|---:|---:|

@@ -366,9 +366,10 @@ def model_card(run: RunData, row: dict) -> str:
                       " writes an ONNX graph that ONNX Runtime runs.", ""]
 
     lines += ["## Limits", "",
-              f"- Evaluated on the `{task}` {', '.join([split, *(row.get('other_splits') or {})])} split(s)"
-              f" ({examples} examples reported) of one task; accuracy on other text (domains, lengths, languages) is"
-              " unknown.",
+              f"- Evaluated on one task (`{task}` {split}, {examples} examples"
+              + "".join(f"; {name}, {m.get('examples', 'n/a')} examples" for name, m in
+                        (row.get("other_splits") or {}).items())
+              + "); accuracy on other text (domains, lengths, languages) is unknown.",
               _choice_limit(metrics, split),
               "- It inherits what the teacher and the training data hold, biases included; nothing here measures them.",
               "- Speed and energy figures are for the machine above and change with hardware, threads and batch size;"
