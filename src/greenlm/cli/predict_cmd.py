@@ -14,8 +14,8 @@ import typer
 def predict_command(
     model: Annotated[str, typer.Argument(help="A model folder saved by greenlm (or any HF classifier folder).")],
     input_file: Annotated[str, typer.Argument(help="File with one text (or a tab-separated pair) per line; '-' reads stdin.")] = "-",
-    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 64,
-    max_length: Annotated[Optional[int], typer.Option(help="Token limit (default: the one the model was trained with).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Examples per forward pass.")] = 64,
+    max_length: Annotated[Optional[int], typer.Option(min=1, help="Token limit (default: the one the model was trained with).")] = None,
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights: only for sources you trust.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with ETA (on stderr).")] = True,
     runtime: Annotated[str, typer.Option(help="torch: the model as loaded; auto: the fastest runtime measured on this machine (greenlm.load, cached); or torch-fp32, torch-bf16, torch-int8, onnx-fp32, onnx-int8.")] = "torch",

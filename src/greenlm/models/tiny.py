@@ -18,6 +18,9 @@ _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # allocates tens of gigabytes.
 _TINY_MAX = {"layers": 48, "hidden": 4096, "heads": 64, "ffn": 16384, "vocab": 250_000, "positions": 65_536}
 _TINY_MAX_PARAMETERS = 500_000_000
+# ... and these below which the model cannot read a sentence: 5 special tokens leave a vocabulary of 16 a few letters,
+# and 8 positions hold [CLS], six tokens and [SEP]
+_TINY_MIN = {"vocab": 16, "positions": 8}
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class TinySpec:
         for key, most in _TINY_MAX.items():
             if getattr(tiny, key) > most:
                 raise GreenlmError(f"tiny model setting '{key}' is {getattr(tiny, key)}; a tiny model has at most {most}")
+        for key, least in _TINY_MIN.items():
+            if getattr(tiny, key) < least:
+                raise GreenlmError(f"tiny model setting '{key}' is {getattr(tiny, key)}; a tiny model needs at least"
+                                   f" {least}")
         if tiny.parameter_estimate() > _TINY_MAX_PARAMETERS:
             raise GreenlmError(f"tiny model '{spec}' would have about {tiny.parameter_estimate() / 1e6:,.0f}M"
                                f" parameters; tiny models are for tests and demos (at most"

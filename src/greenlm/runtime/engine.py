@@ -200,7 +200,7 @@ def load(path: str | os.PathLike, *, runtime: str = "auto", threads: int | None 
             choice = {"runtime": candidates[0], "threads": thread_options[0], "batch_size": batch_size or 32,
                       "measured": False}
     chosen = build_runtime(choice["runtime"], loaded, threads=choice["threads"], work_dir=work)
-    return Predictor(chosen, loaded.tokenizer, loaded.labels, max_length or saved_max_length(config),
+    return Predictor(chosen, loaded.tokenizer, loaded.labels, max_length if max_length is not None else saved_max_length(config),
                      batch_size or choice["batch_size"], choice)
 
 
@@ -284,7 +284,7 @@ def predict_split(model: str, split: TaskSplit, *, runtime: str = "torch", batch
     loaded = load_classifier(model, allow_pickle=allow_pickle)
     saved = getattr(loaded.model.config, "greenlm", None) or {}
     yield from predict_records(loaded.model, loaded.tokenizer, split, loaded.labels,
-                               max_length=max_length or saved.get("max_length") or 128, batch_size=batch_size,
+                               max_length=max_length if max_length is not None else saved.get("max_length") or 128, batch_size=batch_size,
                                progress="predict" if progress else None, on_note=on_note)
 
 

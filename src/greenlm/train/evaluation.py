@@ -15,7 +15,7 @@ def evaluate_on_task(model_spec: str, task: Task, split_name: str, *, batch_size
     loaded = load_classifier(model_spec, allow_pickle=allow_pickle)
     model, tokenizer = loaded.model, loaded.tokenizer
     saved = getattr(model.config, "greenlm", None) or {}
-    max_length = max_length or saved.get("max_length") or 128
+    max_length = max_length if max_length is not None else saved.get("max_length") or 128
     limit = model_max_length(model.config)
     if max_length > limit:
         raise GreenlmError(f"--max-length {max_length} is above what the model's positions allow ({limit})")
