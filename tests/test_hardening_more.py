@@ -281,3 +281,45 @@ def test_a_failed_report_leaves_no_half_written_folder(tmp_path, monkeypatch):
 
 def test_measure_without_a_command_is_one_error_line(tmp_path):
     assert "no command given" in _one_line(_greenlm(tmp_path, "measure", "--no-ledger"))
+
+
+# ---- sizes that would allocate without bound ---------------------------------------------------------------------
+
+
+def test_typed_sizes_are_bounded_before_anything_is_allocated():
+    from types import SimpleNamespace
+
+    from greenlm.compress.convert_attention_config import ConvertAttentionConfig
+    from greenlm.compress.distill_config import DistillConfig
+    from greenlm.models.students import parse_student_shape
+    from greenlm.pretrain.config import PretrainConfig
+    from greenlm.runtime.attention_bench import LengthBenchConfig
+
+    teacher = SimpleNamespace(hidden_size=384, num_attention_heads=12, intermediate_size=1536, vocab_size=30522,
+                              max_position_embeddings=512)
+    started = time.perf_counter()
+    attempts = [
+        (lambda: parse_student_shape("2x9999999", teacher), "hidden 9,999,999 is above"),
+        (lambda: parse_student_shape("48x4096x64x16384", teacher), "parameters"),
+        (lambda: LengthBenchConfig(seq_lens=(1_000_000_000,)), "positions 1,000,000,000 is above"),
+        (lambda: LengthBenchConfig(seq_lens=(16,), shape="48x1000000"), "hidden 1,000,000 is above"),
+        (lambda: DistillConfig(augment="embedding", augment_copies=1_000_000_000), "augment_copies must be from 1 to"),
+        (lambda: ConvertAttentionConfig(max_positions=1_000_000_000), "max_positions: positions"),
+        (lambda: PretrainConfig(vocab_size=1_000_000_000), "vocab 1,000,000,000 is above"),
+    ]
+    for attempt, match in attempts:
+        with pytest.raises(GreenlmError, match=match):
+            attempt()
+    assert parse_student_shape("4x312", teacher).hidden == 312  # a real shape still passes
+    assert time.perf_counter() - started < 2
+
+
+def test_memory_the_allocator_refuses_is_one_line():
+    import torch
+
+    from greenlm.cli.main import _OUT_OF_MEMORY, _out_of_memory
+
+    with pytest.raises(RuntimeError) as refused:
+        torch.empty(2**60, dtype=torch.uint8)  # an exabyte: the CPU allocator says no at once
+    assert _out_of_memory(refused.value) and "too large" in _OUT_OF_MEMORY
+    assert not _out_of_memory(RuntimeError("shape mismatch"))

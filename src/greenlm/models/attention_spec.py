@@ -8,12 +8,13 @@
 
 Options (key=value, separated by commas):
     features     feature-map size per head (rfa: random projections, phi has 2x this many entries; performer: random
-                 features; t2r: learned features), >= 1
+                 features; t2r: learned features), 1 to 16,384
     redraw       fixed (drawn once from ``seed``, saved with the model) | per_forward (a fresh draw at every
                  training forward, Performer's redrawing; evaluation always uses the saved draw)
-    seed         seed of the first draw (layer i draws from seed + i; t2r: of the learned map's initialisation)
+    seed         seed of the first draw (layer i draws from seed + i; t2r: of the learned map's initialisation),
+                 0 to 2**32 - 1
     orthogonal   1 (orthogonal random features, the default) | 0 (independent Gaussian rows)
-    k            abc's memory slots, >= 1
+    k            abc's memory slots, 1 to 16,384
 
 Plain Python (no torch): the command line parses ``--attention`` at start-up. The formulas are in
 ``greenlm.models.attention_kernels``.
