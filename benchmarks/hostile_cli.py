@@ -1071,6 +1071,29 @@ def build_cases() -> list[Case]:
     add(Case("measure-out-names-nothing", measure("--out", "", "--", "true"), expect="any"))
     add(Case("global-quiet-and-verbose", lambda ws, d: ["--quiet", "--verbose", "env"]))
 
+    # -- more wrong model folders and files, on the commands that had fewer cases
+    add(Case("predict-model-bad-header", lambda ws, d: ["predict", str(d / "m"), "-", "--no-progress"], stdin=b"good\n",
+             prepare=damage_safetensors_header))
+    add(Case("predict-model-other-format", lambda ws, d: ["predict", str(d / "m"), "-", "--no-progress"],
+             stdin=b"good\n", prepare=other_format))
+    add(Case("bench-model-other-format", lambda ws, d: ["bench", str(d / "m"), "--task", str(ws.task), "--runtimes",
+                                                        "torch-fp32", "--batch-sizes", "1", "--latency-examples", "2",
+                                                        "--repeats", "1", "--rounds", "1", "--max-examples", "8"],
+             prepare=other_format, timeout=150))
+    add(Case("flops-model-other-format", lambda ws, d: ["flops", str(d / "m"), "--seq-len", "16"], prepare=other_format))
+    add(Case("export-model-other-format", lambda ws, d: ["export", str(d / "m"), "--out", str(d / "out")],
+             prepare=other_format, check=no_path("out")))
+    add(Case("data-audit-task-binary", lambda ws, d: ["data", "audit", "--task", str(d / "t")], prepare=binary_train))
+    add(Case("recipes-show-resolved-nosuch", lambda ws, d: ["recipes", "show", "nosuch", "--resolved"]))
+    add(Case("tasks-check-csv-header-only", lambda ws, d: ["tasks", "check", str(d / "t"), "--model", T],
+             prepare=lambda ws, d: write_task(d / "t", ext="csv", train_text="text,label\n", dev_text="text,label\n")))
+    add(Case("eval-task-zero-row-dev", lambda ws, d: ["eval", str(ws.model), "--task", str(d / "t")], prepare=zero_row_dev))
+    add(Case("measure-region-bogus", measure("--region", "Atlantis", "--", "true")))
+    add(Case("schedule-region-missing", lambda ws, d: ["schedule", "--series", str(ws.series), "--region", "YY",
+                                                       "--duration", "3h", "--within", "12h", "--now",
+                                                       "2024-03-15T00:00Z"]))
+    add(Case("env-settings-dir", lambda ws, d: ["env"], env=lambda ws, d: {"GREENLM_SETTINGS": str(d)}, expect="any"))
+
     # -- the same output written by two commands at once
     add(Case("train-concurrent-same-out", lambda ws, d: train(ws, d), kind="concurrent", expect="any",
              check=holds_model("out"), rerun=lambda ws, d: train(ws, d), timeout=200))
@@ -1262,7 +1285,7 @@ def run_case(ws: Workspace, case: Case, base: Path) -> dict:
         return record
     record.update(verdict=verdict, why=why, code=result["code"], seconds=result["seconds"],
                   traceback=TRACEBACK in result["stderr"], hung=result["hung"],
-                  stderr_tail=result["stderr"][-1500:])
+                  stderr_tail=result["stderr"][-600:])
     return record
 
 
