@@ -236,7 +236,7 @@ def _load_classifier(spec: str, *, labels, train_texts, allow_pickle: bool, trus
                 output_loading_info=True,
                 **kwargs,
             )
-            _check_backbone_loaded(spec, info)
+            _check_backbone_loaded(spec, model, info)
             tokenizer = load_tokenizer(source.location, trust_remote_code=trust_remote_code)
     except GreenlmError:
         raise
@@ -253,18 +253,16 @@ def _load_classifier(spec: str, *, labels, train_texts, allow_pickle: bool, trus
     return apply_saved_quantization(LoadedModel(model, tokenizer, source, model_labels, notes))
 
 
-# Weights a classifier may lack in its files and get freshly made: the head (a base model fine-tuned for the first
-# time) and the pooler (absent from masked-LM checkpoints, ELECTRA and RoBERTa classifiers do not use one).
-_HEAD_PREFIXES = ("classifier", "score", "pre_classifier", "qa_outputs")
-
-
-def _check_backbone_loaded(spec: str, info: dict) -> None:
-    """Refuse a folder whose weights do not fill its architecture: transformers would build the missing ones at
-    random and only warn (e.g. a config.json of another model type beside a BERT's weights): a random model."""
+def _check_backbone_loaded(spec: str, model, info: dict) -> None:
+    """Refuse a folder whose weights do not fill its encoder: transformers would build the missing ones at random and
+    only warn (e.g. a config.json of another model type beside a BERT's weights: a random model). Only weights outside
+    the encoder (``base_model_prefix``: the classifier head, new for a base model) and its pooler (absent from
+    masked-LM checkpoints) may be new."""
+    prefix = f"{getattr(model, 'base_model_prefix', '') or ''}."
     missing = sorted(key for key in info.get("missing_keys") or ()
-                     if not key.startswith(_HEAD_PREFIXES) and ".pooler." not in f".{key}")
+                     if prefix != "." and key.startswith(prefix) and not key.startswith(f"{prefix}pooler."))
     if missing:
-        raise GreenlmError(f"model '{spec}': {len(missing)} weight(s) of its architecture are not in its files (e.g."
+        raise GreenlmError(f"model '{spec}': {len(missing)} weight(s) of its encoder are not in its files (e.g."
                            f" {missing[0]}), so they would be random: its config.json does not fit its weights;"
                            " re-save the model, or point at the folder it came from")
 
