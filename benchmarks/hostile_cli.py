@@ -1366,7 +1366,9 @@ def main() -> None:
 
         total = summary["total"]
         body = (f"`python benchmarks/hostile_cli.py` ({stamp}; {machine}): {total['cases']} hostile cases over "
-                f"{len(summary['by_command'])} commands in {elapsed / 60:.1f} min, none of them in greenlm's tests. "
+                f"{len(summary['by_command'])} commands in {elapsed / 60:.1f} min, chosen to differ from the cases of "
+                f"greenlm's tests (the regression tests of the classes they found, tests/test_hardening_more.py, "
+                f"came after). "
                 f"**{total['traceback']} tracebacks, {total['hang']} hangs, {total['accepted']} bad inputs accepted, "
                 f"{total['broken']} folders or records lost or broken**, {total['unclear']} unclear refusals, "
                 f"{total['skipped']} skipped.\n\n{table(summary)}\n\nEvery case, its command line and stderr: "
