@@ -239,7 +239,7 @@ def _bad_corpus(tmp_path, kind):
 @pytest.mark.parametrize("kind,extra,needle", [
     ("empty", [], "is empty"),
     ("binary", [], "looks binary (a NUL byte at line 2"),
-    ("latin1", [], "is not UTF-8 (line 1"),
+    ("latin1", [], "latin1.txt':1: not valid UTF-8"),
     ("good", ["--mask-rate", "1.5"], "mask rate"),
     ("good", ["--generator-fraction", "2", "--objective", "electra"], "larger than its discriminator"),
     ("good", ["--vocab-size", "3"], "special tokens"),

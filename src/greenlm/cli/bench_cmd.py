@@ -44,13 +44,13 @@ def bench_command(
     memory: Annotated[bool, typer.Option(help="With --seq-lens: peak memory of each configuration in a fresh process.")] = True,
     runtimes: Annotated[str, typer.Option(help="Comma-separated runtimes or groups (peers, torch, onnx, greenlm, all).")] = "all",
     split: Annotated[Optional[str], typer.Option(help="Split to predict and time (default: the task's reported split: dev, or test where there is no dev).")] = None,
-    max_examples: Annotated[Optional[int], typer.Option(help="Time on a seeded sample of N rows (accuracy always uses the whole split).")] = None,
+    max_examples: Annotated[Optional[int], typer.Option(min=1, help="Time on a seeded sample of N rows (accuracy always uses the whole split).")] = None,
     latency_examples: Annotated[int, typer.Option(help="Inputs timed one at a time for latency.")] = 64,
     repeats: Annotated[int, typer.Option(help="Timed passes per round.")] = 3,
     rounds: Annotated[int, typer.Option(help="Interleaved rounds (each runtime keeps its best).")] = 3,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for every runtime (default: physical cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Intra-op threads for every runtime (default: physical cores).")] = None,
     naive_pad_to: Annotated[int, typer.Option(help="Tokens the naive peer pads every input to.")] = 128,
-    max_length: Annotated[Optional[int], typer.Option(help="Truncation (default: the model's training length).")] = None,
+    max_length: Annotated[Optional[int], typer.Option(min=1, help="Truncation (default: the model's training length).")] = None,
     energy: Annotated[bool, typer.Option(help="Energy per 1,000 examples from a price tag.")] = True,
     pue: Annotated[Optional[float], typer.Option(help="Data-centre PUE for the energy figure (default 1.0).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the full result as JSON here ('-': stdout).")] = None,
@@ -62,10 +62,13 @@ def bench_command(
     labels: LabelsOpt = None,
     on_empty: OnEmptyOpt = "skip",
 ) -> None:
-    from greenlm.common import GreenlmError, atomic_write_json
+    from greenlm.common import GreenlmError, atomic_write_json, writable_file
     from greenlm.runtime.bench import BenchConfig, bench
     from greenlm.report.bench import bench_markdown, print_bench
 
+    for path, flag in ((json_path, "--json"), (markdown, "--markdown")):  # before minutes of measuring, not after
+        if path is not None and str(path) != "-":
+            writable_file(path, flag)
     batch_sizes = batch_sizes or ("1,8" if seq_lens else "1,32")
     try:
         sizes = tuple(int(b) for b in batch_sizes.split(",") if b.strip())

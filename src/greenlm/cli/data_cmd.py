@@ -19,7 +19,7 @@ def audit_command(
     labels: LabelsOpt = None,
     on_empty: OnEmptyOpt = "skip",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="A model whose tokenizer counts tokens per row (a folder, 'minilm', a hub id); needed for token lengths and truncation.")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Count the rows longer than this many tokens (truncated in training); needs --model. Default with --model: 128.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(min=1, help="Count the rows longer than this many tokens (truncated in training); needs --model. Default with --model: 128.")] = None,
     examples: Annotated[int, typer.Option(help="Example rows shown per finding.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full audit as JSON.")] = False,
 ) -> None:

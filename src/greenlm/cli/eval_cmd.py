@@ -17,7 +17,7 @@ def eval_command(
     split: Annotated[Optional[str], typer.Option(
         "--eval-split", "--split",
         help="Split to evaluate (dev, test, train). Default: dev when the task has one, else test.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 128,
+    batch_size: Annotated[int, typer.Option(min=1, help="Examples per forward pass.")] = 128,
     max_length: Annotated[Optional[str], typer.Option(help="Token limit (default: the one the model was trained with);"
                                                       " auto: the length that covers 99% of the evaluated rows.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

@@ -28,7 +28,7 @@ def export_command(
     optimize: Annotated[str, typer.Option(help="ONNX Runtime offline fusions: auto (where measured faster), on, off.")] = "auto",
     opset: Annotated[int, typer.Option(help="ONNX opset (14-20).")] = 17,
     task: Annotated[Optional[str], typer.Option("--task", "-t", help="Task whose dev rows check the export (default: random ids).")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Tokens per check input (default: the model's training length).")] = None,
+    max_length: Annotated[Optional[int], typer.Option(min=1, help="Tokens per check input (default: the model's training length).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the export report as JSON.")] = False,
 ) -> None:
     from greenlm.common import GreenlmError

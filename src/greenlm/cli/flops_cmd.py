@@ -26,12 +26,12 @@ def flops_command(
     model_or_config: Annotated[Path, typer.Argument(metavar="MODEL_OR_CONFIG", help="A Hugging Face model folder or a config.json.", show_default=False)],
     seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per example.", show_default=False)],
     convention: Annotated[str, typer.Option(help="matmul (what runs, = FlopCounterMode) or electra (ELECTRA's paper tables).")] = "matmul",
-    train_steps: Annotated[Optional[int], typer.Option("--train-steps", help="Training steps, for total training FLOPs (with --batch-size).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Examples per training step (with --train-steps).")] = None,
+    train_steps: Annotated[Optional[int], typer.Option("--train-steps", min=1, help="Training steps, for total training FLOPs (with --batch-size).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Examples per training step (with --train-steps).")] = None,
     pretraining: Annotated[Optional[str], typer.Option(help="Training objective head: mlm, or electra (needs --generator). Default: fine-tuning with the model's head.")] = None,
     generator: Annotated[Optional[Path], typer.Option(help="Generator folder or config.json, for --pretraining electra.")] = None,
     head: Annotated[str, typer.Option(help="Head to count: auto (from the config's architectures), base, sequence-classification, token-classification, question-answering, masked-lm, pretraining, electra-discriminator.")] = "auto",
-    num_labels: Annotated[Optional[int], typer.Option("--num-labels", help="Classes of a classification head (default: the config's).")] = None,
+    num_labels: Annotated[Optional[int], typer.Option("--num-labels", min=1, help="Classes of a classification head (default: the config's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: params, infer_flops, infer_flops_by_module, train_flops...")] = False,
 ) -> None:
     from greenlm.measure import count_flops

@@ -123,6 +123,17 @@ def _os_problem(err: OSError) -> str:
     return f"{hints.get(err.errno, err.strerror or str(err))}{where}"
 
 
+_OUT_OF_MEMORY = "out of memory: a size is too large for this machine; try a smaller batch size, length, model or input"
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """torch refuses an allocation with its own errors: a RuntimeError from the CPU allocator ("can't allocate
+    memory"), torch.OutOfMemoryError on a GPU."""
+    text = str(err)
+    return type(err).__name__ == "OutOfMemoryError" or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in text or "CUDA out of memory" in text))
+
+
 def _note_interrupts() -> list:
     """Ctrl-C still raises KeyboardInterrupt where it lands; the returned list becomes non-empty when it did."""
     import signal
@@ -192,8 +203,10 @@ def main() -> None:
     except RecursionError:
         _fail("the input is nested too deeply to read")
     except MemoryError:
-        _fail("out of memory; try a smaller batch size, model or input")
-    except Exception as err:  # a failed write reported by torch or safetensors in their own error types
+        _fail(_OUT_OF_MEMORY)
+    except Exception as err:  # a failed write, or memory refused, reported by torch or safetensors in their own types
+        if _out_of_memory(err):
+            _fail(f"{_OUT_OF_MEMORY} ({_one_line(str(err))[:160]})")
         why = write_error(err)
         if why is None:
             raise

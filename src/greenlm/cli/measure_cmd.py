@@ -77,8 +77,8 @@ def measure_command(
         budget=budget or None,
         check_every_s=budget_check_s,
     )
-    if result.record is None:
-        print(f"greenlm: {result.error}", file=sys.stderr)
+    if result.record is None:  # nothing ran: bad input (2) is one error line, as everywhere; 126/127 as a shell says
+        print(f"greenlm: {'error: ' if result.exit_code == 2 else ''}{result.error}", file=sys.stderr)
         raise typer.Exit(result.exit_code)
     record = result.record
     if as_json:

@@ -14,7 +14,7 @@ import typer
 def predict_command(
     model: Annotated[str, typer.Argument(help="A model folder saved by greenlm (or any HF classifier folder).")],
     input_file: Annotated[str, typer.Argument(help="File with one text (or a tab-separated pair) per line; '-' reads stdin.")] = "-",
-    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Examples per forward pass.")] = 64,
     max_length: Annotated[Optional[str], typer.Option(help="Token limit (default: the one the model was trained with);"
                                                       " auto: the length that covers 99% of the input rows.")] = None,
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights: only for sources you trust.")] = False,

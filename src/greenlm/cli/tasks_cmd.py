@@ -68,7 +68,7 @@ def check_task(
                                               " hf:NAME.", show_default=False)],
     model: Annotated[str, typer.Option("--model", "-m", help="Count the rows cut at this model's input length"
                                                              " (its tokenizer only is loaded).")] = "minilm",
-    max_length: Annotated[Optional[int], typer.Option(
+    max_length: Annotated[Optional[int], typer.Option(min=1, 
         help="Token limit to count truncation at (default: the model folder's own, else 128, greenlm train's"
              " default).")] = None,
     eval_split: EvalSplitOpt = None,

@@ -24,8 +24,36 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def named_path(path: str | os.PathLike, what: str = "output") -> Path:
+    """``path`` when its last part names a file or folder; ``''``, ``.``, ``..`` and ``/`` name none (writing there
+    would replace or fill the folder above): a one-line ``GreenlmError``."""
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise GreenlmError(f"{what} path {str(path)!r} names no file or folder; give one, e.g. results/my-model")
+    return path
+
+
+def writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """``path``, checked before long work that ends by writing it (so the work is not lost at the end): it names a
+    file, not a folder, and the nearest existing folder above it can be written; else a one-line ``GreenlmError``."""
+    path = named_path(path, what)
+    if path.is_dir():
+        raise GreenlmError(f"{what} {path} is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise GreenlmError(f"{what} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise GreenlmError(f"{what} {path}: cannot write in {parent} (read-only or permission denied); choose a folder"
+                           " you can write")
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = named_path(path)
+    if path.is_dir():
+        raise GreenlmError(f"{path} is a folder; a file goes there: choose another path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -81,7 +109,9 @@ def move_into_place(built: str | os.PathLike, path: str | os.PathLike) -> None:
     Two renames: the old folder to ``.NAME.old``, then the new one into place; a kill in between leaves the
     old folder at ``.NAME.old``, which ``recover_dir`` puts back.
     """
-    built, path = Path(built), Path(path)
+    built, path = Path(built), named_path(path)
+    if path.exists() and not path.is_dir():
+        raise GreenlmError(f"{path} is a file; a folder goes there: move the file away or choose another path")
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -99,7 +129,9 @@ def recover_dir(path: str | os.PathLike) -> Path:
     ``atomic_dir`` moves the old folder to ``.NAME.old`` and then the new one into place; a process
     killed in between leaves no folder at ``path`` but a complete one at ``.NAME.old``.
     """
-    path = Path(path)
+    path = named_path(path)
+    if path.exists() and not path.is_dir():
+        raise GreenlmError(f"{path} is a file; a folder goes there: move the file away or choose another path")
     old = path.with_name(f".{path.name}.old")
     if not path.exists() and old.is_dir():
         os.replace(old, path)
@@ -128,7 +160,7 @@ def read_json(path: str | os.PathLike, *, expect: type | None = dict, hint: str 
     A missing or unreadable file raises ``OSError`` as before: callers decide whether absence is normal.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8", errors="strict")
+    text = path.read_text(encoding="utf-8-sig", errors="strict")  # -sig: a byte-order mark first is no damage
     try:
         value = json.loads(text)
     except ValueError as err:

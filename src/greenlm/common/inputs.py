@@ -49,3 +49,16 @@ def read_input(path: str | os.PathLike, *, what: str = "file", max_bytes: int = 
     if len(data) > max_bytes:
         raise GreenlmError(f"{what} {path} grew past {max_bytes / 2**20:,.0f} MiB while it was read")
     return data
+
+
+def decode_utf8(data: bytes, display: str) -> str:
+    """Strict UTF-8 text, without the byte-order mark editors on Windows put first; the error names the line of the
+    first bad byte (``display``: the file's name in messages)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise GreenlmError(
+            f"{display}:{line}: not valid UTF-8 (byte 0x{data[err.start]:02x}); save the file as UTF-8"
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text

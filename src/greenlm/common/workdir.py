@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenlm.common.errors import GreenlmError
-from greenlm.common.files import atomic_write_text
+from greenlm.common.files import atomic_write_text, named_path
 
 KEY_FILE = "key"
 STATE_DIR = "state"
@@ -47,7 +47,7 @@ def folder_lock(target: Path, holder: str):
     """Hold an exclusive lock on ``target`` (a folder, existing or not) for the block; refuse if held."""
     import fcntl
 
-    target = Path(target)
+    target = named_path(target)
     lock_path = target.parent / f".{target.name}.lock"
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from greenlm.common.numbers import check_numbers, max_length_setting
 from greenlm.common import GreenlmError
 from greenlm.models.attention_spec import AttentionSpec
+from greenlm.models.limits import check_sizes
 from greenlm.train.config import TrainConfig
 
 
@@ -61,6 +62,8 @@ class ConvertAttentionConfig:
         for ok, message in checks:
             if not ok:
                 fail(message)
+        check_sizes("convert-attention setting max_positions", positions=self.max_positions)
+        check_sizes("convert-attention setting max_length", positions=self.max_length)
         self.train_config()  # the training settings validate themselves
 
     @property

@@ -78,9 +78,9 @@ class DistillConfig:
             (self.temperature > 0, "temperature must be > 0"),
             (0 <= self.hard_label_weight <= 1, "hard_label_weight must be in [0, 1]"),
             (self.augment in AUGMENT_METHODS, f"augment must be one of {', '.join(AUGMENT_METHODS)}"),
-            (self.augment_copies >= 1, "augment_copies must be >= 1"),
+            (1 <= self.augment_copies <= 100, "augment_copies must be from 1 to 100 (TinyBERT used 20)"),
             (0 < self.augment_prob <= 1, "augment_prob must be in (0, 1]"),
-            (self.augment_candidates >= 1, "augment_candidates must be >= 1"),
+            (1 <= self.augment_candidates <= 1000, "augment_candidates must be from 1 to 1000 (TinyBERT's K was 15)"),
             (self.augment != "mlm" or self.augment_mlm_model, "augment 'mlm' needs augment_mlm_model (a masked LM"
              " sharing the teacher's vocabulary); a fine-tuned classifier keeps no MLM head"),
             (self.train_subset is None or self.train_subset >= 1, "train_subset must be >= 1"),

@@ -44,9 +44,9 @@ def _load_teacher(path: Path, task: Task, config: DistillConfig, on_note):
     problem = check_teacher(path, task, config.allow_untuned_teacher)
     if problem:
         on_note(f"teacher is not fine-tuned for '{task.name}' ({problem}); distilling anyway, as asked")
-        loaded = load_classifier(str(path), labels=list(task.labels))
+        loaded = load_classifier(str(path), labels=list(task.labels), trainable=True)
     else:
-        loaded = load_classifier(str(path))
+        loaded = load_classifier(str(path), trainable=True)
     saved = getattr(loaded.model.config, "greenlm", None) or {}
     if not problem and saved.get("task") not in (None, task.name):
         on_note(f"teacher was fine-tuned on '{saved['task']}', not '{task.name}' (same labels); using it")
@@ -56,7 +56,7 @@ def _load_teacher(path: Path, task: Task, config: DistillConfig, on_note):
 
 def _pretrained_student(spec: str, teacher_loaded, note):
     """A pre-trained model as the student (e.g. a general-distilled TinyBERT): it must share the teacher's tokens."""
-    loaded = load_classifier(spec, labels=list(teacher_loaded.labels))
+    loaded = load_classifier(spec, labels=list(teacher_loaded.labels), trainable=True)
     for message in loaded.notes:
         note(f"student: {message}")
     if loaded.tokenizer.get_vocab() != teacher_loaded.tokenizer.get_vocab():

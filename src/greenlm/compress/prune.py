@@ -493,7 +493,7 @@ def run(ctx: StageContext, config: PruneConfig) -> StageOutput:
     if unknown:
         raise GreenlmError(f"prune: the input model knows labels {loaded.labels}, not the task's {unknown};"
                            " prune a model fine-tuned on this task")
-    teacher = load_classifier(str(ctx.teacher_dir)).model if uses_teacher(config) else None
+    teacher = load_classifier(str(ctx.teacher_dir), trainable=True).model if uses_teacher(config) else None
     outcome = prune(model, tokenizer, ctx.task, config, work_dir=ctx.work_dir, teacher=teacher, progress=ctx.progress,
                     on_note=ctx.note)
     details = {"method": config.method, **outcome.details}

@@ -102,8 +102,9 @@ def build_task(
                 f"{train.source}: every row has the label {label_set[0]!r}; "
                 "a classifier needs at least two labels in train"
             )
-    if label_names is not None and len(label_names) != len(label_set):
-        label_names = None  # display names only fit the label set they were written for
+    if label_names is not None and len(label_names) != len(label_set):  # names fit only the set they were written for
+        raise GreenlmError(f"{name}: label_names gives {len(label_names)} name(s) for {len(label_set)} label(s)"
+                           f" {list(label_set)[:20]}; give one name per label, in the labels' order")
 
     index = {label: i for i, label in enumerate(label_set)}
     splits: dict[str, TaskSplit] = {}

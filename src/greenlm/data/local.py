@@ -27,7 +27,7 @@ from greenlm.common import GreenlmError
 from greenlm.data.assemble import build_task
 from greenlm.data.readers import FORMATS, read_table
 from greenlm.data.tasks import Task
-from greenlm.common.inputs import SETTINGS_MAX_BYTES, read_input
+from greenlm.common.inputs import SETTINGS_MAX_BYTES, decode_utf8, read_input
 from greenlm.data.safe_yaml import load_yaml
 
 TASK_FILE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -123,11 +123,7 @@ def load_task_file(
 
 
 def _read_task_file(path: Path) -> dict:
-    raw = read_input(path, what="task file", max_bytes=SETTINGS_MAX_BYTES)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise GreenlmError(f"{path}: not valid UTF-8; save the task file as UTF-8") from None
+    text = decode_utf8(read_input(path, what="task file", max_bytes=SETTINGS_MAX_BYTES), str(path))
     if path.suffix.lower() == ".json":
         try:
             spec = json.loads(text)

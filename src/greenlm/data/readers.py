@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenlm.common import GreenlmError
-from greenlm.common.inputs import read_input
+from greenlm.common.inputs import decode_utf8, read_input
 from greenlm.data.tasks import UNLABELED, TaskSplit
 
 FORMATS = ("tsv", "csv", "jsonl")
@@ -93,18 +93,6 @@ def read_table(path: str | Path, data: bytes | None = None, *, display: str | No
     if len(table) == 0:
         raise GreenlmError(f"{display} has no rows (only a header); add at least one row")
     return table
-
-
-def decode_utf8(data: bytes, display: str) -> str:
-    """Strict UTF-8; the error names the line of the first bad byte."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise GreenlmError(
-            f"{display}:{line}: not valid UTF-8 (byte 0x{data[err.start]:02x}); save the file as UTF-8"
-        ) from None
-    return text[1:] if text.startswith("\ufeff") else text
 
 
 def _check_header(columns: list[str], display: str) -> list[str]:

@@ -108,8 +108,12 @@ def read_dynamics(path: str | Path) -> Dynamics:
     """
     folder = find_dynamics_dir(path)
     ks = written_points(folder)
+    if not ks:
+        raise GreenlmError(f"'{folder}' holds no record points (dynamics_epoch_0.jsonl, ...); train the model with"
+                           " --record-dynamics")
     if ks != list(range(len(ks))):
-        missing = sorted(set(range(max(ks) + 1)) - set(ks))
+        have = set(ks)
+        missing = [k for k in range(len(ks) + 5) if k not in have]  # the first gaps; max(ks) may be huge
         raise GreenlmError(f"training dynamics in '{folder}' lack record point(s) {missing[:5]}: the files must be"
                            f" dynamics_epoch_0.jsonl .. dynamics_epoch_{max(ks)}.jsonl without gaps")
     index: dict = {}

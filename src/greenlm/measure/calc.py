@@ -8,6 +8,8 @@ extended; any figure the user also passes overrides the preset, and the result s
 
 from __future__ import annotations
 
+import math
+
 from greenlm.common import GreenlmError
 from greenlm.measure import cost as cost_mod
 from greenlm.measure.intensity import lookup_intensity, user_intensity
@@ -105,6 +107,10 @@ def price_by_hand(
     cost = price.usd_per_hour * hours if price is not None else None
     if price is None:
         reasons["cost_usd"] = "no price given (--usd-per-hour or --instance)"
+    for figure, value in (("energy", energy_kwh), ("CO2e", co2e_kg), ("cost", cost)):
+        if value is not None and not math.isfinite(value):
+            raise GreenlmError(f"the {figure} of these inputs is too large to compute (it overflows to {value});"
+                               " check --hours, the power and the PUE")
     return {
         "power_w": power_w,
         "power_w_by_component": by_component,

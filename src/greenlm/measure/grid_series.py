@@ -312,7 +312,7 @@ def _read_watttime_csv(path, reader, header, zone, region) -> GridSeries:
 def _read_watttime_json(path, zone, region) -> GridSeries:
     check_regular_file(path, what="intensity file")
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             doc = json.load(f)
     except (OSError, ValueError) as err:
         raise GreenlmError(f"cannot read {path} as JSON: {err}") from None

@@ -299,8 +299,11 @@ def parse_since(since) -> str | None:
         moment = since
     else:
         text = str(since).strip()
-        if text.endswith("d") and text[:-1].isdigit():
-            moment = datetime.now(timezone.utc) - timedelta(days=int(text[:-1]))
+        if text.endswith("d") and text[:-1].isascii() and text[:-1].isdigit():
+            try:
+                moment = datetime.now(timezone.utc) - timedelta(days=int(text[:-1]))
+            except (OverflowError, ValueError):  # before year 1, or more days than timedelta holds
+                raise GreenlmError(f"--since {text[:40]!r} reaches back before the year 1; give fewer days") from None
         else:
             try:
                 moment = datetime.fromisoformat(text.replace("Z", "+00:00"))

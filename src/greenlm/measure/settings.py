@@ -18,12 +18,14 @@ beats what a recipe, written anywhere, assumed. An unknown key, or a value that 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from greenlm.common import GreenlmError
+from greenlm.common.inputs import SETTINGS_MAX_BYTES, decode_utf8, read_input
 
 # setting -> (environment variable, what it takes)
 KEYS = {
@@ -74,7 +76,7 @@ def check_value(key: str, value, where: str):
             number = float(value) if not isinstance(value, bool) else None
         except (TypeError, ValueError):
             number = None
-        if number is None or number != number:  # not a number, or NaN
+        if number is None or not math.isfinite(number):  # not a number, NaN, or an overflow to infinity (1e400)
             raise GreenlmError(f"{where}: {key} must be {KEYS[key][1]}, got {value!r}")
         if (key == "pue" and number < 1.0) or (key == "usd_per_hour" and number <= 0):
             raise GreenlmError(f"{where}: {key} must be {KEYS[key][1]}, got {value!r}")
@@ -89,13 +91,11 @@ def _read_file(path: Path) -> dict:
         import tomllib
     else:  # pragma: no cover - Python 3.10: the tomli backport (a dependency there)
         import tomli as tomllib
+    text = decode_utf8(read_input(path, what="settings file", max_bytes=SETTINGS_MAX_BYTES), f"settings file {path}")
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise GreenlmError(f"settings file {path} is not valid TOML: {err}") from None
-    except OSError as err:
-        raise GreenlmError(f"settings file {path} cannot be read: {err.strerror or err}") from None
     out = {}
     for key, value in data.items():
         if key not in KEYS:

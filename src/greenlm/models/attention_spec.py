@@ -8,12 +8,13 @@
 
 Options (key=value, separated by commas):
     features     feature-map size per head (rfa: random projections, phi has 2x this many entries; performer: random
-                 features; t2r: learned features), >= 1
+                 features; t2r: learned features), 1 to 16,384
     redraw       fixed (drawn once from ``seed``, saved with the model) | per_forward (a fresh draw at every
                  training forward, Performer's redrawing; evaluation always uses the saved draw)
-    seed         seed of the first draw (layer i draws from seed + i; t2r: of the learned map's initialisation)
+    seed         seed of the first draw (layer i draws from seed + i; t2r: of the learned map's initialisation),
+                 0 to 2**32 - 1
     orthogonal   1 (orthogonal random features, the default) | 0 (independent Gaussian rows)
-    k            abc's memory slots, >= 1
+    k            abc's memory slots, 1 to 16,384
 
 Plain Python (no torch): the command line parses ``--attention`` at start-up. The formulas are in
 ``greenlm.models.attention_kernels``.
@@ -25,6 +26,7 @@ import difflib
 from dataclasses import asdict, dataclass
 
 from greenlm.common import GreenlmError
+from greenlm.common.numbers import SEED_MAX
 
 KINDS = ("softmax", "rfa", "performer", "t2r", "abc")
 LINEAR_KINDS = KINDS[1:]
@@ -39,6 +41,9 @@ OPTIONS = {
 }
 OPTION_NAMES = ("features", "redraw", "seed", "orthogonal", "k")
 DEFAULT_FEATURES = {"rfa": 64, "performer": 128, "t2r": 32}
+# Feature maps and abc memories cost memory x features per head and position: papers use 16-256; a typo such as
+# features=99999999 would try to allocate for minutes before failing, so sizes stop here.
+MAX_FEATURES = 16_384
 
 
 @dataclass(frozen=True)
@@ -57,14 +62,17 @@ class AttentionSpec:
             raise GreenlmError(f"unknown attention '{self.kind}'{hint}; known: {', '.join(KINDS)}")
         if self.kind in DEFAULT_FEATURES and self.features is None:
             object.__setattr__(self, "features", DEFAULT_FEATURES[self.kind])
-        if self.kind in DEFAULT_FEATURES and (_not_int(self.features) or self.features < 1):
-            raise GreenlmError(f"attention {self.kind}: features must be a whole number >= 1, got {self.features!r}")
-        if _not_int(self.k) or self.k < 1:
-            raise GreenlmError(f"attention abc: memory size k must be a whole number >= 1, got {self.k!r}")
+        if self.kind in DEFAULT_FEATURES and (_not_int(self.features) or not 1 <= self.features <= MAX_FEATURES):
+            raise GreenlmError(f"attention {self.kind}: features must be a whole number from 1 to {MAX_FEATURES},"
+                               f" got {self.features!r}")
+        if _not_int(self.k) or not 1 <= self.k <= MAX_FEATURES:
+            raise GreenlmError(f"attention abc: memory size k must be a whole number from 1 to {MAX_FEATURES},"
+                               f" got {self.k!r}")
         if self.redraw not in REDRAW:
             raise GreenlmError(f"attention {self.kind}: redraw must be one of {', '.join(REDRAW)}, got '{self.redraw}'")
-        if _not_int(self.seed):
-            raise GreenlmError(f"attention {self.kind}: seed must be a whole number, got {self.seed!r}")
+        if _not_int(self.seed) or not 0 <= self.seed <= SEED_MAX:
+            raise GreenlmError(f"attention {self.kind}: seed must be a whole number from 0 to {SEED_MAX},"
+                               f" got {self.seed!r}")
 
     @property
     def linear(self) -> bool:

@@ -166,13 +166,29 @@ def load_classifier(
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     seed: int = 0,
+    trainable: bool = False,
 ) -> LoadedModel:
     """Load ``spec`` (see ``greenlm.models.sources``) as a sequence classifier.
 
     With ``labels``, the classifier head is made for them: a model already fine-tuned on exactly these
     labels keeps its head; otherwise a new head is initialised (and a note says so). Without ``labels``,
-    the model's own labels are used (evaluation, prediction).
+    the model's own labels are used (evaluation, prediction). ``trainable``: the caller trains, distils or
+    rewrites the model, so it must be a PyTorch module (an exported ONNX folder only runs): else one line.
     """
+    loaded = _load_classifier(spec, labels=labels, train_texts=train_texts, allow_pickle=allow_pickle,
+                              trust_remote_code=trust_remote_code, seed=seed)
+    if trainable:
+        import torch
+
+        if not isinstance(loaded.model, torch.nn.Module):
+            raise GreenlmError(f"model '{spec}' is an exported ONNX model: it runs (greenlm eval, predict, bench) but"
+                               " cannot be trained, distilled or compressed; start from the PyTorch folder it was"
+                               " exported from")
+    return loaded
+
+
+def _load_classifier(spec: str, *, labels, train_texts, allow_pickle: bool, trust_remote_code: bool,
+                     seed: int) -> LoadedModel:
     source = resolve_model_source(spec)
     if source.kind == "tiny":
         if labels is None or train_texts is None:
@@ -213,12 +229,14 @@ def load_classifier(
                         ignore_mismatched_sizes=True,
                     )
                     notes.append(f"new classification head for labels {labels} (initialised randomly)")
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model, info = AutoModelForSequenceClassification.from_pretrained(
                 source.location,
                 use_safetensors=use_safetensors,
                 trust_remote_code=trust_remote_code,
+                output_loading_info=True,
                 **kwargs,
             )
+            _check_backbone_loaded(spec, model, info)
             tokenizer = load_tokenizer(source.location, trust_remote_code=trust_remote_code)
     except GreenlmError:
         raise
@@ -233,6 +251,20 @@ def load_classifier(
     model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)]
     # a folder saved as PyTorch int8 holds fp32 weights and the settings to quantize them: done here
     return apply_saved_quantization(LoadedModel(model, tokenizer, source, model_labels, notes))
+
+
+def _check_backbone_loaded(spec: str, model, info: dict) -> None:
+    """Refuse a folder whose weights do not fill its encoder: transformers would build the missing ones at random and
+    only warn (e.g. a config.json of another model type beside a BERT's weights: a random model). Only weights outside
+    the encoder (``base_model_prefix``: the classifier head, new for a base model) and its pooler (absent from
+    masked-LM checkpoints) may be new."""
+    prefix = f"{getattr(model, 'base_model_prefix', '') or ''}."
+    missing = sorted(key for key in info.get("missing_keys") or ()
+                     if prefix != "." and key.startswith(prefix) and not key.startswith(f"{prefix}pooler."))
+    if missing:
+        raise GreenlmError(f"model '{spec}': {len(missing)} weight(s) of its encoder are not in its files (e.g."
+                           f" {missing[0]}), so they would be random: its config.json does not fit its weights;"
+                           " re-save the model, or point at the folder it came from")
 
 
 def _first_line(err: BaseException) -> str:

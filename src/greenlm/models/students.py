@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from greenlm.common import GreenlmError
+from greenlm.models.limits import check_parameters, check_sizes, encoder_parameters
 
 # model types whose parameters follow BERT's names (embeddings / encoder.layer.N / pooler / classifier)
 BERT_STYLE = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
@@ -108,6 +109,10 @@ def parse_student_shape(spec: str, teacher_config) -> StudentShape:
     ffn = int(match[4]) if match[4] else int(round(hidden * ratio))
     if ffn < 1:
         raise GreenlmError(f"student shape '{spec}': FFN size must be at least 1")
+    what = f"student shape '{spec}'"
+    check_sizes(what, layers=layers, hidden=hidden, heads=heads, ffn=ffn)
+    check_parameters(what, encoder_parameters(layers, hidden, ffn, teacher_config.vocab_size,
+                                              getattr(teacher_config, "max_position_embeddings", 512)))
     return StudentShape(layers, hidden, heads, ffn)
 
 

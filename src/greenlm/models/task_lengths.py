@@ -23,7 +23,7 @@ def task_lengths(task: Task, model_spec: str, max_length: int | None = None) -> 
     """Per split: rows, rows longer than ``max_length`` (cut when the model reads them) and the length covering
     ``AUTO_LENGTH_SHARE`` of the rows; ``max_length`` None: what the model folder was fine-tuned with, else 128."""
     tokenizer, saved = tokenizer_for(model_spec, task)
-    limit = max_length or saved or DEFAULT_MAX_LENGTH
+    limit = max_length if max_length is not None else saved or DEFAULT_MAX_LENGTH
     splits = {}
     for name, split in task.splits.items():
         lengths = token_lengths(split, tokenizer)

@@ -12,12 +12,14 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
 from greenlm.common import GreenlmError
+from greenlm.models.limits import ENCODER_MAX, MAX_PARAMETERS, encoder_parameters
 
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-# A tiny model is built in memory for tests and demos: these bounds refuse a typo (hidden=65536) before it
-# allocates tens of gigabytes.
-_TINY_MAX = {"layers": 48, "hidden": 4096, "heads": 64, "ffn": 16384, "vocab": 250_000, "positions": 65_536}
-_TINY_MAX_PARAMETERS = 500_000_000
+# A tiny model is built in memory for tests and demos: greenlm.models.limits refuses a typo (hidden=65536) before
+# it allocates tens of gigabytes
+# ... and these below which the model cannot read a sentence: 5 special tokens leave a vocabulary of 16 a few letters,
+# and 8 positions hold [CLS], six tokens and [SEP]
+_TINY_MIN = {"vocab": 16, "positions": 8}
 
 
 @dataclass(frozen=True)
@@ -59,19 +61,22 @@ class TinySpec:
         tiny = cls(**values)
         if tiny.hidden % tiny.heads:
             raise GreenlmError(f"tiny model: hidden ({tiny.hidden}) must be divisible by heads ({tiny.heads})")
-        for key, most in _TINY_MAX.items():
+        for key, most in ENCODER_MAX.items():
             if getattr(tiny, key) > most:
                 raise GreenlmError(f"tiny model setting '{key}' is {getattr(tiny, key)}; a tiny model has at most {most}")
-        if tiny.parameter_estimate() > _TINY_MAX_PARAMETERS:
+        for key, least in _TINY_MIN.items():
+            if getattr(tiny, key) < least:
+                raise GreenlmError(f"tiny model setting '{key}' is {getattr(tiny, key)}; a tiny model needs at least"
+                                   f" {least}")
+        if tiny.parameter_estimate() > MAX_PARAMETERS:
             raise GreenlmError(f"tiny model '{spec}' would have about {tiny.parameter_estimate() / 1e6:,.0f}M"
                                f" parameters; tiny models are for tests and demos (at most"
-                               f" {_TINY_MAX_PARAMETERS / 1e6:,.0f}M): use a real model folder for larger ones")
+                               f" {MAX_PARAMETERS / 1e6:,.0f}M): use a real model folder for larger ones")
         return tiny
 
     def parameter_estimate(self) -> int:
         """Weights of the encoder (attention 4 h^2, FFN 2 h f, per layer) and embeddings: enough to refuse a huge one."""
-        per_layer = 4 * self.hidden * self.hidden + 2 * self.hidden * self.ffn
-        return self.layers * per_layer + (self.vocab + self.positions) * self.hidden
+        return encoder_parameters(self.layers, self.hidden, self.ffn, self.vocab, self.positions)
 
     def to_dict(self) -> dict:
         return asdict(self)

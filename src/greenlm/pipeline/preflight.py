@@ -104,7 +104,7 @@ def _measure(recipe, task, plan: list[dict], work: Path) -> dict[str, dict]:
     torch.manual_seed(0)
     # a tiny: model builds its vocabulary from the training text, as fine-tuning does
     loaded = load_classifier(recipe.teacher, labels=list(task.labels), train_texts=task.split("train").joined_texts(),
-                             seed=0)
+                             seed=0, trainable=True)
     teacher, tokenizer = loaded.model.eval(), loaded.tokenizer
     finetune = next(s for s in recipe.stages if s.method == "finetune")
     max_length = getattr(finetune.settings, "max_length", None) or 128

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from greenlm.common.inputs import SETTINGS_MAX_BYTES, read_input
+from greenlm.common.inputs import SETTINGS_MAX_BYTES, decode_utf8, read_input
 from greenlm.data.safe_yaml import load_yaml
 from greenlm.common import GreenlmError
 from greenlm.pipeline.schema import Recipe, apply_overrides, parse_recipe, suggest
@@ -51,10 +51,7 @@ def load_recipe(spec: str | None = None, overrides: list[str] | None = None, nam
     elif path.suffix in (".yaml", ".yml") or path.exists() or "/" in spec:
         if not path.is_file():
             raise GreenlmError(f"recipe file '{spec}' does not exist")
-        try:
-            text = read_input(path, what="recipe file", max_bytes=SETTINGS_MAX_BYTES).decode("utf-8")
-        except UnicodeDecodeError:
-            raise GreenlmError(f"recipe file '{spec}' is not UTF-8 text") from None
+        text = decode_utf8(read_input(path, what="recipe file", max_bytes=SETTINGS_MAX_BYTES), f"recipe file '{spec}'")
         source = str(path)
     else:
         raise GreenlmError(f"no recipe '{spec}'{suggest(spec, bundled_recipe_names())}: give a YAML file or one of"
@@ -72,7 +69,7 @@ def load_recipe(spec: str | None = None, overrides: list[str] | None = None, nam
         data = _leave_to_machine_settings(data)
     if overrides:
         data = apply_overrides(data, overrides)
-    if name:
+    if name is not None:  # --name "" is a name to check (and refuse), not the recipe's own
         data["name"] = name
     return parse_recipe(data, source=source)
 

@@ -55,6 +55,12 @@ def prepare_run_dir(recipe: Recipe, runs_root: Path, *, resume: bool, force: boo
         if run_dir.exists() and (run_dir / RECIPE_FILE).is_file():
             old = yaml.safe_load((run_dir / RECIPE_FILE).read_text()) or {}
             changed = identity_differences(old, recipe.to_dict())
+            if changed and not resume and not force and not _finished_stages(run_dir):
+                # nothing finished under the earlier recipe (e.g. it named a teacher that could not be trained):
+                # nothing to keep or lose, so the corrected recipe just takes its place
+                log_echo(f"note: run '{recipe.name}' finished no stage under its earlier recipe; starting it with"
+                         " this one")
+                changed = []
             if changed and force:
                 shutil.rmtree(run_dir)
             elif changed and not resume:
@@ -75,6 +81,12 @@ def prepare_run_dir(recipe: Recipe, runs_root: Path, *, resume: bool, force: boo
             raise
         raise GreenlmError(f"cannot write the run folder {run_dir}: {err.strerror or err}") from None
     return run_dir, RunLog(run_dir / "run.log", log_echo)
+
+
+def _finished_stages(run_dir: Path) -> list[str]:
+    """The stages of the run folder that finished (a stage folder with its stage.json)."""
+    return sorted(p.name for p in run_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / STAGE_FILE).is_file())
 
 
 def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool = False, force: bool = False,

@@ -108,7 +108,7 @@ def run_sweep(recipe_spec: str | None, search: list[str], trials: int, *, overri
     stage = _objective_stage(base, stage)
     check_search(recipe_spec, overrides, params)
     optuna = _optuna()
-    sweep_name = name or f"{base.name}-sweep"
+    sweep_name = name if name is not None else f"{base.name}-sweep"
     if "/" in sweep_name or sweep_name.startswith(".") or not sweep_name.strip():
         raise GreenlmError(f"--name must be a plain folder name, got '{sweep_name}'")
     sweep_dir = Path(runs_root) / sweep_name

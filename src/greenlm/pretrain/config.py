@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
+from greenlm.models.limits import check_sizes
 
 OBJECTIVES = ("mlm", "electra")
 MASKINGS = ("random", "whole-word", "content-words")
@@ -78,6 +79,8 @@ class PretrainConfig:
         for ok, message in checks:
             if not ok:
                 raise GreenlmError(f"pretrain setting: {message}")
+        check_sizes("pretrain setting vocab_size", vocab=self.vocab_size)  # above this the tokenizer library aborts
+        check_sizes("pretrain setting max_length", positions=self.max_length)
         from greenlm.models.attention_spec import AttentionSpec  # plain Python
 
         try:

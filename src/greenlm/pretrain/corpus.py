@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from greenlm.common.inputs import read_input
+from greenlm.common.inputs import decode_utf8, read_input
 from greenlm.common import GreenlmError, sha256_file
 from greenlm.models.loading import _quiet_transformers as quiet_transformers
 
@@ -91,12 +91,7 @@ def read_lines(path: Path) -> list[str]:
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1
         raise GreenlmError(f"corpus '{path}' looks binary (a NUL byte at line {line}, byte {nul}); give a UTF-8 text file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise GreenlmError(f"corpus '{path}' is not UTF-8 (line {line}, byte {err.start}: {err.reason});"
-                           " convert it, e.g. iconv -t UTF-8") from None
+    text = decode_utf8(data, f"corpus '{path}'")
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise GreenlmError(f"corpus '{path}' is empty (no line with text); give a text file with one paragraph per line")

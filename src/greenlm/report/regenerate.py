@@ -10,11 +10,12 @@ left untouched (model cards as ``<out>/cards/<stage>/README.md``). ``greenlm run
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from greenlm.common import GreenlmError, atomic_write_json, atomic_write_text
+from greenlm.common import GreenlmError, atomic_dir, atomic_write_json, atomic_write_text
 from greenlm.report import figures as figs
 from greenlm.report.class_figures import confusion_figure
 from greenlm.report.data_budget import data_budget_figure, data_budget_points
@@ -149,36 +150,13 @@ def generate_report(run_dir: str | Path, formats=FORMATS, out_dir: str | Path | 
             figure_note = str(err)
             outcome.notes.append(figure_note)
             on_note(f"note: {figure_note}")
+    # A new --out folder is written whole or not at all (built beside it, then renamed: a full disk leaves nothing
+    # half-written); the run folder, or an --out folder that exists, gets each file replaced atomically.
+    fresh = out_dir is not None and not out.exists()
     try:
-        if figures and ({"figures", "md"} & set(formats)):
-            for fig in figures:
-                outcome.files += [p for p in fig.save(out / FIGURE_DIR).values()]
-        if "json" in formats:
-            atomic_write_json(out / "report.json", _report_json(run, outcome.fronts, run.notes))
-            outcome.files.append(out / "report.json")
-        card_files = []
-        if "cards" in formats:
-            for row in run.rows:
-                if row["report_status"] not in (MEASURED, NOT_MEASURED):
-                    continue
-                folder = run.stage_dir(row["model"]) if out_dir is None else out / "cards" / row["model"]
-                target = folder / "README.md"
-                atomic_write_text(target, model_card(run, row))
-                card_files.append(target)
-            outcome.files += card_files
-        if "tex" in formats:
-            atomic_write_text(out / "report.tex", latex_table(run.report))
-            outcome.files.append(out / "report.tex")
-        if "html" in formats:
-            atomic_write_text(out / "report.html", report_html(run.report, outcome.fronts, figures, notes=run.notes,
-                                                               figure_note=figure_note))
-            outcome.files.append(out / "report.html")
-        if "md" in formats:
-            listed = [p for p in outcome.files if p.suffix in (".html", ".tex")] + card_files
-            names = [str(p.relative_to(out)) if p.is_relative_to(out) else str(p) for p in listed]
-            atomic_write_text(out / "report.md", report_markdown(run.report, outcome.fronts, figures, notes=run.notes,
-                                                                 files=names, figure_note=figure_note))
-            outcome.files.append(out / "report.md")
+        with (atomic_dir(out) if fresh else contextlib.nullcontext(out)) as build:
+            written = _write_formats(run, formats, outcome, figures, figure_note, Path(build), cards_beside=out_dir is None)
+        outcome.files += [out / p.relative_to(build) if p.is_relative_to(build) else p for p in written]
     except PermissionError as err:
         raise GreenlmError(f"cannot write the report into {err.filename or out}: permission denied;"
                            " give --out DIR to write it elsewhere") from None
@@ -188,6 +166,42 @@ def generate_report(run_dir: str | Path, formats=FORMATS, out_dir: str | Path | 
         for fig in figures:
             fig.figure.clear()
     return outcome
+
+
+def _write_formats(run: RunData, formats, outcome: ReportOutcome, figures, figure_note, out: Path, *,
+                   cards_beside: bool) -> list[Path]:
+    """Write ``formats`` into ``out``; model cards go into each stage's folder (``cards_beside``) or out/cards."""
+    files: list[Path] = []
+    if figures and ({"figures", "md"} & set(formats)):
+        for fig in figures:
+            files += [p for p in fig.save(out / FIGURE_DIR).values()]
+    if "json" in formats:
+        atomic_write_json(out / "report.json", _report_json(run, outcome.fronts, run.notes))
+        files.append(out / "report.json")
+    card_files = []
+    if "cards" in formats:
+        for row in run.rows:
+            if row["report_status"] not in (MEASURED, NOT_MEASURED):
+                continue
+            folder = run.stage_dir(row["model"]) if cards_beside else out / "cards" / row["model"]
+            target = folder / "README.md"
+            atomic_write_text(target, model_card(run, row))
+            card_files.append(target)
+        files += card_files
+    if "tex" in formats:
+        atomic_write_text(out / "report.tex", latex_table(run.report))
+        files.append(out / "report.tex")
+    if "html" in formats:
+        atomic_write_text(out / "report.html", report_html(run.report, outcome.fronts, figures, notes=run.notes,
+                                                           figure_note=figure_note))
+        files.append(out / "report.html")
+    if "md" in formats:
+        listed = [p for p in files if p.suffix in (".html", ".tex")] + card_files
+        names = [str(p.relative_to(out)) if p.is_relative_to(out) else str(p) for p in listed]
+        atomic_write_text(out / "report.md", report_markdown(run.report, outcome.fronts, figures, notes=run.notes,
+                                                             files=names, figure_note=figure_note))
+        files.append(out / "report.md")
+    return files
 
 
 def generate_after_run(run_dir: Path, log) -> None:

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 from greenlm.models.attention_spec import AttentionSpec, parse_attention_list
+from greenlm.models.limits import check_sizes
 
 SCOPES = ("model", "attention")
 DEFAULT_ATTENTIONS = "softmax,rfa,performer,abc:k=32"
@@ -52,6 +53,7 @@ class LengthBenchConfig:
         check_numbers(self)
         if not self.seq_lens or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.seq_lens):
             raise GreenlmError(f"--seq-lens must be whole numbers >= 1, e.g. 128,512,2048; got {self.seq_lens!r}")
+        check_sizes("--seq-lens", positions=max(self.seq_lens))
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise GreenlmError(f"--batch-sizes must be whole numbers >= 1; got {self.batch_sizes!r}")
         if self.scope not in SCOPES:
@@ -86,6 +88,7 @@ class LengthBenchConfig:
         ffn = values[3] if len(values) > 3 else 4 * hidden
         if hidden % heads:
             raise GreenlmError(f"bench shape: hidden {hidden} is not divisible by heads {heads}")
+        check_sizes(f"bench shape '{self.shape}'", layers=layers, hidden=hidden, heads=heads, ffn=ffn)
         return {"layers": layers, "hidden": hidden, "heads": heads, "ffn": ffn}
 
 

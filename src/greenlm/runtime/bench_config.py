@@ -58,9 +58,10 @@ class BenchConfig:
         check_numbers(self)
         if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
             raise GreenlmError(f"batch sizes must be positive whole numbers, got {list(self.batch_sizes)}")
-        for name in ("latency_examples", "repeats", "rounds", "naive_pad_to"):
-            if getattr(self, name) < 1:
-                raise GreenlmError(f"bench: {name} must be at least 1, got {getattr(self, name)}")
+        for name in ("latency_examples", "repeats", "rounds", "naive_pad_to", "max_examples", "threads", "max_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:  # None: the default; 0 is no default, but a mistake
+                raise GreenlmError(f"bench: {name} must be at least 1, got {value}")
         expand_runtimes(self.runtimes)
 
     def to_dict(self) -> dict:

@@ -201,7 +201,7 @@ def load(path: str | os.PathLike, *, runtime: str = "auto", threads: int | None 
             choice = {"runtime": candidates[0], "threads": thread_options[0], "batch_size": batch_size or 32,
                       "measured": False}
     chosen = build_runtime(choice["runtime"], loaded, threads=choice["threads"], work_dir=work)
-    return Predictor(chosen, loaded.tokenizer, loaded.labels, max_length or saved_max_length(config),
+    return Predictor(chosen, loaded.tokenizer, loaded.labels, max_length if max_length is not None else saved_max_length(config),
                      batch_size or choice["batch_size"], choice, model_max_length(config))
 
 

@@ -102,7 +102,7 @@ def export_folder(spec: str, out_dir: str | os.PathLike, *, task=None, optimize:
     check_batches = None
     if task is not None:
         split = task.splits.get(task.eval_split) or next(iter(task.splits.values()))
-        encoded = encode_split(split, tokenizer, max_length or saved_max_length(model.config))
+        encoded = encode_split(split, tokenizer, max_length if max_length is not None else saved_max_length(model.config))
         packed = pack(encoded, tokenizer.pad_token_id)
         order = np.argsort(packed.lengths, kind="stable")
         picks = [order[-1:], order[:4], order[np.linspace(0, len(order) - 1, num=min(16, len(order))).astype(int)]]

@@ -64,13 +64,14 @@ class StageContext:
         return Path(self.source)
 
     def load_input(self, **kwargs):
-        """The upstream model folder, loaded (safetensors only); ``kwargs`` go to ``load_classifier``."""
+        """The upstream model folder, loaded as a PyTorch model (safetensors only; an ONNX export is refused: every
+        method trains or rewrites it); ``kwargs`` go to ``load_classifier``."""
         from greenlm.models import load_classifier
 
         if not (self.input_dir / "config.json").is_file():
             raise GreenlmError(f"{self.method}: input model folder '{self.input_dir}' has no config.json; give a"
                                " folder written by greenlm train or a stage")
-        return load_classifier(str(self.input_dir), **kwargs)
+        return load_classifier(str(self.input_dir), **{"trainable": True, **kwargs})
 
     def max_length(self, model, configured: int | str | None, tokenizer=None) -> int:
         """Tokens per input: the setting; "auto": the length that covers most training rows (said in a note; needs

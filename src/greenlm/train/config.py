@@ -8,6 +8,7 @@ from greenlm.common.numbers import check_numbers
 from greenlm.common import GreenlmError
 
 PRECISIONS = ("auto", "bf16", "fp32")
+SELECT_METRICS = ("accuracy", "macro_f1", "mcc")  # what greenlm.train.metrics computes on every evaluation
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class TrainConfig:
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.checkpoint_every_steps >= 1, "checkpoint_every_steps must be >= 1"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.length_group_factor >= 1, "length_group_factor must be >= 1"),
+            (self.select_metric is None or self.select_metric in SELECT_METRICS,
+             f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {self.select_metric!r}"),
         ]
         for ok, message in checks:
             if not ok:

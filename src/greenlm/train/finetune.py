@@ -57,7 +57,7 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
     torch.manual_seed(config.seed)  # the new classifier head's initialisation
     loaded = load_classifier(
         model_spec, labels=list(task.labels), train_texts=train_split.joined_texts(),
-        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, seed=config.seed,
+        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, seed=config.seed, trainable=True,
     )
     for note in loaded.notes:
         on_note(note)
