@@ -63,7 +63,8 @@ class ConvertAttentionConfig:
             if not ok:
                 fail(message)
         check_sizes("convert-attention setting max_positions", positions=self.max_positions)
-        check_sizes("convert-attention setting max_length", positions=self.max_length)
+        if isinstance(self.max_length, int):  # "auto" is resolved against the data later, within the positions
+            check_sizes("convert-attention setting max_length", positions=self.max_length)
         self.train_config()  # the training settings validate themselves
 
     @property
