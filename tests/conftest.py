@@ -9,6 +9,12 @@ import tempfile
 # Intel MKL may pick different code paths for differently aligned buffers, so two processes can differ
 # in the last bit of a matrix product. Resume tests compare weights bit for bit: ask MKL for one path.
 os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
+# One intra-op thread, here and in every greenlm process a test starts (they inherit this environment). The tests'
+# models are tiny (hidden 16-32): a second thread gains nothing on them, and where the CPUs are shared (CI on a
+# 2-core machine beside other jobs) PyTorch's threads wait for each other at every operation. Measured on a busy
+# 2-core machine: tests/test_train_loop.py and tests/test_early_exit_stage.py took 297 s with two threads, 47 s with
+# one. A test that times a given thread count still sets it (torch.set_num_threads, --threads).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Price tags go to the ledger by default: keep the tests' out of the user's own ledger.
 os.environ["GREENLM_HOME"] = tempfile.mkdtemp(prefix="greenlm-tests-home-")
 # ... and out of the user's settings (region, PUE, price, ledger: greenlm.measure.settings); GREENLM_HOME above
