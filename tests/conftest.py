@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import tempfile
 
 # Intel MKL may pick different code paths for differently aligned buffers, so two processes can differ
@@ -15,6 +17,10 @@ os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 # 2-core machine: tests/test_train_loop.py and tests/test_early_exit_stage.py took 297 s with two threads, 47 s with
 # one. A test that times a given thread count still sets it (torch.set_num_threads, --threads).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+try:
+    TEST_THREADS = max(1, int(os.environ["OMP_NUM_THREADS"]))
+except ValueError:
+    TEST_THREADS = 1
 # Price tags go to the ledger by default: keep the tests' out of the user's own ledger.
 os.environ["GREENLM_HOME"] = tempfile.mkdtemp(prefix="greenlm-tests-home-")
 # ... and out of the user's settings (region, PUE, price, ledger: greenlm.measure.settings); GREENLM_HOME above
@@ -68,6 +74,16 @@ def no_price_tag_left_running():
         pytest.fail(f"the test left PriceTag {leaked.name!r} running")
 
 
+@pytest.fixture(autouse=True)
+def reset_torch_threads():
+    """greenlm's runtimes pin PyTorch's thread count for the whole process (TorchRuntime: the physical cores) and
+    leave it so: put the tests' count back, or every later test in this process trains on that many threads."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != TEST_THREADS:
+        torch.set_num_threads(TEST_THREADS)
+
+
 @pytest.fixture
 def toy_task() -> Task:
     return make_toy_task()
@@ -112,3 +128,45 @@ def finetune_folder(task, model_spec: str, out, config, *, max_length: int = 128
 
     settings = FinetuneStageConfig(**dataclasses.asdict(config), max_length=max_length, train_subset=train_subset)
     return run_stage("finetune", model_spec, task, settings, out, progress=progress, on_note=on_note, ledger=False)
+
+
+def greenlm_in_process(*args: str, stdin: str | None = None, env: dict | None = None,
+                       cwd=None) -> subprocess.CompletedProcess:
+    """``greenlm ARGS`` as ``python -m greenlm ARGS`` runs it, in this process: the same entry point
+    (``greenlm.cli.main.main``: one-line errors, exit codes), ``stdin`` given, stdout and stderr as text; ``env`` is
+    the whole environment and ``cwd`` the working folder for the length of the call (as ``subprocess.run`` takes
+    them). A process of its own costs seconds of imports (torch, transformers) before any work: the tests where the
+    process matters (a signal, kill -9, processes side by side, what a fresh interpreter prints) still start one."""
+    import io
+
+    from greenlm.cli.main import main
+
+    def text_stream(data: bytes = b"") -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", write_through=True)
+
+    out, err = text_stream(), text_stream()
+    saved = (sys.argv, sys.stdin, sys.stdout, sys.stderr, dict(os.environ), os.getcwd())
+    sys.argv, sys.stdout, sys.stderr = ["greenlm", *args], out, err
+    sys.stdin = text_stream((stdin or "").encode("utf-8"))
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        try:
+            main()
+            code = 0
+        except SystemExit as stop:  # main() always ends in one
+            if stop.code is None or isinstance(stop.code, int):
+                code = stop.code or 0
+            else:  # sys.exit("message"), as the interpreter would print it
+                print(stop.code, file=err)
+                code = 1
+        return subprocess.CompletedProcess(["greenlm", *args], code, out.buffer.getvalue().decode("utf-8"),
+                                           err.buffer.getvalue().decode("utf-8"))
+    finally:
+        sys.argv, sys.stdin, sys.stdout, sys.stderr, environ, cwd_before = saved
+        os.chdir(cwd_before)
+        os.environ.clear()
+        os.environ.update(environ)
