@@ -4,8 +4,6 @@ predict load; the CLI's bad inputs are one line and exit code 2; ``greenlm bench
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,7 +15,7 @@ from greenlm.models import load_classifier
 from greenlm.models.linear_attention import LinearSelfAttention
 from greenlm.train import TrainConfig, evaluate
 
-from conftest import finetune_folder, make_toy_task, stage_runner, write_toy_task_files
+from conftest import finetune_folder, greenlm_in_process, make_toy_task, stage_runner, write_toy_task_files
 
 run = stage_runner("convert_attention")
 FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, precision="fp32")
@@ -75,8 +73,9 @@ def test_config_refuses_bad_settings():
 
 
 def greenlm(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True, input=stdin,
-                          timeout=600)
+    """``greenlm ARGS`` through its entry point, in this process: a process of its own adds seconds of imports and
+    nothing these tests look at (the peak-memory test below starts the fresh process it measures)."""
+    return greenlm_in_process(*args, stdin=stdin)
 
 
 def test_cli_convert_then_predict(finetuned, tmp_path):
@@ -233,9 +232,8 @@ def test_convert_attention_stage_in_greenlm_run(tmp_path):
                          "convert_attention": {"attention": "abc:k=4", "epochs": 1, "learning_rate": 3e-3,
                                                "batch_size": 16}}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-    result = subprocess.run([sys.executable, "-m", "greenlm", "run", str(tmp_path / "r.yaml"), "--runs-dir",
-                             str(tmp_path / "runs"), "--no-progress"], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "GREENLM_HOME": str(tmp_path / "home"), "PYTHONWARNINGS": "ignore"})
+    result = greenlm_in_process("run", str(tmp_path / "r.yaml"), "--runs-dir", str(tmp_path / "runs"), "--no-progress",
+                                env={**os.environ, "GREENLM_HOME": str(tmp_path / "home")})
     assert result.returncode == 0, result.stderr[-2000:]
     stage = tmp_path / "runs" / "linear" / "convert_attention"
     assert json.loads((stage / "config.json").read_text())["greenlm"]["format"] == "linear_attention"
