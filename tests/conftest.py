@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import tempfile
 
 # Intel MKL may pick different code paths for differently aligned buffers, so two processes can differ
 # in the last bit of a matrix product. Resume tests compare weights bit for bit: ask MKL for one path.
 os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
+# One intra-op thread, here and in every greenlm process a test starts (they inherit this environment). The tests'
+# models are tiny (hidden 16-32): a second thread gains nothing on them, and where the CPUs are shared (CI on a
+# 2-core machine beside other jobs) PyTorch's threads wait for each other at every operation. Measured on a busy
+# 2-core machine: tests/test_train_loop.py and tests/test_early_exit_stage.py took 297 s with two threads, 47 s with
+# one. A test that times a given thread count still sets it (torch.set_num_threads, --threads).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+try:
+    TEST_THREADS = max(1, int(os.environ["OMP_NUM_THREADS"]))
+except ValueError:
+    TEST_THREADS = 1
 # Price tags go to the ledger by default: keep the tests' out of the user's own ledger.
 os.environ["GREENLM_HOME"] = tempfile.mkdtemp(prefix="greenlm-tests-home-")
 # ... and out of the user's settings (region, PUE, price, ledger: greenlm.measure.settings); GREENLM_HOME above
@@ -60,6 +72,29 @@ def no_price_tag_left_running():
     if leaked is not None:
         pricetag._active.set(None)
         pytest.fail(f"the test left PriceTag {leaked.name!r} running")
+
+
+@pytest.fixture(autouse=True)
+def reset_torch_threads():
+    """greenlm's runtimes pin PyTorch's thread count for the whole process (TorchRuntime: the physical cores) and
+    leave it so: put the tests' count back, or every later test in this process trains on that many threads."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != TEST_THREADS:
+        torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def short_inference_energy_window():
+    """``greenlm run``'s measuring pass repeats each model's inference for at least 2 s so that its energy reading
+    spans a long enough window (pipeline.measure_pass). The tests check that the reading is made and reported, not
+    how precise it is: 0.2 s a model in this process (a greenlm process a test starts keeps the 2 s)."""
+    from greenlm.pipeline import measure_pass
+
+    saved = measure_pass._MIN_ENERGY_WINDOW_S
+    measure_pass._MIN_ENERGY_WINDOW_S = 0.2
+    yield
+    measure_pass._MIN_ENERGY_WINDOW_S = saved
 
 
 @pytest.fixture
@@ -127,3 +162,45 @@ def finetune_folder(task, model_spec: str, out, config, *, max_length: int = 128
 
     settings = FinetuneStageConfig(**dataclasses.asdict(config), max_length=max_length, train_subset=train_subset)
     return run_stage("finetune", model_spec, task, settings, out, progress=progress, on_note=on_note, ledger=False)
+
+
+def greenlm_in_process(*args: str, stdin: str | None = None, env: dict | None = None,
+                       cwd=None) -> subprocess.CompletedProcess:
+    """``greenlm ARGS`` as ``python -m greenlm ARGS`` runs it, in this process: the same entry point
+    (``greenlm.cli.main.main``: one-line errors, exit codes), ``stdin`` given, stdout and stderr as text; ``env`` is
+    the whole environment and ``cwd`` the working folder for the length of the call (as ``subprocess.run`` takes
+    them). A process of its own costs seconds of imports (torch, transformers) before any work: the tests where the
+    process matters (a signal, kill -9, processes side by side, what a fresh interpreter prints) still start one."""
+    import io
+
+    from greenlm.cli.main import main
+
+    def text_stream(data: bytes = b"") -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", write_through=True)
+
+    out, err = text_stream(), text_stream()
+    saved = (sys.argv, sys.stdin, sys.stdout, sys.stderr, dict(os.environ), os.getcwd())
+    sys.argv, sys.stdout, sys.stderr = ["greenlm", *args], out, err
+    sys.stdin = text_stream((stdin or "").encode("utf-8"))
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        try:
+            main()
+            code = 0
+        except SystemExit as stop:  # main() always ends in one
+            if stop.code is None or isinstance(stop.code, int):
+                code = stop.code or 0
+            else:  # sys.exit("message"), as the interpreter would print it
+                print(stop.code, file=err)
+                code = 1
+        return subprocess.CompletedProcess(["greenlm", *args], code, out.buffer.getvalue().decode("utf-8"),
+                                           err.buffer.getvalue().decode("utf-8"))
+    finally:
+        sys.argv, sys.stdin, sys.stdout, sys.stderr, environ, cwd_before = saved
+        os.chdir(cwd_before)
+        os.environ.clear()
+        os.environ.update(environ)

@@ -83,7 +83,10 @@ def test_bench_json_has_every_field_for_every_model_and_runtime(task, models, tm
     useful = {rt: by[0, rt]["gflop_per_s_useful"] / by[0, rt]["gflop_per_s_executed"] for rt in ALL_RUNTIMES[:-1]}
     assert useful["hf-eager-pad128"] < 0.5
     assert useful["torch-fp32"] > useful["ort-fp32"] > useful["hf-eager-pad128"]
-    assert useful["torch-fp32"] == pytest.approx(useful["onnx-int8"], rel=1e-2)
+    # both GFLOP/s figures are rounded to 0.01: on a slow or busy machine (0.5 GFLOP/s) that alone moves a ratio ~2%
+    rounding = sum(0.005 / by[0, rt][key] for rt in ("torch-fp32", "onnx-int8")
+                   for key in ("gflop_per_s_useful", "gflop_per_s_executed"))
+    assert useful["torch-fp32"] == pytest.approx(useful["onnx-int8"], rel=1e-2 + rounding)
     # sizes: int8 graphs are smaller than the fp32 weights; bf16 is half
     assert by[0, "onnx-int8"]["disk_bytes"] < 0.75 * by[0, "torch-fp32"]["disk_bytes"]
     assert by[1, "saved"]["disk_bytes"] == (int8 / "model.onnx").stat().st_size

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import greenlm_in_process
 
 from greenlm.common import EXIT_BUDGET, BudgetExceeded, GreenlmError
 from greenlm.measure import Budget, Spend
@@ -143,10 +144,20 @@ def test_a_stage_stopped_by_its_budget_writes_no_model_and_resumes_to_the_same_f
 # ---- the command line ---------------------------------------------------------------------------------------------
 
 
+def _env(cwd: Path) -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "GREENLM_HOME": str(cwd / "home"), "PYTHONWARNINGS": "ignore"}
+
+
 def _greenlm(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GREENLM_HOME": str(cwd / "home"), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True, env=env,
+    """``greenlm ARGS`` in a process of its own, run from ``cwd``."""
+    return subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True, env=_env(cwd),
                           timeout=timeout, cwd=cwd)
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``greenlm ARGS`` through the same entry point in this process (no seconds of imports), run from ``cwd``.
+    A real process still shows exit code 3 (``greenlm train``) and stops a real command (``greenlm measure``)."""
+    return greenlm_in_process(*args, env=_env(cwd), cwd=cwd)
 
 
 def _budget_lines(stderr: str) -> list[str]:
@@ -164,10 +175,10 @@ def test_greenlm_train_stops_with_exit_3_and_resumes_with_a_higher_budget(toy_ta
     assert "stopped at step 0 of 16 of finetune (checkpoint saved, no model written)" in lines[0]
     assert "> --max-kwh 1e-12; run the same command again with a higher --max-kwh" in lines[0]
     assert not (tmp_path / "m").exists() and (tmp_path / ".m.work" / "state").is_dir()
-    resumed = _greenlm(tmp_path, *args, "--out", "m", "--max-kwh", "1000")
+    resumed = _cli(tmp_path, *args, "--out", "m", "--max-kwh", "1000")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming finetune" in resumed.stderr
-    straight = _greenlm(tmp_path, *args, "--out", "straight")
+    straight = _cli(tmp_path, *args, "--out", "straight")
     assert straight.returncode == 0, straight.stderr
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == \
         (tmp_path / "straight" / "model.safetensors").read_bytes()
@@ -182,7 +193,7 @@ def test_greenlm_train_stops_with_exit_3_and_resumes_with_a_higher_budget(toy_ta
 ])
 def test_a_budget_that_is_not_positive_is_one_line_and_exit_2(command, budget, tmp_path):
     split = command.index("--") if "--" in command else len(command)
-    result = _greenlm(tmp_path, *command[:split], *budget, *command[split:], timeout=120)
+    result = _cli(tmp_path, *command[:split], *budget, *command[split:])
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert f"{budget[0]} must be a positive, finite number" in result.stderr
@@ -190,7 +201,7 @@ def test_a_budget_that_is_not_positive_is_one_line_and_exit_2(command, budget, t
 
 
 def test_a_limit_the_price_tag_cannot_have_is_refused_before_work(toy_task_dir, tmp_path):
-    result = _greenlm(tmp_path, "train", "--task", str(toy_task_dir), "--model", TINY, "--out", "x", "--max-usd", "1")
+    result = _cli(tmp_path, "train", "--task", str(toy_task_dir), "--model", TINY, "--out", "x", "--max-usd", "1")
     assert result.returncode == 2 and "--max-usd needs a price" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / ".x.work").exists()
 
@@ -201,13 +212,13 @@ def test_greenlm_run_budget_covers_the_run_and_resumes(toy_task_dir, tmp_path):
         "name": "tiny", "task": str(toy_task_dir), "teacher": TINY, "measure": {"region": "USA"},
         "evaluation": {"speed_examples": 16, "latency_examples": 2, "repeats": 1},
         "stages": {"finetune": {"epochs": 1, "batch_size": 32, "max_length": 32}}}))
-    stopped = _greenlm(tmp_path, "run", str(recipe), "--no-progress", "--max-co2e-kg", "1e-15")
+    stopped = _cli(tmp_path, "run", str(recipe), "--no-progress", "--max-co2e-kg", "1e-15")
     assert stopped.returncode == 3, stopped.stderr
     lines = _budget_lines(stopped.stderr)
     assert len(lines) == 1 and "--max-co2e-kg 1e-15" in lines[0] and "kg CO2e" in lines[0]
     run = tmp_path / "runs" / "tiny"
     assert not (run / "finetune").exists() and not (run / "report.json").exists()
-    resumed = _greenlm(tmp_path, "run", str(recipe), "--no-progress", "--max-co2e-kg", "100")
+    resumed = _cli(tmp_path, "run", str(recipe), "--no-progress", "--max-co2e-kg", "100")
     assert resumed.returncode == 0, resumed.stderr
     assert (run / "finetune" / "model.safetensors").is_file() and (run / "report.json").is_file()
 

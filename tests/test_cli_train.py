@@ -1,4 +1,8 @@
-"""``greenlm train / eval / predict`` through the real command line: results, bad inputs, kill -9 resume."""
+"""``greenlm train / eval / predict`` through the real command line: results, bad inputs, kill -9 resume.
+
+A real process trains the shared model, is killed with SIGKILL and resumes, runs under ``accelerate launch`` and
+looks for a hub model offline; the other commands go through the same entry point in this process
+(``conftest.greenlm_in_process``), which saves each the seconds a fresh interpreter spends importing torch."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import greenlm_in_process
 from safetensors.torch import load_file
 
 TINY = "tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99"
@@ -19,8 +24,14 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
 
 
 def greenlm(*args: str, stdin: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``greenlm ARGS`` in a process of its own."""
     return subprocess.run([sys.executable, "-m", "greenlm", *args], input=stdin, capture_output=True, text=True,
                           env=ENV, timeout=timeout)
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``greenlm ARGS`` in this process, with the environment ``greenlm`` gets."""
+    return greenlm_in_process(*args, stdin=stdin, env=ENV)
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, *needles: str) -> None:
@@ -78,7 +89,7 @@ def test_train_writes_a_complete_hf_folder(trained):
 def test_same_command_again_trains_nothing(trained):
     task_dir, out = trained
     before = (out / "model.safetensors").stat().st_mtime_ns
-    result = greenlm(*train_args(task_dir, out))
+    result = cli(*train_args(task_dir, out))
     assert result.returncode == 0
     assert "nothing to do" in result.stderr
     assert (out / "model.safetensors").stat().st_mtime_ns == before
@@ -86,7 +97,7 @@ def test_same_command_again_trains_nothing(trained):
 
 def test_eval_and_predict(trained):
     task_dir, out = trained
-    result = greenlm("eval", str(out), "--task", str(task_dir), "--json")
+    result = cli("eval", str(out), "--task", str(task_dir), "--json")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     saved = json.loads((out / "metrics.json").read_text())["splits"]["dev"]
@@ -98,11 +109,11 @@ def test_eval_and_predict(trained):
     assert (counts[0][0] + counts[1][1]) / metrics["examples"] == pytest.approx(metrics["accuracy"])
     assert [c["support"] for c in metrics["per_class"]] == [sum(row) for row in counts]
     assert metrics["accuracy_ci95"]["low"] <= metrics["accuracy"] <= metrics["accuracy_ci95"]["high"]
-    table = greenlm("eval", str(out), "--task", str(task_dir))
+    table = cli("eval", str(out), "--task", str(task_dir))
     assert table.returncode == 0, table.stderr
     assert "per class" in table.stdout and "confusion matrix" in table.stdout and "95% bootstrap" in table.stdout
 
-    result = greenlm("predict", str(out), "-", stdin="the film was superb and lovely\nit was awful and dull\n\n")
+    result = cli("predict", str(out), "-", stdin="the film was superb and lovely\nit was awful and dull\n\n")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["label"] for r in rows] == ["pos", "neg"]
@@ -132,7 +143,7 @@ def test_kill_9_then_resume_equals_uninterrupted(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     # Checkpoint frequency is part of the identity, so compare against an uninterrupted run of the same args.
     straight = tmp_path / "straight"
-    assert greenlm(*train_args(task_dir, straight, "--checkpoint-every", "3")).returncode == 0
+    assert cli(*train_args(task_dir, straight, "--checkpoint-every", "3")).returncode == 0
     a = load_file(out / "model.safetensors")
     b = load_file(straight / "model.safetensors")
     assert a.keys() == b.keys()
@@ -165,7 +176,7 @@ def test_unknown_task(tmp_path):
 
 
 def test_missing_task_folder(tmp_path):
-    assert_clean_error(greenlm("train", "--task", str(tmp_path / "nope/"), "--model", TINY, "--out", str(tmp_path / "o")))
+    assert_clean_error(cli("train", "--task", str(tmp_path / "nope/"), "--model", TINY, "--out", str(tmp_path / "o")))
 
 
 def test_wrong_column(tmp_path):
@@ -173,7 +184,7 @@ def test_wrong_column(tmp_path):
     folder.mkdir()
     (folder / "train.tsv").write_text("sentence\tstars\nok film\t1\nbad film\t0\n")
     (folder / "dev.tsv").write_text("sentence\tstars\nok\t1\n")
-    assert_clean_error(greenlm("train", "--task", str(folder), "--model", TINY, "--out", str(tmp_path / "o")), "label")
+    assert_clean_error(cli("train", "--task", str(folder), "--model", TINY, "--out", str(tmp_path / "o")), "label")
 
 
 def test_unknown_dev_label(tmp_path):
@@ -181,7 +192,7 @@ def test_unknown_dev_label(tmp_path):
     folder.mkdir()
     (folder / "train.tsv").write_text("text\tlabel\nok film\tpos\nbad film\tneg\n")
     (folder / "dev.tsv").write_text("text\tlabel\nfine\tmaybe\n")
-    assert_clean_error(greenlm("train", "--task", str(folder), "--model", TINY, "--out", str(tmp_path / "o")), "maybe")
+    assert_clean_error(cli("train", "--task", str(folder), "--model", TINY, "--out", str(tmp_path / "o")), "maybe")
 
 
 def test_non_utf8(tmp_path):
@@ -189,7 +200,7 @@ def test_non_utf8(tmp_path):
     folder.mkdir()
     (folder / "train.tsv").write_bytes(b"text\tlabel\nok film\tpos\nbad \xff film\tneg\n")
     (folder / "dev.tsv").write_text("text\tlabel\nfine\tpos\n")
-    assert_clean_error(greenlm("train", "--task", str(folder), "--model", TINY, "--out", str(tmp_path / "o")), "UTF-8")
+    assert_clean_error(cli("train", "--task", str(folder), "--model", TINY, "--out", str(tmp_path / "o")), "UTF-8")
 
 
 def test_model_folder_without_weights(tmp_path, trained):
@@ -197,7 +208,7 @@ def test_model_folder_without_weights(tmp_path, trained):
     folder = tmp_path / "noweights"
     folder.mkdir()
     (folder / "config.json").write_text((model / "config.json").read_text())
-    assert_clean_error(greenlm("eval", str(folder), "--task", "sst2"), "no weights")
+    assert_clean_error(cli("eval", str(folder), "--task", "sst2"), "no weights")
 
 
 def test_pickle_only_weights_are_refused_unless_allowed(tmp_path, trained):
@@ -207,15 +218,15 @@ def test_pickle_only_weights_are_refused_unless_allowed(tmp_path, trained):
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         (folder / name).write_text((model / name).read_text())
     torch.save(load_file(model / "model.safetensors"), folder / "pytorch_model.bin")
-    assert_clean_error(greenlm("eval", str(folder), "--task", str(task_dir)), "pickle", "--allow-pickle")
-    allowed = greenlm("eval", str(folder), "--task", str(task_dir), "--allow-pickle", "--json")
+    assert_clean_error(cli("eval", str(folder), "--task", str(task_dir)), "pickle", "--allow-pickle")
+    allowed = cli("eval", str(folder), "--task", str(task_dir), "--allow-pickle", "--json")
     assert allowed.returncode == 0, allowed.stderr
     assert json.loads(allowed.stdout)["accuracy"] >= 0.9
 
 
 def test_max_length_above_positions(tmp_path, trained):
     task_dir, _ = trained
-    result = greenlm("train", "--task", str(task_dir), "--model", "tiny:positions=64", "--max-length", "100",
+    result = cli("train", "--task", str(task_dir), "--model", "tiny:positions=64", "--max-length", "100",
                      "--out", str(tmp_path / "o"))
     assert_clean_error(result, "--max-length", "64")
     assert not (tmp_path / "o").exists()
@@ -224,7 +235,7 @@ def test_max_length_above_positions(tmp_path, trained):
 def test_output_folder_holding_a_different_run(trained):
     task_dir, out = trained
     before = (out / "model.safetensors").read_bytes()
-    assert_clean_error(greenlm(*train_args(task_dir, out, "--seed", "7")), "different run", "seed")
+    assert_clean_error(cli(*train_args(task_dir, out, "--seed", "7")), "different run", "seed")
     assert (out / "model.safetensors").read_bytes() == before
 
 
@@ -233,7 +244,7 @@ def test_output_folder_with_unrelated_files(tmp_path, trained):
     out = tmp_path / "busy"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert_clean_error(greenlm(*train_args(task_dir, out)), "not empty")
+    assert_clean_error(cli(*train_args(task_dir, out)), "not empty")
     assert (out / "notes.txt").read_text() == "mine"
 
 
@@ -246,4 +257,4 @@ def test_predict_non_utf8_input(tmp_path, trained):
     _, model = trained
     bad = tmp_path / "in.txt"
     bad.write_bytes(b"fine film\n\xfe\xff broken\n")
-    assert_clean_error(greenlm("predict", str(model), str(bad)), "UTF-8")
+    assert_clean_error(cli("predict", str(model), str(bad)), "UTF-8")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -20,7 +18,7 @@ from greenlm.runtime import predict_logits
 from greenlm.models import students as st
 from greenlm.train import TrainConfig, train
 
-from conftest import stage_runner
+from conftest import greenlm_in_process, stage_runner
 
 run = stage_runner("distill")
 
@@ -158,26 +156,25 @@ def test_cli_refuses_an_untuned_teacher_and_warns_about_a_wider_student(rule_tea
     untuned, tok = build_tiny_classifier(TinySpec(layers=2, hidden=32, heads=4, ffn=37, vocab=99), ["x", "y"],
                                          toy.split("train").text_a)
     save_classifier(untuned, tok, tmp_path / "untuned")
-    base = [sys.executable, "-m", "greenlm", "distill", "--task", str(toy_task_dir), "--no-progress", "--epochs", "1"]
-    refused = subprocess.run([*base, str(tmp_path / "untuned"), "--student", "1x16", "--out", str(tmp_path / "a")],
-                             capture_output=True, text=True, env=ENV, timeout=300)
+    base = ["distill", "--task", str(toy_task_dir), "--no-progress", "--epochs", "1"]
+    refused = greenlm_in_process(*base, str(tmp_path / "untuned"), "--student", "1x16", "--out", str(tmp_path / "a"),
+                                 env=ENV)
     assert refused.returncode == 2, refused.stderr
     lines = [line for line in refused.stderr.strip().splitlines() if not line.startswith("note:")]
     assert len(lines) == 1 and "not fine-tuned" in lines[0] and "--allow-untuned-teacher" in lines[0]
     assert not (tmp_path / "a").exists()
 
-    wider = subprocess.run([*base, str(teacher_dir), "--student", "2x48", "--out", str(tmp_path / "b")],
-                           capture_output=True, text=True, env=ENV, timeout=300)
+    wider = greenlm_in_process(*base, str(teacher_dir), "--student", "2x48", "--out", str(tmp_path / "b"), env=ENV)
     assert wider.returncode == 0, wider.stderr
     assert "not compression" in wider.stderr
     assert (tmp_path / "b" / "pricetag.json").is_file() and (tmp_path / "b" / "metrics.json").is_file()
-    again = subprocess.run([*base, str(teacher_dir), "--student", "2x48", "--out", str(tmp_path / "b")],
-                           capture_output=True, text=True, env=ENV, timeout=300)
+    again = greenlm_in_process(*base, str(teacher_dir), "--student", "2x48", "--out", str(tmp_path / "b"), env=ENV)
     assert again.returncode == 0 and "already holds this finished run" in again.stderr
 
 
 def test_distill_stage_inside_greenlm_run(tmp_path, toy_task_dir):
-    """A recipe with finetune then distill, through the real `greenlm run` command line."""
+    """A recipe with finetune then distill, through the `greenlm run` command line (its entry point, in this
+    process)."""
     import yaml
 
     recipe = {
@@ -194,8 +191,7 @@ def test_distill_stage_inside_greenlm_run(tmp_path, toy_task_dir):
     }
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     environment = {**ENV, "GREENLM_HOME": str(tmp_path / "home")}
-    result = subprocess.run([sys.executable, "-m", "greenlm", "run", str(tmp_path / "recipe.yaml"), "--no-progress"],
-                            capture_output=True, text=True, env=environment, timeout=900, cwd=tmp_path)
+    result = greenlm_in_process("run", str(tmp_path / "recipe.yaml"), "--no-progress", env=environment, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     stage = tmp_path / "runs" / "kd" / "distill"
     metrics = json.loads((stage / "metrics.json").read_text())

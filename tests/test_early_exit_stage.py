@@ -22,7 +22,7 @@ from greenlm.models.early_exit import EarlyExitClassifier
 from greenlm.train import TrainConfig, evaluate, train
 from conftest import finetune_folder as finetune
 
-from conftest import make_toy_task, toy_split, write_toy_task_files, stage_runner
+from conftest import greenlm_in_process, make_toy_task, toy_split, write_toy_task_files, stage_runner
 
 run = stage_runner("early_exit")
 
@@ -323,25 +323,28 @@ def greenlm(*args, stdin=None):
                           timeout=600)
 
 
+cli = greenlm_in_process  # the same entry point in this process: no seconds of imports per command
+
+
 def test_cli_early_exit_then_predict(teacher_dir, tmp_path):
     task_dir = tmp_path / "toy"
     write_toy_task_files(task_dir, 320, 64)
     out = tmp_path / "ee"
-    result = greenlm("early-exit", str(teacher_dir), "--task", str(task_dir), "--out", str(out), "--epochs", "1",
+    result = cli("early-exit", str(teacher_dir), "--task", str(task_dir), "--out", str(out), "--epochs", "1",
                      "--batch-size", "16", "--lr", "3e-3", "--exit-lr", "3e-3", "--precision", "fp32", "--no-speed", "--no-progress",
                      "--exit-layers", "1,2", "--target-speedup", "1.5")
     assert result.returncode == 0, result.stderr
     assert "FLOPs speedup" in result.stderr and "saved to" in result.stderr
     assert json.loads((out / "stage.json").read_text())["identity"]["settings"]["target_speedup"] == 1.5
-    again = greenlm("early-exit", str(teacher_dir), "--task", str(task_dir), "--out", str(out), "--epochs", "1",
+    again = cli("early-exit", str(teacher_dir), "--task", str(task_dir), "--out", str(out), "--epochs", "1",
                     "--batch-size", "16", "--lr", "3e-3", "--exit-lr", "3e-3", "--precision", "fp32", "--no-speed", "--no-progress",
                     "--exit-layers", "1,2", "--target-speedup", "1.5")
     assert again.returncode == 0 and "already holds this finished run" in again.stderr
-    predicted = greenlm("predict", str(out), stdin="the film was good\nawful plot\n")
+    predicted = cli("predict", str(out), stdin="the film was good\nawful plot\n")
     assert predicted.returncode == 0, predicted.stderr
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert len(rows) == 2 and all(r["exit_layer"] in (1, 2, 3) for r in rows)
-    auto = greenlm("predict", str(out), "--runtime", "auto", stdin="the film was good\nawful plot\n")
+    auto = cli("predict", str(out), "--runtime", "auto", stdin="the film was good\nawful plot\n")
     assert auto.returncode == 0 and "run on the torch runtime" in auto.stderr
     assert [json.loads(line) for line in auto.stdout.splitlines()] == rows
     from greenlm.models.loading import load_classifier
@@ -375,6 +378,6 @@ def test_cli_model_that_cannot_take_exits(tmp_path):
     tokenizer.save_pretrained(folder)
     task_dir = tmp_path / "toy"
     write_toy_task_files(task_dir, 64, 16)
-    result = greenlm("early-exit", str(folder), "--task", str(task_dir), "--out", str(tmp_path / "o"))
+    result = cli("early-exit", str(folder), "--task", str(task_dir), "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "cannot attach early exits to DistilBertForSequenceClassification" in result.stderr

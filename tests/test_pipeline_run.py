@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import greenlm_in_process
 from safetensors.torch import load_file
 
 TINY = "tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99"
@@ -36,8 +37,15 @@ def write_recipe(path: Path, task_dir: Path, name: str = "tiny", **finetune) -> 
 
 
 def greenlm(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``greenlm ARGS`` in a process of its own, run from ``tmp_path``."""
     return subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True,
                           env=env(tmp_path), timeout=timeout, cwd=tmp_path)
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``greenlm ARGS`` through the same entry point in this process (no seconds of imports), run from ``tmp_path``.
+    The first run and the kill -9 test start real processes."""
+    return greenlm_in_process(*args, env=env(tmp_path), cwd=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +111,7 @@ def test_second_identical_run_trains_nothing(first_run):
     root, recipe, _, first_seconds = first_run
     stage_json = root / "runs" / "tiny" / "finetune" / "stage.json"
     before = stage_json.stat().st_mtime_ns
-    result = greenlm(root, "run", str(recipe), "--no-progress")
+    result = cli(root, "run", str(recipe), "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "reused" in result.stderr and "finetune" in result.stderr
     assert stage_json.stat().st_mtime_ns == before
@@ -119,13 +127,13 @@ def test_start_within_waits_for_the_cleanest_hour_then_runs(first_run, tmp_path)
     grid.write_text("timestamp_utc,region,gco2_per_kwh\n" + "".join(
         f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0 + 3600 * h))},X,{50 if h % 24 == 5 else 400}\n"
         for h in range(-24 * 8, 48)))
-    result = greenlm(root, "run", str(recipe), "--no-progress", "--start-within", "12h", "--grid", str(grid),
+    result = cli(root, "run", str(recipe), "--no-progress", "--start-within", "12h", "--grid", str(grid),
                      "--now", "2022-06-01T00:00Z", "--clock-speed", "1e6")
     assert result.returncode == 0, result.stderr
     assert "start at 2022-06-01T05:00Z (in 5.00 h)" in result.stderr and "starting run tiny" in result.stderr
     assert "runs/tiny/report.json: its stages took" in result.stderr
     assert "reused" in result.stderr
-    bad = greenlm(root, "run", str(recipe), "--no-progress", "--start-within", "12h")
+    bad = cli(root, "run", str(recipe), "--no-progress", "--start-within", "12h")
     assert bad.returncode == 2 and "needs both --start-within" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
@@ -139,21 +147,21 @@ def test_run_within_plans_pause_and_resume_from_the_earlier_report(first_run, tm
     grid.write_text("timestamp_utc,region,gco2_per_kwh\n" + "".join(
         f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0 + 3600 * h))},X,{50 if h == 3 else 400}\n"
         for h in range(0, 48)))
-    result = greenlm(root, "run", str(recipe), "--no-progress", "--run-within", "12h", "--grid", str(grid),
+    result = cli(root, "run", str(recipe), "--no-progress", "--run-within", "12h", "--grid", str(grid),
                      "--now", "2022-06-01T00:00Z", "--clock-speed", "1e6")
     assert result.returncode == 0, result.stderr
     assert "Pause & Resume plan for X before 2022-06-01T12:00Z: run in 2022-06-01T03:00Z..2022-06-01T04:00Z" \
         in result.stderr
     for bad, needle in ((["--job-duration", "1h"], "give one of them"),
                         (["--run-within", "12h", "--start-within", "6h", "--grid", str(grid)], "not both")):
-        run = greenlm(root, "run", str(recipe), "--no-progress", *bad)
+        run = cli(root, "run", str(recipe), "--no-progress", *bad)
         assert run.returncode == 2 and needle in run.stderr, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1
 
 
 def test_same_stage_in_another_run_is_reused_from_it(first_run):
     root, recipe, _, _ = first_run
-    result = greenlm(root, "run", str(recipe), "--name", "other", "--no-progress")
+    result = cli(root, "run", str(recipe), "--name", "other", "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "reused from" in result.stderr
     a = load_file(root / "runs" / "tiny" / "finetune" / "model.safetensors")
@@ -164,7 +172,7 @@ def test_same_stage_in_another_run_is_reused_from_it(first_run):
 def test_changed_recipe_under_same_name_is_refused_then_resumed_or_forced(first_run):
     root, _, _, _ = first_run
     changed = write_recipe(root / "changed.yaml", root / "toy", epochs=4)
-    result = greenlm(root, "run", str(changed), "--no-progress")
+    result = cli(root, "run", str(changed), "--no-progress")
     assert result.returncode == 2
     assert "different recipe" in result.stderr and "stages.finetune.epochs" in result.stderr
     assert "Traceback" not in result.stderr
@@ -181,7 +189,7 @@ def test_bad_inputs_are_one_line_exit_2(first_run, tmp_path):
         (["run", "quik"], "did you mean 'quick'"),
     ]
     for args, needle in cases:
-        result = greenlm(root, *args)
+        result = cli(root, *args)
         assert result.returncode == 2, (args, result.stderr)
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
         assert len(lines) == 1 and needle in lines[0], (args, result.stderr)
@@ -191,7 +199,7 @@ def test_runs_dir_that_is_a_file(first_run, tmp_path):
     root, recipe, _, _ = first_run
     blocker = tmp_path / "afile"
     blocker.write_text("x")
-    result = greenlm(root, "run", str(recipe), "--runs-dir", str(blocker), "--no-progress")
+    result = cli(root, "run", str(recipe), "--runs-dir", str(blocker), "--no-progress")
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
@@ -214,8 +222,7 @@ def test_kill_9_mid_stage_resumes_to_the_same_model(first_run, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     # Uninterrupted, in a separate runs folder (so nothing is reused from the first).
-    straight = subprocess.run([*args[:-3], "--runs-dir", str(tmp_path / "b"), "--no-progress"], env=env(tmp_path),
-                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    straight = cli(tmp_path, *args[3:-3], "--runs-dir", str(tmp_path / "b"), "--no-progress")
     assert straight.returncode == 0, straight.stderr
     history = lambda root: json.loads((root / "killed" / "finetune" / "metrics.json").read_text())["train"]  # noqa: E731
     assert history(tmp_path / "a")["history"] == history(tmp_path / "b")["history"]
@@ -235,7 +242,7 @@ def test_bad_task_or_teacher_leaves_no_run_folder(first_run, tmp_path):
     for name, changes in (("badtask", {"task": str(tmp_path / "nowhere")}), ("badteacher", {"teacher": str(tmp_path / "none")})):
         data = {**yaml.safe_load(write_recipe(tmp_path / "r.yaml", root / "toy", name=name).read_text()), **changes}
         (tmp_path / "r.yaml").write_text(yaml.safe_dump(data))
-        result = greenlm(root, "run", str(tmp_path / "r.yaml"), "--runs-dir", str(tmp_path / "runs"), "--no-progress")
+        result = cli(root, "run", str(tmp_path / "r.yaml"), "--runs-dir", str(tmp_path / "runs"), "--no-progress")
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert not (tmp_path / "runs" / name).exists()
 
@@ -252,7 +259,10 @@ def test_disk_full_in_a_later_stage_keeps_earlier_ones(first_run, tmp_path, monk
 
     root, _, _, _ = first_run
     monkeypatch.setenv("GREENLM_HOME", str(tmp_path / "home"))
-    data = yaml.safe_load(write_recipe(tmp_path / "r.yaml", root / "toy", name="full").read_text())
+    # beside the first run, whose finetune stage it reuses (no training here): a failure after a reused stage
+    # keeps it as it keeps one it ran (runner._run_locked: every finished stage)
+    runs, name = root / "runs", f"full-{failure}"
+    data = yaml.safe_load(write_recipe(tmp_path / "r.yaml", root / "toy", name=name).read_text())
     data["stages"]["quantize"] = {"measure_speed": False}
     from greenlm.stage.registry import Method
 
@@ -267,9 +277,9 @@ def test_disk_full_in_a_later_stage_keeps_earlier_ones(first_run, tmp_path, monk
 
     monkeypatch.setattr(Method, "run", failing)
     with pytest.raises(GreenlmError) as err:
-        runner.run_recipe(parse_recipe(data), tmp_path / "runs", progress=False, echo=lambda *a: None)
+        runner.run_recipe(parse_recipe(data), runs, progress=False, echo=lambda *a: None)
     message = str(err.value)
     assert "stage 'quantize' could not write its files" in message and "finished stages are kept (finetune)" in message
     assert ("No space left on device" if failure == "oserror" else "StorageFull") in message
-    assert (tmp_path / "runs" / "full" / "finetune" / "stage.json").is_file()
-    assert not (tmp_path / "runs" / "full" / "quantize").exists()
+    assert (runs / name / "finetune" / "stage.json").is_file()
+    assert not (runs / name / "quantize").exists()

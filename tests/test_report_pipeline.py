@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from _report_runs import front_matter
+from conftest import greenlm_in_process
 
 TINY = "tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99"
 
@@ -40,7 +41,9 @@ def tiny_run(tmp_path_factory):
         },
     }, sort_keys=False))
     args = [sys.executable, "-m", "greenlm", "run", str(recipe), "--no-progress"]
-    result = subprocess.run(args, capture_output=True, text=True, env=_env(root), cwd=root, timeout=900)
+    # through the command's entry point in this process (test_pipeline_run starts a real one); the run without
+    # matplotlib below needs a fresh interpreter and starts one
+    result = greenlm_in_process(*args[3:], env=_env(root), cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     return root, args, result
 
@@ -84,7 +87,7 @@ def test_every_model_folder_has_a_card(tiny_run):
 
 def test_cards_and_figures_leave_the_cache_intact(tiny_run):
     root, args, _ = tiny_run
-    again = subprocess.run(args, capture_output=True, text=True, env=_env(root), cwd=root, timeout=600)
+    again = greenlm_in_process(*args[3:], env=_env(root), cwd=root)  # the same command, in this process
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("reused (inputs unchanged)") == 3 and "measurements: reused" in again.stderr
 

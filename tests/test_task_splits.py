@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import greenlm_in_process
 
 from greenlm.common import GreenlmError
 from greenlm.data import (Task, TaskSplit, carve_validation, choose_eval_split, covering_length, describe_validation,
@@ -22,10 +22,11 @@ TINY = "tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
 
 
-def greenlm(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def greenlm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``greenlm ARGS`` through its entry point, in this process (a process of its own adds seconds of imports and
+    nothing these tests look at), run from ``cwd``."""
     env = {**ENV, "GREENLM_HOME": str((cwd or Path.cwd()) / "home")}
-    return subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=cwd)
+    return greenlm_in_process(*args, env=env, cwd=cwd)
 
 
 def write_split(path: Path, split: TaskSplit, labels=("neg", "pos")) -> None:
@@ -231,7 +232,7 @@ def test_run_on_train_and_test_names_test_in_log_and_report(train_test_dir, tmp_
     bad = greenlm("run", str(recipe), "--eval-split", "dev", "--no-progress", cwd=tmp_path)
     assert "it can be evaluated on: test" in one_error_line(bad)
     assert not (tmp_path / "runs" / "tt").exists()  # refused before the run folder is made
-    result = greenlm("run", str(recipe), "--no-progress", cwd=tmp_path, timeout=600)
+    result = greenlm("run", str(recipe), "--no-progress", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "runs" / "tt"
     log = (run / "run.log").read_text()
