@@ -289,7 +289,7 @@ def test_run_measures_test_once_per_model_and_reuses_stages_across_eval_splits(t
         "evaluation": {"speed_examples": 16, "latency_examples": 2, "repeats": 1},
         "stages": {"finetune": {"epochs": 1, "batch_size": 16, "max_length": 32},
                    "early_exit": {"epochs": 1, "batch_size": 16, "measure_speed": False}}}, sort_keys=False))
-    result = greenlm("run", str(recipe), "--no-progress", cwd=tmp_path, timeout=600)
+    result = greenlm("run", str(recipe), "--no-progress", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "runs" / "tt"
     for stage in ("finetune", "early_exit"):  # the stages evaluated validation and dev, never test
@@ -315,7 +315,7 @@ def test_run_measures_test_once_per_model_and_reuses_stages_across_eval_splits(t
     assert [r["dataset"]["split"] for r in results] == ["validation", "test"]  # the Hub calls dev "validation"
     assert results[1]["metrics"][0]["value"] == round(measured["models"]["early_exit"]["test"]["accuracy"], 6)
 
-    again = greenlm("run", str(recipe), "--eval-split", "test", "--resume", "--no-progress", cwd=tmp_path, timeout=600)
+    again = greenlm("run", str(recipe), "--eval-split", "test", "--resume", "--no-progress", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     log = (run / "run.log").read_text()
     assert "stage finetune: reused" in log and "stage early_exit: reused" in log
