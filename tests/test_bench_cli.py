@@ -70,7 +70,8 @@ def test_bench_json_has_every_field_for_every_model_and_runtime(task, models, tm
         else:
             assert row["status"] == "skipped" and row["reason"]
     ok = {(r["model_index"], r["runtime"]) for r in rows if r["status"] == "ok"}
-    assert ok == {(0, rt) for rt in ALL_RUNTIMES if rt != "saved"} | {(1, "saved")}
+    timed = {rt for rt in ALL_RUNTIMES if rt != "saved" and (rt != "torch-bf16" or cpu_has_bf16())}
+    assert ok == {(0, rt) for rt in timed} | {(1, "saved")}  # emulated bf16 (AMD Zen 3, say) is skipped, below
     first = rows[0]
     assert first["runtime"] == "hf-eager-pad128" and first["speedup_vs_first"] == 1.0
     assert all(r["speedup_vs_first_model_same_runtime"] == 1.0 for r in rows if r["model_index"] == 0 and r["status"] == "ok")
@@ -80,7 +81,7 @@ def test_bench_json_has_every_field_for_every_model_and_runtime(task, models, tm
     by = {(r["model_index"], r["runtime"]): r for r in rows}
     # the naive peer pads to 128 tokens: most of its FLOPs are padding; greenlm's sorted batches waste
     # less than the same batches in the given order (ort-fp32)
-    useful = {rt: by[0, rt]["gflop_per_s_useful"] / by[0, rt]["gflop_per_s_executed"] for rt in ALL_RUNTIMES[:-1]}
+    useful = {rt: by[0, rt]["gflop_per_s_useful"] / by[0, rt]["gflop_per_s_executed"] for rt in timed}
     assert useful["hf-eager-pad128"] < 0.5
     assert useful["torch-fp32"] > useful["ort-fp32"] > useful["hf-eager-pad128"]
     # both GFLOP/s figures are rounded to 0.01: on a slow or busy machine (0.5 GFLOP/s) that alone moves a ratio ~2%
@@ -100,7 +101,6 @@ def test_bench_json_has_every_field_for_every_model_and_runtime(task, models, tm
         assert by[0, runtime]["accuracy"] == by[0, "hf-eager-pad128"]["accuracy"]
     summary = result["summary"][str(fp32)]
     assert summary["fastest_runtime"] in ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
-    timed = {rt for rt in ALL_RUNTIMES if rt != "saved" and (rt != "torch-bf16" or cpu_has_bf16())}
     assert set(summary["throughput_ratio_vs"]) == timed - {summary["fastest_runtime"]}
     assert summary["int8_vs_fp32"]["int8_runtime"] == "onnx-int8"
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import collections
 import json
 import os
-import subprocess
-import sys
 
 import random
 import re
 
 import pytest
+from conftest import greenlm_in_process
 import yaml
 
 from greenlm.common import GreenlmError
@@ -146,8 +145,7 @@ def test_greenlm_run_refuses_an_impossible_target_before_training(tmp_path):
         "stages": {"finetune": {"epochs": 1, "batch_size": 16, "max_length": 32},
                    "distill": {"student": "1x16", "epochs": 1, "batch_size": 16}}}, sort_keys=False))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GREENLM_HOME": str(tmp_path / "home"), "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-m", "greenlm", "run", str(recipe), "--target-speedup", "1000",
-                             "--no-progress"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    result = greenlm_in_process("run", str(recipe), "--target-speedup", "1000", "--no-progress", env=env, cwd=tmp_path)
     errors = [line for line in result.stderr.splitlines() if line.startswith("greenlm: error")]
     assert result.returncode == 2, result.stderr
     assert len(errors) == 1 and "target speedup 1000x is out of reach" in errors[0] and "distill" in errors[0]

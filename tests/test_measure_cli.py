@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import greenlm_in_process
 
 BUSY_CHILD = (
     "import subprocess, sys\n"
@@ -18,9 +19,15 @@ BUSY_CHILD = (
 
 
 def greenlm(*args, home, **kwargs):
+    """``greenlm ARGS`` in a process of its own (``greenlm measure`` runs a command, and passes on its exit code)."""
     env = {**os.environ, "GREENLM_HOME": str(home), "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True, env=env,
                           timeout=300, **kwargs)
+
+
+def cli(*args, home):
+    """``greenlm ARGS`` through the same entry point in this process: calc and flops compute, no seconds of imports."""
+    return greenlm_in_process(*args, env={**os.environ, "GREENLM_HOME": str(home), "COLUMNS": "200"})
 
 
 def test_measure_returns_the_command_exit_code_and_counts_its_children(tmp_path):
@@ -68,7 +75,7 @@ def test_measure_bad_options_exit_2_before_running(tmp_path):
 
 def test_calc_reproduces_strubell_table_3_transformer_base(tmp_path):
     # Strubell et al. 2019, Table 3, Transformer (base): 8 x P100, 12 h, 1415.78 W -> 27 kWh-PUE, 26 lbs
-    run = greenlm("calc", "--watts", "1415.78", "--hours", "12", "--preset", "strubell2019",
+    run = cli("calc", "--watts", "1415.78", "--hours", "12", "--preset", "strubell2019",
                   "--usd-per-hour", "2.5", "--json", home=tmp_path)
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
@@ -81,7 +88,7 @@ def test_calc_reproduces_strubell_table_3_transformer_base(tmp_path):
 
 
 def test_calc_component_form_and_bad_input(tmp_path):
-    run = greenlm("calc", "--cpu-watts", "100", "--ram-watts", "20", "--gpu-watts", "250", "--gpus", "4",
+    run = cli("calc", "--cpu-watts", "100", "--ram-watts", "20", "--gpu-watts", "250", "--gpus", "4",
                   "--hours", "2", "--pue", "1.2", "--intensity-g-per-kwh", "400", "--json", home=tmp_path)
     out = json.loads(run.stdout)
     assert out["power_w"] == 1120 and out["energy_kwh"] == pytest.approx(1.2 * 2 * 1120 / 1000)
@@ -94,7 +101,7 @@ def test_calc_component_form_and_bad_input(tmp_path):
         (("--watts", "5", "--hours", "1", "--gpus", "2"), "--gpus needs --gpu-watts"),
         (("--hours", "1",), "give the power"),
     ]:
-        run = greenlm("calc", *args, home=tmp_path)
+        run = cli("calc", *args, home=tmp_path)
         assert run.returncode == 2 and message in run.stderr, (args, run.stderr)
         assert len(run.stderr.strip().splitlines()) == 1
 
@@ -104,7 +111,7 @@ def test_flops_json(tmp_path):
     config = transformers.ElectraConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                         intermediate_size=37, embedding_size=16, architectures=["ElectraForPreTraining"])
     config.save_pretrained(tmp_path / "model")
-    run = greenlm("flops", str(tmp_path / "model"), "--seq-len", "16", "--convention", "electra",
+    run = cli("flops", str(tmp_path / "model"), "--seq-len", "16", "--convention", "electra",
                   "--train-steps", "10", "--batch-size", "4", "--pretraining", "mlm", "--json", home=tmp_path)
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
@@ -114,7 +121,7 @@ def test_flops_json(tmp_path):
     assert out["infer_flops"] == pytest.approx(api.infer_flops)
     assert out["train_flops"] == pytest.approx(api.train_flops)
     assert out["params"]["total"] == api.params["total"]
-    run = greenlm("flops", str(tmp_path / "model"), "--seq-len", "16", home=tmp_path)
+    run = cli("flops", str(tmp_path / "model"), "--seq-len", "16", home=tmp_path)
     assert run.returncode == 0 and "attention" in run.stdout and "non-embedding" in run.stdout
-    run = greenlm("flops", str(tmp_path / "nowhere"), "--seq-len", "16", home=tmp_path)
+    run = cli("flops", str(tmp_path / "nowhere"), "--seq-len", "16", home=tmp_path)
     assert run.returncode == 2 and "does not exist" in run.stderr

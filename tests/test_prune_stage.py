@@ -4,9 +4,6 @@ schedule with --max-drop, resume, unstructured accounting, bad input."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,7 +15,7 @@ from greenlm.models import load_classifier, pruned
 from greenlm.train import TrainConfig
 from conftest import finetune_folder as finetune
 
-from conftest import make_toy_task, write_toy_task_files, stage_runner
+from conftest import greenlm_in_process, make_toy_task, write_toy_task_files, stage_runner
 
 run = stage_runner("prune")
 
@@ -187,15 +184,12 @@ def test_bad_settings_are_refused(fine_tuned, tmp_path, toy_task):
 def test_cli_prune(fine_tuned, tmp_path):
     task_dir = tmp_path / "toy"
     write_toy_task_files(task_dir)
-    base = [sys.executable, "-m", "greenlm", "prune", str(fine_tuned), "--task", str(task_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    bad = subprocess.run(base + ["--heads", "1.5", "--out", str(tmp_path / "x")], capture_output=True, text=True,
-                         env=env)
+    base = ["prune", str(fine_tuned), "--task", str(task_dir)]  # through the entry point, in this process
+    bad = greenlm_in_process(*base, "--heads", "1.5", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == ["greenlm: error: prune setting: head_sparsity must be in [0, 1), got 1.5"]
-    good = subprocess.run(base + ["--heads", "0.25", "--recovery", "none", "--importance-examples", "32",
-                                  "--no-measure-speed", "--no-progress", "--out", str(tmp_path / "p")],
-                          capture_output=True, text=True, env=env)
+    good = greenlm_in_process(*base, "--heads", "0.25", "--recovery", "none", "--importance-examples", "32",
+                              "--no-measure-speed", "--no-progress", "--out", str(tmp_path / "p"))
     assert good.returncode == 0, good.stderr
     assert "heads 8 -> 6" in good.stderr and "saved to" in good.stderr
     assert sum(pruned.heads_per_layer(load_classifier(str(tmp_path / "p")).model)) == 6

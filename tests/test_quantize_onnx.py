@@ -143,6 +143,26 @@ def test_bf16_close_to_fp32(trained):
     assert 0 < np.abs(got - expected).max() <= BF16_MAX_ABS
 
 
+def test_torch_runtime_runs_on_its_threads_and_puts_the_process_count_back(trained):
+    """A runtime pinned to N threads runs each call on N and leaves the process's count as it was: a later
+    training in the same process (the Python API's next stage) must not inherit the runtime's count."""
+    import copy
+
+    model, tok, dev, _ = trained
+    seen = []
+    handle = model.bert.embeddings.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    try:
+        before = torch.get_num_threads()
+        runtime = TorchRuntime(copy.deepcopy(model), threads=before + 1)
+        handle.remove()  # the copy keeps its own hook
+        run_engine(runtime, pack(dev, tok.pad_token_id), batch_size=16, num_labels=2)
+        assert seen and set(seen) == {before + 1}
+        assert torch.get_num_threads() == before
+    finally:
+        handle.remove()
+        torch.set_num_threads(before)
+
+
 def test_pack_equals_collate(trained):
     _, tok, dev, _ = trained
     packed = pack(dev, tok.pad_token_id)

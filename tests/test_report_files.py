@@ -6,17 +6,16 @@ import csv
 import html.parser
 import io
 import json
-import os
 import re
 import shutil
 import struct
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from _report_runs import FRONTS, INTENSITY_G_PER_KWH, MODELS, front_matter, make_run
+from conftest import greenlm_in_process
 
 from greenlm.common import GreenlmError
 from greenlm.report import figures as figs
@@ -346,13 +345,10 @@ def test_formats_parse():
 
 def test_cli_report_and_its_errors(tmp_path):
     run = make_run(tmp_path / "runs")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    ok = subprocess.run([sys.executable, "-m", "greenlm", "report", str(run), "--format", "md,tex"],
-                        capture_output=True, text=True, env=env, timeout=300)
+    ok = greenlm_in_process("report", str(run), "--format", "md,tex")  # the entry point, in this process
     assert ok.returncode == 0, ok.stderr
     assert str(run / "report.tex") in ok.stdout and not (run / "report.html").exists()
-    bad = subprocess.run([sys.executable, "-m", "greenlm", "report", str(run / "distill")], capture_output=True,
-                         text=True, env=env, timeout=300)
+    bad = greenlm_in_process("report", str(run / "distill"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [f"greenlm: error: '{run / 'distill'}' is one stage of a run (it has"
                                                f" stage.json, no recipe.yaml); give the run folder above it: {run}"]

@@ -60,12 +60,14 @@ def _measurements() -> dict:
             "protocol": {"latency": "batch 1", "throughput": "batch 32", "flops": "matmul"}, "models": models}
 
 
-@pytest.fixture
-def report_run(tmp_path):
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory):
+    """The hand-made run's report as ``greenlm run`` writes it (every format, figures included: seconds), written
+    once for the tests below, which only read it."""
     from greenlm.pipeline.report_rows import write_report
     from greenlm.pipeline.schema import parse_recipe
 
-    run = make_run(tmp_path, measured=False)
+    run = make_run(tmp_path_factory.mktemp("uncertainty"), measured=False)
     recipe = parse_recipe({"name": "hand", "task": "sst2", "teacher": "minilm", "measure": {"region": "FRA"},
                            "stages": {"finetune": {}, "distill": {"from": "finetune"},
                                       "quantize": {"from": "distill"}, "early_exit": {"from": "finetune"}}})

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import greenlm_in_process
 import yaml
 
 from greenlm.common import GreenlmError
@@ -183,7 +183,8 @@ def test_real_tiny_sweep_through_the_cli(tmp_path):
     args = [sys.executable, "-m", "greenlm", "sweep", str(recipe), "--trials", "3", "--no-measure", "--no-progress",
             "--search", "stages.distill.learning_rate=loguniform(1e-3,1e-2)", "--search",
             "stages.distill.temperature=choice(1,2)"]
-    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    # through the command's entry point in this process (test_sweep_storage starts real workers side by side)
+    result = greenlm_in_process(*args[3:], env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = tmp_path / "runs" / "tiny-sweep"
     record = json.loads((sweep / "sweep.json").read_text())
@@ -200,10 +201,9 @@ def test_real_tiny_sweep_through_the_cli(tmp_path):
     assert len(record["curve"]) == 3 and (sweep / "figures" / "budget_curve.svg").is_file()
     assert "expected best validation accuracy of 3 trials" in result.stdout
     # the same command again has nothing to run; `greenlm report` rewrites the sweep's report
-    again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    again = greenlm_in_process(*args[3:], env=env, cwd=tmp_path)
     assert again.returncode == 0 and len(json.loads((sweep / "sweep.json").read_text())["trials"]) == 3
     (sweep / "sweep.md").unlink()
-    report = subprocess.run([sys.executable, "-m", "greenlm", "report", str(sweep)], capture_output=True, text=True,
-                            env=env, cwd=tmp_path, timeout=300)
+    report = greenlm_in_process("report", str(sweep), env=env, cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert "## Budget/performance curve" in (sweep / "sweep.md").read_text()

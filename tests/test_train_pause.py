@@ -5,11 +5,11 @@ same weights as an unpaused run, pauses recorded), killed during a pause and res
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import greenlm_in_process
 import torch
 
 from greenlm.common import GreenlmError
@@ -121,7 +121,7 @@ def test_greenlm_train_pauses_on_a_sped_up_clock(toy_task_dir, tmp_path):
             "tiny:layers=1,hidden=16,heads=2,ffn=16,vocab=60", "--epochs", "1", "--max-length", "32", "--out", str(out),
             "--no-progress", "--pause-above", "300", "--grid", str(grid), "--now", "2022-06-01T00:30Z",
             "--clock-speed", "1e6"]
-    run = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    run = greenlm_in_process(*args[3:])  # the entry point, in this process; the clock is the command's own
     assert run.returncode == 0, run.stderr
     assert "pausing at step 0 until 2022-06-01T02:00:00Z (1.50 h)" in run.stderr
     pauses = json.loads((out / "metrics.json").read_text())["train"]["pauses"]
@@ -138,7 +138,7 @@ def test_greenlm_train_pauses_on_a_sped_up_clock(toy_task_dir, tmp_path):
     assert sum(r["co2e_kg"] for r in tag["by_hour"]) == pytest.approx(tag["co2e_kg"], rel=1e-6)
     assert "ram" in tag["energy_source"] and hours["2022-06-01T01:00Z"]["energy_kwh"] > 0
     assert tag["wall_s"] > 3600  # the simulated span, pause included
-    bad = subprocess.run(args[:-6] + ["--pause-above", "300"], capture_output=True, text=True, timeout=120)
+    bad = greenlm_in_process(*args[3:-6], "--pause-above", "300")
     assert bad.returncode == 2 and "--pause-above needs --grid" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
@@ -169,8 +169,7 @@ def test_greenlm_train_runs_a_pause_and_resume_plan(toy_task_dir, tmp_path):
     args = [sys.executable, "-m", "greenlm", "train", "--task", str(toy_task_dir), "--model",
             "tiny:layers=1,hidden=16,heads=2,ffn=16,vocab=60", "--epochs", "1", "--max-length", "32", "--out", str(out),
             "--no-progress", "--grid", str(grid), "--now", "2022-06-01T00:30Z", "--clock-speed", "1e6"]
-    run = subprocess.run(args + ["--run-within", "5h", "--job-duration", "20m"], capture_output=True, text=True,
-                         timeout=300)
+    run = greenlm_in_process(*args[3:], "--run-within", "5h", "--job-duration", "20m")
     assert run.returncode == 0, run.stderr
     assert "Pause & Resume plan for X before 2022-06-01T05:00Z: run in 2022-06-01T02:00Z..2022-06-01T03:00Z" in run.stderr
     pauses = json.loads((out / "metrics.json").read_text())["train"]["pauses"]
@@ -181,7 +180,6 @@ def test_greenlm_train_runs_a_pause_and_resume_plan(toy_task_dir, tmp_path):
     for bad, needle in ((["--run-within", "5h"], "--run-within needs --job-duration"),
                         (["--run-within", "5h", "--job-duration", "1h", "--pause-above", "300"], "not both"),
                         (["--job-duration", "1h"], "give --run-within too")):
-        result = subprocess.run(args[:-4] + ["--out", str(tmp_path / "bad")] + bad + args[-4:], capture_output=True,
-                                text=True, timeout=120)
+        result = greenlm_in_process(*args[3:-4], "--out", str(tmp_path / "bad"), *bad, *args[-4:])
         assert result.returncode == 2 and needle in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1

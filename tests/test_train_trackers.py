@@ -129,11 +129,11 @@ def test_greenlm_run_report_to_tensorboard_logs_each_training_stage(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from conftest import write_toy_task_files
-    from test_pipeline_run import greenlm, write_recipe
+    from test_pipeline_run import cli, write_recipe
 
     write_toy_task_files(tmp_path / "toy", n_train=64, n_dev=16)
     recipe = write_recipe(tmp_path / "recipe.yaml", tmp_path / "toy", epochs=1)
-    result = greenlm(tmp_path, "run", str(recipe), "--no-progress", "--report-to", "tensorboard")
+    result = cli(tmp_path, "run", str(recipe), "--no-progress", "--report-to", "tensorboard")
     assert result.returncode == 0, result.stderr[-3000:]
     tracking = tmp_path / "runs" / "tiny" / "tracking"
     scalars = set()

@@ -36,6 +36,7 @@ from greenlm.models.quantized import (
 )
 from greenlm.runtime import predict_outputs
 from greenlm.runtime.engine import TorchRuntime
+from greenlm.runtime.runtimes import torch_threads
 from greenlm.train.metrics import classification_metrics
 
 # written by the stage itself, never copied from the input folder
@@ -152,11 +153,8 @@ def _kind(per_channel: bool) -> str:
 
 def split_with_exits(model, encoded, pad_token_id: int, batch_size: int, num_labels: int, threads: int):
     """Classification metrics of ``model`` (with exits) on ``encoded``, and what its exits did there."""
-    import torch
-
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    logits, layers = predict_outputs(model, encoded, pad_token_id=pad_token_id, batch_size=batch_size)
+    with torch_threads(threads):  # the process's own thread count again after it
+        logits, layers = predict_outputs(model, encoded, pad_token_id=pad_token_id, batch_size=batch_size)
     metrics = classification_metrics(encoded.labels, logits.argmax(-1).tolist(), num_labels)
     exits = {"accuracy": metrics["accuracy"], "mean_exit_layer": round(float(layers.double().mean()), 4),
              "exit_share": {str(layer): round(float((layers == layer).double().mean()), 4)

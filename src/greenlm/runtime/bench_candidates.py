@@ -22,7 +22,7 @@ from greenlm.runtime.bench_config import BenchConfig
 from greenlm.runtime.bench_measure import _Flops, _PeakRss
 from greenlm.runtime.folders import require_classifier, saved_max_length, weight_files
 from greenlm.runtime.packing import pack, run_engine
-from greenlm.runtime.runtimes import OnnxClassifier, OrtRuntime, Runtime, TorchRuntime, _as_torch
+from greenlm.runtime.runtimes import OnnxClassifier, OrtRuntime, Runtime, TorchRuntime, _as_torch, torch_threads
 from greenlm.runtime.speed import speed_inputs
 
 
@@ -55,9 +55,7 @@ class _ForwardOnly(Runtime):
     def __call__(self, batch):
         import torch
 
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
-        with torch.inference_mode():
+        with torch_threads(self.threads), torch.inference_mode():
             return self.model(**{k: _as_torch(v) for k, v in batch.items()}).logits.numpy()
 
 

@@ -11,12 +11,14 @@ each [B, T]) to fp32 logits [B, num_labels]:
 
 ``OnnxClassifier`` dresses an ``OrtRuntime`` as a Hugging Face classifier, so that evaluation and
 prediction code runs an ONNX model folder unchanged. Thread counts are fixed per runtime and default to
-the physical cores this process may use (``default_threads``).
+the physical cores this process may use (``default_threads``); PyTorch's is set for each call and the
+process's own put back after it (``torch_threads``).
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,23 @@ def default_threads() -> int:
     except ImportError:
         physical = allowed
     return max(1, min(allowed, physical))
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """PyTorch's intra-op thread count is ``threads`` inside the block and the caller's again after it (setting it
+    costs under a microsecond). A runtime pinned to the physical cores must not leave a later training or evaluation
+    in the same process on them: the Python API runs one stage after another in one process."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if previous != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if previous != threads:
+            torch.set_num_threads(previous)
 
 
 class Runtime:
@@ -86,12 +105,10 @@ class TorchRuntime(Runtime):
         return {n: _as_torch(batch[n]) for n in self.input_names if batch.get(n) is not None}
 
     def _run(self, fn):
-        """``fn()`` with this runtime's thread count, in inference mode, as fp32 numpy."""
+        """``fn()`` with this runtime's thread count (``torch_threads``), in inference mode, as fp32 numpy."""
         import torch
 
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
-        with torch.inference_mode():
+        with torch_threads(self.threads), torch.inference_mode():
             return fn().float().numpy()
 
     def __call__(self, batch: dict) -> np.ndarray:
