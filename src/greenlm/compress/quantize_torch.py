@@ -36,7 +36,7 @@ from greenlm.models.quantized import (
 )
 from greenlm.runtime import predict_outputs
 from greenlm.runtime.engine import TorchRuntime
-from greenlm.runtime.runtimes import torch_threads
+from greenlm.measure.timing import torch_threads
 from greenlm.train.metrics import classification_metrics
 
 # written by the stage itself, never copied from the input folder

@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 
@@ -37,6 +38,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+@contextmanager
+def torch_threads(threads: int | None):
+    """PyTorch's intra-op thread count is ``threads`` inside the block (None: left as it is) and the caller's again
+    after it (setting it costs under a microsecond). A runtime pinned to the physical cores must not leave a later
+    training or evaluation in the same process on them: the Python API runs one stage after another in one process."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None and previous != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
 def time_callable(fn: Callable[[], object], *, runs: int = 20, warmup_runs: int = 3,
                   threads: int | None = None, sync: Callable[[], None] | None = None) -> TimingStats:
     """Time ``fn()``: ``warmup_runs`` untimed calls, then ``runs`` timed ones (wall clock, perf_counter).
@@ -48,10 +66,7 @@ def time_callable(fn: Callable[[], object], *, runs: int = 20, warmup_runs: int 
         raise ValueError("runs must be >= 1 and warmup_runs >= 0")
     import torch
 
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         for _ in range(warmup_runs):
             fn()
         if sync:
@@ -64,8 +79,6 @@ def time_callable(fn: Callable[[], object], *, runs: int = 20, warmup_runs: int 
                 sync()
             samples_ms.append((time.perf_counter() - start) * 1000.0)
         used_threads = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
     return TimingStats(
         p50_ms=statistics.median(samples_ms),
         p90_ms=percentile(samples_ms, 90),

@@ -38,6 +38,7 @@ from greenlm.common.hardware import cpu_model
 from greenlm.data import (EncodedSplit, Task, align_labels, collate, encode_split, length_grouped_batches,
                           measuring_pass_splits, truncation_line, truncation_record)
 from greenlm.measure.machine_load import CpuWindow, load_record, loadavg_1m
+from greenlm.measure.timing import torch_threads
 from greenlm.models import load_classifier
 from greenlm.models.quantized import is_torch_int8
 from greenlm.runtime import interleaved_speed, run_batches, speed_inputs, with_stream
@@ -236,9 +237,7 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int, split: str) -> d
     from greenlm.measure import PriceTag, count_params
 
     ev = recipe.evaluation
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         started = time.perf_counter()
         predictions, exits = _predict(m, m.encoded, ev.batch_size)
         split_metrics = {**detailed_metrics(m.encoded.labels, predictions, m.labels),
@@ -252,8 +251,6 @@ def _measure_one(recipe, m: _Loaded, speed: dict, threads: int, split: str) -> d
                             "truncation": truncation_record(encoded),
                             "seconds": round(m.encode_s[name] + time.perf_counter() - started, 3)}
         energy = _inference_energy(recipe, m.forward, m.inputs, m.pad_token_id, ev.batch_size, PriceTag)
-    finally:
-        torch.set_num_threads(previous)
     mean_length = max(1, round(sum(m.encoded.lengths()) / len(m.encoded)))
     flops, exit_record = _expected_flops(m.model, m.encoded.lengths(), exits, mean_length)
     counted = isinstance(m.model, torch.nn.Module) and not is_torch_int8(m.model)  # int8 linears hold no parameters

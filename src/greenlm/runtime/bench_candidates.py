@@ -22,7 +22,8 @@ from greenlm.runtime.bench_config import BenchConfig
 from greenlm.runtime.bench_measure import _Flops, _PeakRss
 from greenlm.runtime.folders import require_classifier, saved_max_length, weight_files
 from greenlm.runtime.packing import pack, run_engine
-from greenlm.runtime.runtimes import OnnxClassifier, OrtRuntime, Runtime, TorchRuntime, _as_torch, torch_threads
+from greenlm.measure.timing import torch_threads
+from greenlm.runtime.runtimes import OnnxClassifier, OrtRuntime, Runtime, TorchRuntime, _as_torch
 from greenlm.runtime.speed import speed_inputs
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from greenlm.common.hardware import cpu_has_bf16
 from greenlm.data import EncodedSplit
+from greenlm.measure.timing import torch_threads
 from greenlm.runtime.bench_config import BenchConfig
 from greenlm.runtime.speed import measure_speed
 
@@ -55,9 +56,7 @@ def matmul_peak_gflop_per_s(threads: int, dtype: str = "fp32", n_max: int = 2048
     """
     import torch
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         kind = torch.float32 if dtype == "fp32" else torch.bfloat16
         deadline = time.perf_counter() + budget_s
         n = 256
@@ -71,8 +70,6 @@ def matmul_peak_gflop_per_s(threads: int, dtype: str = "fp32", n_max: int = 2048
         while len(times) < runs and time.perf_counter() + one < deadline:
             times.append(_seconds(lambda: torch.mm(a, b)))
         best = min(times)
-    finally:
-        torch.set_num_threads(previous)
     return 2.0 * n**3 / best / 1e9
 
 

@@ -18,12 +18,12 @@ process's own put back after it (``torch_threads``).
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from greenlm.common import GreenlmError
+from greenlm.measure.timing import torch_threads
 from greenlm.runtime.onnx import feeds_for, ort_session
 
 
@@ -40,23 +40,6 @@ def default_threads() -> int:
     except ImportError:
         physical = allowed
     return max(1, min(allowed, physical))
-
-
-@contextmanager
-def torch_threads(threads: int):
-    """PyTorch's intra-op thread count is ``threads`` inside the block and the caller's again after it (setting it
-    costs under a microsecond). A runtime pinned to the physical cores must not leave a later training or evaluation
-    in the same process on them: the Python API runs one stage after another in one process."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if previous != threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if previous != threads:
-            torch.set_num_threads(previous)
 
 
 class Runtime:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from greenlm.data import EncodedSplit, collate, length_grouped_batches
-from greenlm.measure.timing import percentile, time_callable
+from greenlm.measure.timing import percentile, time_callable, torch_threads
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,7 @@ def measure_speed(forward, encoded: EncodedSplit, *, pad_token_id: int, batch_si
     """
     if order not in ("length", "given"):
         raise ValueError(f"order must be 'length' or 'given', got {order!r}")
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         used_threads = torch.get_num_threads()
         singles = [_padded(collate(encoded, [i], pad_token_id), pad_to, pad_token_id)
                    for i in range(min(latency_examples, len(encoded)))]
@@ -82,8 +79,6 @@ def measure_speed(forward, encoded: EncodedSplit, *, pad_token_id: int, batch_si
 
         all_batches()  # warm-up
         best_s = min(_seconds(all_batches) for _ in range(repeats))
-    finally:
-        torch.set_num_threads(previous)
 
     return SpeedReport(
         latency_ms_p50=percentile(samples_ms, 50) if samples_ms else None,
