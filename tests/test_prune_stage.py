@@ -193,3 +193,33 @@ def test_cli_prune(fine_tuned, tmp_path):
     assert good.returncode == 0, good.stderr
     assert "heads 8 -> 6" in good.stderr and "saved to" in good.stderr
     assert sum(pruned.heads_per_layer(load_classifier(str(tmp_path / "p")).model)) == 6
+
+
+def test_a_pruned_model_composes_with_quantize_and_exits(fine_tuned, tmp_path, toy_task):
+    """Issue 14's chains: a pruned folder is still a sequence classifier to every later method (its config.json
+    hides the architecture from plain transformers; greenlm's loader restores it), so it quantizes to int8 and
+    takes exits."""
+    from greenlm.compress.early_exit import EarlyExitConfig
+    from greenlm.compress.quantize import QuantizeConfig
+    from greenlm.models.loading import model_config
+
+    out = tmp_path / "pruned"
+    run(fine_tuned, toy_task, PruneConfig(head_sparsity=0.5, ffn_sparsity=0.25, **FAST), out,
+        work_dir=tmp_path / "w0")
+    raw = json.loads((out / "config.json").read_text())
+    assert raw["model_type"] == "greenlm_pruned"  # plain transformers still refuses the folder
+    assert model_config(out).architectures == ["BertForSequenceClassification"]
+    assert load_classifier(str(out)).model.config.architectures == ["BertForSequenceClassification"]
+
+    quantized = stage_runner("quantize")(out, toy_task, QuantizeConfig(measure_speed=False), tmp_path / "int8",
+                                         work_dir=tmp_path / "w1")
+    assert quantized["method"] == "quantize" and "accuracy" in quantized["splits"]["dev"]
+    int8 = load_classifier(str(tmp_path / "int8"))
+    assert sum(pruned.heads_per_layer(load_classifier(str(out)).model)) == 4
+    assert int8.labels == load_classifier(str(out)).labels
+
+    exits = stage_runner("early_exit")(out, toy_task, EarlyExitConfig(epochs=1, batch_size=16, learning_rate=3e-3,
+                                                                       precision="fp32", measure_speed=False),
+                                       tmp_path / "exits", work_dir=tmp_path / "w2")
+    assert exits["method"] == "early_exit"
+    assert load_classifier(str(tmp_path / "exits")).model.num_layers == 2

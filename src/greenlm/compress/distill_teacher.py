@@ -9,13 +9,14 @@ from greenlm.common import GreenlmError
 from greenlm.compress.distill_config import DistillConfig
 from greenlm.data import Task
 from greenlm.models import load_classifier
+from greenlm.models.loading import is_sequence_classifier
 from greenlm.models import students as st
 
 
 def teacher_tuning_problem(config, task: Task) -> str | None:
     """Why a teacher folder's model is not fine-tuned for ``task`` (None when it is)."""
-    archs = getattr(config, "architectures", None) or []
-    if not any(a.endswith("ForSequenceClassification") for a in archs):
+    if not is_sequence_classifier(config):
+        archs = getattr(config, "architectures", None) or []
         return f"it is a {archs[0] if archs else 'model'} without a classification head fine-tuned on '{task.name}'"
     labels = [config.id2label[i] for i in sorted(config.id2label)]
     if sorted(labels) != sorted(task.labels):

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from greenlm.compress.early_exit_config import EarlyExitConfig, LOSSES, DEFAULT_MAX_DROP  # noqa: F401 (re-exported)
 from greenlm.common import GreenlmError
 from greenlm.data import EncodedSplit, TaskSplit, collate, encode_split, length_grouped_batches
+from greenlm.models.loading import is_sequence_classifier
 from greenlm.models.early_exit import (EarlyExitClassifier, ExitCosts, exit_confidence, measure_exit_costs,
                                        policy_exits_early, save_early_exit, simulate_exits)
 from greenlm.runtime import predict_outputs, side_by_side, speed_inputs, torch_forward
@@ -286,8 +287,7 @@ def run(ctx: StageContext, config: EarlyExitConfig) -> StageOutput:
     """
     loaded = ctx.load_input()
     upstream, tokenizer = loaded.model, loaded.tokenizer
-    archs = getattr(upstream.config, "architectures", None) or []
-    if not any(a.endswith("ForSequenceClassification") for a in archs):
+    if not is_sequence_classifier(upstream.config):
         raise GreenlmError(f"model '{ctx.source}' is not a fine-tuned sequence classifier; fine-tune it first"
                            " (greenlm train) and add exits to that folder")
     torch.manual_seed(config.seed)  # exit heads' initialisation

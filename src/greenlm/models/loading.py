@@ -47,7 +47,22 @@ def mark_format(config: dict) -> dict:
     if own is None or config.get("model_type") == own:
         return config
     return {**config, "model_type": own, "architectures": [f"{own} (not a transformers class: {LOAD_HINT})"],
-            "greenlm": {**meta, "base_model_type": config.get("model_type")}}
+            "greenlm": {**meta, "base_model_type": config.get("model_type"),
+                        "base_architectures": config.get("architectures")}}
+
+
+def _base_architectures(raw: dict, base: str) -> list[str] | None:
+    """The architectures a marked folder had before ``mark_format`` hid them. Folders marked before they were
+    kept: pruned and early-exit folders are always classifiers, and so is a linear-attention one with labels."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    meta = raw.get("greenlm") or {}
+    if "base_architectures" in meta:
+        return meta["base_architectures"]
+    if meta.get("format") in ("pruned", "early_exit") or meta.get("labels"):
+        name = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(base)
+        return [name] if name else None
+    return None
 
 
 def mark_format_file(folder: Path) -> None:
@@ -72,7 +87,8 @@ def model_config(folder: str | Path):
             return AutoConfig.from_pretrained(str(folder))
         if base not in CONFIG_MAPPING:
             raise GreenlmError(f"model folder '{folder}' is a {base!r} model, which this transformers version lacks")
-        config = CONFIG_MAPPING[base].from_dict({**raw, "model_type": base})
+        config = CONFIG_MAPPING[base].from_dict({**raw, "model_type": base,
+                                                 "architectures": _base_architectures(raw, base)})
     return config
 
 
@@ -220,7 +236,7 @@ def _load_classifier(spec: str, *, labels, train_texts, allow_pickle: bool, trus
             kwargs: dict = {}
             if labels is not None:
                 labels = list(labels)
-                own = [config.id2label[i] for i in sorted(config.id2label)] if _is_classifier(config) else None
+                own = [config.id2label[i] for i in sorted(config.id2label)] if is_sequence_classifier(config) else None
                 if own != labels:
                     kwargs = dict(
                         num_labels=len(labels),
@@ -310,7 +326,8 @@ def load_rebuilt_weights(model, state: dict, *, folder, what: str, notes: list[s
     return LoadedModel(model, tokenizer, source, model_labels, notes)
 
 
-def _is_classifier(config) -> bool:
+def is_sequence_classifier(config) -> bool:
+    """Whether ``config`` (a transformers config) describes a ...ForSequenceClassification model."""
     archs = getattr(config, "architectures", None) or []
     return any(a.endswith("ForSequenceClassification") for a in archs)
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from greenlm.common import GreenlmError, atomic_write_json
 from greenlm.data import encode_split
-from greenlm.models.loading import LoadedModel, load_classifier, load_tokenizer, model_max_length
+from greenlm.models.loading import (LoadedModel, is_sequence_classifier, load_classifier, load_tokenizer,
+                                    model_max_length)
 from greenlm.runtime.onnx import export_onnx
 from greenlm.runtime.packing import pack
 from greenlm.runtime.runtimes import OnnxClassifier, OrtRuntime
@@ -22,8 +23,8 @@ ONNX_FILE = "model.onnx"
 
 def require_classifier(loaded: LoadedModel, spec: str) -> None:
     """Runtimes, export and quantization take fine-tuned sequence classifiers; say so for anything else."""
-    archs = getattr(loaded.model.config, "architectures", None) or []
-    if not any(a.endswith("ForSequenceClassification") for a in archs):
+    if not is_sequence_classifier(loaded.model.config):
+        archs = getattr(loaded.model.config, "architectures", None)
         raise GreenlmError(f"model '{spec}' is not a supported architecture: greenlm exports, quantizes and serves"
                            f" fine-tuned sequence classifiers (...ForSequenceClassification), this is"
                            f" {archs or 'unknown'}; fine-tune it first (greenlm train)")
