@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--runs-dir", default="runs/frontier-bench")
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--recipe", default="frontier", help="the bundled frontier recipe, or a recipe file")
+    parser.add_argument("--remeasure", action="store_true", help="take the measuring pass again (greenlm run --remeasure)")
     args = parser.parse_args()
     import greenlm
     from greenlm.pipeline.recipes import load_recipe
@@ -72,7 +73,7 @@ def main() -> None:
     bundled = args.recipe == "frontier"
     name = f"frontier-{args.task}" if bundled else f"{load_recipe(args.recipe, overrides, None).name}-{args.task}"
     started = time.perf_counter()
-    greenlm.run(args.recipe, set=overrides, name=name, runs_dir=args.runs_dir, resume=True)
+    greenlm.run(args.recipe, set=overrides, name=name, runs_dir=args.runs_dir, resume=True, remeasure=args.remeasure)
     wall_s = time.perf_counter() - started
     run_dir = Path(args.runs_dir) / name
     report = json.loads((run_dir / "report.json").read_text())

@@ -283,7 +283,33 @@ def test_measurement_cache_key_ignores_the_load(tmp_path, monkeypatch):
         assert measure_pass._pass_key(recipe, stages, "dev") == key
         assert measure_pass.measure_models(recipe, SimpleNamespace(eval_split="dev", splits={}), stages, run,
                                             logged.append) == saved
-    assert logged == ["measurements: reused (models and settings unchanged)"] * 2
+    # the saved pass was taken on a busy machine: the line says how to retake it
+    assert logged == ["measurements: reused (models and settings unchanged; taken on a busy machine: --remeasure"
+                      " takes them again)"] * 2
+
+
+def test_remeasure_takes_the_pass_again(tmp_path, monkeypatch):
+    """``remeasure`` (greenlm run --remeasure) ignores a saved pass with the same key."""
+    from greenlm.pipeline import measure_pass
+
+    run = make_run(tmp_path)
+    recipe = _recipe({"speedup": 3})
+    stages = [SimpleNamespace(name=m, folder=run / m) for m in MODELS]
+    saved = {**_measurements(BUSY), "key": measure_pass._pass_key(recipe, stages, "dev")}
+    (run / "measurements.json").write_text(json.dumps(saved))
+
+    class Retaken(Exception):
+        pass
+
+    def stop(*_a, **_k):
+        raise Retaken
+
+    monkeypatch.setattr(measure_pass, "_load", stop)  # the first thing a new pass does: load every model
+    logged = []
+    with pytest.raises(Retaken):
+        measure_pass.measure_models(recipe, SimpleNamespace(name="toy", eval_split="dev", splits={}), stages, run,
+                                    logged.append, remeasure=True)
+    assert logged[0] == "measurements: taken again (--remeasure)"
 
 
 # ---- which split chose what ------------------------------------------------------------------------------------

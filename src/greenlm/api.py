@@ -144,8 +144,10 @@ def convert_attention(model, *, task="sst2", out=None, region=None, pue=None, pr
 # ---- the whole pipeline -------------------------------------------------------------------------------
 
 
-def run(recipe="quick", *, set=None, name=None, runs_dir="runs", resume=False, force=False, progress=False):
-    """``greenlm run``: a bundled recipe or a YAML file; ``set`` = ``{"stages.finetune.epochs": 2}`` (--set)."""
+def run(recipe="quick", *, set=None, name=None, runs_dir="runs", resume=False, force=False, progress=False,
+        remeasure=False):
+    """``greenlm run``: a bundled recipe or a YAML file; ``set`` = ``{"stages.finetune.epochs": 2}`` (--set);
+    ``remeasure``: take the measuring pass again even when no model changed (--remeasure)."""
     from greenlm.pipeline.recipes import load_recipe
     from greenlm.pipeline.runner import run_recipe
 
@@ -155,7 +157,7 @@ def run(recipe="quick", *, set=None, name=None, runs_dir="runs", resume=False, f
         overrides = list(set or [])  # or the CLI's own "key=value" strings
     loaded = load_recipe(recipe, overrides, name)
     outcome = run_recipe(loaded, runs_dir, resume=resume, force=force, progress=progress,
-                         echo=lambda message: print(message, file=sys.stderr))
+                         echo=lambda message: print(message, file=sys.stderr), remeasure=remeasure)
     return RunResult(outcome)
 
 

@@ -19,6 +19,7 @@ def run_command(
     resume: Annotated[bool, typer.Option(help="The run exists with a different recipe: keep its unchanged stages, run the rest.")] = False,
     force: Annotated[bool, typer.Option(help="The run exists with a different recipe: delete it and start over.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    remeasure: Annotated[bool, typer.Option(help="Take the measuring pass (accuracy, speed, energy of every model) again even when no model changed, e.g. after one taken on a busy machine.")] = False,
     eval_split: Annotated[Optional[str], typer.Option("--eval-split", help="The split every reported figure comes from (e.g. dev or test; the recipe's evaluation.split). Default: dev when the task has one, else test; choices use the validation split carved from train.")] = None,
     target_speedup: Annotated[Optional[float], typer.Option(help="Target: this many times the teacher's throughput (batch 32). Checked before training (a speed no stage can reach stops the run); the report says which model meets it.")] = None,
     target_retained: Annotated[Optional[float], typer.Option(help="Target: at least this % of the teacher's dev accuracy (e.g. 97).")] = None,
@@ -76,7 +77,8 @@ def run_command(
         _wait_for_clean_start(loaded, runs_dir, clock, start_within=start_within, grid=grid, region=grid_region,
                               forecast=grid_forecast, job_duration=job_duration)
     with pausing(policy), budgeting(watch), tracking(spec):
-        outcome = run_recipe(loaded, runs_dir, resume=resume, force=force, progress=progress, echo=err)
+        outcome = run_recipe(loaded, runs_dir, resume=resume, force=force, progress=progress, echo=err,
+                             remeasure=remeasure)
     reused = [s.name for s in outcome.stages if s.status != "ran"]
     if reused:
         err(f"reused {len(reused)} stage(s) without training: {', '.join(reused)}")

@@ -164,15 +164,20 @@ def protocol_of(ev, split: str = "dev") -> dict:
     }
 
 
-def measure_models(recipe, task: Task, stages, run_dir: Path, log) -> dict:
+def measure_models(recipe, task: Task, stages, run_dir: Path, log, *, remeasure: bool = False) -> dict:
+    """Evaluate and time every model of the run in one pass; reuse ``measurements.json`` when its key matches
+    (``remeasure``: take the pass again, e.g. after one taken on a busy machine)."""
     others = measuring_pass_splits(task)[1:]
     key = _pass_key(recipe, stages, task.eval_split, others)
     cache = run_dir / MEASUREMENTS_FILE
     saved = read_json_cache(cache)
-    if saved is not None:
-        if saved.get("key") == key:
-            log("measurements: reused (models and settings unchanged)")
+    if saved is not None and saved.get("key") == key:
+        if not remeasure:
+            busy = ((saved.get("machine") or {}).get("load") or {}).get("busy")
+            retake = "; taken on a busy machine: --remeasure takes them again" if busy else ""
+            log(f"measurements: reused (models and settings unchanged{retake})")
             return saved
+        log("measurements: taken again (--remeasure)")
     ev = recipe.evaluation
     threads = ev.threads or torch.get_num_threads()
     load_before = loadavg_1m()

@@ -90,8 +90,9 @@ def _finished_stages(run_dir: Path) -> list[str]:
 
 
 def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool = False, force: bool = False,
-               progress: bool = True, echo=print, measure: bool = True) -> RunOutcome:
-    """Run every stage of ``recipe`` under ``runs_root/<name>``; return what happened."""
+               progress: bool = True, echo=print, measure: bool = True, remeasure: bool = False) -> RunOutcome:
+    """Run every stage of ``recipe`` under ``runs_root/<name>``; return what happened (``remeasure``: take the
+    measuring pass again even when nothing changed)."""
     started = time.perf_counter()
     runs_root = Path(runs_root)
     _check_price_settings(recipe)  # a bad region, PUE or intensity file fails here, before any work
@@ -107,7 +108,7 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", *, resume: bool =
         check_target(recipe, estimates, echo)
     with folder_lock(runs_root / recipe.name, holder=f"greenlm run ({recipe.name})"):
         return _run_locked(recipe, runs_root, task, teacher, started, resume=resume, force=force, progress=progress,
-                           echo=echo, measure=measure)
+                           echo=echo, measure=measure, remeasure=remeasure)
 
 
 def recipe_task(recipe: Recipe) -> Task:
@@ -119,7 +120,7 @@ def recipe_task(recipe: Recipe) -> Task:
 
 
 def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, started: float, *, resume: bool,
-                force: bool, progress: bool, echo, measure: bool) -> RunOutcome:
+                force: bool, progress: bool, echo, measure: bool, remeasure: bool = False) -> RunOutcome:
     run_dir, log = prepare_run_dir(recipe, runs_root, resume=resume, force=force, log_echo=echo)
     outcome = RunOutcome(run_dir)
     log(f"run '{recipe.name}' in {run_dir} (greenlm {greenlm.__version__})")
@@ -160,7 +161,7 @@ def _run_locked(recipe: Recipe, runs_root: Path, task: Task, teacher: dict, star
         from greenlm.pipeline.report_rows import write_report
 
         try:
-            measurements = measure_models(recipe, task, outcome.stages, run_dir, log)
+            measurements = measure_models(recipe, task, outcome.stages, run_dir, log, remeasure=remeasure)
             outcome.report = write_report(recipe, task, outcome.stages, measurements, run_dir)
         except Exception as err:
             why = write_error(err)
