@@ -223,3 +223,15 @@ def test_a_pruned_model_composes_with_quantize_and_exits(fine_tuned, tmp_path, t
                                        tmp_path / "exits", work_dir=tmp_path / "w2")
     assert exits["method"] == "early_exit"
     assert load_classifier(str(tmp_path / "exits")).model.num_layers == 2
+
+    # ... and the pruned model with exits in PyTorch int8, priced by the measuring pass at the exits it takes
+    from greenlm.measure import count_flops
+    from greenlm.pipeline.measure_pass import _expected_flops
+
+    stage_runner("quantize")(tmp_path / "exits", toy_task, QuantizeConfig(measure_speed=False),
+                             tmp_path / "exits-int8", work_dir=tmp_path / "w3")
+    model = load_classifier(str(tmp_path / "exits-int8")).model
+    expected, record = _expected_flops(model, [10, 10], [1, 2], 10)
+    full = count_flops(load_classifier(str(out)).model.config, 10).infer_flops  # both (pruned) layers
+    assert record["exit_share"] == {"1": 0.5, "2": 0.5}
+    assert 0.5 * full < expected < full  # half the rows ran one of the two layers

@@ -317,14 +317,25 @@ def _expected_flops(model, lengths: list[int], exits: list[int] | None, mean_len
         costs = measure_exit_costs(model)
         expected = costs.exit_flops(torch.tensor(lengths), layers, heads_run=model.exits_early())
         return float(expected.mean()), record
-    import copy
-
     expected = 0.0
     for layer, fraction in share.items():
-        shallow = copy.deepcopy(model.config)
-        shallow.num_hidden_layers = int(layer)
-        expected += float(fraction) * count_flops(shallow, mean_length).infer_flops
+        expected += float(fraction) * count_flops(_first_layers(model.config, int(layer)), mean_length).infer_flops
     return expected, record
+
+
+def _first_layers(config, layers: int):
+    """A copy of ``config`` describing only its first ``layers`` layers (a pruned model's per-layer heads and FFN
+    widths cut to match)."""
+    import copy
+
+    from greenlm.models.pruned import HEADS_FIELD, INTERMEDIATE_FIELD
+
+    shallow = copy.deepcopy(config)
+    shallow.num_hidden_layers = layers
+    for name in (HEADS_FIELD, INTERMEDIATE_FIELD):
+        if getattr(shallow, name, None) is not None:
+            setattr(shallow, name, list(getattr(shallow, name))[:layers])
+    return shallow
 
 
 def _inference_energy(recipe, forward, inputs: EncodedSplit, pad_token_id: int, batch_size: int, PriceTag) -> dict:
