@@ -96,13 +96,34 @@ def test_an_unrecognised_launcher_is_said(monkeypatch):
     assert "not recognised" in scope and "1 local process" in scope
 
 
+# Rank 1 spins only while rank 0's price tag is open (flag files), so the tree's CPU seconds that rank 0 counts hold
+# both loops however far apart a loaded machine starts the two processes.
 SCRIPT = """
-import sys, time
+import os, pathlib, sys, time
 from greenlm.measure import Ledger, PriceTag
-with PriceTag("launched", backend="estimate", ledger=Ledger(sys.argv[1])) as tag:
+rank = int(os.environ["LOCAL_RANK"])
+flags = pathlib.Path(sys.argv[1]).parent
+
+def wait_for(name):
+    deadline = time.monotonic() + 60
+    while not (flags / name).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+def spin():
     t = time.process_time()
     while time.process_time() - t < 0.2:
         pass
+
+if rank != 0:
+    wait_for("open")
+with PriceTag("launched", backend="estimate", ledger=Ledger(sys.argv[1])) as tag:
+    if rank == 0:
+        (flags / "open").touch()
+    spin()
+    if rank == 0:
+        wait_for("done")
+if rank != 0:
+    (flags / "done").touch()
 print("DISTRIBUTED", tag.record.distributed)
 """
 
