@@ -254,3 +254,18 @@ def test_t2r_conversion_trains_its_feature_map_and_recovers(finetuned, toy, tmp_
     assert not torch.equal(attn.feature_weight, start.feature_weight)  # trained, saved and reloaded
     assert "rfa_inv_sigma_start" not in metrics["convert_attention"] or \
         metrics["convert_attention"]["rfa_inv_sigma_start"] is None
+
+
+def test_length_bench_leaves_the_callers_thread_count():
+    """``length_bench`` times on ``threads`` and gives the caller's count back (the Python API runs stages after it)."""
+    import torch
+
+    from greenlm.runtime.attention_bench import LengthBenchConfig, length_bench
+
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    result = length_bench(LengthBenchConfig(seq_lens=(8,), attentions="softmax,abc:k=2", batch_sizes=(1,),
+                                            shape="1x16", runs=1, rounds=1, threads=wanted, memory=False),
+                          on_note=lambda _: None)
+    assert result["machine"]["threads"] == wanted
+    assert torch.get_num_threads() == before

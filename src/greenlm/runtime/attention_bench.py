@@ -237,15 +237,21 @@ class _Row:
 
 
 def length_bench(config: LengthBenchConfig, *, on_note=print) -> dict:
-    """Rows for every (length, batch, attention), the crossover lengths, the machine and protocol."""
+    """Rows for every (length, batch, attention), the crossover lengths, the machine and protocol; PyTorch runs on
+    ``config.threads`` threads meanwhile and on the caller's count again afterwards."""
+    from greenlm.measure.timing import torch_threads
+
+    with torch_threads(config.threads):
+        return _length_bench(config, on_note)
+
+
+def _length_bench(config: LengthBenchConfig, on_note) -> dict:
     import torch
 
     from greenlm.common.hardware import cpu_model
     from greenlm.measure.timing import time_callable
     from greenlm.runtime.speed import rotated
 
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     entries, dims = config.entries(), config.dims()
     max_tokens = max(config.seq_lens)
     modules = {name: build(config, s, max_tokens, impl) for name, s, impl in entries}
