@@ -314,7 +314,9 @@ def test_typed_sizes_are_bounded_before_anything_is_allocated():
         with pytest.raises(GreenlmError, match=match):
             attempt()
     assert parse_student_shape("4x312", teacher).hidden == 312  # a real shape still passes
-    assert time.perf_counter() - started < 2
+    # Refused before allocating: any of these sizes built would take minutes or exhaust memory. (The bound is loose:
+    # lazy imports inside the checks took 2.5 s on a 2-core machine shared with a training.)
+    assert time.perf_counter() - started < 15
 
 
 def test_memory_the_allocator_refuses_is_one_line():

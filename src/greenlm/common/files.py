@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,7 @@ def move_into_place(built: str | os.PathLike, path: str | os.PathLike) -> None:
     built, path = Path(built), named_path(path)
     if path.exists() and not path.is_dir():
         raise GreenlmError(f"{path} is a file; a folder goes there: move the file away or choose another path")
+    usual_permissions(built)
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -121,6 +123,28 @@ def move_into_place(built: str | os.PathLike, path: str | os.PathLike) -> None:
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(built, path)
+
+
+def usual_permissions(folder: str | os.PathLike) -> None:
+    """Give the files and folders under ``folder`` that were made private by their writer (0600 / 0700: mkstemp,
+    mkdtemp, safetensors' ``save_file``) the permissions the user's umask gives new files, so that a model folder
+    can be read by the group or the serving user the way a ``save_pretrained`` folder of transformers 4 could."""
+    mask = _umask()
+    _widen(Path(folder), 0o700, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            _widen(Path(root) / name, 0o700, 0o777 & ~mask)
+        for name in files:
+            _widen(Path(root) / name, 0o600, 0o666 & ~mask)
+
+
+def _widen(path: Path, private: int, usual: int) -> None:
+    try:
+        st = path.lstat()
+        if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) == private and usual != private:
+            os.chmod(path, usual)
+    except OSError:
+        pass  # a file another process removed, or one we may not change: leave it
 
 
 def recover_dir(path: str | os.PathLike) -> Path:
