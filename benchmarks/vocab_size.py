@@ -40,13 +40,13 @@ def _encoder_numbers(folder: Path, dev_texts: list[str]) -> dict:
     params = sum(p.numel() for p in encoder.parameters())
     embeddings = encoder.embeddings.word_embeddings.weight.numel()
     tokenizer = load_tokenizer(str(folder))
-    lengths = [len(ids) for ids in tokenizer(dev_texts, truncation=False)["input_ids"]]  # [CLS] and [SEP] included
+    ids = tokenizer(dev_texts, truncation=False)["input_ids"]
+    lengths = [len(row) for row in ids]  # [CLS] and [SEP] included
     mean_tokens = sum(lengths) / len(lengths)
     seq_len = max(1, round(mean_tokens))
     flops = count_flops(config, seq_len, head="sequence-classification", num_labels=2)
     disk = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-    ids = tokenizer(dev_texts, truncation=False)["input_ids"]
-    unk_share = sum(i.count(tokenizer.unk_token_id) for i in ids) / max(1, sum(lengths))
+    unk_share = sum(row.count(tokenizer.unk_token_id) for row in ids) / max(1, sum(lengths))
     return {"vocab": len(tokenizer), "params": params, "embedding_params": embeddings, "disk_bytes": disk,
             "dev_tokens_mean": mean_tokens, "infer_flops_at_mean": flops.infer_flops_per_example,
             "unk_share": unk_share}

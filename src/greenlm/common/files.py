@@ -94,8 +94,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = recover_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))  # 0700 until in place
     try:
         yield tmp
         move_into_place(tmp, path)

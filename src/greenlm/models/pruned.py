@@ -307,6 +307,19 @@ def drop_layers(model: nn.Module, layers_to_drop: Iterable[int]) -> None:
     sync_config(model, provenance)
 
 
+def first_layers_config(config, layers: int):
+    """A copy of ``config`` describing only its first ``layers`` layers (BERT-style ``num_hidden_layers``), a
+    pruned model's per-layer heads and FFN widths cut to match: what a model that stops after ``layers`` runs."""
+    import copy
+
+    shallow = copy.deepcopy(config)
+    shallow.num_hidden_layers = layers
+    for name in (HEADS_FIELD, INTERMEDIATE_FIELD):
+        if getattr(shallow, name, None) is not None:
+            setattr(shallow, name, list(getattr(shallow, name))[:layers])
+    return shallow
+
+
 def reshape_to_config(model: nn.Module) -> None:
     """Give a model freshly built from a pruned config the per-layer shapes its config records.
 

@@ -304,6 +304,7 @@ def _expected_flops(model, lengths: list[int], exits: list[int] | None, mean_len
     int8 kernels FLOP counting cannot see): the layers run at the mean length, weighted by the share of rows
     leaving at each exit (exit heads not counted)."""
     from greenlm.measure import count_flops
+    from greenlm.models.pruned import first_layers_config
 
     full = count_flops(model.config, mean_length).infer_flops
     if exits is None:
@@ -319,23 +320,9 @@ def _expected_flops(model, lengths: list[int], exits: list[int] | None, mean_len
         return float(expected.mean()), record
     expected = 0.0
     for layer, fraction in share.items():
-        expected += float(fraction) * count_flops(_first_layers(model.config, int(layer)), mean_length).infer_flops
+        expected += float(fraction) * count_flops(first_layers_config(model.config, int(layer)),
+                                                  mean_length).infer_flops
     return expected, record
-
-
-def _first_layers(config, layers: int):
-    """A copy of ``config`` describing only its first ``layers`` layers (a pruned model's per-layer heads and FFN
-    widths cut to match)."""
-    import copy
-
-    from greenlm.models.pruned import HEADS_FIELD, INTERMEDIATE_FIELD
-
-    shallow = copy.deepcopy(config)
-    shallow.num_hidden_layers = layers
-    for name in (HEADS_FIELD, INTERMEDIATE_FIELD):
-        if getattr(shallow, name, None) is not None:
-            setattr(shallow, name, list(getattr(shallow, name))[:layers])
-    return shallow
 
 
 def _inference_energy(recipe, forward, inputs: EncodedSplit, pad_token_id: int, batch_size: int, PriceTag) -> dict:
