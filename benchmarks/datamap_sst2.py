@@ -1,6 +1,7 @@
 """Issue 16 figures: data maps, subset selection and the data audit (Swayamdipta et al. 2020, "Dataset Cartography").
 
-Parts (``--parts``, comma-separated; each writes its result into ``<work>/results.json`` and the section
+Parts (``--parts``, comma-separated; each writes its result into ``--results`` (benchmarks/results/datamap_sst2.json)
+and the section
 "## Data maps and data audit (issue 16)" of docs/benchmarks.md is rewritten from every part done so far):
 
 - ``audit``: ``greenlm data audit`` of every bundled task with the MiniLM tokenizer (truncation at 64 and 128
@@ -14,9 +15,11 @@ Parts (``--parts``, comma-separated; each writes its result into ``<work>/result
   model trained on them with dynamics; the hard-to-learn region at the flip's size (the lowest-confidence rows,
   as many as were flipped) is compared with the flipped rows: precision and recall (equal at that size), recall
   within the 33% hard-to-learn region, and the AUROC of 1 - confidence as a detector of flipped labels.
+- ``mislabel-train``: the same with ``dynamics_mode: train`` (the training pass's logits, one point per epoch):
+  what the nearly free recording finds, and what it costs, beside the eval-mode figure.
 
     python benchmarks/datamap_sst2.py --parts audit
-    python benchmarks/datamap_sst2.py --parts mislabel --task rt_polarity --train-subset 3000 --epochs 2
+    python benchmarks/datamap_sst2.py --parts mislabel,mislabel-train --task rt_polarity --train-subset 3000 --epochs 2
     python benchmarks/datamap_sst2.py --parts selection,mislabel              # the issue's full SST-2 figures (hours)
 
 Stages run through the stage shell (``greenlm.stage.run_stage``) into ``<work>/<run>``: a finished one is reused,
@@ -163,10 +166,11 @@ def part_selection(args) -> dict:
             "train_accuracy_at_points": data_map.train_accuracy()}
 
 
-def part_mislabel(args) -> dict:
+def part_mislabel(args, mode: str = "eval") -> dict:
     clean = subset_task(load_task(args.task), args.train_subset, args.seed)
     noisy, flipped = flip_labels(clean, args.flip, args.seed)
-    result = finetune(args, noisy, args.work / "mislabel" / f"flip{round(100 * args.flip)}", record_dynamics=True)
+    folder = args.work / "mislabel" / (f"flip{round(100 * args.flip)}" + ("" if mode == "eval" else f"-{mode}"))
+    result = finetune(args, noisy, folder, record_dynamics=True, **({} if mode == "eval" else {"dynamics_mode": mode}))
     dynamics = read_dynamics(result.folder)
     data_map = compute_map(dynamics)
     is_flipped = np.isin(np.asarray(data_map.guids), flipped)
@@ -178,7 +182,7 @@ def part_mislabel(args) -> dict:
     by_region = {r: {"rows": int((regions == r).sum()), "flipped": int(is_flipped[regions == r].sum())}
                  for r in ("ambiguous", "hard-to-learn", "easy-to-learn", "other")}
     return {
-        "settings": {**settings_of(args), "flip": args.flip},
+        "settings": {**settings_of(args), "flip": args.flip, "dynamics_mode": mode},
         "train_rows": len(noisy.split("train")),
         "flipped": k,
         "precision_at_flip_size": found / k,
@@ -231,30 +235,36 @@ def render(results: dict, command: str) -> str:
                      " occurs in train, and how many of those carry another label there. Token counts: MiniLM's"
                      " tokenizer, special tokens included; the rows longer than 64 / 128 tokens are those training at"
                      " that max_length truncates.")
-    if "mislabel" in results:
-        m = results["mislabel"]
+    mislabel = [results[p] for p in ("mislabel", "mislabel-train") if p in results]
+    if mislabel:
+        m = mislabel[0]
         s, r = m["settings"], m["run"]
         by_region = ", ".join(f"{k} {v['flipped']}/{v['rows']}" for k, v in m["by_region"].items())
+        table = []
+        for x in mislabel:
+            xr, mode = x["run"], x["settings"].get("dynamics_mode", "eval")
+            table.append(
+                f"| {mode} ({xr['record_points']} points) | {x['flipped']} | **{_pct(x['precision_at_flip_size'])}** |"
+                f" {_pct(x['recall_in_hard_region'])} ({x['hard_region_rows']} rows) |"
+                f" {x['auroc_one_minus_confidence']:.3f} | {_pct(xr['dev_accuracy'])} | {xr['record_seconds']:.1f} s"
+                f" / {xr['train_seconds']:.0f} s = **+{_pct(xr['record_seconds'] / xr['train_seconds'])}** |")
         parts.append(
             f"### Mislabelled rows found by the map\n\n"
             f"{s['task']}, {m['train_rows']:,} training rows (seeded subset, seed {s['seed']}), {100 * s['flip']:.0f}%"
             f" of their labels flipped ({m['flipped']} rows, seeded); `{s['model']}` fine-tuned {s['epochs']:g} epochs,"
             f" lr {s['learning_rate']:g}, batch {s['batch_size']}, max_length {s['max_length']}, with"
-            f" `record_dynamics` ({r['record_points']} record points).\n\n"
-            "| flipped rows | hard-to-learn at the flip's size: precision = recall | recall within the 33% hard-to-learn"
-            " region | AUROC of 1 - confidence | dev accuracy (trained on noisy labels) |\n|---:|---:|---:|---:|---:|\n"
-            f"| {m['flipped']} | **{_pct(m['precision_at_flip_size'])}** | {_pct(m['recall_in_hard_region'])}"
-            f" ({m['hard_region_rows']} rows) | {m['auroc_one_minus_confidence']:.3f} | {_pct(r['dev_accuracy'])} |\n\n"
-            f"Flipped rows per region (flipped / rows): {by_region}. A random pick of {m['flipped']} rows would find"
-            f" {100 * s['flip']:.0f}% of them. Train accuracy (noisy labels) at the record points:"
-            f" {', '.join(f'{100 * v:.1f}' for v in m['train_accuracy_at_points'])} %.\n\n"
-            f"Recording cost in this run (the recorder's own timing of its {r['record_points']} forward passes over the"
-            f" {m['train_rows']:,} training rows): {r['record_seconds']:.0f} s against {r['train_seconds']:.0f} s of"
-            f" training steps = **+{_pct(r['record_seconds'] / r['train_seconds'])}** of the training time"
-            f" ({_pct(r['record_seconds'] / r['train_seconds'] / r['record_points'])} per point); the stage took"
+            " `record_dynamics` in each dynamics mode (eval: a forward pass of its own at each record point; train:"
+            " the training pass's logits, one point per epoch).\n\n"
+            "| dynamics mode | flipped rows | hard-to-learn at the flip's size: precision = recall | recall within the 33%"
+            " hard-to-learn region | AUROC of 1 - confidence | dev accuracy (trained on noisy labels) | recording:"
+            " recorder's seconds / training steps' seconds |\n|---|---:|---:|---:|---:|---:|---:|\n" + "\n".join(table) +
+            f"\n\nFlipped rows per region in eval mode (flipped / rows): {by_region}. A random pick of {m['flipped']}"
+            f" rows would find {100 * s['flip']:.0f}% of them. Train accuracy (noisy labels) at the record points:"
+            f" {', '.join(f'{100 * v:.1f}' for v in m['train_accuracy_at_points'])} %. Recording cost: the recorder's"
+            " own timing (eval: its forward passes over the training rows; train: copying each batch's logits and"
+            " saving them with each checkpoint), against the training steps of the same run; the eval-mode stage took"
             f" {_sci(r['wall_s'], ' s')} in all, {_sci(r['energy_kwh'], ' kWh')} ({r['energy_source']})."
-            f" Load average (1, 5, 15 min) when the run ended: {m.get('load_average_end')}: other jobs shared the"
-            " machine, so absolute times are slow; the ratio compares passes of the same run.")
+            f" Load average (1, 5, 15 min) when each run ended: {', '.join(str(x.get('load_average_end')) for x in mislabel)}.")
     if "selection" in results:
         sel = results["selection"]
         s = sel["settings"]
@@ -305,14 +315,17 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.33)
     parser.add_argument("--flip", type=float, default=0.10)
     parser.add_argument("--work", type=Path, default=Path("runs/datamap-bench"))
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "datamap_sst2.json",
+                        help="every part's figures, kept in the repository (the section is rebuilt from them)")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    results_file = args.work / "results.json"
+    results_file = args.results
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for part in [p.strip() for p in args.parts.split(",") if p.strip()]:
-        runner = {"audit": part_audit, "selection": part_selection, "mislabel": part_mislabel}.get(part)
+        runner = {"audit": part_audit, "selection": part_selection, "mislabel": part_mislabel,
+                  "mislabel-train": lambda a: part_mislabel(a, "train")}.get(part)
         if runner is None:
             parser.error(f"unknown part {part!r}")
         results[part] = runner(args)

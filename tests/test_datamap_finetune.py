@@ -15,6 +15,7 @@ from greenlm.data import load_task
 from greenlm.datamap import read_dynamics, write_point
 from greenlm.pipeline.finetune_config import FinetuneStageConfig
 from greenlm.stage import run_stage
+from greenlm.train import Callback
 
 TINY = "tiny:layers=2,hidden=32,heads=4,ffn=37,vocab=99"
 N_TRAIN = 128  # 8 steps of 16; one epoch (<= 2 epochs: 4 record points per epoch), points at steps 2, 4, 6, 8
@@ -75,37 +76,56 @@ class _Interrupted(Exception):
     pass
 
 
+class _StopAt:
+    """Raises ``_Interrupted`` at the end of step ``plan[when]`` (once), as a kill there would stop the run."""
+
+    wants_train_logits = False
+
+    def __init__(self, plan: dict, when: str):
+        self.plan, self.when = plan, when
+
+    def on_step_end(self, state):
+        if self.plan[self.when] == state.step:
+            self.plan[self.when] = None
+            raise _Interrupted(state.step)
+
+    def __getattr__(self, name):  # every other hook: nothing
+        return lambda *args: None
+
+
+def _wrap_train(monkeypatch, first=(), last=()):
+    """Fine-tuning's training loop with extra callbacks before and after the recorder."""
+    import greenlm.train.finetune as finetune_module
+
+    real_train = finetune_module.train
+
+    def train(*args, callbacks=(), **kwargs):
+        return real_train(*args, callbacks=(*first, *callbacks, *last), **kwargs)
+
+    monkeypatch.setattr(finetune_module, "train", train)
+
+
+def _interrupt(monkeypatch, plan: dict):
+    """Stop "before" the recorder's hook (after the checkpoint) or "after" it, at the steps ``plan`` names."""
+    _wrap_train(monkeypatch, first=(_StopAt(plan, "before"),), last=(_StopAt(plan, "after"),))
+
+
 def test_resume_neither_recomputes_nor_duplicates_record_points(toy, recorded, monkeypatch):
     """Attempt 1 stops right after recording the point of step 6 (last checkpoint: step 5), so the resumed run
     replays step 6; attempt 2 stops at step 8, the last, after its checkpoint but before its point is recorded;
     attempt 3 finds training done and records that point from the checkpoint's weights."""
-    import greenlm.train.finetune as finetune_module
-    from greenlm.train import Callback
     from greenlm.train.dynamics import DynamicsRecorder
 
     root, task = toy
     plan = {"after": 6, "before": None}
-
-    class StopAt(Callback):
-        def __init__(self, when):
-            self.when = when
-
-        def on_step_end(self, state):
-            if plan[self.when] == state.step:
-                plan[self.when] = None
-                raise _Interrupted(state.step)
-
-    real_train, real_record = finetune_module.train, DynamicsRecorder._record
+    real_record = DynamicsRecorder._record
     recorded_points: list[int] = []
-
-    def train(*args, callbacks=(), **kwargs):
-        return real_train(*args, callbacks=(StopAt("before"), *callbacks, StopAt("after")), **kwargs)
 
     def record(self, k):
         recorded_points.append(k)
         return real_record(self, k)
 
-    monkeypatch.setattr(finetune_module, "train", train)
+    _interrupt(monkeypatch, plan)
     monkeypatch.setattr(DynamicsRecorder, "_record", record)
     out = root / "resumed"
     with pytest.raises(_Interrupted):
@@ -267,3 +287,108 @@ def test_the_stage_key_follows_the_map_content_not_its_folder_name(toy, recorded
     dynamics = sorted((copy / "training_dynamics").glob("dynamics_epoch_*.jsonl"))[-1]
     dynamics.write_text(dynamics.read_text().replace('"gold":1', '"gold":0', 1))
     assert key(recorded.folder) != key(copy)
+
+
+# ---- dynamics_mode "train": the training forward pass's own logits (the reference code's way) -------------------------
+
+
+class _BatchLosses(Callback):
+    """Each optimizer step's training rows (from the loop's hook) and its loss (one micro-batch per step here)."""
+
+    wants_train_logits = True
+
+    def __init__(self):
+        self.rows, self.losses, self.epochs = [], [], []
+
+    def on_train_logits(self, state, indices, logits):
+        self.rows.append(list(indices))
+        self.epochs.append(state.epoch)
+
+    def on_step_end(self, state):
+        self.losses.append(state.last_loss)
+
+
+@pytest.fixture(scope="module")
+def recorded_train_mode(toy):
+    root, task = toy
+    return finetune(task, root / "train-mode", record_dynamics=True, dynamics_mode="train", epochs=2)
+
+
+def test_train_mode_keeps_the_training_pass_logits_one_point_per_epoch(toy, monkeypatch):
+    """Parity: the cross-entropy of each step's rows, computed from the written logits, is that step's loss."""
+    root, task = toy
+    watcher = _BatchLosses()
+    _wrap_train(monkeypatch, first=(watcher,))
+    result = finetune(task, root / "train-mode-watched", record_dynamics=True, dynamics_mode="train", epochs=2)
+    dynamics = result.metrics["dynamics"]
+    assert [p["step"] for p in dynamics["points"]] == [8, 16] and dynamics["points_per_epoch"] == 1
+    assert dynamics["dynamics_mode"] == "train" and "training forward pass" in dynamics["mode"]
+    read = read_dynamics(result.folder)
+    assert read.points == 2 and read.guids == list(range(N_TRAIN))
+    gold = torch.as_tensor(read.gold)
+    assert len(watcher.rows) == 16 and watcher.epochs == [0] * 8 + [1] * 8
+    for step, (rows, loss) in enumerate(zip(watcher.rows, watcher.losses)):
+        logits = torch.as_tensor(read.logits[step // 8][rows])
+        expected = torch.nn.functional.cross_entropy(logits, gold[rows]).item()
+        assert expected == pytest.approx(loss, abs=1e-5), step
+
+
+def test_train_mode_changes_nothing_and_costs_less_than_a_forward_pass(toy, recorded_train_mode):
+    root, task = toy
+    plain = finetune(task, root / "plain-2", epochs=2)
+    a, b = load_file(plain.folder / "model.safetensors"), load_file(recorded_train_mode.folder / "model.safetensors")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    eval_mode = finetune(task, root / "eval-2", record_dynamics=True, epochs=2)
+    assert eval_mode.metrics["dynamics"]["dynamics_mode"] == "eval" and len(eval_mode.metrics["dynamics"]["points"]) == 8
+    # eval mode runs 8 passes over the rows; train mode copies logits it already has (generous factor: timing noise)
+    assert recorded_train_mode.metrics["dynamics"]["record_seconds"] < eval_mode.metrics["dynamics"]["record_seconds"]
+
+
+def test_train_mode_resumes_inside_an_epoch_and_between_a_checkpoint_and_its_point(toy, recorded_train_mode, monkeypatch):
+    """Attempt 1 stops after step 6 (checkpoint at step 5: step 6 is replayed, rows of steps 1-5 come from the saved
+    partial logits); attempt 2 stops at step 8 after its checkpoint, before its point; attempt 3 writes that
+    point from the logits saved with the checkpoint and trains on. The files equal the uninterrupted run's."""
+    root, task = toy
+    plan = {"after": 6, "before": None}
+    _interrupt(monkeypatch, plan)
+    out = root / "train-mode-resumed"
+    settings = dict(record_dynamics=True, dynamics_mode="train", epochs=2)
+    with pytest.raises(_Interrupted):
+        finetune(task, out, **settings)
+    plan["before"] = 8
+    with pytest.raises(_Interrupted):
+        finetune(task, out, **settings)
+    done = finetune(task, out, **settings)
+    files = [f"dynamics_epoch_{k}.jsonl" for k in range(2)]
+    assert sorted(p.name for p in (done.folder / "training_dynamics").iterdir()) == files
+    for name in files:
+        assert (done.folder / "training_dynamics" / name).read_text() == \
+            (recorded_train_mode.folder / "training_dynamics" / name).read_text()
+
+
+def test_train_mode_settings_and_the_stage_key():
+    from greenlm.common import GreenlmError
+    from greenlm.stage.shell import settings_of
+
+    assert "dynamics_mode" not in settings_of(FinetuneStageConfig())  # stages keyed before the setting keep their key
+    assert settings_of(FinetuneStageConfig(record_dynamics=True, dynamics_mode="train"))["dynamics_mode"] == "train"
+    with pytest.raises(GreenlmError, match="dynamics_mode must be 'eval' or 'train', not 'dropout'"):
+        FinetuneStageConfig(record_dynamics=True, dynamics_mode="dropout")
+    with pytest.raises(GreenlmError, match="set record_dynamics too"):
+        FinetuneStageConfig(dynamics_mode="train")
+
+
+def test_training_pass_logits_need_plain_cross_entropy(tmp_path):
+    from conftest import make_toy_task
+    from greenlm.common import GreenlmError
+    from greenlm.data import encode_split
+    from greenlm.models import TinySpec, build_tiny_classifier
+    from greenlm.train import TrainConfig, train
+
+    split = make_toy_task(32, 8).split("train")
+    model, tokenizer = build_tiny_classifier(TinySpec.parse("tiny:layers=1,hidden=16,heads=2,ffn=16,vocab=99"),
+                                             ["neg", "pos"], split.joined_texts())
+    encoded = encode_split(split, tokenizer, 16)
+    with pytest.raises(GreenlmError, match="only for plain fine-tuning"):
+        train(model, encoded, None, TrainConfig(epochs=1, batch_size=16, precision="fp32"), pad_token_id=0,
+              work_dir=tmp_path, loss_fn=lambda m, b: m(**b).loss, callbacks=(_BatchLosses(),), progress=False)

@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from greenlm.common.numbers import check_numbers, max_length_setting
 from greenlm.common import GreenlmError
+from greenlm.stage.shell import KEY_OMITS_DEFAULT
 from greenlm.train.config import TrainConfig
 
 
@@ -20,6 +21,9 @@ class FinetuneStageConfig(TrainConfig):
     allow_pickle: bool = False  # load pickle weights (pytorch_model.bin): they can run code; only for files you trust
     trust_remote_code: bool = False  # run a hub model's own Python code (only for models you trust)
     record_dynamics: bool = False  # save each train row's logits per epoch (4x/epoch if epochs<=2) for greenlm datamap
+    # how record_dynamics takes the logits: eval (a separate forward pass per point, no dropout; ~8% of an epoch
+    # each) or train (the training forward pass's own logits, as the paper's code: one point per epoch, nearly free)
+    dynamics_mode: str = field(default="eval", metadata={KEY_OMITS_DEFAULT: True})
     train_selection: str | None = None  # rows from a data map: ambiguous:0.33, hard:0.25, easy:0.5, random:0.33, ambiguous:0.2+easy:0.1
     selection_map: str | None = None  # model folder (or training_dynamics folder) whose map train_selection uses; not for random
 
@@ -29,6 +33,10 @@ class FinetuneStageConfig(TrainConfig):
         object.__setattr__(self, "max_length", max_length_setting(self.max_length, minimum=8))
         if self.max_length is None:
             raise GreenlmError("max_length must be a number of tokens or 'auto', not empty")
+        if self.dynamics_mode not in ("eval", "train"):
+            raise GreenlmError(f"dynamics_mode must be 'eval' or 'train', not '{self.dynamics_mode}'")
+        if self.dynamics_mode != "eval" and not self.record_dynamics:
+            raise GreenlmError("dynamics_mode applies to record_dynamics; set record_dynamics too (--record-dynamics)")
         if self.train_subset is not None and self.train_subset < 1:
             raise GreenlmError("train_subset must be >= 1 or null")
         from greenlm.datamap.spec import check_selection_settings  # plain Python, no numpy

@@ -36,7 +36,7 @@ def run(ctx: StageContext, config: FinetuneStageConfig) -> StageOutput:
     dynamics_dir = ctx.work_dir / "dynamics" if config.record_dynamics else None
     result = finetune(ctx.task, ctx.source, config.train_config(), work_dir=ctx.work_dir / "train",
                       max_length=config.max_length, train_subset=config.train_subset, train_rows=rows,
-                      record_dynamics_to=dynamics_dir,
+                      record_dynamics_to=dynamics_dir, dynamics_mode=config.dynamics_mode,
                       allow_pickle=config.allow_pickle, trust_remote_code=config.trust_remote_code,
                       progress=ctx.progress, on_note=ctx.note)
     metrics = dict(result.metrics)

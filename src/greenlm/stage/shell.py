@@ -138,11 +138,21 @@ class StageResult:
         return f"<table><caption>{escape(self.name or self.method)}</caption>{rows}</table>"
 
 
+# A setting added to a method after stages were keyed: marked ``field(..., metadata={KEY_OMITS_DEFAULT: True})``, it
+# enters a stage's identity only when it differs from its default, so stages built before it keep their keys (and
+# are reused) as long as they are run the way they always ran.
+KEY_OMITS_DEFAULT = "greenlm_key_omits_default"
+
+
 def settings_of(config) -> dict:
     """A config's settings as the identity holds them: a whole number given to a float setting counts as that
-    float (``epochs=1`` and ``epochs=1.0`` are one run)."""
+    float (``epochs=1`` and ``epochs=1.0`` are one run); a setting marked ``KEY_OMITS_DEFAULT`` is left out at its
+    default."""
     hints = typing.get_type_hints(type(config))
     out = dataclasses.asdict(config)
+    for f in dataclasses.fields(config):
+        if f.metadata.get(KEY_OMITS_DEFAULT) and out.get(f.name) == f.default:
+            del out[f.name]
     for name, value in out.items():
         floats = hints.get(name) is float or float in typing.get_args(hints.get(name))
         if floats and isinstance(value, int) and not isinstance(value, bool):

@@ -5,17 +5,23 @@ Record points: the end of every epoch; when training for at most ``SHORT_TRAININ
 inside each epoch (``POINTS_PER_EPOCH_SHORT`` per epoch in all, at steps ceil(j * steps_per_epoch / P)); and the
 last step, when training stops inside an epoch (fractional ``epochs``, ``max_steps``).
 
-Each point is one extra forward pass over the whole training set, in eval mode (no dropout), batched
+Two modes. ``eval`` (the default): each point is one extra forward pass over the whole training set, in eval
+mode (no dropout), batched
 (``greenlm.runtime.predict_logits``: length-sorted batches of ``eval_batch_size``), in the training precision.
 It reads no random numbers and changes no weights, so training with the recorder ends with the same weights as
 training without it. (The reference code of the paper instead keeps the logits of the training forward pass
 itself: free, but taken in train mode with dropout, from weights that change during the epoch.) Its cost is
 measured per point and reported against the training time.
+``train``: the reference code's way: each row's logits are kept from the training forward pass that saw it
+(train mode, dropout on, weights moving during the epoch), one point at the end of every complete epoch, at the
+cost of copying the logits (no extra forward pass). Single process only; a partial last epoch is not recorded.
 
 Resume: each point is written atomically (``dynamics_epoch_<k>.jsonl`` in ``<folder>/training_dynamics``,
 the format of ``greenlm.datamap.dynamics_io``) together with its entry in ``<folder>/points.json``. A resumed
 run skips the points whose file is there (replayed steps recompute nothing), and records at start the point
-of the step it resumes from when the interruption came between that step's checkpoint and its record.
+of the step it resumes from when the interruption came between that step's checkpoint and its record. In
+``train`` mode the logits of the epoch so far are saved (``partial.safetensors``) just before each checkpoint,
+so a run resumed inside an epoch keeps the rows it saw before the interruption.
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ from greenlm.train.precision import resolve_precision
 POINTS_PER_EPOCH_SHORT = 4  # record points per epoch when training for at most SHORT_TRAINING_EPOCHS epochs
 SHORT_TRAINING_EPOCHS = 2.0
 POINTS_FILE = "points.json"
+PARTIAL_FILE = "partial.safetensors"  # train mode: the logits of the epoch in progress, as of the last checkpoint
+MODES = ("eval", "train")
+MODE_TEXT = {
+    "eval": "a separate forward pass over the training rows in eval mode (no dropout) at each record point",
+    "train": "the logits of the training forward pass (train mode, dropout on), one point per complete epoch",
+}
 FORMAT = "allenai/cartography training dynamics (jsonl): guid, logits_epoch_<k>, gold"
 
 
@@ -47,8 +59,11 @@ def points_per_epoch(epochs: float) -> int:
     return POINTS_PER_EPOCH_SHORT if epochs <= SHORT_TRAINING_EPOCHS else 1
 
 
-def record_steps(*, steps_per_epoch: int, total_steps: int, epochs: float) -> list[int]:
-    """The optimizer steps (1-based counts of steps done) after which a point is recorded, in order."""
+def record_steps(*, steps_per_epoch: int, total_steps: int, epochs: float, mode: str = "eval") -> list[int]:
+    """The optimizer steps (1-based counts of steps done) after which a point is recorded, in order. ``train``
+    mode: the end of each complete epoch only (a point needs every row's training-pass logits)."""
+    if mode == "train":
+        return list(range(steps_per_epoch, total_steps + 1, steps_per_epoch))
     per_epoch = min(points_per_epoch(epochs), steps_per_epoch)
     offsets = sorted({math.ceil(j * steps_per_epoch / per_epoch) for j in range(1, per_epoch + 1)})
     steps = [e * steps_per_epoch + o for e in range(math.ceil(total_steps / steps_per_epoch)) for o in offsets]
@@ -62,9 +77,17 @@ class DynamicsRecorder(Callback):
     """Writes record points of ``model`` on ``encoded`` (the training rows, in the order of ``guids``)."""
 
     def __init__(self, model: torch.nn.Module, encoded: EncodedSplit, guids: Sequence[int], config: TrainConfig, *,
-                 pad_token_id: int, folder: str | Path, meta: dict | None = None):
+                 pad_token_id: int, folder: str | Path, meta: dict | None = None, mode: str = "eval"):
         if len(guids) != len(encoded):
             raise ValueError("DynamicsRecorder: one guid per training row")
+        if mode not in MODES:
+            raise GreenlmError(f"unknown dynamics mode '{mode}'; known: {', '.join(MODES)}")
+        self.mode = mode
+        self.wants_train_logits = mode == "train"
+        self.buffer: torch.Tensor | None = None  # train mode: [rows, labels] logits of the epoch in progress
+        self.seen: torch.Tensor | None = None  # [rows] bool: which rows the epoch has seen so far
+        self.buffer_epoch = -1
+        self.pending_seconds = 0.0  # train mode: time spent keeping logits since the last point
         self.model, self.encoded, self.config = model, encoded, config
         self.guids = [int(g) for g in guids]
         self.pad_token_id = pad_token_id
@@ -85,7 +108,7 @@ class DynamicsRecorder(Callback):
         micro = len(batches) // world  # as the loop counts its micro-batches per process
         self.steps_per_epoch = math.ceil(micro / self.config.grad_accum_steps)
         self.steps = record_steps(steps_per_epoch=self.steps_per_epoch, total_steps=state.total_steps,
-                                  epochs=self.config.epochs)
+                                  epochs=self.config.epochs, mode=self.mode)
 
     def _load_points(self) -> None:
         try:
@@ -104,10 +127,15 @@ class DynamicsRecorder(Callback):
 
     # ---- hooks ----
     def on_train_begin(self, state: TrainState) -> None:
+        if self.mode == "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise GreenlmError("dynamics mode 'train' records on one process (each process sees only its own rows);"
+                               " use dynamics mode 'eval' for a multi-process run")
         self._schedule(state)
         if not self.main:
             return
         self._load_points()
+        if self.mode == "train":
+            self._load_partial()
         written = set(written_points(self.files))
         for k, step in enumerate(self.steps):
             if step >= state.step or k in written:
@@ -115,7 +143,8 @@ class DynamicsRecorder(Callback):
             raise GreenlmError(f"record point {k} (step {step}) is missing from {self.files} and cannot be recomputed"
                                " from a later checkpoint; delete the work folder to train again from the start")
         if state.step in self.steps and self.steps.index(state.step) not in written:
-            # interrupted between this step's checkpoint and its record: the weights are that step's
+            # interrupted between this step's checkpoint and its record: the weights (train mode: the logits
+            # saved with that checkpoint) are that step's
             self._record(self.steps.index(state.step))
 
     def on_step_end(self, state: TrainState) -> None:
@@ -124,15 +153,76 @@ class DynamicsRecorder(Callback):
             if not point_file(self.files, k).is_file():
                 self._record(k)
 
+    # ---- train mode: logits kept from the training forward pass ----
+    def on_train_logits(self, state: TrainState, indices: list, logits: torch.Tensor) -> None:
+        if not self.main:
+            return
+        started = time.perf_counter()
+        if self.buffer is None or self.buffer_epoch != state.epoch:
+            self.buffer = torch.full((len(self.guids), logits.shape[-1]), float("nan"))
+            self.seen = torch.zeros(len(self.guids), dtype=torch.bool)
+            self.buffer_epoch = state.epoch
+        rows = torch.as_tensor(indices, dtype=torch.long)
+        self.buffer[rows] = logits.float().cpu()
+        self.seen[rows] = True
+        self.pending_seconds += time.perf_counter() - started
+
+    def on_save(self, state: TrainState) -> None:
+        if self.mode != "train" or self.buffer is None:
+            return
+        from safetensors.torch import save_file
+
+        started = time.perf_counter()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / (PARTIAL_FILE + ".tmp")
+        save_file({"logits": self.buffer.contiguous(), "seen": self.seen.to(torch.uint8)}, str(tmp),
+                  metadata={"epoch": str(self.buffer_epoch), "step": str(state.step)})
+        os.replace(tmp, self.folder / PARTIAL_FILE)
+        self.pending_seconds += time.perf_counter() - started
+
+    def _load_partial(self) -> None:
+        path = self.folder / PARTIAL_FILE
+        if not path.is_file():
+            return
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            epoch = int(f.metadata()["epoch"])
+            logits, seen = f.get_tensor("logits"), f.get_tensor("seen").bool()
+        if logits.shape[0] == len(self.guids):
+            self.buffer, self.seen, self.buffer_epoch = logits, seen, epoch
+
     def _record(self, k: int) -> None:
+        if self.mode == "train":
+            self._write_kept(k)
+        else:
+            self._record_forward(k)
+
+    def _write_kept(self, k: int) -> None:
+        """Write point ``k`` from the training-pass logits of the epoch that just ended."""
+        started = time.perf_counter()
+        epoch = self.steps[k] // self.steps_per_epoch - 1
+        if self.buffer is None or self.buffer_epoch != epoch or not bool(self.seen.all()):
+            missing = len(self.guids) if self.buffer is None or self.buffer_epoch != epoch else \
+                int((~self.seen).sum())
+            raise GreenlmError(f"record point {k}: the training pass of epoch {epoch} left {missing} rows without"
+                               f" logits in {self.folder}; delete the work folder to train again from the start")
+        self._finish_point(k, self.buffer.tolist(), self.pending_seconds + time.perf_counter() - started)
+        self.pending_seconds = 0.0
+
+    # ---- eval mode: a forward pass of its own ----
+    def _record_forward(self, k: int) -> None:
         started = time.perf_counter()
         device = next(self.model.parameters()).device
         precision = resolve_precision(self.config.precision)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             logits = predict_logits(self.model, self.encoded, pad_token_id=self.pad_token_id,
                                     batch_size=self.config.eval_batch_size)
-        write_point(self.files, k, self.guids, logits.tolist(), self.encoded.labels)
-        self.points[k] = self._entry(k, time.perf_counter() - started)
+        self._finish_point(k, logits.tolist(), None, started)
+
+    def _finish_point(self, k: int, logits: list, seconds: float | None, started: float | None = None) -> None:
+        write_point(self.files, k, self.guids, logits, self.encoded.labels)
+        self.points[k] = self._entry(k, seconds if started is None else time.perf_counter() - started)
         self.recorded_here.append(k)
         atomic_write_json(self.folder / POINTS_FILE, {"points": [self.points[i] for i in sorted(self.points)]})
 
@@ -145,9 +235,11 @@ class DynamicsRecorder(Callback):
             "folder": DYNAMICS_DIR,
             "format": FORMAT,
             "guid": "row index in the task's train split (as loaded: rows with an empty text skipped)",
-            "mode": "a separate forward pass over the training rows in eval mode (no dropout) at each record point",
+            "dynamics_mode": self.mode,
+            "mode": MODE_TEXT[self.mode],
             "examples": len(self.guids),
-            "points_per_epoch": min(points_per_epoch(self.config.epochs), self.steps_per_epoch or 1),
+            "points_per_epoch": 1 if self.mode == "train" else min(points_per_epoch(self.config.epochs),
+                                                                   self.steps_per_epoch or 1),
             "steps_per_epoch": self.steps_per_epoch,
             "points": points,
             "record_seconds": seconds,

@@ -27,7 +27,8 @@ class FinetuneResult:
 
 def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str | Path, max_length: int | str = 128,
              train_subset: int | None = None, train_rows: Sequence[int] | None = None,
-             record_dynamics_to: str | Path | None = None, allow_pickle: bool = False, trust_remote_code: bool = False,
+             record_dynamics_to: str | Path | None = None, dynamics_mode: str = "eval",
+             allow_pickle: bool = False, trust_remote_code: bool = False,
              callbacks: tuple[Callback, ...] = (), progress: bool = True, on_note=print) -> FinetuneResult:
     """Fine-tune ``model_spec`` on ``task``; checkpoints in ``work_dir`` (running again resumes).
 
@@ -35,7 +36,8 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
     it has one, else on ``dev`` (``config.select_metric``); ``metrics["selection"]`` says which.
     ``train_rows``: train on these rows of the train split only (a data-map selection; not with ``train_subset``).
     ``record_dynamics_to``: a folder where ``greenlm.train.dynamics.DynamicsRecorder`` writes every training row's
-    logits at each record point (resumable; ``metrics["dynamics"]`` says what was recorded and what it cost).
+    logits at each record point (resumable; ``metrics["dynamics"]`` says what was recorded and what it cost);
+    ``dynamics_mode``: ``eval`` (a forward pass of its own per point) or ``train`` (the training pass's logits).
     ``max_length="auto"``: the length that covers ``AUTO_LENGTH_SHARE`` of the training rows (at most the model's).
     Every split's truncation (rows cut at max_length) is told to ``on_note`` and kept in ``metrics["truncation"]``.
     """
@@ -72,7 +74,7 @@ def finetune(task: Task, model_spec: str, config: TrainConfig, *, work_dir: str 
 
         recorder = DynamicsRecorder(
             model, train_data, guids if guids is not None else range(len(train_split)), config,
-            pad_token_id=tokenizer.pad_token_id, folder=record_dynamics_to,
+            pad_token_id=tokenizer.pad_token_id, folder=record_dynamics_to, mode=dynamics_mode,
             meta={"task": task.name, "task_source": task.source, "validation_carve": task.validation_carve,
                   "train_filter": task.train_filter,
                   "labels": list(task.labels),

@@ -43,9 +43,22 @@ EvalFn = Callable[[torch.nn.Module], dict]
 
 
 class Callback:
-    """Hooks into the loop. Override what you need; every hook receives the live ``TrainState``."""
+    """Hooks into the loop. Override what you need; every hook receives the live ``TrainState``.
+
+    A callback with ``wants_train_logits = True`` gets ``on_train_logits`` after each training forward pass (plain
+    cross-entropy training only: with a ``loss_fn`` the loop has no logits to give): the micro-batch's row indices
+    in ``train_data`` and its logits [batch, labels], detached, in the training precision. ``on_save`` runs on the
+    main process just before each checkpoint is written, so a callback's own state is never older than the
+    checkpoint a resumed run starts from (replayed steps may overwrite it; they compute the same values).
+    """
+
+    wants_train_logits: bool = False
 
     def on_train_begin(self, state: "TrainState") -> None: ...
+
+    def on_train_logits(self, state: "TrainState", indices: list, logits: torch.Tensor) -> None: ...
+
+    def on_save(self, state: "TrainState") -> None: ...
 
     def on_step_end(self, state: "TrainState") -> None: ...
 
@@ -223,6 +236,8 @@ def train(
     def checkpoint() -> None:
         rngs = gather_object([rng_state()]) if world > 1 else [rng_state()]
         if is_main:
+            for cb in callbacks:
+                cb.on_save(state)
             save_checkpoint(ckpt_dir, model=accelerator.unwrap_model(ddp_model), optimizer=optimizer,
                             scheduler=scheduler, extras=extra_module, state=state.to_dict(), rng_states=rngs)
         accelerator.wait_for_everyone()
@@ -253,6 +268,10 @@ def train(
             cb.on_evaluate(state, metrics)
 
     tracker = TrackerLog(accelerator, spec, config.to_dict(), description) if spec is not None else None
+    logit_watchers = [cb for cb in callbacks if cb.wants_train_logits]
+    if logit_watchers and loss_fn is not None:
+        raise GreenlmError("training-pass logits are recorded only for plain fine-tuning (cross-entropy), not with a"
+                           " custom loss; record in eval mode instead")
     for cb in callbacks:
         cb.on_train_begin(state)
     bar = ProgressBar(progress and is_main, description, total_steps, state.step, log=is_main, unit="steps")
@@ -277,7 +296,13 @@ def train(
                     sync = i == len(group) - 1
                     with contextlib.nullcontext() if sync else accelerator.no_sync(ddp_model):
                         with _autocast(accelerator.device, precision):
-                            loss = loss_fn(ddp_model, batch) if loss_fn is not None else ddp_model(**batch).loss
+                            if loss_fn is not None:
+                                loss = loss_fn(ddp_model, batch)
+                            else:
+                                output = ddp_model(**batch)
+                                loss = output.loss
+                                for cb in logit_watchers:
+                                    cb.on_train_logits(state, indices, output.logits.detach())
                         if not torch.isfinite(loss.detach()).all():
                             raise _diverged(f"the loss is {float(loss.detach())}", state.step + 1, config)
                         accelerator.backward(loss * weight)
