@@ -237,7 +237,8 @@ def render(results: dict, command: str) -> str:
                      " that max_length truncates.")
     mislabel = [results[p] for p in ("mislabel", "mislabel-train") if p in results]
     if mislabel:
-        m = mislabel[0]
+        m = mislabel[0]  # the eval-mode run when there is one (named by its mode below)
+        first_mode = m["settings"].get("dynamics_mode", "eval")
         s, r = m["settings"], m["run"]
         by_region = ", ".join(f"{k} {v['flipped']}/{v['rows']}" for k, v in m["by_region"].items())
         table = []
@@ -258,11 +259,11 @@ def render(results: dict, command: str) -> str:
             "| dynamics mode | flipped rows | hard-to-learn at the flip's size: precision = recall | recall within the 33%"
             " hard-to-learn region | AUROC of 1 - confidence | dev accuracy (trained on noisy labels) | recording:"
             " recorder's seconds / training steps' seconds |\n|---|---:|---:|---:|---:|---:|---:|\n" + "\n".join(table) +
-            f"\n\nFlipped rows per region in eval mode (flipped / rows): {by_region}. A random pick of {m['flipped']}"
+            f"\n\nFlipped rows per region in {first_mode} mode (flipped / rows): {by_region}. A random pick of {m['flipped']}"
             f" rows would find {100 * s['flip']:.0f}% of them. Train accuracy (noisy labels) at the record points:"
-            f" {', '.join(f'{100 * v:.1f}' for v in m['train_accuracy_at_points'])} %. Recording cost: the recorder's"
+            f" {', '.join(f'{100 * v:.1f}' for v in m['train_accuracy_at_points'])} % ({first_mode} mode). Recording cost: the recorder's"
             " own timing (eval: its forward passes over the training rows; train: copying each batch's logits and"
-            " saving them with each checkpoint), against the training steps of the same run; the eval-mode stage took"
+            f" saving them with each checkpoint), against the training steps of the same run; the {first_mode}-mode stage took"
             f" {_sci(r['wall_s'], ' s')} in all, {_sci(r['energy_kwh'], ' kWh')} ({r['energy_source']})."
             f" Load average (1, 5, 15 min) when each run ended: {', '.join(str(x.get('load_average_end')) for x in mislabel)}.")
     if "selection" in results:

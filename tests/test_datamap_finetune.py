@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import write_toy_task_files
+from greenlm.common import GreenlmError
 from greenlm.data import load_task
 from greenlm.datamap import read_dynamics, write_point
 from greenlm.pipeline.finetune_config import FinetuneStageConfig
@@ -156,7 +157,6 @@ def test_training_on_a_selection_records_its_rows(toy, recorded):
 
 def test_distillation_on_the_teachers_own_map(toy, recorded):
     """The distill stage takes a selection too; selection_map "teacher" reads the map the teacher recorded."""
-    from greenlm.common import GreenlmError
     from greenlm.compress.distill_config import DistillConfig
 
     root, task = toy
@@ -366,12 +366,29 @@ def test_train_mode_resumes_inside_an_epoch_and_between_a_checkpoint_and_its_poi
             (recorded_train_mode.folder / "training_dynamics" / name).read_text()
 
 
+def test_train_mode_without_the_partial_logits_stops_before_training(toy, monkeypatch):
+    root, task = toy
+    _interrupt(monkeypatch, {"after": 3, "before": None})  # checkpoint at step 3 of epoch 0
+    out = root / "train-mode-lost"
+    settings = dict(record_dynamics=True, dynamics_mode="train", epochs=2, checkpoint_every_steps=3)
+    with pytest.raises(_Interrupted):
+        finetune(task, out, **settings)
+    (partial,) = root.glob(".train-mode-lost.work/**/partial.safetensors")
+    partial.unlink()
+    with pytest.raises(GreenlmError, match="resumes inside epoch 0 but .* does not hold the logits"):
+        finetune(task, out, **settings)
+
+
 def test_train_mode_settings_and_the_stage_key():
-    from greenlm.common import GreenlmError
+    from greenlm.pipeline.recipes import load_recipe
     from greenlm.stage.shell import settings_of
 
     assert "dynamics_mode" not in settings_of(FinetuneStageConfig())  # stages keyed before the setting keep their key
     assert settings_of(FinetuneStageConfig(record_dynamics=True, dynamics_mode="train"))["dynamics_mode"] == "train"
+    # a run's recipe.yaml too: run folders written before the setting existed still match their recipe
+    assert "dynamics_mode" not in load_recipe("quick", [], None).to_dict()["stages"]["finetune"]
+    with pytest.raises(GreenlmError, match="at least 2 epochs"):
+        FinetuneStageConfig(record_dynamics=True, dynamics_mode="train", epochs=1)
     with pytest.raises(GreenlmError, match="dynamics_mode must be 'eval' or 'train', not 'dropout'"):
         FinetuneStageConfig(record_dynamics=True, dynamics_mode="dropout")
     with pytest.raises(GreenlmError, match="set record_dynamics too"):
@@ -380,7 +397,6 @@ def test_train_mode_settings_and_the_stage_key():
 
 def test_training_pass_logits_need_plain_cross_entropy(tmp_path):
     from conftest import make_toy_task
-    from greenlm.common import GreenlmError
     from greenlm.data import encode_split
     from greenlm.models import TinySpec, build_tiny_classifier
     from greenlm.train import TrainConfig, train

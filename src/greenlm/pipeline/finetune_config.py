@@ -20,7 +20,7 @@ class FinetuneStageConfig(TrainConfig):
     train_subset: int | None = None  # train on a seeded random subset of this many rows (None: all)
     allow_pickle: bool = False  # load pickle weights (pytorch_model.bin): they can run code; only for files you trust
     trust_remote_code: bool = False  # run a hub model's own Python code (only for models you trust)
-    record_dynamics: bool = False  # save each train row's logits per epoch (4x/epoch if epochs<=2) for greenlm datamap
+    record_dynamics: bool = False  # save each train row's logits per epoch (eval mode: 4x/epoch if epochs<=2) for greenlm datamap
     # how record_dynamics takes the logits: eval (a separate forward pass per point, no dropout; ~8% of an epoch
     # each) or train (the training forward pass's own logits, as the paper's code: one point per epoch, nearly free)
     dynamics_mode: str = field(default="eval", metadata={KEY_OMITS_DEFAULT: True})
@@ -37,6 +37,9 @@ class FinetuneStageConfig(TrainConfig):
             raise GreenlmError(f"dynamics_mode must be 'eval' or 'train', not '{self.dynamics_mode}'")
         if self.dynamics_mode != "eval" and not self.record_dynamics:
             raise GreenlmError("dynamics_mode applies to record_dynamics; set record_dynamics too (--record-dynamics)")
+        if self.dynamics_mode == "train" and self.epochs < 2:
+            raise GreenlmError(f"dynamics_mode 'train' records one point per complete epoch and a map needs 2: train for"
+                               f" at least 2 epochs (epochs is {self.epochs:g}) or use dynamics_mode 'eval'")
         if self.train_subset is not None and self.train_subset < 1:
             raise GreenlmError("train_subset must be >= 1 or null")
         from greenlm.datamap.spec import check_selection_settings  # plain Python, no numpy

@@ -154,9 +154,12 @@ class Recipe:
 
 
 def _settings_dict(settings) -> dict:
-    if hasattr(settings, "to_dict"):
-        return settings.to_dict()
-    return dataclasses.asdict(settings)
+    """A stage's settings as recipe.yaml holds them: a setting added later (``KEY_OMITS_DEFAULT``) only when set, so
+    run folders recorded before it existed still match."""
+    from greenlm.stage.shell import omit_marked_defaults
+
+    return omit_marked_defaults(settings, settings.to_dict() if hasattr(settings, "to_dict")
+                                else dataclasses.asdict(settings))
 
 
 def suggest(word: str, choices) -> str:

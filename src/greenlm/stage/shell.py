@@ -144,15 +144,21 @@ class StageResult:
 KEY_OMITS_DEFAULT = "greenlm_key_omits_default"
 
 
+def omit_marked_defaults(config, settings: dict) -> dict:
+    """``settings`` (a config's fields) without the ``KEY_OMITS_DEFAULT`` ones at their default: what stage keys and
+    a run folder's recipe.yaml hold, so folders written before such a setting existed still match."""
+    return {name: value for name, value in settings.items()
+            if not (name in config.__dataclass_fields__
+                    and config.__dataclass_fields__[name].metadata.get(KEY_OMITS_DEFAULT)
+                    and value == config.__dataclass_fields__[name].default)}
+
+
 def settings_of(config) -> dict:
     """A config's settings as the identity holds them: a whole number given to a float setting counts as that
     float (``epochs=1`` and ``epochs=1.0`` are one run); a setting marked ``KEY_OMITS_DEFAULT`` is left out at its
     default."""
     hints = typing.get_type_hints(type(config))
-    out = dataclasses.asdict(config)
-    for f in dataclasses.fields(config):
-        if f.metadata.get(KEY_OMITS_DEFAULT) and out.get(f.name) == f.default:
-            del out[f.name]
+    out = omit_marked_defaults(config, dataclasses.asdict(config))
     for name, value in out.items():
         floats = hints.get(name) is float or float in typing.get_args(hints.get(name))
         if floats and isinstance(value, int) and not isinstance(value, bool):

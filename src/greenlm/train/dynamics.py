@@ -1,20 +1,20 @@
 """Record training dynamics while fine-tuning: every training row's logits at each record point, for data maps
 (``greenlm datamap``; Swayamdipta et al. 2020). A callback of the one training loop.
 
-Record points: the end of every epoch; when training for at most ``SHORT_TRAINING_EPOCHS`` epochs, also evenly
-inside each epoch (``POINTS_PER_EPOCH_SHORT`` per epoch in all, at steps ceil(j * steps_per_epoch / P)); and the
-last step, when training stops inside an epoch (fractional ``epochs``, ``max_steps``).
+Two modes (``dynamics_mode``):
 
-Two modes. ``eval`` (the default): each point is one extra forward pass over the whole training set, in eval
-mode (no dropout), batched
-(``greenlm.runtime.predict_logits``: length-sorted batches of ``eval_batch_size``), in the training precision.
-It reads no random numbers and changes no weights, so training with the recorder ends with the same weights as
-training without it. (The reference code of the paper instead keeps the logits of the training forward pass
-itself: free, but taken in train mode with dropout, from weights that change during the epoch.) Its cost is
-measured per point and reported against the training time.
-``train``: the reference code's way: each row's logits are kept from the training forward pass that saw it
-(train mode, dropout on, weights moving during the epoch), one point at the end of every complete epoch, at the
-cost of copying the logits (no extra forward pass). Single process only; a partial last epoch is not recorded.
+- ``eval`` (the default). Record points: the end of every epoch; when training for at most
+  ``SHORT_TRAINING_EPOCHS`` epochs, also evenly inside each epoch (``POINTS_PER_EPOCH_SHORT`` per epoch in all,
+  at steps ceil(j * steps_per_epoch / P)); and the last step, when training stops inside an epoch (fractional
+  ``epochs``, ``max_steps``). Each point is one extra forward pass over the whole training set, in eval mode (no
+  dropout), batched (``greenlm.runtime.predict_logits``: length-sorted batches of ``eval_batch_size``), in the
+  training precision. It reads no random numbers and changes no weights, so training with the recorder ends with
+  the same weights as training without it. Its cost (outside the loop's ``train_seconds``) is measured per point.
+- ``train``: the paper's reference code's way: each row's logits are kept from the training forward pass that
+  saw it (train mode, dropout on, weights moving during the epoch), one point at the end of every complete epoch
+  (at least 2 epochs: a map needs 2 points); no extra forward pass. Its cost: keeping each batch's logits (on the
+  training device; inside the loop's timed steps, so counted in ``train_seconds`` too), saving the epoch's logits
+  with each checkpoint, writing each point. Single process only; a partial last epoch is not recorded.
 
 Resume: each point is written atomically (``dynamics_epoch_<k>.jsonl`` in ``<folder>/training_dynamics``,
 the format of ``greenlm.datamap.dynamics_io``) together with its entry in ``<folder>/points.json``. A resumed
@@ -135,7 +135,11 @@ class DynamicsRecorder(Callback):
             return
         self._load_points()
         if self.mode == "train":
+            if len(self.steps) < 2:
+                raise GreenlmError(f"dynamics mode 'train' records one point per complete epoch and this training has"
+                                   f" {len(self.steps)}; a map needs 2: train for at least 2 epochs or use mode 'eval'")
             self._load_partial()
+            self._check_partial(state)
         written = set(written_points(self.files))
         for k, step in enumerate(self.steps):
             if step >= state.step or k in written:
@@ -159,11 +163,13 @@ class DynamicsRecorder(Callback):
             return
         started = time.perf_counter()
         if self.buffer is None or self.buffer_epoch != state.epoch:
-            self.buffer = torch.full((len(self.guids), logits.shape[-1]), float("nan"))
-            self.seen = torch.zeros(len(self.guids), dtype=torch.bool)
+            self.buffer = torch.full((len(self.guids), logits.shape[-1]), float("nan"), device=logits.device)
+            self.seen = torch.zeros(len(self.guids), dtype=torch.bool, device=logits.device)
             self.buffer_epoch = state.epoch
-        rows = torch.as_tensor(indices, dtype=torch.long)
-        self.buffer[rows] = logits.float().cpu()
+        elif self.buffer.device != logits.device:  # restored from the partial file (CPU), training on a GPU
+            self.buffer, self.seen = self.buffer.to(logits.device), self.seen.to(logits.device)
+        rows = torch.as_tensor(indices, dtype=torch.long, device=logits.device)
+        self.buffer.index_copy_(0, rows, logits.float())  # stays on the device: no sync per batch on a GPU
         self.seen[rows] = True
         self.pending_seconds += time.perf_counter() - started
 
@@ -175,8 +181,10 @@ class DynamicsRecorder(Callback):
         started = time.perf_counter()
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / (PARTIAL_FILE + ".tmp")
-        save_file({"logits": self.buffer.contiguous(), "seen": self.seen.to(torch.uint8)}, str(tmp),
-                  metadata={"epoch": str(self.buffer_epoch), "step": str(state.step)})
+        self.pending_seconds += time.perf_counter() - started  # the save's own time is counted at the next save
+        save_file({"logits": self.buffer.cpu().contiguous(), "seen": self.seen.cpu().to(torch.uint8)}, str(tmp),
+                  metadata={"epoch": str(self.buffer_epoch), "step": str(state.step),
+                            "pending_seconds": repr(self.pending_seconds)})
         os.replace(tmp, self.folder / PARTIAL_FILE)
         self.pending_seconds += time.perf_counter() - started
 
@@ -187,10 +195,25 @@ class DynamicsRecorder(Callback):
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
-            epoch = int(f.metadata()["epoch"])
+            meta = f.metadata()
             logits, seen = f.get_tensor("logits"), f.get_tensor("seen").bool()
         if logits.shape[0] == len(self.guids):
-            self.buffer, self.seen, self.buffer_epoch = logits, seen, epoch
+            self.buffer, self.seen, self.buffer_epoch = logits, seen, int(meta["epoch"])
+            self.pending_seconds = float(meta.get("pending_seconds", 0.0))
+
+    def _check_partial(self, state: TrainState) -> None:
+        """A run resumed inside an epoch needs the logits of the rows that epoch already saw: fail now, not after
+        the epoch's training, when they are missing."""
+        if state.batch_in_epoch == 0:
+            return
+        batches = length_grouped_batches(self.encoded.lengths(), self.config.batch_size, shuffle=True,
+                                         seed=self.config.seed + state.epoch,
+                                         group_factor=self.config.length_group_factor)
+        rows = torch.as_tensor([i for batch in batches[:state.batch_in_epoch] for i in batch], dtype=torch.long)
+        if self.buffer is None or self.buffer_epoch != state.epoch or not bool(self.seen[rows].all()):
+            raise GreenlmError(f"training resumes inside epoch {state.epoch} but {self.folder / PARTIAL_FILE} does not"
+                               " hold the logits of the rows that epoch already trained on; delete the work folder"
+                               " to train again from the start")
 
     def _record(self, k: int) -> None:
         if self.mode == "train":
@@ -204,10 +227,10 @@ class DynamicsRecorder(Callback):
         epoch = self.steps[k] // self.steps_per_epoch - 1
         if self.buffer is None or self.buffer_epoch != epoch or not bool(self.seen.all()):
             missing = len(self.guids) if self.buffer is None or self.buffer_epoch != epoch else \
-                int((~self.seen).sum())
+                int((~self.seen).sum().item())
             raise GreenlmError(f"record point {k}: the training pass of epoch {epoch} left {missing} rows without"
                                f" logits in {self.folder}; delete the work folder to train again from the start")
-        self._finish_point(k, self.buffer.tolist(), self.pending_seconds + time.perf_counter() - started)
+        self._finish_point(k, self.buffer.cpu().tolist(), started - self.pending_seconds)
         self.pending_seconds = 0.0
 
     # ---- eval mode: a forward pass of its own ----
@@ -218,11 +241,12 @@ class DynamicsRecorder(Callback):
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             logits = predict_logits(self.model, self.encoded, pad_token_id=self.pad_token_id,
                                     batch_size=self.config.eval_batch_size)
-        self._finish_point(k, logits.tolist(), None, started)
+        self._finish_point(k, logits.tolist(), started)
 
-    def _finish_point(self, k: int, logits: list, seconds: float | None, started: float | None = None) -> None:
+    def _finish_point(self, k: int, logits: list, started: float) -> None:
+        """Write point ``k``; its seconds run from ``started`` to the end of the write."""
         write_point(self.files, k, self.guids, logits, self.encoded.labels)
-        self.points[k] = self._entry(k, seconds if started is None else time.perf_counter() - started)
+        self.points[k] = self._entry(k, time.perf_counter() - started)
         self.recorded_here.append(k)
         atomic_write_json(self.folder / POINTS_FILE, {"points": [self.points[i] for i in sorted(self.points)]})
 
@@ -237,6 +261,7 @@ class DynamicsRecorder(Callback):
             "guid": "row index in the task's train split (as loaded: rows with an empty text skipped)",
             "dynamics_mode": self.mode,
             "mode": MODE_TEXT[self.mode],
+            "record_seconds_inside_train_seconds": self.mode == "train",  # train mode's copies run in the timed steps
             "examples": len(self.guids),
             "points_per_epoch": 1 if self.mode == "train" else min(points_per_epoch(self.config.epochs),
                                                                    self.steps_per_epoch or 1),
